@@ -1,0 +1,155 @@
+//! Four-letter words: the operator's health and status commands on the client port.
+//!
+//! Owns: the text of each answer. Reads the engine; never changes it (except `srst`,
+//! which resets counters). A connection whose first four bytes spell a known word gets
+//! the answer and is closed; a known word not in `4lw.commands.whitelist` gets ZooKeeper's
+//! "is not executed because it is not in the whitelist." line.
+
+use crate::engine::Engine;
+use std::fmt::Write;
+
+/// The ZooKeeper version zabd reports (clients such as kazoo parse it from `envi`).
+pub const ZK_VERSION: &str = "3.9.2";
+
+/// Every word zabd recognises.
+pub const WORDS: [&str; 11] = [
+    "ruok", "srvr", "stat", "mntr", "envi", "conf", "isro", "cons", "wchs", "dirs", "srst",
+];
+
+/// Is this 4-byte prefix a four-letter word?
+pub fn is_word(prefix: &[u8]) -> Option<&'static str> {
+    WORDS.iter().copied().find(|w| w.as_bytes() == prefix)
+}
+
+/// Facts about the server that the engine does not hold.
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    /// `key=value` lines for `conf`.
+    pub conf_lines: Vec<String>,
+    pub data_dir: String,
+    pub data_log_dir: String,
+    pub whitelist: Vec<String>,
+    pub mode: String,
+}
+
+pub fn version_line() -> String {
+    format!(
+        "{ZK_VERSION}-zabd-{}, built on {}",
+        env!("CARGO_PKG_VERSION"),
+        "zabd"
+    )
+}
+
+pub fn allowed(word: &str, info: &ServerInfo) -> bool {
+    info.whitelist.iter().any(|w| w == "*" || w == word)
+}
+
+/// The answer to `word`.
+pub fn answer(word: &str, engine: &mut Engine, info: &ServerInfo) -> String {
+    if !allowed(word, info) {
+        return format!("{word} is not executed because it is not in the whitelist.\n");
+    }
+    match word {
+        "ruok" => "imok".to_string(),
+        "isro" => "rw".to_string(),
+        "srvr" => srvr(engine, info, false),
+        "stat" => srvr(engine, info, true),
+        "mntr" => mntr(engine, info),
+        "envi" => envi(info),
+        "conf" => info.conf_lines.iter().map(|l| format!("{l}\n")).collect(),
+        "cons" => cons(engine),
+        "wchs" => format!(
+            "{} connections watching {} paths\nTotal watches:{}\n",
+            engine.connection_count(),
+            engine.tree.watches.paths(),
+            engine.tree.watches.count()
+        ),
+        "dirs" => "datadir_size: 0\nlogdir_size: 0\n".to_string(),
+        "srst" => {
+            engine.stats.reset();
+            "Server stats reset.\n".to_string()
+        }
+        _ => String::new(),
+    }
+}
+
+fn cons(engine: &Engine) -> String {
+    let mut s = String::new();
+    for c in engine.connection_views() {
+        let _ = writeln!(
+            s,
+            " /{}:0[1](queued={},recved={},sent={},sid=0x{:x})",
+            c.ip,
+            c.queued,
+            c.received,
+            c.sent,
+            c.session.unwrap_or(0)
+        );
+    }
+    s.push('\n');
+    s
+}
+
+fn srvr(engine: &Engine, info: &ServerInfo, with_clients: bool) -> String {
+    let st = &engine.stats;
+    let mut s = String::new();
+    let _ = writeln!(s, "Zookeeper version: {}", version_line());
+    if with_clients {
+        s.push_str("Clients:\n");
+        s.push_str(&cons(engine));
+    }
+    let _ = writeln!(
+        s,
+        "Latency min/avg/max: {}/{:.4}/{}",
+        st.latency_min_ms,
+        st.avg_latency(),
+        st.latency_max_ms
+    );
+    let _ = writeln!(s, "Received: {}", st.packets_received);
+    let _ = writeln!(s, "Sent: {}", st.packets_sent);
+    let _ = writeln!(s, "Connections: {}", engine.connection_count());
+    let _ = writeln!(s, "Outstanding: {}", engine.outstanding());
+    let _ = writeln!(s, "Zxid: 0x{:x}", engine.last_zxid());
+    let _ = writeln!(s, "Mode: {}", info.mode);
+    let _ = writeln!(s, "Node count: {}", engine.tree.node_count());
+    s
+}
+
+fn mntr(engine: &Engine, info: &ServerInfo) -> String {
+    let st = &engine.stats;
+    let rows: Vec<(&str, String)> = vec![
+        ("zk_version", version_line()),
+        ("zk_server_state", info.mode.clone()),
+        ("zk_avg_latency", format!("{:.4}", st.avg_latency())),
+        ("zk_max_latency", st.latency_max_ms.to_string()),
+        ("zk_min_latency", st.latency_min_ms.to_string()),
+        ("zk_packets_received", st.packets_received.to_string()),
+        ("zk_packets_sent", st.packets_sent.to_string()),
+        ("zk_num_alive_connections", engine.connection_count().to_string()),
+        ("zk_outstanding_requests", engine.outstanding().to_string()),
+        ("zk_znode_count", engine.tree.node_count().to_string()),
+        ("zk_watch_count", engine.tree.watches.count().to_string()),
+        ("zk_ephemerals_count", engine.tree.ephemeral_count().to_string()),
+        (
+            "zk_approximate_data_size",
+            engine.tree.approximate_data_size().to_string(),
+        ),
+        ("zk_global_sessions", engine.sessions.len().to_string()),
+        ("zk_last_proposal_size", "-1".to_string()),
+    ];
+    rows.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
+}
+
+fn envi(info: &ServerInfo) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let mut s = String::from("Environment:\n");
+    let _ = writeln!(s, "zookeeper.version={}", version_line());
+    let _ = writeln!(s, "host.name={}", host.trim());
+    let _ = writeln!(s, "zabd.version={}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(s, "os.name={}", std::env::consts::OS);
+    let _ = writeln!(s, "os.arch={}", std::env::consts::ARCH);
+    let _ = writeln!(s, "user.dir={}", std::env::current_dir().unwrap_or_default().display());
+    let _ = writeln!(s, "zookeeper.dataDir={}", info.data_dir);
+    let _ = writeln!(s, "zookeeper.dataLogDir={}", info.data_log_dir);
+    s
+}

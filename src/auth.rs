@@ -1,0 +1,212 @@
+//! Authentication schemes and ACL checks: world, auth, digest, ip (with CIDR) and super.
+//!
+//! Owns: turning `addauth` into identities, checking a permission against an ACL list, and
+//! ZooKeeper's `fixupACL` (expanding `auth` ids, rejecting invalid ones). Pure.
+//!
+//! A digest identity is `user:base64(sha1("user:password"))`, as ZooKeeper's
+//! DigestAuthenticationProvider. A client whose digest equals the configured super digest
+//! also gets the `super` identity, which passes every ACL check.
+
+use crate::jute::records::{Acl, Id};
+use crate::proto::ZkError;
+use base64::Engine;
+use sha1::{Digest, Sha1};
+use std::net::IpAddr;
+
+/// `user:password` → `user:base64(sha1(user:password))`.
+pub fn digest_id(user_password: &str) -> String {
+    let user = user_password.split(':').next().unwrap_or("");
+    let hash = Sha1::digest(user_password.as_bytes());
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+/// The identities an `addauth` adds, or AuthFailed for an unknown scheme.
+pub fn authenticate(
+    scheme: &str,
+    auth: &[u8],
+    client_ip: &str,
+    super_digest: Option<&str>,
+) -> Result<Vec<Id>, ZkError> {
+    match scheme {
+        "digest" => {
+            let text = std::str::from_utf8(auth).map_err(|_| ZkError::AuthFailed)?;
+            let id = digest_id(text);
+            let mut ids = Vec::new();
+            if super_digest == Some(id.as_str()) {
+                ids.push(Id::new("super", ""));
+            }
+            ids.push(Id::new("digest", &id));
+            Ok(ids)
+        }
+        "ip" => Ok(vec![Id::new("ip", client_ip)]),
+        _ => Err(ZkError::AuthFailed),
+    }
+}
+
+/// Parses `addr` or `addr/bits` into address bytes and a prefix length.
+fn parse_ip_expr(expr: &str) -> Option<(Vec<u8>, u32)> {
+    let (addr, bits) = match expr.split_once('/') {
+        Some((a, b)) => (a, Some(b.parse::<u32>().ok()?)),
+        None => (expr, None),
+    };
+    let bytes = match addr.parse::<IpAddr>().ok()? {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    };
+    let max = bytes.len() as u32 * 8;
+    let bits = bits.unwrap_or(max);
+    if bits > max {
+        return None;
+    }
+    Some((bytes, bits))
+}
+
+fn ip_matches(client: &str, expr: &str) -> bool {
+    let (Some((c, _)), Some((a, bits))) = (parse_ip_expr(client), parse_ip_expr(expr)) else {
+        return false;
+    };
+    if c.len() != a.len() {
+        return false;
+    }
+    (0..bits as usize).all(|i| {
+        let mask = 0x80u8 >> (i % 8);
+        c[i / 8] & mask == a[i / 8] & mask
+    })
+}
+
+fn id_matches(auth: &Id, acl_id: &Id) -> bool {
+    if auth.scheme != acl_id.scheme {
+        return false;
+    }
+    match acl_id.scheme.as_str() {
+        "ip" => ip_matches(&auth.id, &acl_id.id),
+        "digest" => auth.id == acl_id.id,
+        _ => false,
+    }
+}
+
+/// Does an identity set hold `perm` under `acl`? (ZooKeeper's checkACL.)
+pub fn check(acl: &[Acl], perm: i32, ids: &[Id]) -> Result<(), ZkError> {
+    if acl.is_empty() || ids.iter().any(|i| i.scheme == "super") {
+        return Ok(());
+    }
+    for a in acl.iter().filter(|a| a.perms & perm != 0) {
+        if a.id.scheme == "world" && a.id.id == "anyone" {
+            return Ok(());
+        }
+        if ids.iter().any(|i| id_matches(i, &a.id)) {
+            return Ok(());
+        }
+    }
+    Err(ZkError::NoAuth)
+}
+
+fn valid_id(id: &Id) -> bool {
+    match id.scheme.as_str() {
+        "digest" => id.id.split(':').count() == 2,
+        "ip" => parse_ip_expr(&id.id).is_some(),
+        _ => false,
+    }
+}
+
+/// ZooKeeper's fixupACL: drops duplicates, expands `auth`, and refuses empty or invalid lists.
+pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ZkError> {
+    let mut uniq: Vec<Acl> = Vec::with_capacity(acl.len());
+    for a in acl {
+        if !uniq.contains(a) {
+            uniq.push(a.clone());
+        }
+    }
+    if uniq.is_empty() {
+        return Err(ZkError::InvalidAcl);
+    }
+    let mut out = Vec::with_capacity(uniq.len());
+    for a in uniq {
+        if a.id.scheme == "world" && a.id.id == "anyone" {
+            out.push(a);
+        } else if a.id.scheme == "auth" {
+            let authed: Vec<&Id> = ids
+                .iter()
+                .filter(|i| i.scheme == "digest" || i.scheme == "ip")
+                .collect();
+            if authed.is_empty() {
+                return Err(ZkError::InvalidAcl);
+            }
+            for i in authed {
+                out.push(Acl {
+                    perms: a.perms,
+                    id: i.clone(),
+                });
+            }
+        } else if valid_id(&a.id) {
+            out.push(a);
+        } else {
+            return Err(ZkError::InvalidAcl);
+        }
+    }
+    Ok(out)
+}
+
+/// whoAmI's (scheme, user) pairs: a digest id shows only its user name.
+pub fn client_infos(ids: &[Id]) -> Vec<(String, String)> {
+    ids.iter()
+        .map(|i| {
+            let user = match i.scheme.as_str() {
+                "digest" => i.id.split(':').next().unwrap_or("").to_string(),
+                _ => i.id.clone(),
+            };
+            (i.scheme.clone(), user)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::acl_cache::perms;
+
+    #[test]
+    fn digest_matches_zookeeper() {
+        // The value ZooKeeper's DigestAuthenticationProvider prints for super:test.
+        assert_eq!(digest_id("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+    }
+
+    #[test]
+    fn ip_cidr() {
+        assert!(ip_matches("127.0.0.1", "127.0.0.0/8"));
+        assert!(ip_matches("10.1.2.3", "10.1.2.3"));
+        assert!(!ip_matches("10.1.2.4", "10.1.2.3"));
+        assert!(!ip_matches("10.1.2.4", "::1"));
+        assert!(ip_matches("::1", "::1/128"));
+    }
+
+    #[test]
+    fn checks_and_fixup() {
+        let me = vec![
+            Id::new("ip", "127.0.0.1"),
+            Id::new("digest", &digest_id("u:p")),
+        ];
+        let acl = vec![Acl {
+            perms: perms::READ,
+            id: Id::new("digest", &digest_id("u:p")),
+        }];
+        assert!(check(&acl, perms::READ, &me).is_ok());
+        assert_eq!(check(&acl, perms::WRITE, &me), Err(ZkError::NoAuth));
+        assert!(check(&acl, perms::WRITE, &[Id::new("super", "")]).is_ok());
+        let auth = vec![Acl {
+            perms: perms::ALL,
+            id: Id::new("auth", ""),
+        }];
+        assert_eq!(fixup(&auth, &me).unwrap().len(), 2);
+        assert_eq!(fixup(&auth, &[]), Err(ZkError::InvalidAcl));
+        assert_eq!(fixup(&[], &me), Err(ZkError::InvalidAcl));
+        let bad = vec![Acl {
+            perms: 1,
+            id: Id::new("world", "someone"),
+        }];
+        assert_eq!(fixup(&bad, &me), Err(ZkError::InvalidAcl));
+    }
+}

@@ -1,0 +1,307 @@
+//! Configuration: zabd's own TOML or an Apache ZooKeeper `zoo.cfg`, into one typed [`Settings`].
+//!
+//! Owns: parsing, defaults and validation. A bad value is a [`ConfigError`] naming the file
+//! and key (zabd exits with code 2); an unknown key is a warning. `conf/zabd.toml` is both
+//! the documentation of every setting and the embedded default.
+
+mod zoo_cfg;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The embedded default configuration (conf/zabd.toml).
+pub const DEFAULT_TOML: &str = include_str!("../../conf/zabd.toml");
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {key}: {msg}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub msg: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Participant,
+    Observer,
+}
+
+/// One `server.N` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub id: i64,
+    pub host: String,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    pub role: Role,
+    pub client: Option<(String, u16)>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub tick_time: u64,
+    pub data_dir: PathBuf,
+    pub data_log_dir: PathBuf,
+    pub client_port: u16,
+    pub client_port_address: String,
+    pub max_client_cnxns: u32,
+    pub min_session_timeout: i32,
+    pub max_session_timeout: i32,
+    pub four_letter_words: Vec<String>,
+    pub extended_types_enabled: bool,
+    pub container_check_interval_ms: u64,
+    pub jute_max_buffer: usize,
+    pub max_outstanding_per_connection: usize,
+    pub max_queued_bytes_per_connection: usize,
+    pub super_digest: String,
+    pub server_id: i64,
+    pub init_limit: u32,
+    pub sync_limit: u32,
+    #[serde(skip)]
+    pub servers: Vec<ServerSpec>,
+    #[serde(rename = "servers")]
+    servers_raw: BTreeMap<String, String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            tick_time: 2000,
+            data_dir: PathBuf::from("./data"),
+            data_log_dir: PathBuf::new(),
+            client_port: 2181,
+            client_port_address: "0.0.0.0".into(),
+            max_client_cnxns: 60,
+            min_session_timeout: 0,
+            max_session_timeout: 0,
+            four_letter_words: ["ruok", "srvr", "stat", "mntr", "envi", "conf", "isro"]
+                .map(String::from)
+                .to_vec(),
+            extended_types_enabled: false,
+            container_check_interval_ms: 60000,
+            jute_max_buffer: crate::proto::frame::DEFAULT_MAX_BUFFER,
+            max_outstanding_per_connection: 1000,
+            max_queued_bytes_per_connection: 64 << 20,
+            super_digest: String::new(),
+            server_id: 0,
+            init_limit: 10,
+            sync_limit: 5,
+            servers: Vec::new(),
+            servers_raw: BTreeMap::new(),
+        }
+    }
+}
+
+const TOML_KEYS: [&str; 20] = [
+    "tick_time",
+    "data_dir",
+    "data_log_dir",
+    "client_port",
+    "client_port_address",
+    "max_client_cnxns",
+    "min_session_timeout",
+    "max_session_timeout",
+    "four_letter_words",
+    "extended_types_enabled",
+    "container_check_interval_ms",
+    "jute_max_buffer",
+    "max_outstanding_per_connection",
+    "max_queued_bytes_per_connection",
+    "super_digest",
+    "server_id",
+    "init_limit",
+    "sync_limit",
+    "servers",
+    "myid",
+];
+
+impl Settings {
+    /// Loads a file: `.cfg` is read as zoo.cfg, anything else as zabd TOML.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: "-".into(),
+            msg: format!("cannot read: {e}"),
+        })?;
+        if path.extension().is_some_and(|e| e == "cfg") {
+            zoo_cfg::parse(&text, &file)
+        } else {
+            Settings::from_toml(&text, &file)
+        }
+    }
+
+    pub fn from_toml(text: &str, file: &str) -> Result<Settings, ConfigError> {
+        let err = |key: &str, msg: String| ConfigError {
+            file: file.to_string(),
+            key: key.to_string(),
+            msg,
+        };
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            err("-", e.message().to_string())
+        })?;
+        for k in table.keys() {
+            if !TOML_KEYS.contains(&k.as_str()) {
+                tracing::warn!(file, key = %k, "unknown configuration key ignored");
+            }
+        }
+        let mut s: Settings = Settings::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let msg = e.message().to_string();
+            let key = msg
+                .split('`')
+                .nth(1)
+                .map(str::to_string)
+                .unwrap_or_else(|| "-".into());
+            err(&key, msg)
+        })?;
+        let raw = std::mem::take(&mut s.servers_raw);
+        for (id, spec) in raw {
+            let id: i64 = id
+                .parse()
+                .map_err(|_| err("servers", format!("server id {id:?} is not a number")))?;
+            let spec = parse_server_spec(id, &spec)
+                .map_err(|m| err(&format!("servers.{id}"), m))?;
+            s.servers.push(spec);
+        }
+        s.validate(file)?;
+        Ok(s)
+    }
+
+    /// The embedded default.
+    pub fn embedded() -> Settings {
+        Settings::from_toml(DEFAULT_TOML, "<embedded conf/zabd.toml>").expect("default config is valid")
+    }
+
+    /// Checks ranges and fills in derived defaults.
+    pub fn validate(&mut self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, msg: &str| ConfigError {
+            file: file.to_string(),
+            key: key.to_string(),
+            msg: msg.to_string(),
+        };
+        if self.tick_time == 0 {
+            return Err(err("tickTime", "must be a positive number of milliseconds"));
+        }
+        if self.min_session_timeout <= 0 {
+            self.min_session_timeout = 2 * self.tick_time as i32;
+        }
+        if self.max_session_timeout <= 0 {
+            self.max_session_timeout = 20 * self.tick_time as i32;
+        }
+        if self.min_session_timeout > self.max_session_timeout {
+            return Err(err(
+                "minSessionTimeout",
+                "must not be larger than maxSessionTimeout",
+            ));
+        }
+        if self.jute_max_buffer == 0 {
+            return Err(err("jute.maxbuffer", "must be positive"));
+        }
+        if self.extended_types_enabled && self.server_id > 254 {
+            return Err(err("server_id", "must be at most 254 with extended types enabled"));
+        }
+        if self.max_outstanding_per_connection == 0 {
+            return Err(err("max_outstanding_per_connection", "must be positive"));
+        }
+        Ok(())
+    }
+
+    pub fn data_log_dir(&self) -> &Path {
+        if self.data_log_dir.as_os_str().is_empty() {
+            &self.data_dir
+        } else {
+            &self.data_log_dir
+        }
+    }
+
+    /// `key=value` lines for the `conf` four-letter word, as ZooKeeper prints them.
+    pub fn conf_lines(&self) -> Vec<String> {
+        let mut v = vec![
+            format!("clientPort={}", self.client_port),
+            format!("clientPortAddress={}", self.client_port_address),
+            format!("dataDir={}", self.data_dir.display()),
+            format!("dataLogDir={}", self.data_log_dir().display()),
+            format!("tickTime={}", self.tick_time),
+            format!("maxClientCnxns={}", self.max_client_cnxns),
+            format!("minSessionTimeout={}", self.min_session_timeout),
+            format!("maxSessionTimeout={}", self.max_session_timeout),
+            format!("serverId={}", self.server_id),
+        ];
+        if !self.servers.is_empty() {
+            v.push(format!("initLimit={}", self.init_limit));
+            v.push(format!("syncLimit={}", self.sync_limit));
+        }
+        v
+    }
+}
+
+/// `host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]`
+pub fn parse_server_spec(id: i64, spec: &str) -> Result<ServerSpec, String> {
+    let (server, client) = match spec.split_once(';') {
+        Some((s, c)) => (s.trim(), Some(c.trim())),
+        None => (spec.trim(), None),
+    };
+    let parts: Vec<&str> = server.split(':').collect();
+    if parts.len() < 3 || parts.len() > 4 {
+        return Err(format!("{spec:?} is not host:quorumPort:electionPort[:role]"));
+    }
+    let port = |s: &str| {
+        s.parse::<u16>()
+            .map_err(|_| format!("{s:?} is not a port number"))
+    };
+    let role = match parts.get(3).copied() {
+        None | Some("participant") => Role::Participant,
+        Some("observer") => Role::Observer,
+        Some(other) => return Err(format!("unknown role {other:?}")),
+    };
+    let client = match client {
+        None | Some("") => None,
+        Some(c) => Some(match c.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), port(p)?),
+            None => ("0.0.0.0".to_string(), port(c)?),
+        }),
+    };
+    Ok(ServerSpec {
+        id,
+        host: parts[0].to_string(),
+        quorum_port: port(parts[1])?,
+        election_port: port(parts[2])?,
+        role,
+        client,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let s = Settings::embedded();
+        assert_eq!(s.client_port, 2181);
+        assert_eq!(s.min_session_timeout, 4000);
+        assert_eq!(s.max_session_timeout, 40000);
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn bad_toml_value_names_the_key() {
+        let e = Settings::from_toml("client_port = \"x\"", "f.toml").unwrap_err();
+        assert_eq!(e.file, "f.toml");
+        assert!(e.to_string().contains("f.toml"), "{e}");
+    }
+
+    #[test]
+    fn server_specs() {
+        let s = parse_server_spec(1, "10.0.0.1:2888:3888:observer;127.0.0.1:2181").unwrap();
+        assert_eq!(s.role, Role::Observer);
+        assert_eq!(s.client, Some(("127.0.0.1".into(), 2181)));
+        let s = parse_server_spec(2, "h:1:2;2181").unwrap();
+        assert_eq!(s.client, Some(("0.0.0.0".into(), 2181)));
+        assert!(parse_server_spec(3, "h:1").is_err());
+        let t = Settings::from_toml("[servers]\n1 = \"a:1:2\"\n2 = \"b:1:2\"", "x").unwrap();
+        assert_eq!(t.servers.len(), 2);
+    }
+}

@@ -1,0 +1,497 @@
+//! The engine: one standalone member's whole request pipeline, as a pure state machine.
+//!
+//! Owns: the data tree, the session table, prep's outstanding changes, the per-connection
+//! request queues, and the transactions between prep and apply. It takes [`Event`]s (with
+//! the time) and emits [`Action`]s; `crate::server` performs them. No I/O, no clock.
+//!
+//! A write: `Request` → prep (against tree + outstanding changes) → txn with the next zxid
+//! → [`Action::Log`] → the log stage answers [`Event::Committed`] → apply to the tree →
+//! watch notifications → the reply. Replies leave in request order per connection: a read
+//! that arrives behind a write of the same connection waits in that connection's queue until
+//! the write has been applied and answered; later writes are prepared at once (pipelined).
+//! The tree changes only from committed transactions, so replication can later sit between
+//! `Log` and `Committed` without touching this flow.
+
+mod connect;
+mod reads;
+mod stats;
+
+pub use stats::Stats;
+
+use crate::jute::records::Id;
+use crate::prep::{Prep, Requester};
+use crate::proto::request::Request;
+use crate::proto::{op, response, xid, ZkError};
+use crate::session::{self, Sessions};
+use crate::tree::{DataTree, TxnResult, WatchEvent};
+use crate::txn::{Txn, TxnHeader};
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+
+pub type ConnId = u64;
+
+/// The current time, passed in with every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clock {
+    /// Monotonic milliseconds: session expiry.
+    pub mono_ms: i64,
+    /// Wall-clock milliseconds since the epoch: ctime/mtime, TTLs, session ids.
+    pub wall_ms: i64,
+}
+
+/// Settings the engine reads (a subset of the server configuration).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub server_id: i64,
+    pub tick_ms: i64,
+    pub min_session_timeout: i32,
+    pub max_session_timeout: i32,
+    pub extended_types: bool,
+    pub super_digest: Option<String>,
+    pub container_check_ms: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            server_id: 0,
+            tick_ms: 2000,
+            min_session_timeout: 4000,
+            max_session_timeout: 40000,
+            extended_types: false,
+            super_digest: None,
+            container_check_ms: 60_000,
+        }
+    }
+}
+
+pub enum Event {
+    /// A client connection was accepted.
+    Accepted { conn: ConnId, ip: String },
+    /// Its first frame, the ConnectRequest.
+    Handshake {
+        conn: ConnId,
+        req: crate::jute::records::ConnectRequest,
+    },
+    /// A request frame after the handshake.
+    Request { conn: ConnId, xid: i32, req: Request },
+    /// The connection is gone (closed by either side).
+    Closed { conn: ConnId },
+    /// Every transaction up to `zxid` is durable (and, later, quorum-committed).
+    Committed { zxid: i64 },
+    /// Time has passed: expire sessions, check containers.
+    Tick,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write a frame on a connection. `completes` marks replies to client requests (the
+    /// connection's outstanding-request count goes down); notifications don't.
+    Send {
+        conn: ConnId,
+        frame: Bytes,
+        completes: bool,
+    },
+    /// Close the connection once what was sent before is written.
+    Close { conn: ConnId, reason: &'static str },
+    /// Make this transaction durable, then answer with `Event::Committed`.
+    Log { hdr: TxnHeader, txn: Txn },
+}
+
+/// A request waiting in its connection's queue.
+struct Queued {
+    xid: i32,
+    req: Request,
+    arrived: i64,
+    /// Set once a write has been prepared and logged.
+    logged: bool,
+}
+
+struct Conn {
+    ip: String,
+    session: Option<i64>,
+    ids: Vec<Id>,
+    /// Handshake done: requests may be processed.
+    ready: bool,
+    queue: VecDeque<Queued>,
+    /// Mirrors the client's readOnly byte presence in the ConnectResponse.
+    read_only_field: Option<bool>,
+    stats: stats::ConnStats,
+}
+
+/// Who waits for a logged transaction.
+enum Waiter {
+    /// A client request: its connection, xid and request opcode.
+    Request { conn: ConnId, xid: i32, op: i32 },
+    /// A new session's handshake.
+    Handshake { conn: ConnId, timeout: i32 },
+    /// Nobody (session expiry, container cleanup).
+    None,
+}
+
+struct Pending {
+    hdr: TxnHeader,
+    txn: Txn,
+    waiter: Waiter,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    pub tree: DataTree,
+    pub sessions: Sessions,
+    prep: Prep,
+    conns: HashMap<ConnId, Conn>,
+    session_conn: HashMap<i64, ConnId>,
+    pending: VecDeque<Pending>,
+    /// The zxid of the last transaction handed to the log.
+    last_logged: i64,
+    now: Clock,
+    next_container_check: i64,
+    out: Vec<Action>,
+    pub stats: Stats,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, tree: DataTree, sessions: Sessions) -> Self {
+        let last = tree.last_zxid;
+        Engine {
+            cfg,
+            tree,
+            sessions,
+            prep: Prep::new(),
+            conns: HashMap::new(),
+            session_conn: HashMap::new(),
+            pending: VecDeque::new(),
+            last_logged: last,
+            now: Clock::default(),
+            next_container_check: 0,
+            out: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// A fresh standalone engine with an empty tree.
+    pub fn fresh(cfg: EngineConfig, now: Clock) -> Self {
+        let tree = DataTree::new(cfg.extended_types);
+        let sessions = Sessions::new(
+            cfg.tick_ms,
+            session::first_session_id(cfg.server_id, now.wall_ms),
+        );
+        Engine::new(cfg, tree, sessions)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn last_zxid(&self) -> i64 {
+        self.tree.last_zxid
+    }
+
+    /// Feeds one event; returns the actions it caused, in order.
+    pub fn handle(&mut self, event: Event, now: Clock) -> Vec<Action> {
+        self.now = now;
+        match event {
+            Event::Accepted { conn, ip } => self.on_accepted(conn, ip),
+            Event::Handshake { conn, req } => self.on_handshake(conn, req),
+            Event::Request { conn, xid, req } => self.on_request(conn, xid, req),
+            Event::Closed { conn } => self.on_closed(conn),
+            Event::Committed { zxid } => self.on_committed(zxid),
+            Event::Tick => self.on_tick(),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn send(&mut self, conn: ConnId, frame: Bytes, completes: bool) {
+        self.stats.packets_sent += 1;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stats.sent += 1;
+        }
+        self.out.push(Action::Send {
+            conn,
+            frame,
+            completes,
+        });
+    }
+
+    fn close(&mut self, conn: ConnId, reason: &'static str) {
+        self.out.push(Action::Close { conn, reason });
+    }
+
+    fn on_accepted(&mut self, conn: ConnId, ip: String) {
+        let ids = vec![Id::new("ip", &ip)];
+        self.conns.insert(
+            conn,
+            Conn {
+                ip,
+                session: None,
+                ids,
+                ready: false,
+                queue: VecDeque::new(),
+                read_only_field: None,
+                stats: stats::ConnStats::default(),
+            },
+        );
+    }
+
+    fn on_closed(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            if let Some(s) = c.session {
+                if self.session_conn.get(&s) == Some(&conn) {
+                    self.session_conn.remove(&s);
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, conn: ConnId, xid: i32, req: Request) {
+        self.stats.packets_received += 1;
+        let arrived = self.now.mono_ms;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.stats.received += 1;
+        if let Some(s) = c.session {
+            self.sessions.touch(s, self.now.mono_ms);
+        }
+        c.queue.push_back(Queued {
+            xid,
+            req,
+            arrived,
+            logged: false,
+        });
+        self.pump(conn);
+    }
+
+    /// Works through a connection's queue: answers reads at the front, prepares and logs
+    /// every not-yet-logged write, and stops at the first read behind a logged write.
+    fn pump(&mut self, conn: ConnId) {
+        let mut i = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if !c.ready || i >= c.queue.len() {
+                return;
+            }
+            let item = &c.queue[i];
+            if item.logged {
+                i += 1;
+                continue;
+            }
+            if item.req.is_write() {
+                let (x, req) = (item.xid, item.req.clone());
+                c.queue[i].logged = true;
+                self.start_write(conn, x, &req);
+                i += 1;
+            } else if i == 0 {
+                let item = c.queue.pop_front().expect("front");
+                self.stats.record_latency(self.now.mono_ms - item.arrived);
+                self.answer_read(conn, item.xid, item.req);
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn next_zxid(&mut self) -> i64 {
+        self.last_logged += 1;
+        self.last_logged
+    }
+
+    fn log(&mut self, hdr: TxnHeader, txn: Txn, waiter: Waiter) {
+        self.out.push(Action::Log {
+            hdr,
+            txn: txn.clone(),
+        });
+        self.pending.push_back(Pending { hdr, txn, waiter });
+    }
+
+    /// Prepares a client write and logs its transaction (an Error txn when prep refuses,
+    /// as ZooKeeper logs failed writes too, so zxids match).
+    fn start_write(&mut self, conn: ConnId, x: i32, req: &Request) {
+        let c = &self.conns[&conn];
+        let session = c.session.unwrap_or(0);
+        let ids = c.ids.clone();
+        if !self.sessions.is_live(session) && !matches!(req, Request::CloseSession) {
+            self.expired_request(conn, x);
+            return;
+        }
+        let zxid = self.next_zxid();
+        let who = Requester {
+            session,
+            ids: &ids,
+        };
+        let time = self.now.wall_ms;
+        let txn = self
+            .prep
+            .prepare(&self.tree, &who, req, zxid, time)
+            .unwrap_or_else(|e| Txn::Error { err: e.code() });
+        if matches!(req, Request::CloseSession) {
+            self.sessions.set_closing(session);
+        }
+        let hdr = TxnHeader {
+            client_id: session,
+            cxid: x,
+            zxid,
+            time,
+            op: if matches!(txn, Txn::Error { .. }) {
+                op::ERROR
+            } else {
+                txn.op()
+            },
+        };
+        let waiter = Waiter::Request {
+            conn,
+            xid: x,
+            op: req.opcode(),
+        };
+        self.log(hdr, txn, waiter);
+    }
+
+    /// A request on a session that has expired: SessionExpired, then the connection closes.
+    fn expired_request(&mut self, conn: ConnId, x: i32) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.queue.clear();
+        }
+        let f = response::header_only(x, self.tree.last_zxid, ZkError::SessionExpired.code());
+        self.send(conn, f, true);
+        self.close(conn, "session expired");
+    }
+
+    fn on_committed(&mut self, zxid: i64) {
+        while self.pending.front().is_some_and(|p| p.hdr.zxid <= zxid) {
+            let p = self.pending.pop_front().expect("front");
+            let mut events = Vec::new();
+            let result = self.tree.apply(&p.hdr, &p.txn, &mut events);
+            self.prep.applied(p.hdr.zxid);
+            self.after_apply(&p);
+            self.deliver(events);
+            self.finish(p, result);
+        }
+    }
+
+    /// Session bookkeeping that follows a session transaction.
+    fn after_apply(&mut self, p: &Pending) {
+        match &p.txn {
+            Txn::CreateSession { timeout } => {
+                if !self.sessions.is_live(p.hdr.client_id) {
+                    self.sessions
+                        .add(p.hdr.client_id, *timeout, self.now.mono_ms);
+                }
+            }
+            Txn::CloseSession { .. } => {
+                self.sessions.remove(p.hdr.client_id);
+            }
+            _ => {}
+        }
+    }
+
+    fn deliver(&mut self, events: Vec<WatchEvent>) {
+        for e in events {
+            if let Some(&conn) = self.session_conn.get(&e.session) {
+                let f = response::notification(e.zxid, e.kind, &e.path);
+                self.send(conn, f, false);
+            }
+        }
+    }
+
+    /// Answers whoever waited for an applied transaction.
+    fn finish(&mut self, p: Pending, result: TxnResult) {
+        match p.waiter {
+            Waiter::Request { conn, xid: x, op } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                if let Some(item) = c.queue.pop_front() {
+                    self.stats.record_latency(self.now.mono_ms - item.arrived);
+                }
+                let frame = response::reply(x, p.hdr.zxid, result.err, |w| {
+                    response::write_result(w, op, &result)
+                });
+                self.send(conn, frame, true);
+                if op == op::CLOSE_SESSION {
+                    self.close(conn, "session closed by client");
+                } else {
+                    self.pump(conn);
+                }
+            }
+            Waiter::Handshake { conn, timeout } => {
+                self.session_established(conn, p.hdr.client_id, timeout);
+            }
+            Waiter::None => {
+                if let Txn::CloseSession { .. } = p.txn {
+                    if let Some(conn) = self.session_conn.remove(&p.hdr.client_id) {
+                        self.close(conn, "session expired");
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        for s in self.sessions.expire(self.now.mono_ms) {
+            tracing::info!(session = format_args!("0x{s:x}"), "session expired");
+            self.system_write(s, &Request::CloseSession);
+        }
+        if self.now.mono_ms >= self.next_container_check {
+            self.next_container_check = self.now.mono_ms + self.cfg.container_check_ms.max(1);
+            for p in self.tree.expired_containers(self.now.wall_ms) {
+                self.system_write(0, &Request::DeleteContainer { path: p });
+            }
+        }
+    }
+
+    /// A write the server itself makes. If prep refuses (e.g. already being deleted),
+    /// nothing is logged.
+    fn system_write(&mut self, session: i64, req: &Request) {
+        let ids = [Id::new("super", "")];
+        let who = Requester {
+            session,
+            ids: &ids,
+        };
+        let zxid = self.last_logged + 1;
+        let time = self.now.wall_ms;
+        let Ok(txn) = self.prep.prepare(&self.tree, &who, req, zxid, time) else {
+            return;
+        };
+        self.last_logged = zxid;
+        let hdr = TxnHeader {
+            client_id: session,
+            cxid: 0,
+            zxid,
+            time,
+            op: txn.op(),
+        };
+        self.log(hdr, txn, Waiter::None);
+    }
+
+    /// Sends a reply to a read-type request.
+    fn reply_read(&mut self, conn: ConnId, x: i32, r: Result<Option<Bytes>, ZkError>) {
+        let zxid = self.tree.last_zxid;
+        let frame = match r {
+            Ok(Some(body)) => response::reply(x, zxid, 0, |w| {
+                w.raw(&body);
+            }),
+            Ok(None) => response::header_only(x, zxid, 0),
+            Err(e) => response::header_only(x, zxid, e.code()),
+        };
+        self.send(conn, frame, true);
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.conns.values().map(|c| c.queue.len()).sum()
+    }
+}
+
+/// Replies use these xids for requests the server answers specially.
+pub fn is_special_xid(x: i32) -> bool {
+    x == xid::PING || x == xid::AUTH
+}
+
+#[cfg(test)]
+mod tests;

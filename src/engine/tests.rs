@@ -1,0 +1,1 @@
+//! Engine tests: scripted event sequences, assertions on the actions.

@@ -1,0 +1,25 @@
+//! zabd — a ZooKeeper-compatible coordination server.
+//!
+//! The pure cores (no I/O, no clock) and the one I/O layer:
+//!
+//! ```text
+//!            ┌──────────────── src/server/ (tokio: sockets, timers) ───────────────┐
+//!  client ──>│ connection task ──Event──> core task ──> engine::Engine ──Action──> │──> client
+//!            └─────────────────────────────────────────────────────────────────────┘
+//!  engine::Engine (pure): proto (codec) → prep (request → txn) → log stage → tree::apply
+//!                         sessions (expiry), tree::watch (notifications), auth (ACLs)
+//! ```
+//!
+//! See `docs/architecture.md` for the tour and the flow of a write.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod jute;
+pub mod prep;
+pub mod proto;
+pub mod server;
+pub mod session;
+pub mod tree;
+pub mod txn;

@@ -1,0 +1,201 @@
+//! Reply frames: each is `int32 length`, `ReplyHeader {xid, zxid, err}`, then — only when
+//! `err == 0` — the reply record for the request's opcode. Pure.
+//!
+//! | request                               | reply record                                   |
+//! |---------------------------------------|------------------------------------------------|
+//! | create                                | ustring path                                   |
+//! | create2, createContainer, createTTL   | ustring path, Stat                             |
+//! | setData, setACL, check                | Stat                                           |
+//! | exists                                | Stat                                           |
+//! | getData                               | buffer data, Stat                              |
+//! | getChildren                           | vector<ustring>                                |
+//! | getChildren2                          | vector<ustring>, Stat                          |
+//! | getACL                                | vector<ACL>, Stat                              |
+//! | sync                                  | ustring path                                   |
+//! | getAllChildrenNumber                  | int                                            |
+//! | getEphemerals                         | vector<ustring>                                |
+//! | whoAmI                                | vector<ClientInfo{ustring scheme, ustring user}>|
+//! | addWatch                              | int 0                                          |
+//! | multi, multiRead                      | (MultiHeader{type,false,err}, result)*, MultiHeader{-1,true,-1} |
+//! | delete, closeSession, ping, auth, setWatches, checkWatches, removeWatches | nothing  |
+//!
+//! A notification is `ReplyHeader {-1, zxid, 0}` + `WatcherEvent {type, state 3, path}`.
+
+use super::{event, op, xid};
+use crate::jute::records::{ConnectResponse, MultiHeader, ReplyHeader, Stat, WatcherEvent};
+use crate::jute::{Record, Writer};
+use crate::tree::TxnResult;
+use bytes::Bytes;
+
+/// A reply with a body written by `body` (called only when err is 0).
+pub fn reply(xid: i32, zxid: i64, err: i32, body: impl FnOnce(&mut Writer)) -> Bytes {
+    let mut w = Writer::framed();
+    ReplyHeader { xid, zxid, err }.write(&mut w);
+    if err == 0 {
+        body(&mut w);
+    }
+    w.finish_frame()
+}
+
+pub fn header_only(xid: i32, zxid: i64, err: i32) -> Bytes {
+    reply(xid, zxid, err, |_| {})
+}
+
+pub fn notification(zxid: i64, kind: i32, path: &str) -> Bytes {
+    reply(xid::NOTIFICATION, zxid, 0, |w| {
+        WatcherEvent {
+            kind,
+            state: event::STATE_SYNC_CONNECTED,
+            path: path.to_string(),
+        }
+        .write(w)
+    })
+}
+
+pub fn connect(resp: &ConnectResponse) -> Bytes {
+    let mut w = Writer::framed();
+    resp.write(&mut w);
+    w.finish_frame()
+}
+
+/// The body of a successful single write, by the opcode the client used.
+pub fn write_result(w: &mut Writer, request_op: i32, r: &TxnResult) {
+    let stat = r.stat.unwrap_or_default();
+    match request_op {
+        op::CREATE => {
+            w.string(&r.path);
+        }
+        op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
+            w.string(&r.path);
+            stat.write(w);
+        }
+        op::SET_DATA | op::SET_ACL | op::CHECK => stat.write(w),
+        op::MULTI => write_multi(w, &r.multi),
+        _ => {}
+    }
+}
+
+/// One result inside a multi reply.
+fn write_multi(w: &mut Writer, results: &[TxnResult]) {
+    for r in results {
+        let (kind, err) = match r.op {
+            op::ERROR => (op::ERROR, r.err),
+            op::CREATE_CONTAINER | op::CREATE_TTL | op::CREATE2 => (op::CREATE2, 0),
+            op::DELETE_CONTAINER => (op::DELETE, 0),
+            other => (other, 0),
+        };
+        MultiHeader {
+            op: kind,
+            done: false,
+            err,
+        }
+        .write(w);
+        match kind {
+            op::CREATE => {
+                w.string(&r.path);
+            }
+            op::CREATE2 => {
+                w.string(&r.path);
+                r.stat.unwrap_or_default().write(w);
+            }
+            op::SET_DATA => r.stat.unwrap_or_default().write(w),
+            op::ERROR => {
+                w.i32(err);
+            }
+            _ => {}
+        }
+    }
+    MultiHeader::END.write(w);
+}
+
+/// A multiRead result: data and stat, children, or an error.
+pub enum ReadResult {
+    Data(Option<Bytes>, Stat),
+    Children(Vec<String>),
+    Error(i32),
+}
+
+pub fn write_multi_read(w: &mut Writer, results: &[ReadResult]) {
+    for r in results {
+        match r {
+            ReadResult::Data(d, s) => {
+                MultiHeader {
+                    op: op::GET_DATA,
+                    done: false,
+                    err: 0,
+                }
+                .write(w);
+                w.buffer(d.as_deref());
+                s.write(w);
+            }
+            ReadResult::Children(c) => {
+                MultiHeader {
+                    op: op::GET_CHILDREN,
+                    done: false,
+                    err: 0,
+                }
+                .write(w);
+                w.strings(c);
+            }
+            ReadResult::Error(e) => {
+                MultiHeader {
+                    op: op::ERROR,
+                    done: false,
+                    err: *e,
+                }
+                .write(w);
+                w.i32(*e);
+            }
+        }
+    }
+    MultiHeader::END.write(w);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jute::Reader;
+
+    #[test]
+    fn error_replies_carry_no_body() {
+        let f = reply(5, 9, -101, |w| {
+            w.string("never");
+        });
+        assert_eq!(f.len(), 4 + 16);
+        let mut r = Reader::new(f.slice(4..));
+        assert_eq!(
+            ReplyHeader::read(&mut r).unwrap(),
+            ReplyHeader {
+                xid: 5,
+                zxid: 9,
+                err: -101
+            }
+        );
+    }
+
+    #[test]
+    fn failed_multi_reply_shape() {
+        let results = vec![
+            TxnResult {
+                op: op::ERROR,
+                err: 0,
+                ..Default::default()
+            },
+            TxnResult {
+                op: op::ERROR,
+                err: -110,
+                ..Default::default()
+            },
+        ];
+        let mut w = Writer::new();
+        write_multi(&mut w, &results);
+        let mut r = Reader::new(w.into_bytes());
+        let h = MultiHeader::read(&mut r).unwrap();
+        assert_eq!((h.op, h.err), (-1, 0));
+        assert_eq!(r.i32().unwrap(), 0);
+        let h = MultiHeader::read(&mut r).unwrap();
+        assert_eq!((h.op, h.err), (-1, -110));
+        assert_eq!(r.i32().unwrap(), -110);
+        assert!(MultiHeader::read(&mut r).unwrap().done);
+    }
+}

@@ -1,0 +1,209 @@
+//! One client connection: a reader loop (frames in → engine events) and a writer task
+//! (engine frames → socket). Also answers four-letter words.
+//!
+//! The reader stops reading while the connection has `max_outstanding` requests without a
+//! reply (backpressure). A frame over the size limit or one that does not decode closes
+//! this connection — logged with the peer and the reason — and nothing else.
+
+use super::core_task::{ConnHandle, CoreMsg};
+use super::ConnLimits;
+use crate::admin;
+use crate::engine::{ConnId, Event};
+use crate::jute::records::ConnectRequest;
+use crate::jute::Record;
+use crate::proto::{frame, request};
+use bytes::{Buf, Bytes, BytesMut};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+pub enum Outbound {
+    /// A frame; `true` when it answers a request.
+    Frame(Bytes, bool),
+    Close(&'static str),
+}
+
+pub async fn serve(
+    conn: ConnId,
+    stream: TcpStream,
+    peer: SocketAddr,
+    core: mpsc::UnboundedSender<CoreMsg>,
+    limits: ConnLimits,
+) {
+    let (mut rd, wr) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(4096);
+    if !fill(&mut rd, &mut buf, 4).await {
+        return;
+    }
+    if let Some(word) = admin::is_word(&buf[..4]) {
+        four_letter(word, wr, &core).await;
+        return;
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let permits = Arc::new(Semaphore::new(limits.max_outstanding));
+    let handle = ConnHandle {
+        tx,
+        queued: queued.clone(),
+        max_queued: limits.max_queued_bytes,
+    };
+    let ip = peer.ip().to_string();
+    if core.send(CoreMsg::Register { conn, ip, handle }).is_err() {
+        return;
+    }
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let writer = tokio::spawn(write_loop(wr, rx, queued, permits.clone(), stop_tx));
+    let reason = tokio::select! {
+        r = read_loop(conn, &mut rd, buf, &core, limits, &permits) => r,
+        _ = stop_rx => None,
+    };
+    if let Some(reason) = reason {
+        tracing::warn!(%peer, conn, "closing connection: {reason}");
+    }
+    let _ = core.send(CoreMsg::Event(Event::Closed { conn }));
+    let _ = writer.await;
+}
+
+/// Reads until `buf` holds at least `n` bytes; false on EOF or error.
+async fn fill(rd: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> bool {
+    while buf.len() < n {
+        match rd.read_buf(buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+    true
+}
+
+/// Waits for the next whole frame. `Ok(None)` on a clean EOF; `Err` with the reason otherwise.
+async fn next_frame(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> Result<Option<Bytes>, String> {
+    loop {
+        match frame::check(buf, limit) {
+            Err(e) => return Err(e.to_string()),
+            Ok(Some(n)) => {
+                buf.advance(4);
+                return Ok(Some(buf.split_to(n).freeze()));
+            }
+            Ok(None) => {
+                let had = buf.len();
+                match rd.read_buf(buf).await {
+                    Ok(0) if had == 0 => return Ok(None),
+                    Ok(0) => return Err(format!("connection closed inside a frame ({had} bytes buffered)")),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("read error: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// The reader: handshake, then requests. Returns why it stopped, if abnormal.
+async fn read_loop(
+    conn: ConnId,
+    rd: &mut OwnedReadHalf,
+    mut buf: BytesMut,
+    core: &mpsc::UnboundedSender<CoreMsg>,
+    limits: ConnLimits,
+    permits: &Semaphore,
+) -> Option<String> {
+    let first = match next_frame(rd, &mut buf, limits.max_frame).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return None,
+        Err(e) => return Some(e),
+    };
+    let len = first.len();
+    let req = match ConnectRequest::from_bytes(first) {
+        Ok(r) => r,
+        Err(e) => return Some(format!("bad ConnectRequest ({len} bytes): {e}")),
+    };
+    if core
+        .send(CoreMsg::Event(Event::Handshake { conn, req }))
+        .is_err()
+    {
+        return None;
+    }
+    loop {
+        let payload = match next_frame(rd, &mut buf, limits.max_frame).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return None,
+            Err(e) => return Some(e),
+        };
+        let (hdr, req) = match request::decode(payload) {
+            Ok(x) => x,
+            Err(e) => return Some(format!("malformed request: {e}")),
+        };
+        match permits.acquire().await {
+            Ok(p) => p.forget(),
+            Err(_) => return None,
+        }
+        let ev = Event::Request {
+            conn,
+            xid: hdr.xid,
+            req,
+        };
+        if core.send(CoreMsg::Event(ev)).is_err() {
+            return None;
+        }
+    }
+}
+
+async fn write_loop(
+    wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    queued: Arc<AtomicUsize>,
+    permits: Arc<Semaphore>,
+    stop: oneshot::Sender<()>,
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(mut out) = rx.recv().await {
+        loop {
+            match out {
+                Outbound::Frame(f, completes) => {
+                    queued.fetch_sub(f.len(), Ordering::Relaxed);
+                    if w.write_all(&f).await.is_err() {
+                        let _ = stop.send(());
+                        return;
+                    }
+                    if completes {
+                        permits.add_permits(1);
+                    }
+                }
+                Outbound::Close(reason) => {
+                    tracing::debug!(reason, "closing connection");
+                    let _ = w.flush().await;
+                    let _ = w.shutdown().await;
+                    let _ = stop.send(());
+                    return;
+                }
+            }
+            match rx.try_recv() {
+                Ok(next) => out = next,
+                Err(_) => break,
+            }
+        }
+        if w.flush().await.is_err() {
+            let _ = stop.send(());
+            return;
+        }
+    }
+}
+
+async fn four_letter(word: &'static str, mut wr: OwnedWriteHalf, core: &mpsc::UnboundedSender<CoreMsg>) {
+    let (tx, rx) = oneshot::channel();
+    if core.send(CoreMsg::FourLetter { word, reply: tx }).is_err() {
+        return;
+    }
+    if let Ok(text) = rx.await {
+        let _ = wr.write_all(text.as_bytes()).await;
+        let _ = wr.flush().await;
+    }
+    let _ = wr.shutdown().await;
+}

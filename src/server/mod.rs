@@ -1,0 +1,176 @@
+//! The only module that does I/O: the client listener, one task per connection, and the
+//! core task that owns the [`Engine`](crate::engine::Engine) and performs its actions.
+//!
+//! Tasks and channels (one owner per piece of state; no lock is held across `.await`):
+//!
+//! ```text
+//!  listener ──accept──> connection task (reader) ──CoreMsg──> core task (Engine)
+//!                        │                                     │ Action::Send / Close
+//!                        └── writer task <──── Outbound ───────┘ Action::Log → log stage
+//! ```
+//!
+//! The log stage is, for now, immediate: every transaction logged in one pass of the core
+//! loop is reported committed at the end of that pass (the durability work replaces it with
+//! a group-committing, fsyncing writer thread without changing the engine).
+
+mod connection;
+mod core_task;
+
+use crate::admin::ServerInfo;
+use crate::config::Settings;
+use crate::engine::{Clock, Engine, EngineConfig};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+pub use core_task::CoreMsg;
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads the clocks the engine needs.
+#[derive(Clone, Copy)]
+pub struct Clocks {
+    start: Instant,
+}
+
+impl Clocks {
+    pub fn new() -> Self {
+        Clocks {
+            start: Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Clock {
+        Clock {
+            mono_ms: self.start.elapsed().as_millis() as i64,
+            wall_ms: wall_ms(),
+        }
+    }
+}
+
+impl Default for Clocks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Per-connection limits the connection tasks enforce.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    pub max_frame: usize,
+    pub max_outstanding: usize,
+    pub max_queued_bytes: usize,
+}
+
+/// Counts connections per client address for maxClientCnxns.
+#[derive(Clone, Default)]
+pub struct AddrCounts(Arc<Mutex<HashMap<IpAddr, u32>>>);
+
+impl AddrCounts {
+    /// Takes a slot for `ip`, or refuses when `max` (non-zero) are in use.
+    fn try_take(&self, ip: IpAddr, max: u32) -> bool {
+        let mut m = self.0.lock().expect("addr counts lock");
+        let n = m.entry(ip).or_insert(0);
+        if max != 0 && *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_back(&self, ip: IpAddr) {
+        let mut m = self.0.lock().expect("addr counts lock");
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+fn engine_config(s: &Settings) -> EngineConfig {
+    EngineConfig {
+        server_id: s.server_id,
+        tick_ms: s.tick_time as i64,
+        min_session_timeout: s.min_session_timeout,
+        max_session_timeout: s.max_session_timeout,
+        extended_types: s.extended_types_enabled,
+        super_digest: (!s.super_digest.is_empty()).then(|| s.super_digest.clone()),
+        container_check_ms: s.container_check_interval_ms as i64,
+    }
+}
+
+/// Runs a standalone server until the process is stopped.
+pub async fn run(settings: Settings) -> std::io::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let listener =
+        TcpListener::bind((settings.client_port_address.as_str(), settings.client_port)).await?;
+    let local = listener.local_addr()?;
+    // A stable line that scripts and tests read to learn the port (client_port = 0 picks one).
+    println!("zabd: serving clients on {local}");
+    tracing::info!(%local, "zabd standalone server started");
+
+    let clocks = Clocks::new();
+    let engine = Engine::fresh(engine_config(&settings), clocks.now());
+    let info = ServerInfo {
+        conf_lines: settings.conf_lines(),
+        data_dir: settings.data_dir.display().to_string(),
+        data_log_dir: settings.data_log_dir().display().to_string(),
+        whitelist: settings.four_letter_words.clone(),
+        mode: "standalone".into(),
+    };
+    let (core_tx, core_rx) = mpsc::unbounded_channel();
+    let tick = std::time::Duration::from_millis((settings.tick_time / 4).clamp(10, 500));
+    tokio::spawn(core_task::run(engine, info, core_rx, clocks, tick));
+
+    let limits = ConnLimits {
+        max_frame: settings.jute_max_buffer + crate::proto::frame::HEADER_ALLOWANCE,
+        max_outstanding: settings.max_outstanding_per_connection,
+        max_queued_bytes: settings.max_queued_bytes_per_connection,
+    };
+    accept_loop(listener, core_tx, limits, settings.max_client_cnxns).await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    core_tx: mpsc::UnboundedSender<CoreMsg>,
+    limits: ConnLimits,
+    max_per_ip: u32,
+) -> std::io::Result<()> {
+    let counts = AddrCounts::default();
+    let mut next_conn = 1u64;
+    loop {
+        let (stream, peer): (_, SocketAddr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !counts.try_take(peer.ip(), max_per_ip) {
+            tracing::warn!(%peer, max_per_ip, "too many connections from this address (maxClientCnxns); closing");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let conn = next_conn;
+        next_conn += 1;
+        let core_tx = core_tx.clone();
+        let counts = counts.clone();
+        tokio::spawn(async move {
+            connection::serve(conn, stream, peer, core_tx, limits).await;
+            counts.give_back(peer.ip());
+        });
+    }
+}

@@ -1,0 +1,608 @@
+//! The data tree: znodes, their Stat, ACL references, ephemeral/container/TTL indexes, watches.
+//!
+//! Owns: the committed state every replica agrees on, and [`DataTree::apply`], the one way
+//! it changes: a committed transaction in, a result and watch events out. Pure and
+//! deterministic — no clock (times come in the TxnHeader), no channels, no I/O.
+//! Must not: decide whether a request is allowed (that is `crate::prep`), or deliver events.
+//!
+//! Stat rules, as Apache ZooKeeper's DataTree:
+//! - create: the node gets czxid = mzxid = pzxid = zxid, ctime = mtime = txn time; the
+//!   parent's cversion becomes the txn's parentCVersion (when larger) and its pzxid the zxid;
+//! - delete: the parent's pzxid becomes the zxid (when larger); its cversion is unchanged;
+//! - setData: mzxid, mtime and version from the txn; setACL: aversion from the txn.
+
+pub mod acl_cache;
+pub mod path;
+pub mod watch;
+
+use crate::jute::records::{Acl, Stat, StatPersisted};
+use crate::proto::{event, op, ZkError};
+use crate::txn::{CreateKind, Txn, TxnHeader};
+use acl_cache::AclCache;
+use bytes::Bytes;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use watch::Watches;
+
+pub const ZOOKEEPER_PATH: &str = "/zookeeper";
+pub const QUOTA_PATH: &str = "/zookeeper/quota";
+pub const CONFIG_PATH: &str = "/zookeeper/config";
+
+/// The ephemeralOwner of every container node.
+pub const CONTAINER_OWNER: i64 = i64::MIN;
+const EXTENDED_MASK: i64 = 0xff00_0000_0000_0000u64 as i64;
+const EXTENDED_VALUE_MASK: i64 = 0x0000_00ff_ffff_ffff;
+/// Largest TTL, in milliseconds (ZooKeeper's EphemeralType.TTL.maxValue()).
+pub const MAX_TTL: i64 = EXTENDED_VALUE_MASK;
+
+/// The ephemeralOwner that marks a TTL node.
+pub fn ttl_owner(ttl: i64) -> i64 {
+    EXTENDED_MASK | ttl
+}
+
+/// What an ephemeralOwner value means (ZooKeeper's EphemeralType with extended types on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerKind {
+    None,
+    Session(i64),
+    Container,
+    Ttl(i64),
+}
+
+pub fn owner_kind(owner: i64, extended_types: bool) -> OwnerKind {
+    if owner == 0 {
+        OwnerKind::None
+    } else if extended_types && owner & EXTENDED_MASK == EXTENDED_MASK {
+        OwnerKind::Ttl(owner & EXTENDED_VALUE_MASK)
+    } else if owner == CONTAINER_OWNER {
+        OwnerKind::Container
+    } else {
+        OwnerKind::Session(owner)
+    }
+}
+
+pub struct Node {
+    pub data: Option<Bytes>,
+    pub acl: i64,
+    pub stat: StatPersisted,
+    pub children: HashSet<String>,
+}
+
+impl Node {
+    pub fn stat(&self) -> Stat {
+        self.stat.to_stat(
+            self.data.as_ref().map_or(0, |d| d.len() as i32),
+            self.children.len() as i32,
+        )
+    }
+}
+
+/// A notification for one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub session: i64,
+    pub kind: i32,
+    pub path: String,
+    pub zxid: i64,
+}
+
+/// What applying one transaction produced, for the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TxnResult {
+    /// The sub-txn type (for multi results); the header type otherwise.
+    pub op: i32,
+    /// 0 or a ZooKeeper error code.
+    pub err: i32,
+    pub path: String,
+    pub stat: Option<Stat>,
+    pub multi: Vec<TxnResult>,
+}
+
+pub struct DataTree {
+    nodes: HashMap<String, Node>,
+    pub acls: AclCache,
+    ephemerals: HashMap<i64, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+    pub watches: Watches,
+    /// The zxid of the last applied transaction.
+    pub last_zxid: i64,
+    extended_types: bool,
+}
+
+impl DataTree {
+    /// A fresh tree with `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
+    pub fn new(extended_types: bool) -> Self {
+        let mut t = DataTree {
+            nodes: HashMap::new(),
+            acls: AclCache::new(),
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            watches: Watches::default(),
+            last_zxid: 0,
+            extended_types,
+        };
+        let open = t.acls.acquire(&acl_cache::open_acl());
+        t.nodes.insert("/".into(), empty_node(open));
+        t.insert_system("/zookeeper", open);
+        t.insert_system(QUOTA_PATH, open);
+        let read_only = t.acls.acquire(&acl_cache::read_acl());
+        t.insert_system(CONFIG_PATH, read_only);
+        t
+    }
+
+    fn insert_system(&mut self, p: &str, acl: i64) {
+        self.nodes
+            .get_mut(path::parent(p))
+            .expect("system parent")
+            .children
+            .insert(path::name(p).to_string());
+        self.nodes.insert(p.to_string(), empty_node(acl));
+    }
+
+    pub fn extended_types(&self) -> bool {
+        self.extended_types
+    }
+
+    pub fn get(&self, p: &str) -> Option<&Node> {
+        self.nodes.get(p)
+    }
+
+    pub fn acl_of(&self, node: &Node) -> Arc<Vec<Acl>> {
+        self.acls.get(node.acl)
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Sum of data bytes and path bytes, as ZooKeeper's approximate data size.
+    pub fn approximate_data_size(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|(p, n)| (p.len() + n.data.as_ref().map_or(0, |d| d.len())) as u64)
+            .sum()
+    }
+
+    pub fn children_sorted(&self, node: &Node) -> Vec<String> {
+        let mut v: Vec<String> = node.children.iter().cloned().collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn ephemerals_of(&self, session: i64) -> Vec<String> {
+        self.ephemerals
+            .get(&session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(BTreeSet::len).sum()
+    }
+
+    /// All descendants of `p` (not `p` itself).
+    pub fn all_children_number(&self, p: &str) -> usize {
+        if p == "/" {
+            return self.nodes.len() - 1;
+        }
+        let prefix = format!("{p}/");
+        self.nodes.keys().filter(|k| k.starts_with(&prefix)).count()
+    }
+
+    /// Sets `/zookeeper/config` (not a transaction: each member derives it from its config).
+    pub fn set_config_data(&mut self, data: Bytes) {
+        if let Some(n) = self.nodes.get_mut(CONFIG_PATH) {
+            n.data = Some(data);
+        }
+    }
+
+    /// Containers and TTL nodes due for deletion at wall-clock time `now_ms`.
+    pub fn expired_containers(&self, now_ms: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.containers {
+            if let Some(n) = self.nodes.get(p) {
+                if n.children.is_empty() && n.stat.cversion > 0 {
+                    out.push(p.clone());
+                }
+            }
+        }
+        for p in &self.ttls {
+            if let Some(n) = self.nodes.get(p) {
+                if let OwnerKind::Ttl(ttl) = owner_kind(n.stat.ephemeral_owner, true) {
+                    if n.children.is_empty() && ttl != 0 && now_ms - n.stat.mtime > ttl {
+                        out.push(p.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies one committed transaction. Errors inside are reported in the result, as
+    /// ZooKeeper's `processTxn` does; the tree is never left half-changed by one sub-op.
+    pub fn apply(&mut self, hdr: &TxnHeader, txn: &Txn, events: &mut Vec<WatchEvent>) -> TxnResult {
+        let result = match txn {
+            Txn::Multi(subs) => self.apply_multi(hdr, subs, events),
+            single => self.apply_one(hdr, single, events),
+        };
+        if hdr.zxid > self.last_zxid {
+            self.last_zxid = hdr.zxid;
+        }
+        result
+    }
+
+    fn apply_multi(&mut self, hdr: &TxnHeader, subs: &[Txn], events: &mut Vec<WatchEvent>) -> TxnResult {
+        let failed = subs.iter().any(|t| matches!(t, Txn::Error { .. }));
+        let mut results = Vec::with_capacity(subs.len());
+        let mut past_failure = false;
+        for t in subs {
+            let r = if failed {
+                let err = match t {
+                    Txn::Error { err } => {
+                        past_failure = true;
+                        *err
+                    }
+                    _ if past_failure => ZkError::RuntimeInconsistency.code(),
+                    _ => 0,
+                };
+                TxnResult {
+                    op: op::ERROR,
+                    err,
+                    ..Default::default()
+                }
+            } else {
+                self.apply_one(hdr, t, events)
+            };
+            results.push(r);
+        }
+        TxnResult {
+            op: op::MULTI,
+            multi: results,
+            ..Default::default()
+        }
+    }
+
+    fn apply_one(&mut self, hdr: &TxnHeader, txn: &Txn, events: &mut Vec<WatchEvent>) -> TxnResult {
+        let mut r = TxnResult {
+            op: txn.op(),
+            ..Default::default()
+        };
+        let outcome = match txn {
+            Txn::Create {
+                path,
+                data,
+                acl,
+                kind,
+                parent_cversion,
+                ..
+            } => {
+                r.path = path.clone();
+                let owner = match kind {
+                    CreateKind::Persistent => 0,
+                    CreateKind::Ephemeral => hdr.client_id,
+                    CreateKind::Container => CONTAINER_OWNER,
+                    CreateKind::Ttl(ttl) => ttl_owner(*ttl),
+                };
+                self.create_node(path, data.clone(), acl, owner, *parent_cversion, hdr, events)
+                    .map(|s| r.stat = Some(s))
+            }
+            Txn::Delete { path, .. } => {
+                r.path = path.clone();
+                self.delete_node(path, hdr.zxid, events)
+            }
+            Txn::SetData {
+                path,
+                data,
+                version,
+            } => {
+                r.path = path.clone();
+                self.set_data(path, data.clone(), *version, hdr, events)
+                    .map(|s| r.stat = Some(s))
+            }
+            Txn::SetAcl { path, acl, version } => {
+                r.path = path.clone();
+                self.set_acl(path, acl, *version).map(|s| r.stat = Some(s))
+            }
+            Txn::Check { path, .. } => {
+                r.path = path.clone();
+                Ok(())
+            }
+            Txn::CreateSession { .. } => Ok(()),
+            Txn::CloseSession { paths } => {
+                self.kill_session(hdr.client_id, paths, hdr.zxid, events);
+                Ok(())
+            }
+            Txn::Error { err } => Err(*err),
+            Txn::Multi(_) => Err(ZkError::MarshallingError.code()),
+        };
+        if let Err(e) = outcome {
+            r.err = e;
+        }
+        r
+    }
+
+    fn notify(&mut self, p: &str, kind: i32, zxid: i64, events: &mut Vec<WatchEvent>) {
+        for session in self.watches.trigger(p, kind) {
+            events.push(WatchEvent {
+                session,
+                kind,
+                path: p.to_string(),
+                zxid,
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_node(
+        &mut self,
+        p: &str,
+        data: Option<Bytes>,
+        acl: &[Acl],
+        owner: i64,
+        parent_cversion: i32,
+        hdr: &TxnHeader,
+        events: &mut Vec<WatchEvent>,
+    ) -> Result<Stat, i32> {
+        let parent_path = path::parent(p).to_string();
+        if !self.nodes.contains_key(&parent_path) {
+            return Err(ZkError::NoNode.code());
+        }
+        if self.nodes.contains_key(p) {
+            return Err(ZkError::NodeExists.code());
+        }
+        let acl_id = self.acls.acquire(acl);
+        let parent = self.nodes.get_mut(&parent_path).expect("checked");
+        let cversion = if parent_cversion == -1 {
+            parent.stat.cversion + 1
+        } else {
+            parent_cversion
+        };
+        if cversion > parent.stat.cversion {
+            parent.stat.cversion = cversion;
+            parent.stat.pzxid = hdr.zxid;
+        }
+        parent.children.insert(path::name(p).to_string());
+        let node = Node {
+            data,
+            acl: acl_id,
+            stat: StatPersisted {
+                czxid: hdr.zxid,
+                mzxid: hdr.zxid,
+                ctime: hdr.time,
+                mtime: hdr.time,
+                version: 0,
+                cversion: 0,
+                aversion: 0,
+                ephemeral_owner: owner,
+                pzxid: hdr.zxid,
+            },
+            children: HashSet::new(),
+        };
+        let stat = node.stat();
+        self.nodes.insert(p.to_string(), node);
+        match owner_kind(owner, self.extended_types) {
+            OwnerKind::Container => {
+                self.containers.insert(p.to_string());
+            }
+            OwnerKind::Ttl(_) => {
+                self.ttls.insert(p.to_string());
+            }
+            OwnerKind::Session(s) => {
+                self.ephemerals.entry(s).or_default().insert(p.to_string());
+            }
+            OwnerKind::None => {}
+        }
+        self.notify(p, event::NODE_CREATED, hdr.zxid, events);
+        self.notify(&parent_path, event::NODE_CHILDREN_CHANGED, hdr.zxid, events);
+        Ok(stat)
+    }
+
+    fn delete_node(&mut self, p: &str, zxid: i64, events: &mut Vec<WatchEvent>) -> Result<(), i32> {
+        let parent_path = path::parent(p).to_string();
+        let Some(parent) = self.nodes.get_mut(&parent_path) else {
+            return Err(ZkError::NoNode.code());
+        };
+        parent.children.remove(path::name(p));
+        if zxid > parent.stat.pzxid {
+            parent.stat.pzxid = zxid;
+        }
+        let Some(node) = self.nodes.remove(p) else {
+            return Err(ZkError::NoNode.code());
+        };
+        self.acls.release(node.acl);
+        match owner_kind(node.stat.ephemeral_owner, self.extended_types) {
+            OwnerKind::Container => {
+                self.containers.remove(p);
+            }
+            OwnerKind::Ttl(_) => {
+                self.ttls.remove(p);
+            }
+            OwnerKind::Session(s) => {
+                if let Some(set) = self.ephemerals.get_mut(&s) {
+                    set.remove(p);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&s);
+                    }
+                }
+            }
+            OwnerKind::None => {}
+        }
+        self.notify(p, event::NODE_DELETED, zxid, events);
+        self.notify(&parent_path, event::NODE_CHILDREN_CHANGED, zxid, events);
+        Ok(())
+    }
+
+    fn set_data(
+        &mut self,
+        p: &str,
+        data: Option<Bytes>,
+        version: i32,
+        hdr: &TxnHeader,
+        events: &mut Vec<WatchEvent>,
+    ) -> Result<Stat, i32> {
+        let node = self.nodes.get_mut(p).ok_or(ZkError::NoNode.code())?;
+        node.data = data;
+        node.stat.mtime = hdr.time;
+        node.stat.mzxid = hdr.zxid;
+        node.stat.version = version;
+        let stat = node.stat();
+        self.notify(p, event::NODE_DATA_CHANGED, hdr.zxid, events);
+        Ok(stat)
+    }
+
+    fn set_acl(&mut self, p: &str, acl: &[Acl], version: i32) -> Result<Stat, i32> {
+        if !self.nodes.contains_key(p) {
+            return Err(ZkError::NoNode.code());
+        }
+        let new_id = self.acls.acquire(acl);
+        let node = self.nodes.get_mut(p).expect("checked");
+        let old = std::mem::replace(&mut node.acl, new_id);
+        node.stat.aversion = version;
+        let stat = node.stat();
+        self.acls.release(old);
+        Ok(stat)
+    }
+
+    fn kill_session(&mut self, session: i64, listed: &[String], zxid: i64, events: &mut Vec<WatchEvent>) {
+        let mut doomed: BTreeSet<String> = self.ephemerals.remove(&session).unwrap_or_default();
+        for p in listed {
+            if self
+                .nodes
+                .get(p)
+                .is_some_and(|n| n.stat.ephemeral_owner == session)
+            {
+                doomed.insert(p.clone());
+            }
+        }
+        for p in doomed {
+            // Another delete in the same batch may have removed it already; not an error.
+            let _ = self.delete_node(&p, zxid, events);
+        }
+        self.watches.remove_session(session);
+    }
+}
+
+fn empty_node(acl: i64) -> Node {
+    Node {
+        data: None,
+        acl,
+        stat: StatPersisted::default(),
+        children: HashSet::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::watch::WatchKind;
+
+    fn hdr(zxid: i64, session: i64) -> TxnHeader {
+        TxnHeader {
+            client_id: session,
+            cxid: 0,
+            zxid,
+            time: zxid * 10,
+            op: 0,
+        }
+    }
+
+    fn create(p: &str, kind: CreateKind, pcv: i32) -> Txn {
+        Txn::Create {
+            op: op::CREATE,
+            path: p.into(),
+            data: Some(Bytes::from_static(b"d")),
+            acl: acl_cache::open_acl(),
+            kind,
+            parent_cversion: pcv,
+        }
+    }
+
+    #[test]
+    fn system_nodes_exist() {
+        let t = DataTree::new(false);
+        let root = t.get("/").unwrap();
+        assert_eq!(t.children_sorted(root), vec!["zookeeper"]);
+        let z = t.get("/zookeeper").unwrap();
+        assert_eq!(t.children_sorted(z), vec!["config", "quota"]);
+        assert_eq!(t.get(CONFIG_PATH).unwrap().stat(), Stat::default());
+    }
+
+    #[test]
+    fn create_and_delete_maintain_parent_stat() {
+        let mut t = DataTree::new(false);
+        let mut ev = Vec::new();
+        t.apply(&hdr(1, 5), &create("/a", CreateKind::Persistent, 1), &mut ev);
+        let r = t.apply(&hdr(2, 5), &create("/a/b", CreateKind::Ephemeral, 1), &mut ev);
+        assert_eq!(r.err, 0);
+        let s = r.stat.unwrap();
+        assert_eq!((s.czxid, s.mzxid, s.pzxid, s.ctime, s.ephemeral_owner), (2, 2, 2, 20, 5));
+        let a = t.get("/a").unwrap().stat();
+        assert_eq!((a.cversion, a.pzxid, a.num_children), (1, 2, 1));
+        t.apply(
+            &hdr(3, 5),
+            &Txn::Delete {
+                op: op::DELETE,
+                path: "/a/b".into(),
+            },
+            &mut ev,
+        );
+        let a = t.get("/a").unwrap().stat();
+        assert_eq!((a.cversion, a.pzxid, a.num_children), (1, 3, 0));
+        assert!(t.ephemerals_of(5).is_empty());
+        assert_eq!(t.last_zxid, 3);
+    }
+
+    #[test]
+    fn failed_multi_applies_nothing() {
+        let mut t = DataTree::new(false);
+        let mut ev = Vec::new();
+        t.watches.add(9, WatchKind::Child, "/");
+        let m = Txn::Multi(vec![
+            create("/x", CreateKind::Persistent, 1),
+            Txn::Error { err: ZkError::NoNode.code() },
+            Txn::Error {
+                err: ZkError::RuntimeInconsistency.code(),
+            },
+        ]);
+        let r = t.apply(&hdr(1, 5), &m, &mut ev);
+        let errs: Vec<i32> = r.multi.iter().map(|r| r.err).collect();
+        assert_eq!(errs, vec![0, -101, -2]);
+        assert!(t.get("/x").is_none());
+        assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn close_session_deletes_ephemerals_and_fires_watches() {
+        let mut t = DataTree::new(false);
+        let mut ev = Vec::new();
+        t.apply(&hdr(1, 5), &create("/e", CreateKind::Ephemeral, 1), &mut ev);
+        t.watches.add(7, WatchKind::Data, "/e");
+        t.apply(&hdr(2, 5), &Txn::CloseSession { paths: vec![] }, &mut ev);
+        assert!(t.get("/e").is_none());
+        assert_eq!(ev[0].session, 7);
+        assert_eq!(ev[0].kind, event::NODE_DELETED);
+    }
+
+    #[test]
+    fn containers_and_ttls_expire() {
+        let mut t = DataTree::new(true);
+        let mut ev = Vec::new();
+        t.apply(&hdr(1, 5), &create("/c", CreateKind::Container, 1), &mut ev);
+        assert!(t.expired_containers(1000).is_empty());
+        t.apply(&hdr(2, 5), &create("/c/x", CreateKind::Persistent, 1), &mut ev);
+        t.apply(
+            &hdr(3, 5),
+            &Txn::Delete {
+                op: op::DELETE,
+                path: "/c/x".into(),
+            },
+            &mut ev,
+        );
+        assert_eq!(t.expired_containers(1000), vec!["/c"]);
+        t.apply(&hdr(4, 5), &create("/t", CreateKind::Ttl(100), 2), &mut ev);
+        assert_eq!(t.expired_containers(40 + 100), vec!["/c"]);
+        assert_eq!(t.expired_containers(40 + 101), vec!["/c", "/t"]);
+    }
+}
