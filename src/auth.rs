@@ -171,7 +171,10 @@ mod tests {
     #[test]
     fn digest_matches_zookeeper() {
         // The value ZooKeeper's DigestAuthenticationProvider prints for super:test.
-        assert_eq!(digest_id("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+        assert_eq!(
+            digest_id("super:test"),
+            "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+        );
     }
 
     #[test]

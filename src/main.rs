@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use zabd::config::Settings;
 
 #[derive(Parser)]
-#[command(name = "zabd", version, about = "A ZooKeeper-compatible coordination server")]
+#[command(
+    name = "zabd",
+    version,
+    about = "A ZooKeeper-compatible coordination server"
+)]
 struct Cli {
     /// zabd TOML, or an Apache ZooKeeper zoo.cfg when the name ends in .cfg.
     /// Without it, the embedded default (conf/zabd.toml) is used.
@@ -40,7 +44,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("zabd: cannot start the runtime: {e}");

@@ -125,7 +125,14 @@ impl Prep {
 
     /// A multi: every op prepared in turn against the changes of the ones before it; the
     /// first failure rolls all of them back and the txn lists Error records.
-    fn prepare_multi(&mut self, tree: &DataTree, who: &Requester, ops: &[Request], zxid: i64, now: i64) -> Txn {
+    fn prepare_multi(
+        &mut self,
+        tree: &DataTree,
+        who: &Requester,
+        ops: &[Request],
+        zxid: i64,
+        now: i64,
+    ) -> Txn {
         let mut undo = Undo::new();
         let mut txns = Vec::with_capacity(ops.len());
         let mut failed = false;
@@ -164,7 +171,9 @@ impl Prep {
             Request::Delete { path, version } => {
                 self.prepare_delete(tree, who, path, Some(*version), zxid, undo)
             }
-            Request::DeleteContainer { path } => self.prepare_delete(tree, who, path, None, zxid, undo),
+            Request::DeleteContainer { path } => {
+                self.prepare_delete(tree, who, path, None, zxid, undo)
+            }
             Request::SetData {
                 path,
                 data,
@@ -364,7 +373,11 @@ fn is_special(p: &str) -> bool {
 }
 
 /// The node kind a create asks for, with ZooKeeper's checks of flags and TTL.
-fn create_kind(c: &CreateRequest, extended: bool, _session: i64) -> Result<(CreateKind, CreateMode), ZkError> {
+fn create_kind(
+    c: &CreateRequest,
+    extended: bool,
+    _session: i64,
+) -> Result<(CreateKind, CreateMode), ZkError> {
     let mode = CreateMode::from_flags(c.flags).ok_or(ZkError::BadArguments)?;
     if mode.is_ttl() && !extended {
         return Err(ZkError::Unimplemented);
@@ -434,7 +447,10 @@ mod tests {
         /// Prepares without applying (the txn stays outstanding).
         fn prep(&mut self, req: &Request) -> Result<Txn, ZkError> {
             self.zxid += 1;
-            let who = Requester { session: 7, ids: &[] };
+            let who = Requester {
+                session: 7,
+                ids: &[],
+            };
             self.prep.prepare(&self.tree, &who, req, self.zxid, 100)
         }
         fn apply(&mut self, txn: &Txn, zxid: i64) {
@@ -470,11 +486,17 @@ mod tests {
         let mut f = Fixture::new();
         assert_eq!(f.prep(&create("/a/b", 0)), Err(ZkError::NoNode));
         assert_eq!(f.prep(&create("/a/", 0)), Err(ZkError::NoNode));
-        assert_eq!(f.prep(&create("/zookeeper/", 0)), Err(ZkError::BadArguments));
+        assert_eq!(
+            f.prep(&create("/zookeeper/", 0)),
+            Err(ZkError::BadArguments)
+        );
         assert_eq!(f.prep(&create("/a", 9)), Err(ZkError::BadArguments));
         let t = f.prep(&create("/e", 1)).unwrap();
         f.apply(&t, f.zxid);
-        assert_eq!(f.prep(&create("/e/c", 0)), Err(ZkError::NoChildrenForEphemerals));
+        assert_eq!(
+            f.prep(&create("/e/c", 0)),
+            Err(ZkError::NoChildrenForEphemerals)
+        );
         let del = |p: &str, v| Request::Delete {
             path: p.into(),
             version: v,

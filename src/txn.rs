@@ -82,13 +82,33 @@ pub enum Txn {
         parent_cversion: i32,
     },
     /// `op` is delete or deleteContainer.
-    Delete { op: i32, path: String },
-    SetData { path: String, data: Option<Bytes>, version: i32 },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    Check { path: String, version: i32 },
-    CreateSession { timeout: i32 },
-    CloseSession { paths: Vec<String> },
-    Error { err: i32 },
+    Delete {
+        op: i32,
+        path: String,
+    },
+    SetData {
+        path: String,
+        data: Option<Bytes>,
+        version: i32,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    Check {
+        path: String,
+        version: i32,
+    },
+    CreateSession {
+        timeout: i32,
+    },
+    CloseSession {
+        paths: Vec<String>,
+    },
+    Error {
+        err: i32,
+    },
     Multi(Vec<Txn>),
 }
 

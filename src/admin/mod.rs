@@ -125,11 +125,17 @@ fn mntr(engine: &Engine, info: &ServerInfo) -> String {
         ("zk_min_latency", st.latency_min_ms.to_string()),
         ("zk_packets_received", st.packets_received.to_string()),
         ("zk_packets_sent", st.packets_sent.to_string()),
-        ("zk_num_alive_connections", engine.connection_count().to_string()),
+        (
+            "zk_num_alive_connections",
+            engine.connection_count().to_string(),
+        ),
         ("zk_outstanding_requests", engine.outstanding().to_string()),
         ("zk_znode_count", engine.tree.node_count().to_string()),
         ("zk_watch_count", engine.tree.watches.count().to_string()),
-        ("zk_ephemerals_count", engine.tree.ephemeral_count().to_string()),
+        (
+            "zk_ephemerals_count",
+            engine.tree.ephemeral_count().to_string(),
+        ),
         (
             "zk_approximate_data_size",
             engine.tree.approximate_data_size().to_string(),
@@ -148,7 +154,11 @@ fn envi(info: &ServerInfo) -> String {
     let _ = writeln!(s, "zabd.version={}", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(s, "os.name={}", std::env::consts::OS);
     let _ = writeln!(s, "os.arch={}", std::env::consts::ARCH);
-    let _ = writeln!(s, "user.dir={}", std::env::current_dir().unwrap_or_default().display());
+    let _ = writeln!(
+        s,
+        "user.dir={}",
+        std::env::current_dir().unwrap_or_default().display()
+    );
     let _ = writeln!(s, "zookeeper.dataDir={}", info.data_dir);
     let _ = writeln!(s, "zookeeper.dataLogDir={}", info.data_log_dir);
     s

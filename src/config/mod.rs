@@ -139,9 +139,8 @@ impl Settings {
             key: key.to_string(),
             msg,
         };
-        let table: toml::Table = toml::from_str(text).map_err(|e| {
-            err("-", e.message().to_string())
-        })?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| err("-", e.message().to_string()))?;
         for k in table.keys() {
             if !TOML_KEYS.contains(&k.as_str()) {
                 tracing::warn!(file, key = %k, "unknown configuration key ignored");
@@ -161,8 +160,8 @@ impl Settings {
             let id: i64 = id
                 .parse()
                 .map_err(|_| err("servers", format!("server id {id:?} is not a number")))?;
-            let spec = parse_server_spec(id, &spec)
-                .map_err(|m| err(&format!("servers.{id}"), m))?;
+            let spec =
+                parse_server_spec(id, &spec).map_err(|m| err(&format!("servers.{id}"), m))?;
             s.servers.push(spec);
         }
         s.validate(file)?;
@@ -171,7 +170,8 @@ impl Settings {
 
     /// The embedded default.
     pub fn embedded() -> Settings {
-        Settings::from_toml(DEFAULT_TOML, "<embedded conf/zabd.toml>").expect("default config is valid")
+        Settings::from_toml(DEFAULT_TOML, "<embedded conf/zabd.toml>")
+            .expect("default config is valid")
     }
 
     /// Checks ranges and fills in derived defaults.
@@ -200,7 +200,10 @@ impl Settings {
             return Err(err("jute.maxbuffer", "must be positive"));
         }
         if self.extended_types_enabled && self.server_id > 254 {
-            return Err(err("server_id", "must be at most 254 with extended types enabled"));
+            return Err(err(
+                "server_id",
+                "must be at most 254 with extended types enabled",
+            ));
         }
         if self.max_outstanding_per_connection == 0 {
             return Err(err("max_outstanding_per_connection", "must be positive"));
@@ -245,7 +248,9 @@ pub fn parse_server_spec(id: i64, spec: &str) -> Result<ServerSpec, String> {
     };
     let parts: Vec<&str> = server.split(':').collect();
     if parts.len() < 3 || parts.len() > 4 {
-        return Err(format!("{spec:?} is not host:quorumPort:electionPort[:role]"));
+        return Err(format!(
+            "{spec:?} is not host:quorumPort:electionPort[:role]"
+        ));
     }
     let port = |s: &str| {
         s.parse::<u16>()

@@ -63,9 +63,8 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
                     .collect()
             }
             "extendedTypesEnabled" | "zookeeper.extendedTypesEnabled" => {
-                s.extended_types_enabled = parse_bool(value).ok_or_else(|| {
-                    err(key, format!("{value:?} is not true or false"))
-                })?
+                s.extended_types_enabled = parse_bool(value)
+                    .ok_or_else(|| err(key, format!("{value:?} is not true or false")))?
             }
             "znode.container.checkIntervalMs" => {
                 s.container_check_interval_ms = ranged(value, i64::MAX)? as u64
@@ -125,6 +124,9 @@ mod tests {
     fn bad_value_names_key_and_file() {
         let e = parse("clientPort=abc\n", "/etc/zoo.cfg").unwrap_err();
         assert_eq!(e.key, "clientPort");
-        assert_eq!(e.to_string(), "/etc/zoo.cfg: clientPort: \"abc\" is not a number");
+        assert_eq!(
+            e.to_string(),
+            "/etc/zoo.cfg: clientPort: \"abc\" is not a number"
+        );
     }
 }

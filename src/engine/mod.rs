@@ -74,7 +74,11 @@ pub enum Event {
         req: crate::jute::records::ConnectRequest,
     },
     /// A request frame after the handshake.
-    Request { conn: ConnId, xid: i32, req: Request },
+    Request {
+        conn: ConnId,
+        xid: i32,
+        req: Request,
+    },
     /// The connection is gone (closed by either side).
     Closed { conn: ConnId },
     /// Every transaction up to `zxid` is durable (and, later, quorum-committed).
@@ -92,8 +96,14 @@ pub enum Action {
         frame: Bytes,
         completes: bool,
     },
-    /// Close the connection once what was sent before is written.
-    Close { conn: ConnId, reason: &'static str },
+    /// Close the connection once what was sent before is written. With `linger` the
+    /// server first gives the client a moment to close its end (after closeSession, so the
+    /// client does not see the socket vanish under it).
+    Close {
+        conn: ConnId,
+        reason: &'static str,
+        linger: bool,
+    },
     /// Make this transaction durable, then answer with `Event::Committed`.
     Log { hdr: TxnHeader, txn: Txn },
 }
@@ -215,7 +225,11 @@ impl Engine {
     }
 
     fn close(&mut self, conn: ConnId, reason: &'static str) {
-        self.out.push(Action::Close { conn, reason });
+        self.out.push(Action::Close {
+            conn,
+            reason,
+            linger: false,
+        });
     }
 
     fn on_accepted(&mut self, conn: ConnId, ip: String) {
@@ -318,10 +332,7 @@ impl Engine {
             return;
         }
         let zxid = self.next_zxid();
-        let who = Requester {
-            session,
-            ids: &ids,
-        };
+        let who = Requester { session, ids: &ids };
         let time = self.now.wall_ms;
         let txn = self
             .prep
@@ -411,7 +422,11 @@ impl Engine {
                 });
                 self.send(conn, frame, true);
                 if op == op::CLOSE_SESSION {
-                    self.close(conn, "session closed by client");
+                    self.out.push(Action::Close {
+                        conn,
+                        reason: "session closed by client",
+                        linger: true,
+                    });
                 } else {
                     self.pump(conn);
                 }
@@ -446,10 +461,7 @@ impl Engine {
     /// nothing is logged.
     fn system_write(&mut self, session: i64, req: &Request) {
         let ids = [Id::new("super", "")];
-        let who = Requester {
-            session,
-            ids: &ids,
-        };
+        let who = Requester { session, ids: &ids };
         let zxid = self.last_logged + 1;
         let time = self.now.wall_ms;
         let Ok(txn) = self.prep.prepare(&self.tree, &who, req, zxid, time) else {

@@ -174,7 +174,7 @@ impl Engine {
         if watch {
             self.tree.watches.add(session, WatchKind::Data, path);
         }
-        let stat = self.tree.get(path).ok_or(ZkError::NoNode)?.stat();
+        let stat = self.tree.stat(self.tree.get(path).ok_or(ZkError::NoNode)?);
         body(|w| stat.write(w))
     }
 
@@ -187,7 +187,7 @@ impl Engine {
     ) -> Result<(Option<Bytes>, crate::jute::records::Stat), ZkError> {
         let n = self.tree.get(path).ok_or(ZkError::NoNode)?;
         auth::check(&self.tree.acl_of(n), perms::READ, ids)?;
-        let out = (n.data.clone(), n.stat());
+        let out = (n.data.clone(), self.tree.stat(n));
         if watch {
             self.tree.watches.add(session, WatchKind::Data, path);
         }
@@ -203,7 +203,7 @@ impl Engine {
     ) -> Result<(Vec<String>, crate::jute::records::Stat), ZkError> {
         let n = self.tree.get(path).ok_or(ZkError::NoNode)?;
         auth::check(&self.tree.acl_of(n), perms::READ, ids)?;
-        let out = (self.tree.children_sorted(n), n.stat());
+        let out = (self.tree.children_sorted(n), self.tree.stat(n));
         if watch {
             self.tree.watches.add(session, WatchKind::Child, path);
         }
@@ -228,7 +228,7 @@ impl Engine {
                 })
                 .collect()
         };
-        let stat = n.stat();
+        let stat = self.tree.stat(n);
         body(|w| {
             write_acls(w, &shown);
             stat.write(w);

@@ -36,7 +36,11 @@ pub fn check(buf: &[u8], limit: usize) -> Result<Option<usize>, FrameError> {
     if len > limit {
         return Err(FrameError::TooLarge { len, limit });
     }
-    Ok(if buf.len() >= 4 + len { Some(len) } else { None })
+    Ok(if buf.len() >= 4 + len {
+        Some(len)
+    } else {
+        None
+    })
 }
 
 #[cfg(test)]
@@ -48,7 +52,13 @@ mod tests {
         assert_eq!(check(&[0, 0], 10), Ok(None));
         assert_eq!(check(&[0, 0, 0, 2, 1], 10), Ok(None));
         assert_eq!(check(&[0, 0, 0, 2, 1, 2, 3], 10), Ok(Some(2)));
-        assert_eq!(check(&[255, 255, 255, 255], 10), Err(FrameError::Negative(-1)));
-        assert!(matches!(check(&[0, 0, 1, 0], 10), Err(FrameError::TooLarge { .. })));
+        assert_eq!(
+            check(&[255, 255, 255, 255], 10),
+            Err(FrameError::Negative(-1))
+        );
+        assert!(matches!(
+            check(&[0, 0, 1, 0], 10),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 }

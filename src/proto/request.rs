@@ -57,29 +57,77 @@ pub struct SetWatches {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Create(CreateRequest),
-    Delete { path: String, version: i32 },
-    DeleteContainer { path: String },
-    Exists { path: String, watch: bool },
-    GetData { path: String, watch: bool },
-    SetData { path: String, data: Option<Bytes>, version: i32 },
-    GetAcl { path: String },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    GetChildren { path: String, watch: bool },
-    GetChildren2 { path: String, watch: bool },
-    Sync { path: String },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    DeleteContainer {
+        path: String,
+    },
+    Exists {
+        path: String,
+        watch: bool,
+    },
+    GetData {
+        path: String,
+        watch: bool,
+    },
+    SetData {
+        path: String,
+        data: Option<Bytes>,
+        version: i32,
+    },
+    GetAcl {
+        path: String,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    GetChildren {
+        path: String,
+        watch: bool,
+    },
+    GetChildren2 {
+        path: String,
+        watch: bool,
+    },
+    Sync {
+        path: String,
+    },
     Ping,
-    Check { path: String, version: i32 },
+    Check {
+        path: String,
+        version: i32,
+    },
     Multi(Vec<Request>),
     MultiRead(Vec<Request>),
     Reconfig,
-    CheckWatches { path: String, kind: i32 },
-    RemoveWatches { path: String, kind: i32 },
-    Auth { scheme: String, auth: Bytes },
+    CheckWatches {
+        path: String,
+        kind: i32,
+    },
+    RemoveWatches {
+        path: String,
+        kind: i32,
+    },
+    Auth {
+        scheme: String,
+        auth: Bytes,
+    },
     SetWatches(SetWatches),
     Sasl,
-    GetEphemerals { prefix: String },
-    GetAllChildrenNumber { path: String },
-    AddWatch { path: String, mode: i32 },
+    GetEphemerals {
+        prefix: String,
+    },
+    GetAllChildrenNumber {
+        path: String,
+    },
+    AddWatch {
+        path: String,
+        mode: i32,
+    },
     WhoAmI,
     CloseSession,
     Unknown(i32),
@@ -232,7 +280,9 @@ fn decode_body(opcode: i32, r: &mut Reader) -> Result<Request, DecodeError> {
             r.buffer()?;
             Request::Sasl
         }
-        op::GET_EPHEMERALS => Request::GetEphemerals { prefix: r.string()? },
+        op::GET_EPHEMERALS => Request::GetEphemerals {
+            prefix: r.string()?,
+        },
         op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber { path: r.string()? },
         op::ADD_WATCH => Request::AddWatch {
             path: r.string()?,
@@ -283,7 +333,10 @@ fn decode_multi(r: &mut Reader, read_only: bool) -> Result<Vec<Request>, DecodeE
             ]
         };
         if !allowed.contains(&h.op) {
-            return Err(DecodeError::Invalid(format!("op {} is not allowed in a multi", h.op)));
+            return Err(DecodeError::Invalid(format!(
+                "op {} is not allowed in a multi",
+                h.op
+            )));
         }
         if ops.len() >= MAX_MULTI_OPS {
             return Err(DecodeError::Invalid("too many ops in a multi".into()));
@@ -323,7 +376,12 @@ mod tests {
     #[test]
     fn decodes_multi_and_rejects_mixed() {
         let b = frame(RequestHeader { xid: 2, op: 14 }, |w| {
-            MultiHeader { op: 2, done: false, err: -1 }.write(w);
+            MultiHeader {
+                op: 2,
+                done: false,
+                err: -1,
+            }
+            .write(w);
             w.string("/x").i32(-1);
             MultiHeader::END.write(w);
         });
@@ -336,7 +394,12 @@ mod tests {
             }])
         );
         let b = frame(RequestHeader { xid: 2, op: 14 }, |w| {
-            MultiHeader { op: 4, done: false, err: -1 }.write(w);
+            MultiHeader {
+                op: 4,
+                done: false,
+                err: -1,
+            }
+            .write(w);
             w.string("/x").bool(false);
             MultiHeader::END.write(w);
         });

@@ -21,10 +21,14 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+/// How long a connection stays open after closeSession for the client to close it first.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub enum Outbound {
     /// A frame; `true` when it answers a request.
     Frame(Bytes, bool),
-    Close(&'static str),
+    /// Close after writing what came before; `true`: wait a moment for the client to close first.
+    Close(&'static str, bool),
 }
 
 pub async fn serve(
@@ -96,7 +100,11 @@ async fn next_frame(
                 let had = buf.len();
                 match rd.read_buf(buf).await {
                     Ok(0) if had == 0 => return Ok(None),
-                    Ok(0) => return Err(format!("connection closed inside a frame ({had} bytes buffered)")),
+                    Ok(0) => {
+                        return Err(format!(
+                            "connection closed inside a frame ({had} bytes buffered)"
+                        ))
+                    }
                     Ok(_) => {}
                     Err(e) => return Err(format!("read error: {e}")),
                 }
@@ -176,9 +184,12 @@ async fn write_loop(
                         permits.add_permits(1);
                     }
                 }
-                Outbound::Close(reason) => {
+                Outbound::Close(reason, linger) => {
                     tracing::debug!(reason, "closing connection");
                     let _ = w.flush().await;
+                    if linger {
+                        tokio::time::sleep(CLOSE_LINGER).await;
+                    }
                     let _ = w.shutdown().await;
                     let _ = stop.send(());
                     return;
@@ -196,7 +207,11 @@ async fn write_loop(
     }
 }
 
-async fn four_letter(word: &'static str, mut wr: OwnedWriteHalf, core: &mpsc::UnboundedSender<CoreMsg>) {
+async fn four_letter(
+    word: &'static str,
+    mut wr: OwnedWriteHalf,
+    core: &mpsc::UnboundedSender<CoreMsg>,
+) {
     let (tx, rx) = oneshot::channel();
     if core.send(CoreMsg::FourLetter { word, reply: tx }).is_err() {
         return;

@@ -20,9 +20,16 @@ pub struct ConnHandle {
 }
 
 pub enum CoreMsg {
-    Register { conn: ConnId, ip: String, handle: ConnHandle },
+    Register {
+        conn: ConnId,
+        ip: String,
+        handle: ConnHandle,
+    },
     Event(Event),
-    FourLetter { word: &'static str, reply: oneshot::Sender<String> },
+    FourLetter {
+        word: &'static str,
+        reply: oneshot::Sender<String>,
+    },
 }
 
 /// Most messages taken from the channel before their actions are performed.
@@ -84,7 +91,12 @@ fn take(
 
 /// Performs actions; logged transactions are committed at once (the immediate log stage),
 /// which may produce more actions.
-fn perform(engine: &mut Engine, conns: &mut HashMap<ConnId, ConnHandle>, mut actions: Vec<Action>, clocks: &Clocks) {
+fn perform(
+    engine: &mut Engine,
+    conns: &mut HashMap<ConnId, ConnHandle>,
+    mut actions: Vec<Action>,
+    clocks: &Clocks,
+) {
     loop {
         let mut logged = None;
         for a in actions.drain(..) {
@@ -94,7 +106,11 @@ fn perform(engine: &mut Engine, conns: &mut HashMap<ConnId, ConnHandle>, mut act
                     frame,
                     completes,
                 } => send(conns, conn, Outbound::Frame(frame, completes)),
-                Action::Close { conn, reason } => send(conns, conn, Outbound::Close(reason)),
+                Action::Close {
+                    conn,
+                    reason,
+                    linger,
+                } => send(conns, conn, Outbound::Close(reason, linger)),
                 Action::Log { hdr, .. } => logged = Some(hdr.zxid),
             }
         }
@@ -112,8 +128,15 @@ fn send(conns: &mut HashMap<ConnId, ConnHandle>, conn: ConnId, out: Outbound) {
     if let Outbound::Frame(f, _) = &out {
         let queued = h.queued.fetch_add(f.len(), Ordering::Relaxed) + f.len();
         if queued > h.max_queued {
-            tracing::warn!(conn, queued, "client is not reading its replies; closing connection");
-            let _ = h.tx.send(Outbound::Close("client fell too far behind reading replies"));
+            tracing::warn!(
+                conn,
+                queued,
+                "client is not reading its replies; closing connection"
+            );
+            let _ = h.tx.send(Outbound::Close(
+                "client fell too far behind reading replies",
+                false,
+            ));
             conns.remove(&conn);
             return;
         }

@@ -69,11 +69,22 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn stat(&self) -> Stat {
-        self.stat.to_stat(
-            self.data.as_ref().map_or(0, |d| d.len() as i32),
-            self.children.len() as i32,
-        )
+    /// The Stat a client sees. As ZooKeeper's DataNode.copyStat: the stored cversion counts
+    /// child creations, and clients see every child change (`2 × creations − children`);
+    /// containers and TTL nodes show ephemeralOwner 0.
+    pub fn client_stat(&self, extended_types: bool) -> Stat {
+        let children = self.children.len() as i32;
+        let mut s = self
+            .stat
+            .to_stat(self.data.as_ref().map_or(0, |d| d.len() as i32), children);
+        s.cversion = self.stat.cversion.wrapping_mul(2).wrapping_sub(children);
+        if !matches!(
+            owner_kind(self.stat.ephemeral_owner, extended_types),
+            OwnerKind::Session(_) | OwnerKind::None
+        ) {
+            s.ephemeral_owner = 0;
+        }
+        s
     }
 }
 
@@ -129,6 +140,12 @@ impl DataTree {
         t.insert_system(QUOTA_PATH, open);
         let read_only = t.acls.acquire(&acl_cache::read_acl());
         t.insert_system(CONFIG_PATH, read_only);
+        // ZooKeeper sets this ACL with version -1, which lands in aversion.
+        t.nodes
+            .get_mut(CONFIG_PATH)
+            .expect("just made")
+            .stat
+            .aversion = -1;
         t
     }
 
@@ -147,6 +164,11 @@ impl DataTree {
 
     pub fn get(&self, p: &str) -> Option<&Node> {
         self.nodes.get(p)
+    }
+
+    /// The Stat clients see for `node` (see [`Node::client_stat`]).
+    pub fn stat(&self, node: &Node) -> Stat {
+        node.client_stat(self.extended_types)
     }
 
     pub fn acl_of(&self, node: &Node) -> Arc<Vec<Acl>> {
@@ -233,7 +255,12 @@ impl DataTree {
         result
     }
 
-    fn apply_multi(&mut self, hdr: &TxnHeader, subs: &[Txn], events: &mut Vec<WatchEvent>) -> TxnResult {
+    fn apply_multi(
+        &mut self,
+        hdr: &TxnHeader,
+        subs: &[Txn],
+        events: &mut Vec<WatchEvent>,
+    ) -> TxnResult {
         let failed = subs.iter().any(|t| matches!(t, Txn::Error { .. }));
         let mut results = Vec::with_capacity(subs.len());
         let mut past_failure = false;
@@ -285,8 +312,16 @@ impl DataTree {
                     CreateKind::Container => CONTAINER_OWNER,
                     CreateKind::Ttl(ttl) => ttl_owner(*ttl),
                 };
-                self.create_node(path, data.clone(), acl, owner, *parent_cversion, hdr, events)
-                    .map(|s| r.stat = Some(s))
+                self.create_node(
+                    path,
+                    data.clone(),
+                    acl,
+                    owner,
+                    *parent_cversion,
+                    hdr,
+                    events,
+                )
+                .map(|s| r.stat = Some(s))
             }
             Txn::Delete { path, .. } => {
                 r.path = path.clone();
@@ -380,7 +415,7 @@ impl DataTree {
             },
             children: HashSet::new(),
         };
-        let stat = node.stat();
+        let stat = node.client_stat(self.extended_types);
         self.nodes.insert(p.to_string(), node);
         match owner_kind(owner, self.extended_types) {
             OwnerKind::Container => {
@@ -447,7 +482,7 @@ impl DataTree {
         node.stat.mtime = hdr.time;
         node.stat.mzxid = hdr.zxid;
         node.stat.version = version;
-        let stat = node.stat();
+        let stat = node.client_stat(self.extended_types);
         self.notify(p, event::NODE_DATA_CHANGED, hdr.zxid, events);
         Ok(stat)
     }
@@ -460,12 +495,18 @@ impl DataTree {
         let node = self.nodes.get_mut(p).expect("checked");
         let old = std::mem::replace(&mut node.acl, new_id);
         node.stat.aversion = version;
-        let stat = node.stat();
+        let stat = node.client_stat(self.extended_types);
         self.acls.release(old);
         Ok(stat)
     }
 
-    fn kill_session(&mut self, session: i64, listed: &[String], zxid: i64, events: &mut Vec<WatchEvent>) {
+    fn kill_session(
+        &mut self,
+        session: i64,
+        listed: &[String],
+        zxid: i64,
+        events: &mut Vec<WatchEvent>,
+    ) {
         let mut doomed: BTreeSet<String> = self.ephemerals.remove(&session).unwrap_or_default();
         for p in listed {
             if self
@@ -486,7 +527,7 @@ impl DataTree {
 
 fn empty_node(acl: i64) -> Node {
     Node {
-        data: None,
+        data: Some(Bytes::new()),
         acl,
         stat: StatPersisted::default(),
         children: HashSet::new(),
@@ -526,19 +567,32 @@ mod tests {
         assert_eq!(t.children_sorted(root), vec!["zookeeper"]);
         let z = t.get("/zookeeper").unwrap();
         assert_eq!(t.children_sorted(z), vec!["config", "quota"]);
-        assert_eq!(t.get(CONFIG_PATH).unwrap().stat(), Stat::default());
+        let cfg = t.get(CONFIG_PATH).unwrap();
+        assert_eq!(t.stat(cfg).aversion, -1);
+        assert_eq!(cfg.data.as_deref(), Some(&b""[..]));
     }
 
     #[test]
     fn create_and_delete_maintain_parent_stat() {
         let mut t = DataTree::new(false);
         let mut ev = Vec::new();
-        t.apply(&hdr(1, 5), &create("/a", CreateKind::Persistent, 1), &mut ev);
-        let r = t.apply(&hdr(2, 5), &create("/a/b", CreateKind::Ephemeral, 1), &mut ev);
+        t.apply(
+            &hdr(1, 5),
+            &create("/a", CreateKind::Persistent, 1),
+            &mut ev,
+        );
+        let r = t.apply(
+            &hdr(2, 5),
+            &create("/a/b", CreateKind::Ephemeral, 1),
+            &mut ev,
+        );
         assert_eq!(r.err, 0);
         let s = r.stat.unwrap();
-        assert_eq!((s.czxid, s.mzxid, s.pzxid, s.ctime, s.ephemeral_owner), (2, 2, 2, 20, 5));
-        let a = t.get("/a").unwrap().stat();
+        assert_eq!(
+            (s.czxid, s.mzxid, s.pzxid, s.ctime, s.ephemeral_owner),
+            (2, 2, 2, 20, 5)
+        );
+        let a = t.stat(t.get("/a").unwrap());
         assert_eq!((a.cversion, a.pzxid, a.num_children), (1, 2, 1));
         t.apply(
             &hdr(3, 5),
@@ -548,8 +602,8 @@ mod tests {
             },
             &mut ev,
         );
-        let a = t.get("/a").unwrap().stat();
-        assert_eq!((a.cversion, a.pzxid, a.num_children), (1, 3, 0));
+        let a = t.stat(t.get("/a").unwrap());
+        assert_eq!((a.cversion, a.pzxid, a.num_children), (2, 3, 0));
         assert!(t.ephemerals_of(5).is_empty());
         assert_eq!(t.last_zxid, 3);
     }
@@ -561,7 +615,9 @@ mod tests {
         t.watches.add(9, WatchKind::Child, "/");
         let m = Txn::Multi(vec![
             create("/x", CreateKind::Persistent, 1),
-            Txn::Error { err: ZkError::NoNode.code() },
+            Txn::Error {
+                err: ZkError::NoNode.code(),
+            },
             Txn::Error {
                 err: ZkError::RuntimeInconsistency.code(),
             },
@@ -591,7 +647,11 @@ mod tests {
         let mut ev = Vec::new();
         t.apply(&hdr(1, 5), &create("/c", CreateKind::Container, 1), &mut ev);
         assert!(t.expired_containers(1000).is_empty());
-        t.apply(&hdr(2, 5), &create("/c/x", CreateKind::Persistent, 1), &mut ev);
+        t.apply(
+            &hdr(2, 5),
+            &create("/c/x", CreateKind::Persistent, 1),
+            &mut ev,
+        );
         t.apply(
             &hdr(3, 5),
             &Txn::Delete {

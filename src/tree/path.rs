@@ -90,12 +90,33 @@ mod tests {
 
     #[test]
     fn validation_matches_zookeeper() {
-        for ok in ["/", "/a", "/a/b", "/a.b", "/..a", "/a/...", "/zookeeper", "/é"] {
+        for ok in [
+            "/",
+            "/a",
+            "/a/b",
+            "/a.b",
+            "/..a",
+            "/a/...",
+            "/zookeeper",
+            "/é",
+        ] {
             assert!(validate(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "a", "/a/", "//", "/a//b", "/.", "/..", "/a/./b", "/a/../b", "/a\0", "/\u{1}",
-            "/\u{7f}", "/\u{fff5}", "/\u{1F600}",
+            "",
+            "a",
+            "/a/",
+            "//",
+            "/a//b",
+            "/.",
+            "/..",
+            "/a/./b",
+            "/a/../b",
+            "/a\0",
+            "/\u{1}",
+            "/\u{7f}",
+            "/\u{fff5}",
+            "/\u{1F600}",
         ] {
             assert!(validate(bad).is_err(), "{bad:?}");
         }

@@ -45,7 +45,8 @@ pub struct Watches {
 impl Watches {
     pub fn add(&mut self, session: i64, kind: WatchKind, path: &str) {
         let key = (kind, path.to_string());
-        if self.tables.entry(key.clone()).or_default().insert(session) && kind == WatchKind::Recursive
+        if self.tables.entry(key.clone()).or_default().insert(session)
+            && kind == WatchKind::Recursive
         {
             self.recursive_count += 1;
         }
@@ -180,7 +181,11 @@ impl Watches {
     }
 
     pub fn paths(&self) -> usize {
-        self.tables.keys().map(|(_, p)| p).collect::<HashSet<_>>().len()
+        self.tables
+            .keys()
+            .map(|(_, p)| p)
+            .collect::<HashSet<_>>()
+            .len()
     }
 }
 
