@@ -128,10 +128,8 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ZkError> {
         if a.id.scheme == "world" && a.id.id == "anyone" {
             out.push(a);
         } else if a.id.scheme == "auth" {
-            let authed: Vec<&Id> = ids
-                .iter()
-                .filter(|i| i.scheme == "digest" || i.scheme == "ip")
-                .collect();
+            // Only providers that report isAuthenticated() count: digest, not ip.
+            let authed: Vec<&Id> = ids.iter().filter(|i| i.scheme == "digest").collect();
             if authed.is_empty() {
                 return Err(ZkError::InvalidAcl);
             }
@@ -203,7 +201,8 @@ mod tests {
             perms: perms::ALL,
             id: Id::new("auth", ""),
         }];
-        assert_eq!(fixup(&auth, &me).unwrap().len(), 2);
+        assert_eq!(fixup(&auth, &me).unwrap().len(), 1);
+        assert_eq!(fixup(&auth, &me[..1]), Err(ZkError::InvalidAcl));
         assert_eq!(fixup(&auth, &[]), Err(ZkError::InvalidAcl));
         assert_eq!(fixup(&[], &me), Err(ZkError::InvalidAcl));
         let bad = vec![Acl {
