@@ -18,7 +18,10 @@ async fn create_get_set_delete_with_exact_stats() {
     assert_eq!(s.czxid, s.mzxid);
     assert_eq!(s.czxid, s.pzxid);
     assert_eq!((s.version, s.cversion, s.aversion), (0, 0, 0));
-    assert_eq!((s.data_length, s.num_children, s.ephemeral_owner), (5, 0, 0));
+    assert_eq!(
+        (s.data_length, s.num_children, s.ephemeral_owner),
+        (5, 0, 0)
+    );
     assert_eq!(s.ctime, s.mtime);
 
     let (data, g) = c.get_data("/a").await.unwrap();
@@ -30,7 +33,10 @@ async fn create_get_set_delete_with_exact_stats() {
     assert!(s2.mzxid > s.mzxid);
     assert_eq!(s2.czxid, s.czxid);
     assert_eq!(s2.data_length, 2);
-    assert_eq!(c.set_data("/a", b"x", Some(0)).await, Err(Error::BadVersion));
+    assert_eq!(
+        c.set_data("/a", b"x", Some(0)).await,
+        Err(Error::BadVersion)
+    );
 
     let (child, _) = c.create("/a/b", b"", &persistent()).await.unwrap();
     let (_, parent) = c.get_data("/a").await.unwrap();
@@ -52,19 +58,31 @@ async fn create_get_set_delete_with_exact_stats() {
 async fn error_codes() {
     let z = Zabd::start();
     let c = connect(&z).await;
-    assert_eq!(c.create("/x/y", b"", &persistent()).await.unwrap_err(), Error::NoNode);
+    assert_eq!(
+        c.create("/x/y", b"", &persistent()).await.unwrap_err(),
+        Error::NoNode
+    );
     c.create("/x", b"", &persistent()).await.unwrap();
-    assert_eq!(c.create("/x", b"", &persistent()).await.unwrap_err(), Error::NodeExists);
+    assert_eq!(
+        c.create("/x", b"", &persistent()).await.unwrap_err(),
+        Error::NodeExists
+    );
     let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
     c.create("/e", b"", &eph).await.unwrap();
     assert_eq!(
         c.create("/e/c", b"", &persistent()).await.unwrap_err(),
         Error::NoChildrenForEphemerals
     );
-    assert!(matches!(c.delete("/zookeeper", None).await, Err(Error::BadArguments(_))));
+    assert!(matches!(
+        c.delete("/zookeeper", None).await,
+        Err(Error::BadArguments(_))
+    ));
     assert_eq!(c.get_children("/nope").await.unwrap_err(), Error::NoNode);
     let ttl = persistent().with_ttl(std::time::Duration::from_secs(5));
-    assert_eq!(c.create("/t", b"", &ttl).await.unwrap_err(), Error::Unimplemented);
+    assert_eq!(
+        c.create("/t", b"", &ttl).await.unwrap_err(),
+        Error::Unimplemented
+    );
 }
 
 #[tokio::test]
@@ -75,9 +93,15 @@ async fn sequential_ephemeral_and_container_nodes() {
     let seq = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
     let (s1, n1) = c.create("/q/n-", b"", &seq).await.unwrap();
     let (_, n2) = c.create("/q/n-", b"", &seq).await.unwrap();
-    assert_eq!((n1.to_string(), n2.to_string()), ("0000000000".into(), "0000000001".into()));
+    assert_eq!(
+        (n1.to_string(), n2.to_string()),
+        ("0000000000".into(), "0000000001".into())
+    );
     assert_eq!(s1.ephemeral_owner, c.session_id().0);
-    assert_eq!(c.list_children("/q").await.unwrap(), vec!["n-0000000000", "n-0000000001"]);
+    assert_eq!(
+        c.list_children("/q").await.unwrap(),
+        vec!["n-0000000000", "n-0000000001"]
+    );
     let eph = c.list_ephemerals("/").await.unwrap();
     assert_eq!(eph.len(), 2);
     assert_eq!(c.count_descendants_number("/q").await.unwrap(), 2);
@@ -109,8 +133,12 @@ async fn multi_is_all_or_nothing() {
     let mut m = c.new_multi_writer();
     m.add_create("/m", b"1", &persistent()).unwrap();
     m.add_create("/m/locks", b"", &persistent()).unwrap();
-    m.add_create("/m/locks/l", b"", &CreateMode::Ephemeral.with_acls(Acls::anyone_all()))
-        .unwrap();
+    m.add_create(
+        "/m/locks/l",
+        b"",
+        &CreateMode::Ephemeral.with_acls(Acls::anyone_all()),
+    )
+    .unwrap();
     let results = m.commit().await.unwrap();
     assert_eq!(results.len(), 3);
 
@@ -134,8 +162,13 @@ async fn multi_is_all_or_nothing() {
     r.add_get_data("/missing").unwrap();
     let res = r.commit().await.unwrap();
     assert!(matches!(&res[0], MultiReadResult::Data { data, .. } if data == b"1"));
-    assert!(matches!(&res[1], MultiReadResult::Children { children } if children == &vec!["locks".to_string()]));
-    assert!(matches!(&res[2], MultiReadResult::Error { err: Error::NoNode }));
+    assert!(
+        matches!(&res[1], MultiReadResult::Children { children } if children == &vec!["locks".to_string()])
+    );
+    assert!(matches!(
+        &res[2],
+        MultiReadResult::Error { err: Error::NoNode }
+    ));
 
     let mut cw = c.new_check_writer("/m", Some(0)).unwrap();
     cw.add_set_data("/m", b"3", None).unwrap();
@@ -163,16 +196,33 @@ async fn acls_and_digest_auth() {
     assert_eq!(other.get_data("/private").await.unwrap().0, b"p");
 
     let users = c.list_auth_users().await.unwrap();
-    assert!(users.iter().any(|u| u.scheme() == "digest" && u.user() == "alice"));
-    assert!(users.iter().any(|u| u.scheme() == "ip" && u.user() == "127.0.0.1"));
+    assert!(users
+        .iter()
+        .any(|u| u.scheme() == "digest" && u.user() == "alice"));
+    assert!(users
+        .iter()
+        .any(|u| u.scheme() == "ip" && u.user() == "127.0.0.1"));
 
     let read_only = [Acl::new(Permission::READ, AuthId::anyone())];
-    assert_eq!(c.set_acl("/private", &read_only, Some(3)).await.unwrap_err(), Error::BadVersion);
+    assert_eq!(
+        c.set_acl("/private", &read_only, Some(3))
+            .await
+            .unwrap_err(),
+        Error::BadVersion
+    );
     let s = c.set_acl("/private", &read_only, Some(0)).await.unwrap();
     assert_eq!(s.aversion, 1);
     // ADMIN is checked before the version, as in ZooKeeper.
-    assert_eq!(c.set_acl("/private", &read_only, Some(0)).await.unwrap_err(), Error::NoAuth);
-    assert_eq!(c.set_data("/private", b"x", None).await.unwrap_err(), Error::NoAuth);
+    assert_eq!(
+        c.set_acl("/private", &read_only, Some(0))
+            .await
+            .unwrap_err(),
+        Error::NoAuth
+    );
+    assert_eq!(
+        c.set_data("/private", b"x", None).await.unwrap_err(),
+        Error::NoAuth
+    );
     let (acl, _) = c.get_acl("/zookeeper/config").await.unwrap();
     assert_eq!(acl[0].permission(), Permission::READ);
 }

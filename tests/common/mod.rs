@@ -26,11 +26,13 @@ impl Zabd {
     pub fn start_with(extra: &str) -> Zabd {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("zabd.toml");
-        let base = format!(
-            "client_port = 0\nclient_port_address = \"127.0.0.1\"\ndata_dir = \"{}\"\n\
-             four_letter_words = [\"*\"]\n",
+        let mut base = format!(
+            "client_port = 0\nclient_port_address = \"127.0.0.1\"\ndata_dir = \"{}\"\n",
             dir.path().join("data").display()
         );
+        if !extra.contains("four_letter_words") {
+            base.push_str("four_letter_words = [\"*\"]\n");
+        }
         std::fs::write(&cfg, format!("{base}{extra}\n")).expect("write config");
         let log = std::fs::File::create(dir.path().join("zabd.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_zabd"))

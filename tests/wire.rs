@@ -1,0 +1,350 @@
+//! Raw-socket tests: the handshake's exact forms, malformed / truncated / oversized frames,
+//! unknown opcodes, four-letter words, refusals, per-address limits and backpressure.
+//! After every abuse the server must keep serving other clients.
+
+mod common;
+
+use common::{wait_until, Zabd, DEADLINE};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use zabd::jute::records::{ConnectRequest, ConnectResponse, ReplyHeader, RequestHeader};
+use zabd::jute::{Reader, Record, Writer};
+
+fn raw(z: &Zabd) -> TcpStream {
+    let s = TcpStream::connect(&z.addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s
+}
+
+fn send_frame(s: &mut TcpStream, payload: &[u8]) {
+    let mut f = (payload.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(payload);
+    s.write_all(&f).unwrap();
+}
+
+/// Reads one frame; None when the server closed the connection.
+fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+fn connect_req(session: i64, passwd: Vec<u8>, read_only: Option<bool>, zxid: i64) -> Vec<u8> {
+    ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: zxid,
+        timeout: 30000,
+        session_id: session,
+        passwd: passwd.into(),
+        read_only,
+    }
+    .to_bytes()
+    .to_vec()
+}
+
+/// Opens a session; returns the stream and the response.
+fn session(z: &Zabd) -> (TcpStream, ConnectResponse) {
+    let mut s = raw(z);
+    send_frame(&mut s, &connect_req(0, vec![0; 16], Some(false), 0));
+    let f = read_frame(&mut s).expect("connect response");
+    (s, ConnectResponse::from_bytes(f.into()).unwrap())
+}
+
+fn request(xid: i32, op: i32, body: impl FnOnce(&mut Writer)) -> Vec<u8> {
+    let mut w = Writer::new();
+    RequestHeader { xid, op }.write(&mut w);
+    body(&mut w);
+    w.into_bytes().to_vec()
+}
+
+fn reply_header(f: &[u8]) -> ReplyHeader {
+    ReplyHeader::read(&mut Reader::new(f.to_vec().into())).unwrap()
+}
+
+fn is_closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+/// Another client still gets served.
+fn still_serving(z: &Zabd) {
+    let (mut s, r) = session(z);
+    assert!(r.timeout > 0);
+    send_frame(&mut s, &request(1, 11, |_| {}));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).xid, -2);
+}
+
+#[test]
+fn handshake_answers_in_the_form_it_was_asked() {
+    let z = Zabd::start();
+    let mut s = raw(&z);
+    send_frame(&mut s, &connect_req(0, vec![0; 16], None, 0));
+    let f = read_frame(&mut s).unwrap();
+    assert_eq!(f.len(), 36);
+    let mut s = raw(&z);
+    send_frame(&mut s, &connect_req(0, vec![0; 16], Some(false), 0));
+    let f = read_frame(&mut s).unwrap();
+    assert_eq!(f.len(), 37);
+    let r = ConnectResponse::from_bytes(f.into()).unwrap();
+    assert_eq!(r.timeout, 30000);
+    assert_eq!(r.passwd.len(), 16);
+    assert_eq!(r.passwd[..], zabd::session::password(r.session_id)[..]);
+}
+
+#[test]
+fn timeouts_are_negotiated_into_bounds() {
+    let z = Zabd::start_with("tick_time = 1000");
+    for (asked, got) in [(100, 2000), (5000, 5000), (999_999, 20000)] {
+        let mut s = raw(&z);
+        let mut req =
+            ConnectRequest::from_bytes(connect_req(0, vec![0; 16], None, 0).into()).unwrap();
+        req.timeout = asked;
+        send_frame(&mut s, &req.to_bytes());
+        let r = ConnectResponse::from_bytes(read_frame(&mut s).unwrap().into()).unwrap();
+        assert_eq!(r.timeout, got);
+    }
+}
+
+#[test]
+fn wrong_password_or_unknown_session_gets_expired_answer() {
+    let z = Zabd::start();
+    let (_keep, r) = session(&z);
+    for (id, pw) in [(r.session_id, vec![1u8; 16]), (12345, vec![0u8; 16])] {
+        let mut s = raw(&z);
+        send_frame(&mut s, &connect_req(id, pw, None, 0));
+        let resp = ConnectResponse::from_bytes(read_frame(&mut s).unwrap().into()).unwrap();
+        assert_eq!((resp.timeout, resp.session_id), (0, 0));
+        assert!(is_closed(&mut s));
+    }
+    // The right password resumes the same session.
+    let mut s = raw(&z);
+    send_frame(
+        &mut s,
+        &connect_req(r.session_id, r.passwd.to_vec(), None, 0),
+    );
+    let resp = ConnectResponse::from_bytes(read_frame(&mut s).unwrap().into()).unwrap();
+    assert_eq!(resp.session_id, r.session_id);
+    assert!(resp.timeout > 0);
+}
+
+#[test]
+fn a_client_ahead_of_the_server_is_refused() {
+    let z = Zabd::start();
+    let mut s = raw(&z);
+    send_frame(&mut s, &connect_req(0, vec![0; 16], None, 0x7_0000_0000));
+    assert!(read_frame(&mut s).is_none());
+    still_serving(&z);
+}
+
+#[test]
+fn unknown_opcode_gets_unimplemented_and_the_connection_stays() {
+    let z = Zabd::start();
+    let (mut s, _) = session(&z);
+    send_frame(&mut s, &request(7, 999, |_| {}));
+    let h = reply_header(&read_frame(&mut s).unwrap());
+    assert_eq!((h.xid, h.err), (7, -6));
+    send_frame(
+        &mut s,
+        &request(8, 16, |w| {
+            w.ustring(None).ustring(None).ustring(None).i64(-1);
+        }),
+    );
+    assert_eq!(
+        reply_header(&read_frame(&mut s).unwrap()).err,
+        -123,
+        "reconfig is disabled"
+    );
+    send_frame(
+        &mut s,
+        &request(9, 102, |w| {
+            w.buffer(Some(b"tok"));
+        }),
+    );
+    let f = read_frame(&mut s).unwrap();
+    assert_eq!(
+        reply_header(&f).err,
+        0,
+        "sasl answers as ZooKeeper without SASL"
+    );
+    send_frame(&mut s, &request(-2, 11, |_| {}));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).xid, -2);
+}
+
+#[test]
+fn replies_keep_request_order_under_pipelining() {
+    let z = Zabd::start();
+    let (mut s, _) = session(&z);
+    let mut batch = Vec::new();
+    for i in 0..200 {
+        let p = format!("/p{}", i / 2);
+        let f = if i % 2 == 0 {
+            request(i, 1, |w| {
+                w.string(&p).buffer(Some(b"x"));
+                zabd::jute::records::write_acls(w, &zabd::tree::acl_cache::open_acl());
+                w.i32(0);
+            })
+        } else {
+            request(i, 4, |w| {
+                w.string(&p).bool(false);
+            })
+        };
+        batch.extend_from_slice(&(f.len() as i32).to_be_bytes());
+        batch.extend_from_slice(&f);
+    }
+    s.write_all(&batch).unwrap();
+    let mut last_zxid = 0;
+    for i in 0..200 {
+        let h = reply_header(&read_frame(&mut s).unwrap());
+        assert_eq!((h.xid, h.err), (i, 0), "reply {i}");
+        assert!(h.zxid >= last_zxid);
+        last_zxid = h.zxid;
+    }
+}
+
+#[test]
+fn malformed_frames_close_only_that_connection() {
+    let z = Zabd::start();
+    // Oversized length prefix.
+    let (mut s, _) = session(&z);
+    s.write_all(&(2_000_000i32).to_be_bytes()).unwrap();
+    assert!(is_closed(&mut s));
+    // Negative length.
+    let (mut s, _) = session(&z);
+    s.write_all(&(-5i32).to_be_bytes()).unwrap();
+    assert!(is_closed(&mut s));
+    // A getData whose path length points past the end of the frame.
+    let (mut s, _) = session(&z);
+    send_frame(
+        &mut s,
+        &request(1, 4, |w| {
+            w.i32(1000).raw(b"/abc");
+        }),
+    );
+    assert!(is_closed(&mut s));
+    // A multi that mixes a read into writes.
+    let (mut s, _) = session(&z);
+    send_frame(
+        &mut s,
+        &request(1, 14, |w| {
+            zabd::jute::records::MultiHeader {
+                op: 4,
+                done: false,
+                err: -1,
+            }
+            .write(w);
+            w.string("/a").bool(false);
+            zabd::jute::records::MultiHeader::END.write(w);
+        }),
+    );
+    assert!(is_closed(&mut s));
+    // Garbage instead of a ConnectRequest.
+    let mut s = raw(&z);
+    send_frame(&mut s, b"\x01\x02");
+    assert!(is_closed(&mut s));
+    // A frame cut short, then the client goes away.
+    let (mut s, _) = session(&z);
+    s.write_all(&[0, 0, 0, 50, 1, 2, 3]).unwrap();
+    drop(s);
+    still_serving(&z);
+    let log = z.log();
+    assert!(
+        log.contains("exceeds the limit"),
+        "log names the reason: {log}"
+    );
+    assert!(log.contains("malformed request"), "{log}");
+}
+
+#[test]
+fn a_value_of_about_one_megabyte_is_accepted() {
+    let z = Zabd::start();
+    let (mut s, _) = session(&z);
+    let big = vec![7u8; 1_000_000];
+    send_frame(
+        &mut s,
+        &request(1, 1, |w| {
+            w.string("/big").buffer(Some(&big));
+            zabd::jute::records::write_acls(w, &zabd::tree::acl_cache::open_acl());
+            w.i32(0);
+        }),
+    );
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    send_frame(
+        &mut s,
+        &request(2, 4, |w| {
+            w.string("/big").bool(false);
+        }),
+    );
+    let f = read_frame(&mut s).unwrap();
+    assert_eq!(reply_header(&f).err, 0);
+    assert!(f.len() > 1_000_000);
+}
+
+#[test]
+fn four_letter_words() {
+    let z = Zabd::start_with("four_letter_words = [\"ruok\", \"srvr\", \"envi\", \"mntr\", \"stat\", \"conf\", \"isro\"]");
+    assert_eq!(z.four("ruok"), "imok");
+    assert_eq!(z.four("isro"), "rw");
+    assert!(z.four("srvr").contains("Mode: standalone"));
+    assert!(z.four("stat").contains("Clients:"));
+    assert!(z.four("envi").contains("zookeeper.version=3.9"));
+    assert!(z.four("mntr").contains("zk_znode_count\t4"));
+    assert!(z.four("conf").contains("tickTime=2000"));
+    assert_eq!(
+        z.four("wchs"),
+        "wchs is not executed because it is not in the whitelist.\n"
+    );
+    still_serving(&z);
+}
+
+#[test]
+fn max_client_cnxns_limits_one_address() {
+    let z = Zabd::start_with("max_client_cnxns = 2");
+    let (_a, _) = session(&z);
+    let (_b, _) = session(&z);
+    let mut c = raw(&z);
+    send_frame(&mut c, &connect_req(0, vec![0; 16], None, 0));
+    assert!(read_frame(&mut c).is_none(), "third connection refused");
+    drop(_a);
+    wait_until("a slot frees up", || {
+        let mut d = raw(&z);
+        send_frame(&mut d, &connect_req(0, vec![0; 16], None, 0));
+        read_frame(&mut d).is_some()
+    });
+}
+
+#[test]
+fn a_client_that_never_reads_is_disconnected() {
+    let z = Zabd::start_with("max_queued_bytes_per_connection = 2000000");
+    let (mut w, _) = session(&z);
+    let value = vec![1u8; 100_000];
+    send_frame(
+        &mut w,
+        &request(1, 1, |wr| {
+            wr.string("/v").buffer(Some(&value));
+            zabd::jute::records::write_acls(wr, &zabd::tree::acl_cache::open_acl());
+            wr.i32(0);
+        }),
+    );
+    read_frame(&mut w).unwrap();
+    // A second client asks for the value over and over and never reads a reply.
+    let (mut hog, _) = session(&z);
+    hog.set_write_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let get = request(2, 4, |wr| {
+        wr.string("/v").bool(false);
+    });
+    let mut frame = (get.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&get);
+    for _ in 0..2000 {
+        if hog.write_all(&frame).is_err() {
+            break;
+        }
+    }
+    wait_until("the hog is disconnected", || {
+        z.four("srvr").contains("Connections: 1\n")
+    });
+    assert!(z.log().contains("not reading its replies"));
+    still_serving(&z);
+}
