@@ -26,6 +26,7 @@ struct Shadow {
     stat: StatPersisted,
     child_count: i32,
     acl: Arc<Vec<Acl>>,
+    data_len: i64,
 }
 
 /// A pending change: the node as it will be once the txn with `zxid` applies (None: deleted).
@@ -45,6 +46,8 @@ pub struct Requester<'a> {
 pub struct Prep {
     changes: HashMap<String, Change>,
     order: VecDeque<(i64, String)>,
+    /// Refuse writes past a hard quota limit (QuotaExceeded) instead of only logging.
+    enforce_quota: bool,
 }
 
 type Undo = Vec<(String, Option<Change>)>;
@@ -52,6 +55,47 @@ type Undo = Vec<(String, Option<Change>)>;
 impl Prep {
     pub fn new() -> Self {
         Prep::default()
+    }
+
+    pub fn with_quota_enforcement(enforce: bool) -> Self {
+        Prep {
+            enforce_quota: enforce,
+            ..Prep::default()
+        }
+    }
+
+    /// ZooKeeper's checkQuota: a write that takes a quota'd subtree past a limit is logged;
+    /// past a hard limit, with enforcement on, it is refused.
+    fn check_quota(&self, tree: &DataTree, p: &str, bytes: i64, count: i64) -> Result<(), ZkError> {
+        let Some((prefix, limits, usage)) = tree.quota_for(p) else {
+            return Ok(());
+        };
+        let checks = [
+            ("count", "countHardLimit", count, usage.count()),
+            ("bytes", "byteHardLimit", bytes, usage.bytes()),
+        ];
+        for (soft, hard, diff, current) in checks {
+            let hard_limit = limits.get(hard);
+            let limit = if hard_limit > -1 {
+                hard_limit
+            } else {
+                limits.get(soft)
+            };
+            if diff == 0 || limit < 0 || current + diff <= limit {
+                continue;
+            }
+            tracing::warn!(
+                quota = prefix,
+                kind = soft,
+                current = current + diff,
+                limit,
+                "quota exceeded"
+            );
+            if hard_limit > -1 && self.enforce_quota {
+                return Err(ZkError::QuotaExceeded);
+            }
+        }
+        Ok(())
     }
 
     /// Forgets changes made by transactions up to and including `zxid` (now in the tree).
@@ -79,6 +123,7 @@ impl Prep {
             stat: n.stat,
             child_count: n.children.len() as i32,
             acl: tree.acl_of(n),
+            data_len: n.data.as_ref().map_or(0, |d| d.len() as i64),
         })
     }
 
@@ -182,7 +227,10 @@ impl Prep {
                 path::validate(path).map_err(|_| ZkError::BadArguments)?;
                 let mut n = self.record(tree, path)?;
                 auth::check(&n.acl, perms::WRITE, who.ids)?;
+                let new_len = data.as_ref().map_or(0, |d| d.len() as i64);
+                self.check_quota(tree, path, new_len - n.data_len, 0)?;
                 let new_version = check_and_inc(n.stat.version, *version)?;
+                n.data_len = new_len;
                 n.stat.version = new_version;
                 n.stat.mtime = now;
                 n.stat.mzxid = zxid;
@@ -252,6 +300,8 @@ impl Prep {
         ) {
             return Err(ZkError::NoChildrenForEphemerals);
         }
+        let data_len = c.data.as_ref().map_or(0, |d| d.len() as i64);
+        self.check_quota(tree, &full, data_len, 1)?;
         let new_cversion = parent.stat.cversion.wrapping_add(1);
         parent.child_count += 1;
         parent.stat.cversion = new_cversion;
@@ -277,6 +327,7 @@ impl Prep {
             },
             child_count: 0,
             acl: Arc::new(acl.clone()),
+            data_len,
         };
         self.add(&full, zxid, Some(node), undo);
         let txn_op = match kind {

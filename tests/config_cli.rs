@@ -52,7 +52,11 @@ fn starts_from_a_zoo_cfg_and_warns_on_unknown_keys() {
         &mut line,
     )
     .unwrap();
-    let addr = line.trim().strip_prefix("zabd: serving clients on ").unwrap().to_string();
+    let addr = line
+        .trim()
+        .strip_prefix("zabd: serving clients on ")
+        .unwrap()
+        .to_string();
     let four = |w: &str| {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&addr).unwrap();

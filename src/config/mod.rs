@@ -56,6 +56,7 @@ pub struct Settings {
     pub max_outstanding_per_connection: usize,
     pub max_queued_bytes_per_connection: usize,
     pub super_digest: String,
+    pub enforce_quota: bool,
     pub server_id: i64,
     pub init_limit: u32,
     pub sync_limit: u32,
@@ -85,6 +86,7 @@ impl Default for Settings {
             max_outstanding_per_connection: 1000,
             max_queued_bytes_per_connection: 64 << 20,
             super_digest: String::new(),
+            enforce_quota: false,
             server_id: 0,
             init_limit: 10,
             sync_limit: 5,
@@ -94,7 +96,8 @@ impl Default for Settings {
     }
 }
 
-const TOML_KEYS: [&str; 20] = [
+const TOML_KEYS: [&str; 21] = [
+    "enforce_quota",
     "tick_time",
     "data_dir",
     "data_log_dir",

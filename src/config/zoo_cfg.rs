@@ -66,6 +66,10 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
                 s.extended_types_enabled = parse_bool(value)
                     .ok_or_else(|| err(key, format!("{value:?} is not true or false")))?
             }
+            "enforceQuota" | "zookeeper.enforceQuota" => {
+                s.enforce_quota = parse_bool(value)
+                    .ok_or_else(|| err(key, format!("{value:?} is not true or false")))?
+            }
             "znode.container.checkIntervalMs" => {
                 s.container_check_interval_ms = ranged(value, i64::MAX)? as u64
             }

@@ -49,6 +49,7 @@ pub struct EngineConfig {
     pub extended_types: bool,
     pub super_digest: Option<String>,
     pub container_check_ms: i64,
+    pub enforce_quota: bool,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +62,7 @@ impl Default for EngineConfig {
             extended_types: false,
             super_digest: None,
             container_check_ms: 60_000,
+            enforce_quota: false,
         }
     }
 }
@@ -165,10 +167,10 @@ impl Engine {
     pub fn new(cfg: EngineConfig, tree: DataTree, sessions: Sessions) -> Self {
         let last = tree.last_zxid;
         Engine {
+            prep: Prep::with_quota_enforcement(cfg.enforce_quota),
             cfg,
             tree,
             sessions,
-            prep: Prep::new(),
             conns: HashMap::new(),
             session_conn: HashMap::new(),
             pending: VecDeque::new(),
@@ -385,11 +387,9 @@ impl Engine {
     /// Session bookkeeping that follows a session transaction.
     fn after_apply(&mut self, p: &Pending) {
         match &p.txn {
-            Txn::CreateSession { timeout } => {
-                if !self.sessions.is_live(p.hdr.client_id) {
-                    self.sessions
-                        .add(p.hdr.client_id, *timeout, self.now.mono_ms);
-                }
+            Txn::CreateSession { timeout } if !self.sessions.is_live(p.hdr.client_id) => {
+                self.sessions
+                    .add(p.hdr.client_id, *timeout, self.now.mono_ms);
             }
             Txn::CloseSession { .. } => {
                 self.sessions.remove(p.hdr.client_id);

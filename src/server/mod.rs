@@ -107,6 +107,7 @@ fn engine_config(s: &Settings) -> EngineConfig {
         extended_types: s.extended_types_enabled,
         super_digest: (!s.super_digest.is_empty()).then(|| s.super_digest.clone()),
         container_check_ms: s.container_check_interval_ms as i64,
+        enforce_quota: s.enforce_quota,
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod acl_cache;
 pub mod path;
+pub mod quota;
 pub mod watch;
 
 use crate::jute::records::{Acl, Stat, StatPersisted};
@@ -20,6 +21,7 @@ use crate::proto::{event, op, ZkError};
 use crate::txn::{CreateKind, Txn, TxnHeader};
 use acl_cache::AclCache;
 use bytes::Bytes;
+use quota::{Quotas, StatsTrack};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use watch::Watches;
@@ -116,6 +118,7 @@ pub struct DataTree {
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
     pub watches: Watches,
+    quotas: Quotas,
     /// The zxid of the last applied transaction.
     pub last_zxid: i64,
     extended_types: bool,
@@ -131,6 +134,7 @@ impl DataTree {
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             watches: Watches::default(),
+            quotas: Quotas::default(),
             last_zxid: 0,
             extended_types,
         };
@@ -429,6 +433,7 @@ impl DataTree {
             }
             OwnerKind::None => {}
         }
+        self.quota_after_create(p);
         self.notify(p, event::NODE_CREATED, hdr.zxid, events);
         self.notify(&parent_path, event::NODE_CHILDREN_CHANGED, hdr.zxid, events);
         Ok(stat)
@@ -447,6 +452,7 @@ impl DataTree {
             return Err(ZkError::NoNode.code());
         };
         self.acls.release(node.acl);
+        self.quota_after_delete(p, data_len(&node.data));
         match owner_kind(node.stat.ephemeral_owner, self.extended_types) {
             OwnerKind::Container => {
                 self.containers.remove(p);
@@ -478,11 +484,15 @@ impl DataTree {
         events: &mut Vec<WatchEvent>,
     ) -> Result<Stat, i32> {
         let node = self.nodes.get_mut(p).ok_or(ZkError::NoNode.code())?;
+        let diff = data_len(&data) - data_len(&node.data);
         node.data = data;
         node.stat.mtime = hdr.time;
         node.stat.mzxid = hdr.zxid;
         node.stat.version = version;
         let stat = node.client_stat(self.extended_types);
+        if let Some(prefix) = self.quotas.prefix_for(p).map(str::to_string) {
+            self.update_quota_stats(&prefix, diff, 0);
+        }
         self.notify(p, event::NODE_DATA_CHANGED, hdr.zxid, events);
         Ok(stat)
     }
@@ -522,6 +532,74 @@ impl DataTree {
             let _ = self.delete_node(&p, zxid, events);
         }
         self.watches.remove_session(session);
+    }
+}
+
+fn data_len(d: &Option<Bytes>) -> i64 {
+    d.as_ref().map_or(0, |d| d.len() as i64)
+}
+
+/// Quota bookkeeping (see `quota.rs`).
+impl DataTree {
+    /// The quota'd path `p` counts against, with its limits and current usage.
+    pub fn quota_for(&self, p: &str) -> Option<(String, StatsTrack, StatsTrack)> {
+        let prefix = self.quotas.prefix_for(p)?.to_string();
+        let read = |q: String| {
+            self.nodes
+                .get(&q)
+                .map(|n| StatsTrack::parse(n.data.as_deref().unwrap_or_default()))
+                .unwrap_or_default()
+        };
+        let limits = read(Quotas::limits_path(&prefix));
+        let stats = read(Quotas::stats_path(&prefix));
+        Some((prefix, limits, stats))
+    }
+
+    fn update_quota_stats(&mut self, prefix: &str, bytes: i64, count: i64) {
+        if let Some(n) = self.nodes.get_mut(&Quotas::stats_path(prefix)) {
+            let mut t = StatsTrack::parse(n.data.as_deref().unwrap_or_default());
+            t.set("count", t.count() + count);
+            t.set("bytes", t.bytes() + bytes);
+            n.data = Some(Bytes::from(t.to_text()));
+        }
+    }
+
+    fn quota_after_create(&mut self, p: &str) {
+        match Quotas::node_kind(p) {
+            Some((quota::LIMITS, prefix)) => self.quotas.add(prefix),
+            Some((_, prefix)) => self.recount_quota(&prefix),
+            None => {
+                if let Some(prefix) = self.quotas.prefix_for(p).map(str::to_string) {
+                    let bytes = data_len(&self.nodes[p].data);
+                    self.update_quota_stats(&prefix, bytes, 1);
+                }
+            }
+        }
+    }
+
+    fn quota_after_delete(&mut self, p: &str, bytes: i64) {
+        if let Some((quota::LIMITS, prefix)) = Quotas::node_kind(p) {
+            self.quotas.remove(&prefix);
+        } else if let Some(prefix) = self.quotas.prefix_for(p).map(str::to_string) {
+            self.update_quota_stats(&prefix, -bytes, -1);
+        }
+    }
+
+    /// Sets a stats node from the subtree as it is (the node itself and all below it).
+    fn recount_quota(&mut self, prefix: &str) {
+        let (mut count, mut bytes) = (0i64, 0i64);
+        for (k, n) in &self.nodes {
+            if path::is_under(k, prefix) && prefix != "/" {
+                count += 1;
+                bytes += data_len(&n.data);
+            }
+        }
+        if let Some(n) = self.nodes.get_mut(&Quotas::stats_path(prefix)) {
+            let mut t = StatsTrack::default();
+            t.set("count", count);
+            t.set("bytes", bytes);
+            n.data = Some(Bytes::from(t.to_text()));
+        }
     }
 }
 

@@ -18,11 +18,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_zabd NAME: starts a fresh server, sets $addr.
+# start_zabd NAME [TOML-LINE...]: starts a fresh server, sets $addr.
 start_zabd() {
   local d=$work/$1
+  shift
   mkdir -p "$d"
-  "$zabd" --client-port 0 --client-address 127.0.0.1 --data-dir "$d/data" >"$d/out" 2>"$d/log" &
+  printf '%s\n' "client_port = 0" 'client_port_address = "127.0.0.1"' "data_dir = \"$d/data\"" "$@" >"$d/zabd.toml"
+  "$zabd" --config "$d/zabd.toml" >"$d/out" 2>"$d/log" &
   pids+=($!)
   for _ in $(seq 1 600); do
     addr=$(sed -n 's/^zabd: serving clients on //p' "$d/out")
@@ -34,7 +36,7 @@ start_zabd() {
 
 javac -nowarn -d "$work/classes" -cp "$CCP" "$here/CuratorSuite.java" || exit 1
 status=0
-start_zabd zkcli
+start_zabd zkcli "enforce_quota = true"
 "$here/zkcli_suite.sh" "$addr" || status=1
 start_zabd curator
 timeout 900 java -cp "$work/classes:$CCP" CuratorSuite "$addr" || status=1

@@ -80,5 +80,23 @@ CMDS
 expect "ACL denies another session" 'Insufficient permission' "$out"
 expect "getAcl of /zookeeper/config" "'world,'anyone" "$out"
 
+# Quotas: the server under test runs with enforce_quota = true.
+out=$(zkcli <<'CMDS'
+create /qq a
+setquota -N 3 /qq
+create /qq/1 xx
+create /qq/2 yy
+create /qq/3 zz
+listquota /qq
+delete /qq/1
+get /zookeeper/quota/qq/zookeeper_stats
+quit
+CMDS
+)
+expect "setquota + listquota limits" 'Output quota for /qq count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=3' "$out"
+expect "hard count quota refuses the fourth node" 'Quota has exceeded : /qq/3' "$out"
+expect "quota stats follow creates" 'Output stat for /qq count=3,bytes=5' "$out"
+expect "quota stats follow deletes" '^count=2,bytes=3$' "$out"
+
 echo "zkcli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
