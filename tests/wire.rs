@@ -348,3 +348,117 @@ fn a_client_that_never_reads_is_disconnected() {
     assert!(z.log().contains("not reading its replies"));
     still_serving(&z);
 }
+
+fn create_req(xid: i32, path: &str) -> Vec<u8> {
+    request(xid, 1, |w| {
+        w.string(path).buffer(Some(b"x"));
+        zabd::jute::records::write_acls(w, &zabd::tree::acl_cache::open_acl());
+        w.i32(0);
+    })
+}
+
+/// (type, path) of a notification frame.
+fn event_of(f: &[u8]) -> (i32, String) {
+    let mut r = Reader::new(f.to_vec().into());
+    let h = ReplyHeader::read(&mut r).unwrap();
+    assert_eq!(h.xid, -1, "a notification");
+    let ev = zabd::jute::records::WatcherEvent::read(&mut r).unwrap();
+    (ev.kind, ev.path)
+}
+
+#[test]
+fn set_watches_fires_what_changed_after_rel_zxid_and_rearms_the_rest() {
+    let z = Zabd::start();
+    let (mut s, _) = session(&z);
+    send_frame(&mut s, &create_req(1, "/sw"));
+    let created = reply_header(&read_frame(&mut s).unwrap()).zxid;
+    send_frame(&mut s, &create_req(2, "/same"));
+    let rel = reply_header(&read_frame(&mut s).unwrap()).zxid;
+    send_frame(
+        &mut s,
+        &request(3, 5, |w| {
+            w.string("/sw").buffer(Some(b"y")).i32(-1);
+        }),
+    );
+    read_frame(&mut s).unwrap();
+    assert!(created < rel);
+
+    // A reconnecting client's watches, as of `rel`.
+    let (mut c, _) = session(&z);
+    send_frame(
+        &mut c,
+        &request(-8, 101, |w| {
+            w.i64(rel)
+                .strings(&["/sw", "/same"])
+                .strings(&["/new"])
+                .strings(&["/gone"]);
+        }),
+    );
+    let mut frames = vec![read_frame(&mut c).unwrap(), read_frame(&mut c).unwrap()];
+    let last = read_frame(&mut c).unwrap();
+    assert_eq!(
+        reply_header(&last).xid,
+        -8,
+        "events come before the setWatches reply"
+    );
+    let mut got: Vec<(i32, String)> = frames.iter().map(|f| event_of(f)).collect();
+    got.sort();
+    assert_eq!(got, vec![(2, "/gone".to_string()), (3, "/sw".to_string())]);
+    // The re-armed exist watch on /new and data watch on /same fire later.
+    send_frame(&mut s, &create_req(4, "/new"));
+    read_frame(&mut s).unwrap();
+    assert_eq!(
+        event_of(&read_frame(&mut c).unwrap()),
+        (1, "/new".to_string())
+    );
+    send_frame(
+        &mut s,
+        &request(5, 5, |w| {
+            w.string("/same").buffer(Some(b"z")).i32(-1);
+        }),
+    );
+    read_frame(&mut s).unwrap();
+    assert_eq!(
+        event_of(&read_frame(&mut c).unwrap()),
+        (3, "/same".to_string())
+    );
+}
+
+#[test]
+fn check_and_remove_watches_answer_no_watcher_when_nothing_matches() {
+    let z = Zabd::start();
+    let (mut s, _) = session(&z);
+    send_frame(&mut s, &create_req(1, "/cw"));
+    read_frame(&mut s).unwrap();
+    let check = |xid, kind| {
+        request(xid, 17, move |w| {
+            w.string("/cw").i32(kind);
+        })
+    };
+    send_frame(&mut s, &check(2, 2));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, -121);
+    send_frame(
+        &mut s,
+        &request(3, 4, |w| {
+            w.string("/cw").bool(true);
+        }),
+    );
+    read_frame(&mut s).unwrap();
+    send_frame(&mut s, &check(4, 2));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    send_frame(&mut s, &check(5, 1));
+    assert_eq!(
+        reply_header(&read_frame(&mut s).unwrap()).err,
+        -121,
+        "no child watch"
+    );
+    send_frame(
+        &mut s,
+        &request(6, 18, |w| {
+            w.string("/cw").i32(3);
+        }),
+    );
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    send_frame(&mut s, &check(7, 3));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, -121);
+}

@@ -1,1 +1,249 @@
-//! Engine tests: scripted event sequences, assertions on the actions.
+//! Engine tests: scripted event sequences in, assertions on the actions out. The log stage
+//! is played by the test, so commits can be held back to see what waits for them.
+
+use super::*;
+use crate::jute::records::{ConnectRequest, ConnectResponse, ReplyHeader};
+use crate::jute::{Reader, Record};
+use crate::proto::request::CreateRequest;
+use crate::tree::acl_cache::open_acl;
+
+fn clock(ms: i64) -> Clock {
+    Clock {
+        mono_ms: ms,
+        wall_ms: 1_700_000_000_000 + ms,
+    }
+}
+
+fn engine() -> Engine {
+    Engine::fresh(EngineConfig::default(), clock(0))
+}
+
+/// Frames sent to `conn`, as (xid, zxid, err) reply headers.
+fn replies(actions: &[Action], conn: ConnId) -> Vec<ReplyHeader> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { conn: c, frame, .. } if *c == conn && frame.len() >= 20 => {
+                ReplyHeader::read(&mut Reader::new(frame.slice(4..))).ok()
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn logged(actions: &[Action]) -> Vec<i64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log { hdr, .. } => Some(hdr.zxid),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Accepts a connection and establishes a new session on it; returns the session id.
+fn open(e: &mut Engine, conn: ConnId) -> i64 {
+    e.handle(
+        Event::Accepted {
+            conn,
+            ip: "127.0.0.1".into(),
+        },
+        clock(0),
+    );
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout: 10_000,
+        session_id: 0,
+        passwd: vec![0u8; 16].into(),
+        read_only: None,
+    };
+    let a = e.handle(Event::Handshake { conn, req }, clock(0));
+    let z = logged(&a)[0];
+    let a = e.handle(Event::Committed { zxid: z }, clock(0));
+    let Action::Send { frame, .. } = &a[0] else {
+        panic!("expected the ConnectResponse, got {a:?}")
+    };
+    ConnectResponse::from_bytes(frame.slice(4..))
+        .unwrap()
+        .session_id
+}
+
+fn create(path: &str) -> Request {
+    Request::Create(CreateRequest {
+        op: op::CREATE,
+        path: path.into(),
+        data: None,
+        acl: open_acl(),
+        flags: 0,
+        ttl: -1,
+    })
+}
+
+#[test]
+fn a_read_waits_behind_its_connections_uncommitted_write() {
+    let mut e = engine();
+    open(&mut e, 1);
+    open(&mut e, 2);
+    let a = e.handle(
+        Event::Request {
+            conn: 1,
+            xid: 1,
+            req: create("/a"),
+        },
+        clock(1),
+    );
+    let z = logged(&a);
+    assert_eq!(z.len(), 1);
+    let read = Request::Exists {
+        path: "/a".into(),
+        watch: false,
+    };
+    // Same connection: held back. Another connection: answered at once, from committed state.
+    let a = e.handle(
+        Event::Request {
+            conn: 1,
+            xid: 2,
+            req: read.clone(),
+        },
+        clock(1),
+    );
+    assert!(replies(&a, 1).is_empty());
+    let a = e.handle(
+        Event::Request {
+            conn: 2,
+            xid: 9,
+            req: read,
+        },
+        clock(1),
+    );
+    assert_eq!(replies(&a, 2)[0].err, ZkError::NoNode.code());
+    // The commit releases the write's reply, then the read's, in order.
+    let a = e.handle(Event::Committed { zxid: z[0] }, clock(2));
+    let r = replies(&a, 1);
+    assert_eq!((r[0].xid, r[0].zxid, r[0].err), (1, z[0], 0));
+    assert_eq!((r[1].xid, r[1].err), (2, 0));
+}
+
+#[test]
+fn pipelined_writes_are_prepared_against_each_other() {
+    let mut e = engine();
+    open(&mut e, 1);
+    let a1 = e.handle(
+        Event::Request {
+            conn: 1,
+            xid: 1,
+            req: create("/p"),
+        },
+        clock(1),
+    );
+    let a2 = e.handle(
+        Event::Request {
+            conn: 1,
+            xid: 2,
+            req: create("/p/c"),
+        },
+        clock(1),
+    );
+    let a3 = e.handle(
+        Event::Request {
+            conn: 1,
+            xid: 3,
+            req: create("/p"),
+        },
+        clock(1),
+    );
+    let (z1, z3) = (logged(&a1)[0], logged(&a3)[0]);
+    assert_eq!(
+        logged(&a2).len(),
+        1,
+        "the child create is prepared before /p is applied"
+    );
+    let a = e.handle(Event::Committed { zxid: z3 }, clock(2));
+    let r = replies(&a, 1);
+    assert_eq!(r.iter().map(|h| h.xid).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(r[0].zxid, z1);
+    assert_eq!(r[1].err, 0);
+    assert_eq!(r[2].err, ZkError::NodeExists.code());
+}
+
+#[test]
+fn expiry_is_a_close_session_transaction() {
+    let mut e = engine();
+    let s = open(&mut e, 1);
+    let eph = Request::Create(CreateRequest {
+        op: op::CREATE,
+        path: "/e".into(),
+        data: None,
+        acl: open_acl(),
+        flags: 1,
+        ttl: -1,
+    });
+    let a = e.handle(
+        Event::Request {
+            conn: 1,
+            xid: 1,
+            req: eph,
+        },
+        clock(1),
+    );
+    e.handle(
+        Event::Committed {
+            zxid: logged(&a)[0],
+        },
+        clock(1),
+    );
+    e.handle(Event::Closed { conn: 1 }, clock(2));
+    assert!(logged(&e.handle(Event::Tick, clock(5_000))).is_empty());
+    let a = e.handle(Event::Tick, clock(20_000));
+    let Some(Action::Log { hdr, txn }) = a.first() else {
+        panic!("expected a closeSession txn, got {a:?}")
+    };
+    assert_eq!(hdr.client_id, s);
+    assert_eq!(
+        txn,
+        &Txn::CloseSession {
+            paths: vec!["/e".into()]
+        }
+    );
+    e.handle(Event::Committed { zxid: hdr.zxid }, clock(20_001));
+    assert!(e.tree.get("/e").is_none());
+    assert!(!e.sessions.is_live(s));
+}
+
+#[test]
+fn requests_before_the_connect_response_wait_for_it() {
+    let mut e = engine();
+    e.handle(
+        Event::Accepted {
+            conn: 1,
+            ip: "127.0.0.1".into(),
+        },
+        clock(0),
+    );
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout: 10_000,
+        session_id: 0,
+        passwd: vec![0u8; 16].into(),
+        read_only: None,
+    };
+    let a = e.handle(Event::Handshake { conn: 1, req }, clock(0));
+    let z = logged(&a)[0];
+    let a = e.handle(
+        Event::Request {
+            conn: 1,
+            xid: -2,
+            req: Request::Ping,
+        },
+        clock(0),
+    );
+    assert!(
+        a.is_empty(),
+        "nothing may overtake the ConnectResponse: {a:?}"
+    );
+    let a = e.handle(Event::Committed { zxid: z }, clock(0));
+    assert_eq!(a.len(), 2);
+    assert_eq!(replies(&a[1..], 1)[0].xid, -2);
+}
