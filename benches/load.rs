@@ -1,0 +1,115 @@
+//! A first throughput figure: N sessions × K requests in flight against a fresh zabd on
+//! loopback, for creates and for getData. Bounded in time and count.
+//! Run: `cargo bench --bench load` (optionally `-- SESSIONS INFLIGHT SECONDS`), or point it
+//! at any server with `ZK_ADDR=host:port`.
+
+use std::io::BufRead;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zookeeper_client::{Acls, Client, CreateMode};
+
+/// Upper bound on requests per phase, whatever the speed.
+const MAX_OPS_PER_PHASE: u64 = 5_000_000;
+
+fn start_zabd() -> (std::process::Child, String) {
+    let dir = std::env::temp_dir().join(format!("zabd-bench-{}", std::process::id()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zabd"))
+        .args(["--client-port", "0", "--client-address", "127.0.0.1", "--data-dir"])
+        .arg(&dir)
+        .env("ZABD_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start zabd");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().trim_start_matches("zabd: serving clients on ").to_string();
+    (child, addr)
+}
+
+async fn phase(
+    name: &str,
+    clients: &[Client],
+    inflight: usize,
+    secs: u64,
+    op: fn(Client, u64) -> tokio::task::JoinHandle<bool>,
+) {
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (ci, c) in clients.iter().enumerate() {
+        for k in 0..inflight {
+            let (c, done, errors) = (c.clone(), done.clone(), errors.clone());
+            let worker = (ci * inflight + k) as u64;
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                while Instant::now() < end && done.load(Ordering::Relaxed) < MAX_OPS_PER_PHASE {
+                    let ok = op(c.clone(), (worker << 32) | i).await.unwrap_or(false);
+                    if ok {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 1;
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let n = done.load(Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{name:>8}: {n} ops in {secs:.1} s = {:.0} ops/s ({} errors)",
+        n as f64 / secs,
+        errors.load(Ordering::Relaxed)
+    );
+}
+
+fn create(c: Client, i: u64) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move {
+        let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        c.create(&format!("/bench/n{i:x}"), &[0u8; 100], &opts).await.is_ok()
+    })
+}
+
+fn get_data(c: Client, i: u64) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move { c.get_data(&format!("/bench/k{}", i % 1000)).await.is_ok() })
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sessions = *args.first().unwrap_or(&32) as usize;
+    let inflight = *args.get(1).unwrap_or(&16) as usize;
+    let secs = *args.get(2).unwrap_or(&10);
+    let (child, addr) = match std::env::var("ZK_ADDR") {
+        Ok(a) => (None, a),
+        Err(_) => {
+            let (c, a) = start_zabd();
+            (Some(c), a)
+        }
+    };
+    println!("load: {sessions} sessions x {inflight} in flight, {secs} s per phase, against {addr}");
+    let mut clients = Vec::new();
+    for _ in 0..sessions {
+        clients.push(Client::connect(&addr).await.expect("connect"));
+    }
+    let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let _ = clients[0].create("/bench", b"", &opts).await;
+    for k in 0..1000 {
+        let _ = clients[0].create(&format!("/bench/k{k}"), &[1u8; 100], &opts).await;
+    }
+    phase("create", &clients, inflight, secs, create).await;
+    phase("getData", &clients, inflight, secs, get_data).await;
+    drop(clients);
+    if let Some(mut c) = child {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
