@@ -15,7 +15,13 @@ const MAX_OPS_PER_PHASE: u64 = 5_000_000;
 fn start_zabd() -> (std::process::Child, String) {
     let dir = std::env::temp_dir().join(format!("zabd-bench-{}", std::process::id()));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zabd"))
-        .args(["--client-port", "0", "--client-address", "127.0.0.1", "--data-dir"])
+        .args([
+            "--client-port",
+            "0",
+            "--client-address",
+            "127.0.0.1",
+            "--data-dir",
+        ])
         .arg(&dir)
         .env("ZABD_LOG", "warn")
         .stdout(std::process::Stdio::piped())
@@ -25,7 +31,10 @@ fn start_zabd() -> (std::process::Child, String) {
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().trim_start_matches("zabd: serving clients on ").to_string();
+    let addr = line
+        .trim()
+        .trim_start_matches("zabd: serving clients on ")
+        .to_string();
     (child, addr)
 }
 
@@ -74,7 +83,9 @@ async fn phase(
 fn create(c: Client, i: u64) -> tokio::task::JoinHandle<bool> {
     tokio::spawn(async move {
         let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        c.create(&format!("/bench/n{i:x}"), &[0u8; 100], &opts).await.is_ok()
+        c.create(&format!("/bench/n{i:x}"), &[0u8; 100], &opts)
+            .await
+            .is_ok()
     })
 }
 
@@ -84,7 +95,10 @@ fn get_data(c: Client, i: u64) -> tokio::task::JoinHandle<bool> {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let sessions = *args.first().unwrap_or(&32) as usize;
     let inflight = *args.get(1).unwrap_or(&16) as usize;
     let secs = *args.get(2).unwrap_or(&10);
@@ -95,7 +109,9 @@ async fn main() {
             (Some(c), a)
         }
     };
-    println!("load: {sessions} sessions x {inflight} in flight, {secs} s per phase, against {addr}");
+    println!(
+        "load: {sessions} sessions x {inflight} in flight, {secs} s per phase, against {addr}"
+    );
     let mut clients = Vec::new();
     for _ in 0..sessions {
         clients.push(Client::connect(&addr).await.expect("connect"));
@@ -103,7 +119,9 @@ async fn main() {
     let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
     let _ = clients[0].create("/bench", b"", &opts).await;
     for k in 0..1000 {
-        let _ = clients[0].create(&format!("/bench/k{k}"), &[1u8; 100], &opts).await;
+        let _ = clients[0]
+            .create(&format!("/bench/k{k}"), &[1u8; 100], &opts)
+            .await;
     }
     phase("create", &clients, inflight, secs, create).await;
     phase("getData", &clients, inflight, secs, get_data).await;

@@ -241,3 +241,53 @@ async fn system_nodes_and_sync() {
     assert!(cfg.is_empty());
     c.sync("/").await.unwrap();
 }
+
+#[tokio::test]
+async fn ip_acls_and_the_super_digest() {
+    let digest = zabd::auth::digest_id("super:test");
+    let z = Zabd::start_with(&format!("super_digest = \"{digest}\""));
+    let c = connect(&z).await;
+    let loopback = [Acl::new(Permission::ALL, AuthId::new("ip", "127.0.0.0/8"))];
+    let elsewhere = [Acl::new(Permission::ALL, AuthId::new("ip", "10.0.0.0/8"))];
+    c.create(
+        "/lo",
+        b"",
+        &CreateMode::Persistent.with_acls(Acls::new(&loopback)),
+    )
+    .await
+    .unwrap();
+    c.create(
+        "/far",
+        b"",
+        &CreateMode::Persistent.with_acls(Acls::new(&elsewhere)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        c.get_data("/lo").await.is_ok(),
+        "127.0.0.1 is inside 127.0.0.0/8"
+    );
+    assert_eq!(c.get_data("/far").await.unwrap_err(), Error::NoAuth);
+    let bad = [Acl::new(Permission::ALL, AuthId::new("ip", "300.1.1.1"))];
+    assert_eq!(
+        c.create(
+            "/bad",
+            b"",
+            &CreateMode::Persistent.with_acls(Acls::new(&bad))
+        )
+        .await
+        .unwrap_err(),
+        Error::InvalidAcl
+    );
+    let admin = connect(&z).await;
+    admin.auth("digest", b"super:test").await.unwrap();
+    assert!(
+        admin.get_data("/far").await.is_ok(),
+        "super passes every ACL"
+    );
+    admin.delete("/far", None).await.unwrap();
+    assert_eq!(
+        c.auth("nosuchscheme", b"x").await.unwrap_err(),
+        Error::AuthFailed
+    );
+}
