@@ -394,7 +394,7 @@ fn set_watches_fires_what_changed_after_rel_zxid_and_rearms_the_rest() {
                 .strings(&["/gone"]);
         }),
     );
-    let mut frames = vec![read_frame(&mut c).unwrap(), read_frame(&mut c).unwrap()];
+    let frames = vec![read_frame(&mut c).unwrap(), read_frame(&mut c).unwrap()];
     let last = read_frame(&mut c).unwrap();
     assert_eq!(
         reply_header(&last).xid,

@@ -4,7 +4,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-zabd=${ZABD_BIN:-$top/target/release/zabd}
+zabd=${ZABD_BIN:-${CARGO_TARGET_DIR:-$top/target}/release/zabd}
 work=$(mktemp -d)
 J=/usr/share/java
 CCP=$J/curator-framework.jar:$J/curator-recipes.jar:$J/curator-client.jar:$J/guava.jar
@@ -20,7 +20,7 @@ trap cleanup EXIT
 
 # start_zabd NAME [TOML-LINE...]: starts a fresh server, sets $addr.
 start_zabd() {
-  local d=$work/$1
+  local name=$1 d=$work/$1
   shift
   mkdir -p "$d"
   printf '%s\n' "client_port = 0" 'client_port_address = "127.0.0.1"' "data_dir = \"$d/data\"" "$@" >"$d/zabd.toml"
@@ -31,7 +31,7 @@ start_zabd() {
     [ -n "$addr" ] && return 0
     sleep 0.1
   done
-  echo "zabd did not start for $1"; cat "$d/log"; exit 1
+  echo "zabd did not start for $name"; cat "$d/log"; exit 1
 }
 
 javac -nowarn -d "$work/classes" -cp "$CCP" "$here/CuratorSuite.java" || exit 1
