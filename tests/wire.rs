@@ -59,6 +59,19 @@ fn request(xid: i32, op: i32, body: impl FnOnce(&mut Writer)) -> Vec<u8> {
     w.into_bytes().to_vec()
 }
 
+/// A create (opcode 1) of a persistent node with an open ACL.
+fn create_with(xid: i32, path: &str, data: &[u8]) -> Vec<u8> {
+    request(xid, 1, |w| {
+        w.string(path).buffer(Some(data));
+        zabd::jute::records::write_acls(w, &zabd::tree::acl_cache::open_acl());
+        w.i32(0);
+    })
+}
+
+fn create_req(xid: i32, path: &str) -> Vec<u8> {
+    create_with(xid, path, b"x")
+}
+
 fn reply_header(f: &[u8]) -> ReplyHeader {
     ReplyHeader::read(&mut Reader::new(f.to_vec().into())).unwrap()
 }
@@ -261,14 +274,7 @@ fn a_value_of_about_one_megabyte_is_accepted() {
     let z = Zabd::start();
     let (mut s, _) = session(&z);
     let big = vec![7u8; 1_000_000];
-    send_frame(
-        &mut s,
-        &request(1, 1, |w| {
-            w.string("/big").buffer(Some(&big));
-            zabd::jute::records::write_acls(w, &zabd::tree::acl_cache::open_acl());
-            w.i32(0);
-        }),
-    );
+    send_frame(&mut s, &create_with(1, "/big", &big));
     assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
     send_frame(
         &mut s,
@@ -319,14 +325,7 @@ fn a_client_that_never_reads_is_disconnected() {
     let z = Zabd::start_with("max_queued_bytes_per_connection = 2000000");
     let (mut w, _) = session(&z);
     let value = vec![1u8; 100_000];
-    send_frame(
-        &mut w,
-        &request(1, 1, |wr| {
-            wr.string("/v").buffer(Some(&value));
-            zabd::jute::records::write_acls(wr, &zabd::tree::acl_cache::open_acl());
-            wr.i32(0);
-        }),
-    );
+    send_frame(&mut w, &create_with(1, "/v", &value));
     read_frame(&mut w).unwrap();
     // A second client asks for the value over and over and never reads a reply.
     let (mut hog, _) = session(&z);
@@ -347,14 +346,6 @@ fn a_client_that_never_reads_is_disconnected() {
     });
     assert!(z.log().contains("not reading its replies"));
     still_serving(&z);
-}
-
-fn create_req(xid: i32, path: &str) -> Vec<u8> {
-    request(xid, 1, |w| {
-        w.string(path).buffer(Some(b"x"));
-        zabd::jute::records::write_acls(w, &zabd::tree::acl_cache::open_acl());
-        w.i32(0);
-    })
 }
 
 /// (type, path) of a notification frame.
@@ -394,7 +385,7 @@ fn set_watches_fires_what_changed_after_rel_zxid_and_rearms_the_rest() {
                 .strings(&["/gone"]);
         }),
     );
-    let frames = vec![read_frame(&mut c).unwrap(), read_frame(&mut c).unwrap()];
+    let frames = [read_frame(&mut c).unwrap(), read_frame(&mut c).unwrap()];
     let last = read_frame(&mut c).unwrap();
     assert_eq!(
         reply_header(&last).xid,
@@ -461,4 +452,14 @@ fn check_and_remove_watches_answer_no_watcher_when_nothing_matches() {
     assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
     send_frame(&mut s, &check(7, 3));
     assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, -121);
+}
+
+#[test]
+fn a_connection_without_a_handshake_is_closed() {
+    let z = Zabd::start();
+    let mut idle = raw(&z);
+    // Closed by the server after its 10 s handshake timeout (the read blocks until then).
+    assert!(is_closed(&mut idle));
+    assert!(z.log().contains("no handshake within"));
+    still_serving(&z);
 }

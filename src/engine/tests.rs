@@ -41,6 +41,17 @@ fn logged(actions: &[Action]) -> Vec<i64> {
         .collect()
 }
 
+fn new_session_request() -> ConnectRequest {
+    ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout: 10_000,
+        session_id: 0,
+        passwd: vec![0u8; 16].into(),
+        read_only: None,
+    }
+}
+
 /// Accepts a connection and establishes a new session on it; returns the session id.
 fn open(e: &mut Engine, conn: ConnId) -> i64 {
     e.handle(
@@ -50,14 +61,7 @@ fn open(e: &mut Engine, conn: ConnId) -> i64 {
         },
         clock(0),
     );
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout: 10_000,
-        session_id: 0,
-        passwd: vec![0u8; 16].into(),
-        read_only: None,
-    };
+    let req = new_session_request();
     let a = e.handle(Event::Handshake { conn, req }, clock(0));
     let z = logged(&a)[0];
     let a = e.handle(Event::Committed { zxid: z }, clock(0));
@@ -221,14 +225,7 @@ fn requests_before_the_connect_response_wait_for_it() {
         },
         clock(0),
     );
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout: 10_000,
-        session_id: 0,
-        passwd: vec![0u8; 16].into(),
-        read_only: None,
-    };
+    let req = new_session_request();
     let a = e.handle(Event::Handshake { conn: 1, req }, clock(0));
     let z = logged(&a)[0];
     let a = e.handle(

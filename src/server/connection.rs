@@ -21,6 +21,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+/// A connection must send its ConnectRequest (or a four-letter word) within this time, as
+/// ZooKeeper's sessionlessCnxnTimeout.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a connection stays open after closeSession for the client to close it first.
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -40,8 +44,13 @@ pub async fn serve(
 ) {
     let (mut rd, wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(4096);
-    if !fill(&mut rd, &mut buf, 4).await {
-        return;
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, fill(&mut rd, &mut buf, 4)).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(_) => {
+            tracing::info!(%peer, "closing connection: no handshake within {HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
     }
     if let Some(word) = admin::is_word(&buf[..4]) {
         four_letter(word, wr, &core).await;
@@ -122,10 +131,16 @@ async fn read_loop(
     limits: ConnLimits,
     permits: &Semaphore,
 ) -> Option<String> {
-    let first = match next_frame(rd, &mut buf, limits.max_frame).await {
-        Ok(Some(f)) => f,
-        Ok(None) => return None,
-        Err(e) => return Some(e),
+    let first = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        next_frame(rd, &mut buf, limits.max_frame),
+    )
+    .await
+    {
+        Ok(Ok(Some(f))) => f,
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => return Some(e),
+        Err(_) => return Some(format!("no ConnectRequest within {HANDSHAKE_TIMEOUT:?}")),
     };
     let len = first.len();
     let req = match ConnectRequest::from_bytes(first) {
