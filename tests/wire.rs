@@ -463,3 +463,74 @@ fn a_connection_without_a_handshake_is_closed() {
     assert!(z.log().contains("no handshake within"));
     still_serving(&z);
 }
+
+#[test]
+fn set_watches2_rearms_persistent_and_recursive_watches() {
+    let z = Zabd::start();
+    let (mut s, _) = session(&z);
+    send_frame(&mut s, &create_req(1, "/pw"));
+    let rel = reply_header(&read_frame(&mut s).unwrap()).zxid;
+    let (mut c, _) = session(&z);
+    send_frame(
+        &mut c,
+        &request(-8, 105, |w| {
+            let none: [&str; 0] = [];
+            w.i64(rel).strings(&none).strings(&none).strings(&none);
+            w.strings(&["/pw"]).strings(&["/pw"]);
+        }),
+    );
+    assert_eq!(reply_header(&read_frame(&mut c).unwrap()).xid, -8);
+    for (xid, data) in [(2, b"a"), (3, b"b")] {
+        send_frame(
+            &mut s,
+            &request(xid, 5, |w| {
+                w.string("/pw").buffer(Some(data)).i32(-1);
+            }),
+        );
+        read_frame(&mut s).unwrap();
+        // One event per change although both kinds are armed; neither is used up.
+        assert_eq!(
+            event_of(&read_frame(&mut c).unwrap()),
+            (3, "/pw".to_string())
+        );
+    }
+    send_frame(
+        &mut c,
+        &request(4, 17, |w| {
+            w.string("/pw").i32(4);
+        }),
+    );
+    assert_eq!(
+        reply_header(&read_frame(&mut c).unwrap()).err,
+        0,
+        "persistent watch still there"
+    );
+}
+
+#[test]
+fn delete_container_from_a_client_only_removes_containers() {
+    let z = Zabd::start();
+    let (mut s, _) = session(&z);
+    send_frame(&mut s, &create_req(1, "/plain"));
+    read_frame(&mut s).unwrap();
+    send_frame(
+        &mut s,
+        &request(2, 19, |w| {
+            w.string("/box").buffer(None);
+            zabd::jute::records::write_acls(w, &zabd::tree::acl_cache::open_acl());
+            w.i32(4);
+        }),
+    );
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    let delete_container = |xid, path: &'static str| {
+        request(xid, 20, move |w| {
+            w.string(path);
+        })
+    };
+    send_frame(&mut s, &delete_container(3, "/plain"));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, -103);
+    send_frame(&mut s, &delete_container(4, "/box"));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    send_frame(&mut s, &delete_container(5, "/box"));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, -101);
+}
