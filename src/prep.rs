@@ -17,6 +17,7 @@ use crate::proto::{op, CreateMode, ZkError};
 use crate::tree::acl_cache::perms;
 use crate::tree::{owner_kind, path, ttl_owner, DataTree, OwnerKind, CONTAINER_OWNER, MAX_TTL};
 use crate::txn::{CreateKind, Txn};
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -26,7 +27,15 @@ struct Shadow {
     stat: StatPersisted,
     child_count: i32,
     acl: Arc<Vec<Acl>>,
-    data_len: i64,
+    data: Option<Bytes>,
+    /// This node's digest as it will be (see `tree::digest`).
+    digest: u64,
+}
+
+impl Shadow {
+    fn data_len(&self) -> i64 {
+        self.data.as_ref().map_or(0, |d| d.len() as i64)
+    }
 }
 
 /// A pending change: the node as it will be once the txn with `zxid` applies (None: deleted).
@@ -48,9 +57,24 @@ pub struct Prep {
     order: VecDeque<(i64, String)>,
     /// Refuse writes past a hard quota limit (QuotaExceeded) instead of only logging.
     enforce_quota: bool,
+    /// The tree digest once every outstanding change applies; None when there are none.
+    digest: Option<u64>,
 }
 
-type Undo = Vec<(String, Option<Change>)>;
+/// What to restore if a request (or a multi) fails part way.
+struct Undo {
+    changes: Vec<(String, Option<Change>)>,
+    digest: Option<u64>,
+}
+
+impl Undo {
+    fn new(prep: &Prep) -> Undo {
+        Undo {
+            changes: Vec::new(),
+            digest: prep.digest,
+        }
+    }
+}
 
 impl Prep {
     pub fn new() -> Self {
@@ -109,6 +133,14 @@ impl Prep {
                 self.changes.remove(&p);
             }
         }
+        if self.order.is_empty() {
+            self.digest = None;
+        }
+    }
+
+    /// The tree digest as it will be once every prepared transaction has applied.
+    pub fn digest(&self, tree: &DataTree) -> u64 {
+        self.digest.unwrap_or(tree.digest)
     }
 
     pub fn outstanding(&self) -> usize {
@@ -123,7 +155,8 @@ impl Prep {
             stat: n.stat,
             child_count: n.children.len() as i32,
             acl: tree.acl_of(n),
-            data_len: n.data.as_ref().map_or(0, |d| d.len() as i64),
+            data: n.data.clone(),
+            digest: n.digest,
         })
     }
 
@@ -131,20 +164,34 @@ impl Prep {
         self.lookup(tree, p).ok_or(ZkError::NoNode)
     }
 
-    fn add(&mut self, p: &str, zxid: i64, node: Option<Shadow>, undo: &mut Undo) {
+    fn add(
+        &mut self,
+        tree: &DataTree,
+        p: &str,
+        zxid: i64,
+        mut node: Option<Shadow>,
+        undo: &mut Undo,
+    ) {
+        let old = self.lookup(tree, p).map_or(0, |n| n.digest);
+        if let Some(n) = node.as_mut() {
+            n.digest = crate::tree::digest::node_digest(p, n.data.as_deref(), &n.stat);
+        }
+        let new = node.as_ref().map_or(0, |n| n.digest);
+        self.digest = Some(self.digest(tree).wrapping_sub(old).wrapping_add(new));
         let prev = self.changes.insert(p.to_string(), Change { zxid, node });
-        undo.push((p.to_string(), prev));
+        undo.changes.push((p.to_string(), prev));
         self.order.push_back((zxid, p.to_string()));
     }
 
     fn rollback(&mut self, zxid: i64, undo: Undo) {
-        for (p, prev) in undo.into_iter().rev() {
+        for (p, prev) in undo.changes.into_iter().rev() {
             match prev {
                 Some(c) => self.changes.insert(p, c),
                 None => self.changes.remove(&p),
             };
         }
         self.order.retain(|(z, _)| *z != zxid);
+        self.digest = undo.digest;
     }
 
     /// Prepares one write. On error nothing is recorded.
@@ -156,7 +203,7 @@ impl Prep {
         zxid: i64,
         now: i64,
     ) -> Result<Txn, ZkError> {
-        let mut undo = Undo::new();
+        let mut undo = Undo::new(self);
         let r = match req {
             Request::Multi(ops) => Ok(self.prepare_multi(tree, who, ops, zxid, now)),
             Request::CloseSession => Ok(self.prepare_close(tree, who.session, zxid, &mut undo)),
@@ -178,7 +225,7 @@ impl Prep {
         zxid: i64,
         now: i64,
     ) -> Txn {
-        let mut undo = Undo::new();
+        let mut undo = Undo::new(self);
         let mut txns = Vec::with_capacity(ops.len());
         let mut failed = false;
         for o in ops {
@@ -197,7 +244,7 @@ impl Prep {
             }
         }
         if failed {
-            self.rollback(zxid, std::mem::take(&mut undo));
+            self.rollback(zxid, undo);
         }
         Txn::Multi(txns)
     }
@@ -228,13 +275,13 @@ impl Prep {
                 let mut n = self.record(tree, path)?;
                 auth::check(&n.acl, perms::WRITE, who.ids)?;
                 let new_len = data.as_ref().map_or(0, |d| d.len() as i64);
-                self.check_quota(tree, path, new_len - n.data_len, 0)?;
+                self.check_quota(tree, path, new_len - n.data_len(), 0)?;
                 let new_version = check_and_inc(n.stat.version, *version)?;
-                n.data_len = new_len;
+                n.data = data.clone();
                 n.stat.version = new_version;
                 n.stat.mtime = now;
                 n.stat.mzxid = zxid;
-                self.add(path, zxid, Some(n), undo);
+                self.add(tree, path, zxid, Some(n), undo);
                 Ok(Txn::SetData {
                     path: path.clone(),
                     data: data.clone(),
@@ -249,7 +296,7 @@ impl Prep {
                 let new_version = check_and_inc(n.stat.aversion, *version)?;
                 n.stat.aversion = new_version;
                 n.acl = Arc::new(acl.clone());
-                self.add(path, zxid, Some(n), undo);
+                self.add(tree, path, zxid, Some(n), undo);
                 Ok(Txn::SetAcl {
                     path: path.clone(),
                     acl,
@@ -306,7 +353,7 @@ impl Prep {
         parent.child_count += 1;
         parent.stat.cversion = new_cversion;
         parent.stat.pzxid = zxid;
-        self.add(&parent_path, zxid, Some(parent), undo);
+        self.add(tree, &parent_path, zxid, Some(parent), undo);
         let owner = match kind {
             CreateKind::Persistent => 0,
             CreateKind::Ephemeral => who.session,
@@ -327,9 +374,10 @@ impl Prep {
             },
             child_count: 0,
             acl: Arc::new(acl.clone()),
-            data_len,
+            data: c.data.clone(),
+            digest: 0,
         };
-        self.add(&full, zxid, Some(node), undo);
+        self.add(tree, &full, zxid, Some(node), undo);
         let txn_op = match kind {
             CreateKind::Container => op::CREATE_CONTAINER,
             CreateKind::Ttl(_) => op::CREATE_TTL,
@@ -380,9 +428,11 @@ impl Prep {
             return Err(ZkError::NotEmpty);
         }
         parent.child_count -= 1;
-        parent.stat.pzxid = zxid;
-        self.add(&parent_path, zxid, Some(parent), undo);
-        self.add(p, zxid, None, undo);
+        if zxid > parent.stat.pzxid {
+            parent.stat.pzxid = zxid;
+        }
+        self.add(tree, &parent_path, zxid, Some(parent), undo);
+        self.add(tree, p, zxid, None, undo);
         Ok(Txn::Delete {
             op: if version.is_some() {
                 op::DELETE
@@ -395,21 +445,25 @@ impl Prep {
 
     /// closeSession: every ephemeral of the session, including ones still on their way.
     fn prepare_close(&mut self, tree: &DataTree, session: i64, zxid: i64, undo: &mut Undo) -> Txn {
-        let mut doomed: Vec<String> = tree
-            .ephemerals_of(session)
-            .into_iter()
-            .filter(|p| !matches!(self.changes.get(p), Some(Change { node: None, .. })))
-            .collect();
-        for (p, c) in &self.changes {
-            if let Some(n) = &c.node {
-                if n.stat.ephemeral_owner == session && !doomed.contains(p) {
-                    doomed.push(p.clone());
-                }
-            }
-        }
+        // Candidates: the tree's ephemerals and every path with a pending change; kept if the
+        // node as it will be is this session's ephemeral.
+        let mut doomed: Vec<String> = tree.ephemerals_of(session);
+        doomed.extend(self.changes.keys().cloned());
+        doomed.sort();
+        doomed.dedup();
+        doomed.retain(|p| {
+            self.lookup(tree, p)
+                .is_some_and(|n| n.stat.ephemeral_owner == session)
+        });
         doomed.sort();
         for p in &doomed {
-            self.add(p, zxid, None, undo);
+            let parent_path = path::parent(p).to_string();
+            if let Some(mut parent) = self.lookup(tree, &parent_path) {
+                parent.child_count -= 1;
+                parent.stat.pzxid = parent.stat.pzxid.max(zxid);
+                self.add(tree, &parent_path, zxid, Some(parent), undo);
+            }
+            self.add(tree, p, zxid, None, undo);
         }
         Txn::CloseSession { paths: doomed }
     }

@@ -46,9 +46,14 @@ proptest! {
     }
 
     #[test]
-    fn random_operations_keep_tree_invariants(ops in proptest::collection::vec((0u8..6, 0u8..4, 0u8..4, 0u8..3), 1..120)) {
+    fn random_operations_keep_tree_invariants(
+        ops in proptest::collection::vec((0u8..6, 0u8..4, 0u8..4, 0u8..3), 1..120),
+        batch_len in 1usize..6,
+    ) {
         let mut tree = DataTree::new(true);
         let mut prep = Prep::new();
+        let mut batch = Vec::new();
+        let mut history: Vec<String> = Vec::new();
         let names = ["a", "b", "c", "d"];
         for (i, (kind, x, y, session)) in ops.into_iter().enumerate() {
             let path = if y == 0 { format!("/{}", names[x as usize]) } else { format!("/{}/{}", names[x as usize], names[y as usize]) };
@@ -68,8 +73,21 @@ proptest! {
             let who = Requester { session, ids: &[] };
             let txn = prep.prepare(&tree, &who, &req, zxid, 1000).unwrap_or_else(|e| Txn::Error { err: e.code() });
             let hdr = TxnHeader { client_id: session, cxid: 0, zxid, time: 1000, op: txn.op() };
-            tree.apply(&hdr, &txn, &mut Vec::new());
-            prep.applied(zxid);
+            history.push(format!("{zxid}: {req:?} -> {txn:?}"));
+            batch.push((hdr, txn, prep.digest(&tree)));
+            // Apply in batches of up to `batch_len`: later txns are prepared against earlier
+            // ones still outstanding, and the digest prep projected must match the tree's.
+            if batch.len() < batch_len {
+                continue;
+            }
+            for (hdr, txn, digest) in batch.drain(..) {
+                tree.apply(&hdr, &txn, &mut Vec::new());
+                prep.applied(hdr.zxid);
+                if tree.digest != digest {
+                    for h in &history { eprintln!("{h}"); }
+                }
+                prop_assert_eq!(tree.digest, digest, "digest after zxid {} txn {:?}", hdr.zxid, txn);
+            }
             prop_assert_eq!(prep.outstanding(), 0);
             // Every node but the root has its parent, which lists it; stats agree with children.
             for name in names {

@@ -142,6 +142,10 @@ fn mntr(engine: &Engine, info: &ServerInfo) -> String {
         ),
         ("zk_global_sessions", engine.sessions.len().to_string()),
         ("zk_last_proposal_size", "-1".to_string()),
+        (
+            "zk_digest_mismatches_count",
+            st.digest_mismatches.to_string(),
+        ),
     ];
     rows.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
 }

@@ -106,8 +106,13 @@ pub enum Action {
         reason: &'static str,
         linger: bool,
     },
-    /// Make this transaction durable, then answer with `Event::Committed`.
-    Log { hdr: TxnHeader, txn: Txn },
+    /// Make this transaction durable, then answer with `Event::Committed`. `digest` is the
+    /// tree digest once it applies (written beside it, as ZooKeeper's TxnDigest).
+    Log {
+        hdr: TxnHeader,
+        txn: Txn,
+        digest: u64,
+    },
 }
 
 /// A request waiting in its connection's queue.
@@ -144,6 +149,7 @@ enum Waiter {
 struct Pending {
     hdr: TxnHeader,
     txn: Txn,
+    digest: u64,
     waiter: Waiter,
 }
 
@@ -316,11 +322,18 @@ impl Engine {
     }
 
     fn log(&mut self, hdr: TxnHeader, txn: Txn, waiter: Waiter) {
+        let digest = self.prep.digest(&self.tree);
         self.out.push(Action::Log {
             hdr,
             txn: txn.clone(),
+            digest,
         });
-        self.pending.push_back(Pending { hdr, txn, waiter });
+        self.pending.push_back(Pending {
+            hdr,
+            txn,
+            digest,
+            waiter,
+        });
     }
 
     /// Prepares a client write and logs its transaction (an Error txn when prep refuses,
@@ -378,6 +391,15 @@ impl Engine {
             let mut events = Vec::new();
             let result = self.tree.apply(&p.hdr, &p.txn, &mut events);
             self.prep.applied(p.hdr.zxid);
+            if self.tree.digest != p.digest {
+                self.stats.digest_mismatches += 1;
+                tracing::error!(
+                    zxid = format_args!("0x{:x}", p.hdr.zxid),
+                    expected = p.digest,
+                    actual = self.tree.digest,
+                    "tree digest mismatch after applying a transaction"
+                );
+            }
             self.after_apply(&p);
             self.deliver(events);
             self.finish(p, result);

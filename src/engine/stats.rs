@@ -8,6 +8,8 @@ pub struct Stats {
     pub latency_sum_ms: i64,
     pub latency_min_ms: i64,
     pub latency_max_ms: i64,
+    /// Transactions after which the tree digest differed from the one prep logged.
+    pub digest_mismatches: u64,
 }
 
 impl Stats {
@@ -30,7 +32,10 @@ impl Stats {
     }
 
     pub fn reset(&mut self) {
-        *self = Stats::default();
+        *self = Stats {
+            digest_mismatches: self.digest_mismatches,
+            ..Stats::default()
+        };
     }
 }
 

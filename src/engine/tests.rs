@@ -200,7 +200,7 @@ fn expiry_is_a_close_session_transaction() {
     e.handle(Event::Closed { conn: 1 }, clock(2));
     assert!(logged(&e.handle(Event::Tick, clock(5_000))).is_empty());
     let a = e.handle(Event::Tick, clock(20_000));
-    let Some(Action::Log { hdr, txn }) = a.first() else {
+    let Some(Action::Log { hdr, txn, .. }) = a.first() else {
         panic!("expected a closeSession txn, got {a:?}")
     };
     assert_eq!(hdr.client_id, s);
@@ -212,6 +212,7 @@ fn expiry_is_a_close_session_transaction() {
     );
     e.handle(Event::Committed { zxid: hdr.zxid }, clock(20_001));
     assert!(e.tree.get("/e").is_none());
+    assert_eq!(e.stats.digest_mismatches, 0);
     assert!(!e.sessions.is_live(s));
 }
 

@@ -12,6 +12,7 @@
 //! - setData: mzxid, mtime and version from the txn; setACL: aversion from the txn.
 
 pub mod acl_cache;
+pub mod digest;
 pub mod path;
 pub mod quota;
 pub mod watch;
@@ -68,6 +69,8 @@ pub struct Node {
     pub acl: i64,
     pub stat: StatPersisted,
     pub children: HashSet<String>,
+    /// This node's contribution to the tree digest (see `digest.rs`), kept current.
+    pub digest: u64,
 }
 
 impl Node {
@@ -121,6 +124,8 @@ pub struct DataTree {
     quotas: Quotas,
     /// The zxid of the last applied transaction.
     pub last_zxid: i64,
+    /// The tree digest: wrapping sum of every node's digest.
+    pub digest: u64,
     extended_types: bool,
 }
 
@@ -136,10 +141,11 @@ impl DataTree {
             watches: Watches::default(),
             quotas: Quotas::default(),
             last_zxid: 0,
+            digest: 0,
             extended_types,
         };
         let open = t.acls.acquire(&acl_cache::open_acl());
-        t.nodes.insert("/".into(), empty_node(open));
+        t.insert_node("/".into(), empty_node(open));
         t.insert_system("/zookeeper", open);
         t.insert_system(QUOTA_PATH, open);
         let read_only = t.acls.acquire(&acl_cache::read_acl());
@@ -159,7 +165,37 @@ impl DataTree {
             .expect("system parent")
             .children
             .insert(path::name(p).to_string());
-        self.nodes.insert(p.to_string(), empty_node(acl));
+        self.insert_node(p.to_string(), empty_node(acl));
+    }
+
+    /// Puts a node in the map, adding its digest to the tree's.
+    pub fn insert_node(&mut self, p: String, mut node: Node) {
+        node.digest = digest::node_digest(&p, node.data.as_deref(), &node.stat);
+        self.digest = self.digest.wrapping_add(node.digest);
+        self.nodes.insert(p, node);
+    }
+
+    /// Re-computes a changed node's digest and the tree's.
+    fn redigest(&mut self, p: &str) {
+        if let Some(n) = self.nodes.get_mut(p) {
+            let new = digest::node_digest(p, n.data.as_deref(), &n.stat);
+            self.digest = self.digest.wrapping_sub(n.digest).wrapping_add(new);
+            n.digest = new;
+        }
+    }
+
+    /// Every (path, node), for snapshots: parents before children (depth first, pre-order).
+    pub fn walk(&self, mut f: impl FnMut(&str, &Node)) {
+        let mut stack = vec!["/".to_string()];
+        while let Some(p) = stack.pop() {
+            let Some(n) = self.nodes.get(&p) else {
+                continue;
+            };
+            f(&p, n);
+            let mut kids: Vec<&String> = n.children.iter().collect();
+            kids.sort_unstable_by(|a, b| b.cmp(a));
+            stack.extend(kids.into_iter().map(|c| path::join(&p, c)));
+        }
     }
 
     pub fn extended_types(&self) -> bool {
@@ -403,6 +439,7 @@ impl DataTree {
             parent.stat.pzxid = hdr.zxid;
         }
         parent.children.insert(path::name(p).to_string());
+        self.redigest(&parent_path);
         let node = Node {
             data,
             acl: acl_id,
@@ -418,9 +455,10 @@ impl DataTree {
                 pzxid: hdr.zxid,
             },
             children: HashSet::new(),
+            digest: 0,
         };
         let stat = node.client_stat(self.extended_types);
-        self.nodes.insert(p.to_string(), node);
+        self.insert_node(p.to_string(), node);
         match owner_kind(owner, self.extended_types) {
             OwnerKind::Container => {
                 self.containers.insert(p.to_string());
@@ -448,9 +486,11 @@ impl DataTree {
         if zxid > parent.stat.pzxid {
             parent.stat.pzxid = zxid;
         }
+        self.redigest(&parent_path);
         let Some(node) = self.nodes.remove(p) else {
             return Err(ZkError::NoNode.code());
         };
+        self.digest = self.digest.wrapping_sub(node.digest);
         self.acls.release(node.acl);
         self.quota_after_delete(p, data_len(&node.data));
         match owner_kind(node.stat.ephemeral_owner, self.extended_types) {
@@ -490,6 +530,7 @@ impl DataTree {
         node.stat.mzxid = hdr.zxid;
         node.stat.version = version;
         let stat = node.client_stat(self.extended_types);
+        self.redigest(p);
         if let Some(prefix) = self.quotas.prefix_for(p).map(str::to_string) {
             self.update_quota_stats(&prefix, diff, 0);
         }
@@ -507,6 +548,7 @@ impl DataTree {
         node.stat.aversion = version;
         let stat = node.client_stat(self.extended_types);
         self.acls.release(old);
+        self.redigest(p);
         Ok(stat)
     }
 
@@ -609,6 +651,7 @@ fn empty_node(acl: i64) -> Node {
         acl,
         stat: StatPersisted::default(),
         children: HashSet::new(),
+        digest: 0,
     }
 }
 
