@@ -17,6 +17,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod jute;
+pub mod persist;
 pub mod prep;
 pub mod proto;
 pub mod server;

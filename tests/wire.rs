@@ -295,7 +295,7 @@ fn four_letter_words() {
     assert!(z.four("srvr").contains("Mode: standalone"));
     assert!(z.four("stat").contains("Clients:"));
     assert!(z.four("envi").contains("zookeeper.version=3.9"));
-    assert!(z.four("mntr").contains("zk_znode_count\t4"));
+    assert!(z.four("mntr").contains("zk_znode_count\t5"));
     assert!(z.four("conf").contains("tickTime=2000"));
     assert_eq!(
         z.four("wchs"),

@@ -57,6 +57,11 @@ pub struct Settings {
     pub max_queued_bytes_per_connection: usize,
     pub super_digest: String,
     pub enforce_quota: bool,
+    pub snap_count: u64,
+    pub force_sync: bool,
+    pub pre_alloc_size_kb: u64,
+    pub autopurge_snap_retain_count: u32,
+    pub autopurge_purge_interval_hours: u64,
     pub server_id: i64,
     pub init_limit: u32,
     pub sync_limit: u32,
@@ -87,6 +92,11 @@ impl Default for Settings {
             max_queued_bytes_per_connection: 64 << 20,
             super_digest: String::new(),
             enforce_quota: false,
+            snap_count: 100_000,
+            force_sync: true,
+            pre_alloc_size_kb: 65536,
+            autopurge_snap_retain_count: 3,
+            autopurge_purge_interval_hours: 0,
             server_id: 0,
             init_limit: 10,
             sync_limit: 5,
@@ -96,8 +106,13 @@ impl Default for Settings {
     }
 }
 
-const TOML_KEYS: [&str; 21] = [
+const TOML_KEYS: [&str; 26] = [
     "enforce_quota",
+    "snap_count",
+    "force_sync",
+    "pre_alloc_size_kb",
+    "autopurge_snap_retain_count",
+    "autopurge_purge_interval_hours",
     "tick_time",
     "data_dir",
     "data_log_dir",
@@ -207,6 +222,16 @@ impl Settings {
                 "server_id",
                 "must be at most 254 with extended types enabled",
             ));
+        }
+        if self.snap_count < 2 {
+            return Err(err("snapCount", "must be at least 2"));
+        }
+        if self.autopurge_snap_retain_count < 3 {
+            tracing::warn!(
+                file,
+                "autopurge.snapRetainCount below 3 is raised to 3, as ZooKeeper does"
+            );
+            self.autopurge_snap_retain_count = 3;
         }
         if self.max_outstanding_per_connection == 0 {
             return Err(err("max_outstanding_per_connection", "must be positive"));

@@ -4,14 +4,9 @@ use super::{parse_server_spec, ConfigError, Settings};
 use std::path::PathBuf;
 
 /// Keys ZooKeeper accepts that zabd reads but does not act on yet, or does not need.
-const ACCEPTED_IGNORED: [&str; 12] = [
+const ACCEPTED_IGNORED: [&str; 7] = [
     "admin.enableServer",
     "admin.serverPort",
-    "autopurge.snapRetainCount",
-    "autopurge.purgeInterval",
-    "snapCount",
-    "preAllocSize",
-    "forceSync",
     "standaloneEnabled",
     "reconfigEnabled",
     "metricsProvider.className",
@@ -72,6 +67,20 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
             }
             "znode.container.checkIntervalMs" => {
                 s.container_check_interval_ms = ranged(value, i64::MAX)? as u64
+            }
+            "snapCount" | "zookeeper.snapCount" => s.snap_count = ranged(value, i64::MAX)? as u64,
+            "preAllocSize" | "zookeeper.preAllocSize" => {
+                s.pre_alloc_size_kb = ranged(value, i64::MAX)? as u64
+            }
+            "forceSync" | "zookeeper.forceSync" => {
+                s.force_sync = parse_bool(value)
+                    .ok_or_else(|| err(key, format!("{value:?} is not yes or no")))?
+            }
+            "autopurge.snapRetainCount" => {
+                s.autopurge_snap_retain_count = ranged(value, u32::MAX as i64)? as u32
+            }
+            "autopurge.purgeInterval" => {
+                s.autopurge_purge_interval_hours = ranged(value, i64::MAX)? as u64
             }
             "jute.maxbuffer" => s.jute_max_buffer = ranged(value, i32::MAX as i64)? as usize,
             "initLimit" => s.init_limit = ranged(value, u32::MAX as i64)? as u32,

@@ -198,6 +198,30 @@ impl Engine {
         Engine::new(cfg, tree, sessions)
     }
 
+    /// An engine over a recovered tree; each recovered session gets its full timeout from now.
+    pub fn recovered(
+        cfg: EngineConfig,
+        tree: DataTree,
+        sessions: impl IntoIterator<Item = (i64, i32)>,
+        now: Clock,
+    ) -> Self {
+        let mut table = Sessions::new(
+            cfg.tick_ms,
+            session::first_session_id(cfg.server_id, now.wall_ms),
+        );
+        for (id, timeout) in sessions {
+            table.add(id, timeout, now.mono_ms);
+        }
+        Engine::new(cfg, tree, table)
+    }
+
+    /// The session table as snapshots hold it.
+    pub fn session_list(&self) -> Vec<(i64, i32)> {
+        let mut v: Vec<(i64, i32)> = self.sessions.iter().map(|s| (s.id, s.timeout)).collect();
+        v.sort_unstable();
+        v
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }

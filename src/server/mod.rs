@@ -15,6 +15,9 @@
 
 mod connection;
 mod core_task;
+pub mod disk;
+pub mod purge;
+pub mod recovery;
 
 use crate::admin::ServerInfo;
 use crate::config::Settings;
@@ -111,6 +114,14 @@ fn engine_config(s: &Settings) -> EngineConfig {
     }
 }
 
+/// `<dataDir>/version-2` and `<dataLogDir>/version-2`.
+pub fn data_dirs(s: &Settings) -> (std::path::PathBuf, std::path::PathBuf) {
+    (
+        s.data_dir.join(crate::persist::VERSION_DIR),
+        s.data_log_dir().join(crate::persist::VERSION_DIR),
+    )
+}
+
 /// Runs a standalone server until the process is stopped.
 pub async fn run(settings: Settings) -> std::io::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)?;
@@ -122,7 +133,27 @@ pub async fn run(settings: Settings) -> std::io::Result<()> {
     tracing::info!(%local, "zabd standalone server started");
 
     let clocks = Clocks::new();
-    let engine = Engine::fresh(engine_config(&settings), clocks.now());
+    let (snap_dir, log_dir) = data_dirs(&settings);
+    let started = Instant::now();
+    let rec = recovery::recover(&snap_dir, &log_dir, settings.extended_types_enabled)
+        .map_err(|e| std::io::Error::other(format!("cannot recover the data directory: {e}")))?;
+    tracing::info!(
+        snapshot = format_args!("0x{:x}", rec.snapshot_zxid),
+        replayed = rec.replayed,
+        last_zxid = format_args!("0x{:x}", rec.tree.last_zxid),
+        nodes = rec.tree.node_count(),
+        digest = rec.tree.digest,
+        sessions = rec.sessions.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "data directory recovered"
+    );
+    let mut engine = Engine::recovered(
+        engine_config(&settings),
+        rec.tree,
+        rec.sessions,
+        clocks.now(),
+    );
+    engine.stats.digest_mismatches = rec.digest_mismatches as u64;
     let info = ServerInfo {
         conf_lines: settings.conf_lines(),
         data_dir: settings.data_dir.display().to_string(),
@@ -132,7 +163,32 @@ pub async fn run(settings: Settings) -> std::io::Result<()> {
     };
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let tick = std::time::Duration::from_millis((settings.tick_time / 4).clamp(10, 500));
-    tokio::spawn(core_task::run(engine, info, core_rx, clocks, tick));
+    let log = disk::start_log_writer(
+        disk::LogConfig {
+            dir: log_dir.clone(),
+            force_sync: settings.force_sync,
+            prealloc: settings.pre_alloc_size_kb * 1024,
+        },
+        core_tx.clone(),
+    );
+    let retain = settings.autopurge_snap_retain_count;
+    let snapshots = disk::start_snapshot_writer(snap_dir.clone(), log_dir.clone(), retain);
+    let persistence = core_task::Persistence::new(log, snapshots, settings.snap_count);
+    if !settings.force_sync {
+        tracing::warn!("force_sync is off: acknowledged writes can be lost in a power failure");
+    }
+    if settings.autopurge_purge_interval_hours > 0 {
+        let every = std::time::Duration::from_secs(settings.autopurge_purge_interval_hours * 3600);
+        tokio::spawn(autopurge(snap_dir, log_dir, retain, every));
+    }
+    tokio::spawn(core_task::run(
+        engine,
+        info,
+        core_rx,
+        clocks,
+        tick,
+        persistence,
+    ));
 
     let limits = ConnLimits {
         max_frame: settings.jute_max_buffer + crate::proto::frame::HEADER_ALLOWANCE,
@@ -140,6 +196,24 @@ pub async fn run(settings: Settings) -> std::io::Result<()> {
         max_queued_bytes: settings.max_queued_bytes_per_connection,
     };
     accept_loop(listener, core_tx, limits, settings.max_client_cnxns).await
+}
+
+async fn autopurge(
+    snap_dir: std::path::PathBuf,
+    log_dir: std::path::PathBuf,
+    retain: u32,
+    every: std::time::Duration,
+) {
+    let mut t = tokio::time::interval(every);
+    loop {
+        t.tick().await;
+        let (s, l) = (snap_dir.clone(), log_dir.clone());
+        match tokio::task::spawn_blocking(move || purge::purge(&s, &l, retain)).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "autopurge failed"),
+            Err(e) => tracing::warn!(error = %e, "autopurge task failed"),
+            Ok(Ok(_)) => {}
+        }
+    }
 }
 
 async fn accept_loop(

@@ -72,10 +72,12 @@ impl AclCache {
             return;
         }
         if let Some(entry) = self.by_id.get_mut(&id) {
-            entry.1 -= 1;
+            entry.1 = entry.1.saturating_sub(1);
             if entry.1 == 0 {
                 let (list, _) = self.by_id.remove(&id).expect("present");
-                self.by_list.remove(list.as_slice());
+                if self.by_list.get(list.as_slice()) == Some(&id) {
+                    self.by_list.remove(list.as_slice());
+                }
             }
         }
     }
@@ -88,6 +90,58 @@ impl AclCache {
             .get(&id)
             .map(|(l, _)| l.clone())
             .unwrap_or_else(|| self.open.clone())
+    }
+
+    /// Every cached list with its id (not the implicit open ACL), by id.
+    pub fn entries(&self) -> Vec<(i64, Arc<Vec<Acl>>)> {
+        let mut v: Vec<_> = self
+            .by_id
+            .iter()
+            .map(|(id, (l, _))| (*id, l.clone()))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
+    /// Adds a list read from a snapshot under its own id, with no references yet.
+    pub fn load(&mut self, id: i64, acl: Vec<Acl>) {
+        if id == OPEN_ACL_ID {
+            return;
+        }
+        self.by_list.entry(acl.clone()).or_insert(id);
+        self.by_id.insert(id, (Arc::new(acl), 0));
+        self.next_id = self.next_id.max(id + 1);
+    }
+
+    /// Counts a reference from a node read from a snapshot; false if the id is unknown.
+    pub fn add_usage(&mut self, id: i64) -> bool {
+        if id == OPEN_ACL_ID {
+            return true;
+        }
+        match self.by_id.get_mut(&id) {
+            Some(e) => {
+                e.1 += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops lists no node uses (after loading a snapshot).
+    pub fn purge_unused(&mut self) {
+        let unused: Vec<i64> = self
+            .by_id
+            .iter()
+            .filter(|(_, (_, n))| *n == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unused {
+            if let Some((list, _)) = self.by_id.remove(&id) {
+                if self.by_list.get(list.as_slice()) == Some(&id) {
+                    self.by_list.remove(list.as_slice());
+                }
+            }
+        }
     }
 
     pub fn len(&self) -> usize {

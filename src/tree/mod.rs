@@ -130,6 +130,75 @@ pub struct DataTree {
 }
 
 impl DataTree {
+    /// A tree with no nodes at all, to be filled from a snapshot ([`DataTree::load_node`]).
+    pub fn empty(extended_types: bool) -> Self {
+        DataTree {
+            nodes: HashMap::new(),
+            acls: AclCache::new(),
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            watches: Watches::default(),
+            quotas: Quotas::default(),
+            last_zxid: 0,
+            digest: 0,
+            extended_types,
+        }
+    }
+
+    /// Adds a node read from a snapshot; its parent must already be there.
+    pub fn load_node(
+        &mut self,
+        p: String,
+        data: Option<Bytes>,
+        acl: i64,
+        stat: StatPersisted,
+    ) -> Result<(), String> {
+        if !self.acls.add_usage(acl) {
+            return Err(format!("node {p} refers to unknown ACL id {acl}"));
+        }
+        if p != "/" {
+            let parent = self
+                .nodes
+                .get_mut(path::parent(&p))
+                .ok_or_else(|| format!("invalid tree: the parent of {p} is missing"))?;
+            parent.children.insert(path::name(&p).to_string());
+            match owner_kind(stat.ephemeral_owner, self.extended_types) {
+                OwnerKind::Container => {
+                    self.containers.insert(p.clone());
+                }
+                OwnerKind::Ttl(_) => {
+                    self.ttls.insert(p.clone());
+                }
+                OwnerKind::Session(s) => {
+                    self.ephemerals.entry(s).or_default().insert(p.clone());
+                }
+                OwnerKind::None => {}
+            }
+            if let Some((quota::LIMITS, prefix)) = Quotas::node_kind(&p) {
+                self.quotas.add(prefix);
+            }
+        }
+        let node = Node {
+            data,
+            acl,
+            stat,
+            children: HashSet::new(),
+            digest: 0,
+        };
+        self.insert_node(p, node);
+        Ok(())
+    }
+
+    /// After the last [`DataTree::load_node`]: drop unused ACLs, recount quota usage.
+    pub fn finish_load(&mut self) {
+        self.acls.purge_unused();
+        let prefixes = self.quotas.all();
+        for p in prefixes {
+            self.recount_quota(&p);
+        }
+    }
+
     /// A fresh tree with `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
     pub fn new(extended_types: bool) -> Self {
         let mut t = DataTree {

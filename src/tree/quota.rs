@@ -90,6 +90,10 @@ impl Quotas {
         self.prefixes.insert(prefix);
     }
 
+    pub fn all(&self) -> Vec<String> {
+        self.prefixes.iter().cloned().collect()
+    }
+
     pub fn remove(&mut self, prefix: &str) {
         self.prefixes.remove(prefix);
     }

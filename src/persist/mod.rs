@@ -1,0 +1,91 @@
+//! Apache ZooKeeper's data directory, byte for byte: transaction logs and snapshots under
+//! `<dir>/version-2/`. Pure encoders and decoders; reading and writing the files is
+//! `crate::server`'s job.
+//!
+//! Both files start with a 16-byte FileHeader: int magic (`ZKLG` for logs, `ZKSN` for
+//! snapshots), int version (2), long dbid (0 for logs, -1 for snapshots). Names carry the
+//! zxid in lower-case hex without padding: `log.<first zxid in the file>`,
+//! `snapshot.<last zxid applied when the snapshot started>`. Checksums are Adler-32, stored
+//! as a jute `long`. The layouts are in [`txnlog`] and [`snapshot`].
+
+pub mod snapshot;
+pub mod txnlog;
+
+use std::path::Path;
+
+/// "ZKLG"
+pub const LOG_MAGIC: i32 = 0x5a4b_4c47;
+/// "ZKSN"
+pub const SNAP_MAGIC: i32 = 0x5a4b_534e;
+pub const VERSION: i32 = 2;
+pub const LOG_DBID: i64 = 0;
+pub const SNAP_DBID: i64 = -1;
+/// The sub-directory ZooKeeper keeps its files in.
+pub const VERSION_DIR: &str = "version-2";
+
+pub fn file_header(magic: i32, dbid: i64) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[..4].copy_from_slice(&magic.to_be_bytes());
+    h[4..8].copy_from_slice(&VERSION.to_be_bytes());
+    h[8..].copy_from_slice(&dbid.to_be_bytes());
+    h
+}
+
+pub fn log_name(zxid: i64) -> String {
+    format!("log.{zxid:x}")
+}
+
+pub fn snapshot_name(zxid: i64) -> String {
+    format!("snapshot.{zxid:x}")
+}
+
+/// The zxid in a `prefix.<hex>` file name.
+pub fn zxid_from_name(name: &str, prefix: &str) -> Option<i64> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('.')?;
+    u64::from_str_radix(rest.split('.').next()?, 16)
+        .ok()
+        .map(|v| v as i64)
+}
+
+/// The files of one kind in a directory, by zxid ascending.
+pub fn list(dir: &Path, prefix: &str) -> std::io::Result<Vec<(i64, std::path::PathBuf)>> {
+    let mut v = Vec::new();
+    if !dir.exists() {
+        return Ok(v);
+    }
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if let Some(z) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| zxid_from_name(n, prefix))
+        {
+            v.push((z, e.path()));
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+pub fn adler32(bytes: &[u8]) -> u32 {
+    let mut a = adler2::Adler32::new();
+    a.write_slice(bytes);
+    a.checksum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_headers() {
+        assert_eq!(log_name(0x1_0000_0001), "log.100000001");
+        assert_eq!(zxid_from_name("snapshot.1a", "snapshot"), Some(0x1a));
+        assert_eq!(zxid_from_name("snapshot.1a.snappy", "snapshot"), Some(0x1a));
+        assert_eq!(zxid_from_name("log.zz", "log"), None);
+        assert_eq!(&file_header(LOG_MAGIC, 0)[..4], b"ZKLG");
+        assert_eq!(&file_header(SNAP_MAGIC, -1)[..4], b"ZKSN");
+        // java.util.zip.Adler32 of "abc"
+        assert_eq!(adler32(b"abc"), 0x024d0127);
+    }
+}

@@ -1,0 +1,203 @@
+//! The disk threads: the transaction-log writer and the snapshot writer.
+//!
+//! The log writer is one OS thread that owns the current log file. It takes every append
+//! waiting in its channel, writes them in one go, fdatasyncs once (group commit: one sync
+//! covers everything that arrived while the previous one ran), then reports the last zxid
+//! committed to the core task. Files grow in preallocated, zero-filled steps. A `Roll` makes
+//! the next append start a new `log.<zxid>` file. Reads never wait for it: the core task
+//! only sends it messages.
+//!
+//! A failed write or sync stops the process (exit code 3) after logging why: continuing could
+//! acknowledge a write that is not on disk. Clients see their connection drop and reconnect
+//! elsewhere; on restart, recovery keeps exactly what was synced.
+
+use super::core_task::CoreMsg;
+use crate::engine::Event;
+use crate::persist::{self, txnlog};
+use crate::txn::{Txn, TxnHeader};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub enum LogCmd {
+    Append {
+        hdr: TxnHeader,
+        txn: Txn,
+        digest: u64,
+    },
+    /// Start a new log file with the next append.
+    Roll,
+}
+
+pub struct LogConfig {
+    pub dir: PathBuf,
+    pub force_sync: bool,
+    pub prealloc: u64,
+}
+
+/// Exits the process after a failed disk operation (see the module doc).
+fn fatal(what: &str, path: &Path, e: std::io::Error) -> ! {
+    tracing::error!(file = %path.display(), error = %e, "{what} failed; stopping so that nothing unsynced is acknowledged");
+    eprintln!("zabd: {what} failed on {}: {e}", path.display());
+    std::process::exit(3);
+}
+
+struct CurrentLog {
+    file: File,
+    path: PathBuf,
+    pos: u64,
+    size: u64,
+}
+
+/// Starts the log writer thread; returns its command channel.
+pub fn start_log_writer(cfg: LogConfig, core: UnboundedSender<CoreMsg>) -> mpsc::Sender<LogCmd> {
+    let (tx, rx) = mpsc::channel::<LogCmd>();
+    std::thread::Builder::new()
+        .name("zabd-log".into())
+        .spawn(move || log_loop(cfg, rx, core))
+        .expect("spawn log writer");
+    tx
+}
+
+fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<CoreMsg>) {
+    let mut current: Option<CurrentLog> = None;
+    let mut buf = Vec::with_capacity(1 << 20);
+    while let Ok(first) = rx.recv() {
+        let mut last_zxid = None;
+        let mut cmd = Some(first);
+        while let Some(c) = cmd {
+            match c {
+                LogCmd::Append { hdr, txn, digest } => {
+                    if current.is_none() {
+                        current = Some(open_log(&cfg, hdr.zxid));
+                    }
+                    txnlog::encode_entry(&hdr, &txn, Some(digest), &mut buf);
+                    last_zxid = Some(hdr.zxid);
+                }
+                LogCmd::Roll => {
+                    if let Some(cur) = current.as_mut() {
+                        flush(&cfg, cur, &mut buf);
+                    }
+                    current = None;
+                }
+            }
+            // Group commit: take whatever else is already waiting, up to a bound.
+            cmd = if buf.len() < (8 << 20) {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if let Some(cur) = current.as_mut() {
+            flush(&cfg, cur, &mut buf);
+        }
+        if let Some(zxid) = last_zxid {
+            if core
+                .send(CoreMsg::Event(Event::Committed { zxid }))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+fn open_log(cfg: &LogConfig, zxid: i64) -> CurrentLog {
+    let path = cfg.dir.join(persist::log_name(zxid));
+    tracing::info!(file = %path.display(), "creating new log file");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap_or_else(|e| fatal("creating the log file", &path, e));
+    let header = persist::file_header(persist::LOG_MAGIC, persist::LOG_DBID);
+    file.write_all(&header)
+        .unwrap_or_else(|e| fatal("writing the log header", &path, e));
+    sync_dir(&cfg.dir);
+    CurrentLog {
+        file,
+        path,
+        pos: header.len() as u64,
+        size: header.len() as u64,
+    }
+}
+
+/// Writes the buffered entries, growing the file first if needed, then syncs.
+fn flush(cfg: &LogConfig, cur: &mut CurrentLog, buf: &mut Vec<u8>) {
+    if buf.is_empty() {
+        return;
+    }
+    let end = cur.pos + buf.len() as u64;
+    if cfg.prealloc > 0 && end + 4096 >= cur.size {
+        let new_size = (end / cfg.prealloc + 1) * cfg.prealloc;
+        cur.file
+            .set_len(new_size)
+            .unwrap_or_else(|e| fatal("preallocating the log", &cur.path, e));
+        cur.size = new_size;
+    }
+    cur.file
+        .write_all(buf)
+        .unwrap_or_else(|e| fatal("writing the log", &cur.path, e));
+    cur.pos = end;
+    buf.clear();
+    if cfg.force_sync {
+        cur.file
+            .sync_data()
+            .unwrap_or_else(|e| fatal("syncing the log", &cur.path, e));
+    }
+}
+
+/// Makes a directory entry (a new file, a rename) durable.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Writes a snapshot atomically: a temporary file, fsync, rename, directory fsync.
+pub fn write_snapshot(dir: &Path, zxid: i64, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let path = dir.join(persist::snapshot_name(zxid));
+    let tmp = dir.join(format!("{}.tmp", persist::snapshot_name(zxid)));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    sync_dir(dir);
+    Ok(path)
+}
+
+/// Starts the snapshot writer thread: it writes each (zxid, bytes) it is sent, then purges.
+pub fn start_snapshot_writer(
+    snap_dir: PathBuf,
+    log_dir: PathBuf,
+    retain: u32,
+) -> mpsc::Sender<(i64, Vec<u8>)> {
+    let (tx, rx) = mpsc::channel::<(i64, Vec<u8>)>();
+    std::thread::Builder::new()
+        .name("zabd-snapshot".into())
+        .spawn(move || {
+            while let Ok((zxid, bytes)) = rx.recv() {
+                let started = std::time::Instant::now();
+                match write_snapshot(&snap_dir, zxid, &bytes) {
+                    Ok(p) => tracing::info!(
+                        file = %p.display(),
+                        bytes = bytes.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "snapshot written"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "writing a snapshot failed; the log still holds everything"),
+                }
+                drop(bytes);
+                if let Err(e) = super::purge::purge(&snap_dir, &log_dir, retain) {
+                    tracing::warn!(error = %e, "purging old snapshots and logs failed");
+                }
+            }
+        })
+        .expect("spawn snapshot writer");
+    tx
+}
