@@ -13,9 +13,11 @@ use zabd::config::Settings;
     about = "A ZooKeeper-compatible coordination server"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// zabd TOML, or an Apache ZooKeeper zoo.cfg when the name ends in .cfg.
     /// Without it, the embedded default (conf/zabd.toml) is used.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
     /// Overrides the client port (0 picks a free one; the chosen address is printed).
     #[arg(long)]
@@ -26,6 +28,17 @@ struct Cli {
     /// Overrides the data directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Deletes old snapshots and the logs only they need, keeping the newest COUNT snapshots
+    /// (ZooKeeper's zkCleanup.sh / PurgeTxnLog). Uses the data directories of the config.
+    Purge {
+        /// Snapshots to keep (at least 3).
+        #[arg(short = 'n', long, default_value_t = 3)]
+        count: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +57,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Cmd::Purge { count }) = cli.command {
+        return purge(&settings, count);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,6 +74,24 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("zabd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn purge(settings: &Settings, count: u32) -> ExitCode {
+    if count < 3 {
+        eprintln!("zabd purge: -n must be at least 3");
+        return ExitCode::from(2);
+    }
+    let (snap_dir, log_dir) = zabd::server::data_dirs(settings);
+    match zabd::server::purge::purge(&snap_dir, &log_dir, count) {
+        Ok(n) => {
+            println!("zabd purge: removed {n} files, kept the newest {count} snapshots");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("zabd purge: {e}");
             ExitCode::FAILURE
         }
     }

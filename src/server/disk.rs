@@ -171,12 +171,9 @@ pub fn write_snapshot(dir: &Path, zxid: i64, bytes: &[u8]) -> std::io::Result<Pa
     Ok(path)
 }
 
-/// Starts the snapshot writer thread: it writes each (zxid, bytes) it is sent, then purges.
-pub fn start_snapshot_writer(
-    snap_dir: PathBuf,
-    log_dir: PathBuf,
-    retain: u32,
-) -> mpsc::Sender<(i64, Vec<u8>)> {
+/// Starts the snapshot writer thread: it writes each (zxid, bytes) it is sent. Old files are
+/// left alone; autopurge or `zabd purge` removes them, as in ZooKeeper.
+pub fn start_snapshot_writer(snap_dir: PathBuf) -> mpsc::Sender<(i64, Vec<u8>)> {
     let (tx, rx) = mpsc::channel::<(i64, Vec<u8>)>();
     std::thread::Builder::new()
         .name("zabd-snapshot".into())
@@ -191,10 +188,6 @@ pub fn start_snapshot_writer(
                         "snapshot written"
                     ),
                     Err(e) => tracing::error!(error = %e, "writing a snapshot failed; the log still holds everything"),
-                }
-                drop(bytes);
-                if let Err(e) = super::purge::purge(&snap_dir, &log_dir, retain) {
-                    tracing::warn!(error = %e, "purging old snapshots and logs failed");
                 }
             }
         })

@@ -172,7 +172,7 @@ pub async fn run(settings: Settings) -> std::io::Result<()> {
         core_tx.clone(),
     );
     let retain = settings.autopurge_snap_retain_count;
-    let snapshots = disk::start_snapshot_writer(snap_dir.clone(), log_dir.clone(), retain);
+    let snapshots = disk::start_snapshot_writer(snap_dir.clone());
     let persistence = core_task::Persistence::new(log, snapshots, settings.snap_count);
     if !settings.force_sync {
         tracing::warn!("force_sync is off: acknowledged writes can be lost in a power failure");

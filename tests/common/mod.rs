@@ -15,6 +15,7 @@ pub struct Zabd {
     child: Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
+    cfg: std::path::PathBuf,
 }
 
 impl Zabd {
@@ -25,36 +26,78 @@ impl Zabd {
     /// Starts with extra TOML settings appended to a test base config.
     pub fn start_with(extra: &str) -> Zabd {
         let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        Zabd::start_at(dir, &data, extra)
+    }
+
+    /// Starts with its data directory at `data` (which may be outside `dir`).
+    pub fn start_at(dir: tempfile::TempDir, data: &std::path::Path, extra: &str) -> Zabd {
         let cfg = dir.path().join("zabd.toml");
         let mut base = format!(
             "client_port = 0\nclient_port_address = \"127.0.0.1\"\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
+            data.display()
         );
         if !extra.contains("four_letter_words") {
             base.push_str("four_letter_words = [\"*\"]\n");
         }
         std::fs::write(&cfg, format!("{base}{extra}\n")).expect("write config");
-        let log = std::fs::File::create(dir.path().join("zabd.log")).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zabd"))
+        let (child, addr) = spawn(&cfg, &dir.path().join("zabd.log")).expect("zabd starts");
+        Zabd {
+            child,
+            addr,
+            dir,
+            cfg,
+        }
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        let text = std::fs::read_to_string(&self.cfg).unwrap();
+        let line = text.lines().find(|l| l.starts_with("data_dir")).unwrap();
+        std::path::PathBuf::from(line.split('"').nth(1).unwrap())
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills (if running) and starts again on the same configuration and data.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let (child, addr) =
+            spawn(&self.cfg, &self.dir.path().join("zabd.log")).expect("zabd restarts");
+        self.child = child;
+        self.addr = addr;
+    }
+
+    /// Starts again expecting failure; returns the exit code.
+    pub fn restart_expecting_failure(&mut self) -> Option<i32> {
+        self.kill9();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("zabd.log"))
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_zabd"))
             .arg("--config")
-            .arg(&cfg)
-            .env("ZABD_LOG", "info")
-            .stdout(Stdio::piped())
+            .arg(&self.cfg)
+            .stdout(Stdio::null())
             .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start zabd");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Some(Ok(line)) = lines.next() {
-                if let Some(a) = line.strip_prefix("zabd: serving clients on ") {
-                    let _ = tx.send(a.to_string());
-                }
+            .status()
+            .expect("run zabd");
+        out.code()
+    }
+
+    /// Waits for the process to end by itself; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let end = Instant::now() + DEADLINE;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
             }
-        });
-        let addr = rx.recv_timeout(DEADLINE).expect("zabd printed its address");
-        Zabd { child, addr, dir }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("zabd did not exit");
     }
 
     pub fn log(&self) -> String {
@@ -77,6 +120,35 @@ impl Drop for Zabd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns zabd on a config, appending its log; returns the process and its client address.
+fn spawn(cfg: &std::path::Path, log: &std::path::Path) -> Option<(Child, String)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .ok()?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zabd"))
+        .arg("--config")
+        .arg(cfg)
+        .env("ZABD_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(a) = line.strip_prefix("zabd: serving clients on ") {
+                let _ = tx.send(a.to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(DEADLINE).ok()?;
+    Some((child, addr))
 }
 
 /// Polls `cond` until it holds or the deadline passes.
@@ -113,4 +185,17 @@ pub async fn connect(z: &Zabd) -> zookeeper_client::Client {
         .connect(&z.addr)
         .await
         .expect("client connects")
+}
+
+/// A seed for randomised tests: `ZABD_SEED` if set, else the clock.
+pub fn seed() -> u64 {
+    std::env::var("ZABD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
 }
