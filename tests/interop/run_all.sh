@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs each interop suite (zkCli, Curator, kazoo) against its own fresh zabd on a free
-# loopback port. Needs target/release/zabd, Debian's zookeeper + curator jars, and kazoo.
+# loopback port, then the data-directory suite (zabd <-> Apache ZooKeeper 3.8, both ways).
+# Needs target/release/zabd, Debian's zookeeper + curator jars, and kazoo.
+
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -34,7 +36,7 @@ start_zabd() {
   echo "zabd did not start for $name"; cat "$d/log"; exit 1
 }
 
-javac -nowarn -d "$work/classes" -cp "$CCP" "$here/CuratorSuite.java" || exit 1
+javac -nowarn -d "$work/classes" -cp "$CCP:$J/commons-cli.jar" "$here/CuratorSuite.java" "$here/DataDirCheck.java" || exit 1
 status=0
 start_zabd zkcli "enforce_quota = true"
 "$here/zkcli_suite.sh" "$addr" || status=1
@@ -42,4 +44,6 @@ start_zabd curator
 timeout 900 java -cp "$work/classes:$CCP" CuratorSuite "$addr" || status=1
 start_zabd kazoo
 timeout 900 python3 "$here/kazoo_suite.py" "$addr" || status=1
+export zabd ZKCP="$CCP:$J/commons-cli.jar"
+"$here/datadir_suite.sh" "$work/classes" || status=1
 exit $status
