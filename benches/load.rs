@@ -38,8 +38,30 @@ fn start_zabd() -> (std::process::Child, String) {
     (child, addr)
 }
 
+/// One more session, on its own thread and runtime (so the load's tasks do not delay it),
+/// doing one getData at a time: the longest it waits is the longest pause a request saw.
+fn probe(addr: String, end: Instant) -> std::thread::JoinHandle<Duration> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let c = Client::connect(&addr).await.expect("probe connects");
+            let mut worst = Duration::ZERO;
+            while Instant::now() < end {
+                let t = Instant::now();
+                let _ = c.get_data("/bench/k0").await;
+                worst = worst.max(t.elapsed());
+            }
+            worst
+        })
+    })
+}
+
 async fn phase(
     name: &str,
+    addr: &str,
     clients: &[Client],
     inflight: usize,
     secs: u64,
@@ -57,7 +79,13 @@ async fn phase(
             tasks.push(tokio::spawn(async move {
                 let mut i = 0u64;
                 while Instant::now() < end && done.load(Ordering::Relaxed) < MAX_OPS_PER_PHASE {
-                    let ok = op(c.clone(), (worker << 32) | i).await.unwrap_or(false);
+                    let ok = match op(c.clone(), (worker << 32) | i).await {
+                        Ok(ok) => ok,
+                        Err(e) => {
+                            eprintln!("load task failed: {e}");
+                            false
+                        }
+                    };
                     if ok {
                         done.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -68,24 +96,30 @@ async fn phase(
             }));
         }
     }
+    let prober = probe(addr.to_string(), end);
     for t in tasks {
         let _ = t.await;
     }
+    let worst = prober.join().unwrap_or_default();
     let n = done.load(Ordering::Relaxed);
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "{name:>8}: {n} ops in {secs:.1} s = {:.0} ops/s ({} errors)",
+        "{name:>8}: {n} ops in {secs:.1} s = {:.0} ops/s ({} errors); longest single getData wait {:.1} ms",
         n as f64 / secs,
-        errors.load(Ordering::Relaxed)
+        errors.load(Ordering::Relaxed),
+        worst.as_secs_f64() * 1000.0
     );
 }
 
+/// Distinguishes this run's node names from an earlier run's on the same server.
+static RUN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 fn create(c: Client, i: u64) -> tokio::task::JoinHandle<bool> {
+    let run = *RUN.get_or_init(|| std::process::id() as u64);
     tokio::spawn(async move {
         let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        c.create(&format!("/bench/n{i:x}"), &[0u8; 100], &opts)
-            .await
-            .is_ok()
+        let path = format!("/bench/n{run:x}-{i:x}");
+        c.create(&path, &[0u8; 100], &opts).await.is_ok()
     })
 }
 
@@ -123,8 +157,8 @@ async fn main() {
             .create(&format!("/bench/k{k}"), &[1u8; 100], &opts)
             .await;
     }
-    phase("create", &clients, inflight, secs, create).await;
-    phase("getData", &clients, inflight, secs, get_data).await;
+    phase("create", &addr, &clients, inflight, secs, create).await;
+    phase("getData", &addr, &clients, inflight, secs, get_data).await;
     drop(clients);
     if let Some(mut c) = child {
         let _ = c.kill();

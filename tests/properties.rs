@@ -111,3 +111,103 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// A fuzzy snapshot (written in slices while transactions keep applying) plus the
+    /// transactions after its start zxid rebuilds exactly the live tree.
+    #[test]
+    fn fuzzy_snapshots_converge_after_replay(
+        before in proptest::collection::vec((0u8..6, 0u8..4, 0u8..4, 0u8..3), 0..60),
+        during in proptest::collection::vec((0u8..6, 0u8..4, 0u8..4, 0u8..3), 1..60),
+        slice in 1usize..4,
+    ) {
+        use zabd::persist::snapshot::{decode, Builder};
+        let mut tree = DataTree::new(false);
+        let mut prep = Prep::new();
+        let mut zxid = 0i64;
+        let mut log: Vec<(TxnHeader, Txn)> = Vec::new();
+        let mut run = |tree: &mut DataTree, prep: &mut Prep, op: (u8, u8, u8, u8), log: &mut Vec<(TxnHeader, Txn)>| {
+            zxid += 1;
+            let req = random_request(op);
+            let session = op.3 as i64 + 1;
+            let who = Requester { session, ids: &[] };
+            let txn = prep.prepare(tree, &who, &req, zxid, 1000 + zxid).unwrap_or_else(|e| Txn::Error { err: e.code() });
+            let hdr = TxnHeader { client_id: session, cxid: 0, zxid, time: 1000 + zxid, op: txn.op() };
+            tree.apply(&hdr, &txn, &mut Vec::new());
+            prep.applied(zxid);
+            log.push((hdr, txn));
+        };
+        for op in before {
+            run(&mut tree, &mut prep, op, &mut log);
+        }
+        let start = tree.last_zxid;
+        let mut b = Builder::new(&Vec::new(), start);
+        let mut ops = during.into_iter();
+        loop {
+            let done = b.step(&tree, slice);
+            match ops.next() {
+                Some(op) => run(&mut tree, &mut prep, op, &mut log),
+                None if done => break,
+                None => {}
+            }
+        }
+        let bytes = b.finish(&tree).to_vec();
+        let mut back = decode(&bytes, false).unwrap().tree;
+        back.last_zxid = start;
+        for (hdr, txn) in log.iter().filter(|(h, _)| h.zxid > start) {
+            back.apply(hdr, txn, &mut Vec::new());
+        }
+        prop_assert_eq!(back.digest, tree.digest);
+        prop_assert_eq!(back.node_count(), tree.node_count());
+        for name in ["a", "b", "c", "d"] {
+            for p in [format!("/{name}"), format!("/{name}/a"), format!("/{name}/b")] {
+                let (x, y) = (tree.get(&p), back.get(&p));
+                prop_assert_eq!(x.is_some(), y.is_some(), "{}", p);
+                if let (Some(x), Some(y)) = (x, y) {
+                    prop_assert_eq!(x.stat, y.stat, "{}", p);
+                    prop_assert_eq!(&x.data, &y.data);
+                    prop_assert_eq!(&x.children, &y.children);
+                }
+            }
+        }
+    }
+}
+
+fn random_request((kind, x, y, _): (u8, u8, u8, u8)) -> Request {
+    let names = ["a", "b", "c", "d"];
+    let path = if y == 0 {
+        format!("/{}", names[x as usize])
+    } else {
+        format!("/{}/{}", names[x as usize], names[y as usize])
+    };
+    let create = |path: String, flags: i32| {
+        Request::Create(CreateRequest {
+            op: 15,
+            path,
+            data: Some(Bytes::from_static(b"v")),
+            acl: open_acl(),
+            flags,
+            ttl: -1,
+        })
+    };
+    match kind {
+        0 => create(path, 0),
+        1 => create(path, (x % 4) as i32),
+        2 => Request::Delete { path, version: -1 },
+        3 => Request::SetData {
+            path,
+            data: Some(Bytes::from(vec![x; y as usize])),
+            version: -1,
+        },
+        4 => Request::Multi(vec![
+            create(path.clone(), 0),
+            Request::Delete {
+                path: format!("/{}", names[y as usize]),
+                version: -1,
+            },
+        ]),
+        _ => Request::CloseSession,
+    }
+}

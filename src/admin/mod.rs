@@ -146,6 +146,10 @@ fn mntr(engine: &Engine, info: &ServerInfo) -> String {
             "zk_digest_mismatches_count",
             st.digest_mismatches.to_string(),
         ),
+        (
+            "zabd_core_stall_max_ms",
+            format!("{:.1}", st.core_stall_max_us as f64 / 1000.0),
+        ),
     ];
     rows.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
 }

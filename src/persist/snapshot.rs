@@ -18,51 +18,197 @@
 //! ```
 //!
 //! A reader that finds the first seal and nothing after it (ZooKeeper before 3.6) has no
-//! digest. A file whose last five bytes are not `00 00 00 01 '/'` is not a complete snapshot.
+//! digest. The zxid digest is taken when the walk ends, so for a fuzzy snapshot its zxid
+//! can be past the file's name; recovery checks the digest when replay reaches that zxid. A file whose last five bytes are not `00 00 00 01 '/'` is not a complete snapshot.
 
 use super::{adler32, file_header, SNAP_DBID, SNAP_MAGIC};
-use crate::jute::records::{read_acls, write_acls, StatPersisted};
+use crate::jute::records::{read_acls, write_acls, Acl, StatPersisted};
 use crate::jute::{Reader, Record, Writer};
 use crate::tree::DataTree;
 use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Unbounded};
+use std::sync::Arc;
 
 /// The session table as snapshots hold it: (id, timeout).
 pub type SessionList = Vec<(i64, i32)>;
 
-/// Serializes the tree and sessions, as the snapshot named `snapshot.<zxid>`.
-pub fn encode(tree: &DataTree, sessions: &SessionList, zxid: i64) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.raw(&file_header(SNAP_MAGIC, SNAP_DBID));
-    w.i32(sessions.len() as i32);
-    for (id, timeout) in sessions {
-        w.i64(*id).i32(*timeout);
-    }
-    let acls = tree.acls.entries();
-    w.i32(acls.len() as i32);
-    for (id, list) in &acls {
-        w.i64(*id);
-        write_acls(&mut w, list);
-    }
-    tree.walk(|p, n| {
-        w.string(if p == "/" { "" } else { p });
-        w.buffer(n.data.as_deref()).i64(n.acl);
-        n.stat.write(&mut w);
-    });
-    w.string("/");
-    let mut out = w.into_bytes().to_vec();
-    seal(&mut out);
-    out.extend_from_slice(&zxid.to_be_bytes());
-    out.extend_from_slice(&crate::tree::digest::DIGEST_VERSION.to_be_bytes());
-    out.extend_from_slice(&(tree.digest as i64).to_be_bytes());
-    seal(&mut out);
-    out
+/// A snapshot in the making: a depth-first walk that can stop after any node and resume
+/// after the tree has changed (a *fuzzy* snapshot, as ZooKeeper's). Each node is written as
+/// it is when visited; nodes created under an already visited parent are missed and nodes
+/// deleted before their visit are skipped. Replaying the log from the zxid at the start
+/// (the file's name) converges to the tree as it is at the end.
+pub struct Builder {
+    zxid: i64,
+    head: Writer,
+    /// The walk: per open node, the last child name visited. Resuming "after that name"
+    /// needs no copy of a child list, so a node with a million children costs nothing
+    /// extra, and children created or deleted meanwhile are simply met or missed.
+    stack: Vec<(String, Option<String>)>,
+    root_done: bool,
+    /// Serialized nodes, one chunk per step: no large buffer is ever copied to grow it.
+    nodes: Vec<Bytes>,
+    /// Every ACL list a written node refers to (ids are never reused, so the list an id
+    /// had when its node was written is the one it has).
+    acls: BTreeMap<i64, Arc<Vec<Acl>>>,
+    pub visited: usize,
 }
 
-fn seal(out: &mut Vec<u8>) {
-    let sum = adler32(out) as i64;
-    out.extend_from_slice(&sum.to_be_bytes());
-    out.extend_from_slice(&1i32.to_be_bytes());
-    out.push(b'/');
+impl Builder {
+    /// Starts a snapshot of `tree` (applied up to `zxid`) and the session table.
+    pub fn new(sessions: &SessionList, zxid: i64) -> Builder {
+        let mut head = Writer::new();
+        head.raw(&file_header(SNAP_MAGIC, SNAP_DBID));
+        head.i32(sessions.len() as i32);
+        for (id, timeout) in sessions {
+            head.i64(*id).i32(*timeout);
+        }
+        Builder {
+            zxid,
+            head,
+            stack: Vec::new(),
+            root_done: false,
+            nodes: Vec::new(),
+            acls: BTreeMap::new(),
+            visited: 0,
+        }
+    }
+
+    pub fn zxid(&self) -> i64 {
+        self.zxid
+    }
+
+    /// Writes up to `budget` more nodes; true once every node has been visited.
+    pub fn step(&mut self, tree: &DataTree, budget: usize) -> bool {
+        let mut w = Writer::new();
+        let mut left = budget;
+        if !self.root_done {
+            self.root_done = true;
+            if let Some(n) = tree.get("/") {
+                self.write_node(&mut w, tree, "/", n);
+                self.stack.push(("/".to_string(), None));
+            }
+            left = left.saturating_sub(1);
+        }
+        while left > 0 {
+            let Some((parent, after)) = self.stack.last_mut() else {
+                break;
+            };
+            let next = tree.get(parent).and_then(|n| match after {
+                None => n.children.iter().next(),
+                Some(a) => n
+                    .children
+                    .range::<str, _>((Excluded(a.as_str()), Unbounded))
+                    .next(),
+            });
+            let Some(name) = next else {
+                self.stack.pop();
+                continue;
+            };
+            let child = crate::tree::path::join(parent, name);
+            *after = Some(name.clone());
+            if let Some(n) = tree.get(&child) {
+                self.write_node(&mut w, tree, &child, n);
+                if !n.children.is_empty() {
+                    self.stack.push((child, None));
+                }
+            }
+            left -= 1;
+        }
+        if !w.is_empty() {
+            self.nodes.push(w.into_bytes());
+        }
+        self.stack.is_empty()
+    }
+
+    fn write_node(&mut self, w: &mut Writer, tree: &DataTree, p: &str, n: &crate::tree::Node) {
+        w.string(if p == "/" { "" } else { p });
+        w.buffer(n.data.as_deref()).i64(n.acl);
+        n.stat.write(w);
+        if n.acl != crate::tree::acl_cache::OPEN_ACL_ID {
+            self.acls
+                .entry(n.acl)
+                .or_insert_with(|| tree.acls.get(n.acl));
+        }
+        self.visited += 1;
+    }
+
+    /// Completes the snapshot; `tree` gives the zxid and digest at the end of the walk.
+    /// Cheap: checksums and concatenation happen in [`Parts::write_to`].
+    pub fn finish(self, tree: &DataTree) -> Parts {
+        let mut head = self.head;
+        head.i32(self.acls.len() as i32);
+        for (id, list) in &self.acls {
+            head.i64(*id);
+            write_acls(&mut head, list);
+        }
+        let mut nodes = self.nodes;
+        let mut end = Writer::new();
+        end.string("/");
+        nodes.push(end.into_bytes());
+        Parts {
+            zxid: self.zxid,
+            head: head.into_bytes(),
+            nodes,
+            end_zxid: tree.last_zxid,
+            end_digest: tree.digest,
+        }
+    }
+}
+
+/// A finished snapshot, to be sealed and written by the snapshot thread.
+pub struct Parts {
+    pub zxid: i64,
+    head: Bytes,
+    nodes: Vec<Bytes>,
+    end_zxid: i64,
+    end_digest: u64,
+}
+
+impl Parts {
+    /// Writes the whole file: head, nodes, seal, zxid digest, seal. Returns the bytes written.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<u64> {
+        let mut sum = adler2::Adler32::new();
+        let mut n = 0u64;
+        let mut put = |b: &[u8], sum: &mut adler2::Adler32| -> std::io::Result<()> {
+            sum.write_slice(b);
+            n += b.len() as u64;
+            out.write_all(b)
+        };
+        put(&self.head, &mut sum)?;
+        for chunk in &self.nodes {
+            put(chunk, &mut sum)?;
+        }
+        let seal = |s: &adler2::Adler32| {
+            let mut b = (s.checksum() as i64).to_be_bytes().to_vec();
+            b.extend_from_slice(&1i32.to_be_bytes());
+            b.push(b'/');
+            b
+        };
+        let first = seal(&sum);
+        put(&first, &mut sum)?;
+        let mut d = self.end_zxid.to_be_bytes().to_vec();
+        d.extend_from_slice(&crate::tree::digest::DIGEST_VERSION.to_be_bytes());
+        d.extend_from_slice(&(self.end_digest as i64).to_be_bytes());
+        put(&d, &mut sum)?;
+        let second = seal(&sum);
+        put(&second, &mut sum)?;
+        Ok(n)
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let len: usize = self.nodes.iter().map(Bytes::len).sum();
+        let mut v = Vec::with_capacity(self.head.len() + len + 64);
+        self.write_to(&mut v).expect("writing to memory");
+        v
+    }
+}
+
+/// Serializes the tree and sessions at once, as the snapshot named `snapshot.<zxid>`.
+pub fn encode(tree: &DataTree, sessions: &SessionList, zxid: i64) -> Vec<u8> {
+    let mut b = Builder::new(sessions, zxid);
+    b.step(tree, usize::MAX);
+    b.finish(tree).to_vec()
 }
 
 /// Does the file end as a complete snapshot does?
@@ -197,6 +343,10 @@ mod tests {
             assert_eq!(t.acl_of(x), l.tree.acl_of(y), "{p}");
         }
         assert_eq!(l.tree.ephemerals_of(9), vec!["/a/b".to_string()]);
+        // Written in slices, it reads back the same.
+        let mut b = Builder::new(&vec![(9, 30000)], 3);
+        while !b.step(&t, 2) {}
+        assert_eq!(b.finish(&t).to_vec(), bytes);
         let mut broken = bytes.clone();
         broken[40] ^= 1;
         assert!(decode(&broken, false).is_err());

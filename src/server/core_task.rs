@@ -39,7 +39,7 @@ const BATCH: usize = 256;
 /// Where logged transactions and snapshots go.
 pub struct Persistence {
     pub log: std::sync::mpsc::Sender<LogCmd>,
-    pub snapshots: std::sync::mpsc::Sender<(i64, Vec<u8>)>,
+    pub snapshots: std::sync::mpsc::Sender<crate::persist::snapshot::Parts>,
     pub snap_count: u64,
     /// Transactions logged since the last snapshot.
     pub since_snapshot: u64,
@@ -50,7 +50,7 @@ pub struct Persistence {
 impl Persistence {
     pub fn new(
         log: std::sync::mpsc::Sender<LogCmd>,
-        snapshots: std::sync::mpsc::Sender<(i64, Vec<u8>)>,
+        snapshots: std::sync::mpsc::Sender<crate::persist::snapshot::Parts>,
         snap_count: u64,
     ) -> Self {
         let mut p = Persistence {
@@ -83,44 +83,113 @@ pub async fn run(
     let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut job: Option<SnapshotJob> = None;
+    let mut last_tick = std::time::Instant::now();
     loop {
         let mut actions = Vec::new();
-        tokio::select! {
-            msg = rx.recv() => {
-                let Some(msg) = msg else { return };
-                take(&mut engine, &info, &mut conns, msg, &clocks, &mut actions);
-                for _ in 0..BATCH {
-                    match rx.try_recv() {
-                        Ok(m) => take(&mut engine, &info, &mut conns, m, &clocks, &mut actions),
-                        Err(_) => break,
-                    }
+        let mut busy_from = std::time::Instant::now();
+        if job.is_some() {
+            // A snapshot is in progress: take what is waiting without blocking, then write
+            // the next slice of it.
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(m) => take(&mut engine, &info, &mut conns, m, &clocks, &mut actions),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
                 }
             }
-            _ = ticker.tick() => actions.extend(engine.handle(Event::Tick, clocks.now())),
+            if last_tick.elapsed() >= tick {
+                last_tick = std::time::Instant::now();
+                actions.extend(engine.handle(Event::Tick, clocks.now()));
+            }
+        } else {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { return };
+                    busy_from = std::time::Instant::now();
+                    take(&mut engine, &info, &mut conns, msg, &clocks, &mut actions);
+                    for _ in 0..BATCH {
+                        match rx.try_recv() {
+                            Ok(m) => take(&mut engine, &info, &mut conns, m, &clocks, &mut actions),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = ticker.tick() => {
+                    busy_from = std::time::Instant::now();
+                    last_tick = std::time::Instant::now();
+                    actions.extend(engine.handle(Event::Tick, clocks.now()));
+                }
+            }
         }
         perform(&mut conns, actions, &mut disk);
-        if disk.since_snapshot >= disk.threshold {
-            snapshot(&engine, &mut disk);
+        if job.is_none() && disk.since_snapshot >= disk.threshold {
+            job = Some(SnapshotJob::start(&engine, &mut disk));
+        }
+        if let Some(j) = job.as_mut() {
+            if j.builder.step(&engine.tree, SNAPSHOT_SLICE) {
+                job.take().expect("present").finish(&engine, &disk);
+            }
+        }
+        note_stall(&mut engine, busy_from.elapsed());
+        if job.is_some() {
+            tokio::task::yield_now().await;
         }
     }
 }
 
-/// Starts a new log file and hands a snapshot of the applied tree to the snapshot thread.
-/// Serializing happens here (a pause for the core); writing and syncing do not.
-fn snapshot(engine: &Engine, disk: &mut Persistence) {
-    let started = std::time::Instant::now();
-    let zxid = engine.last_zxid();
-    let _ = disk.log.send(LogCmd::Roll);
-    let bytes = crate::persist::snapshot::encode(&engine.tree, &engine.session_list(), zxid);
-    tracing::info!(
-        zxid = format_args!("0x{zxid:x}"),
-        nodes = engine.tree.node_count(),
-        pause_ms = started.elapsed().as_millis() as u64,
-        "snapshot serialized"
-    );
-    let _ = disk.snapshots.send((zxid, bytes));
-    disk.since_snapshot = 0;
-    disk.new_threshold();
+/// Records how long one pass of the loop kept the core busy.
+fn note_stall(engine: &mut Engine, d: Duration) {
+    let us = d.as_micros() as u64;
+    if us > engine.stats.core_stall_max_us {
+        engine.stats.core_stall_max_us = us;
+        if us > 100_000 {
+            tracing::warn!(
+                ms = us / 1000,
+                "the core loop was busy for a long time in one pass"
+            );
+        }
+    }
+}
+
+/// Nodes serialized per pass of the core loop while a snapshot is in progress: about a
+/// millisecond of work, so requests wait at most that long for it.
+const SNAPSHOT_SLICE: usize = 2048;
+
+/// A snapshot being written a slice at a time (see `persist::snapshot::Builder`).
+struct SnapshotJob {
+    builder: crate::persist::snapshot::Builder,
+    started: std::time::Instant,
+}
+
+impl SnapshotJob {
+    /// Starts a new log file and a fuzzy snapshot named by the last applied zxid.
+    fn start(engine: &Engine, disk: &mut Persistence) -> SnapshotJob {
+        let _ = disk.log.send(LogCmd::Roll);
+        disk.since_snapshot = 0;
+        disk.new_threshold();
+        SnapshotJob {
+            builder: crate::persist::snapshot::Builder::new(
+                &engine.session_list(),
+                engine.last_zxid(),
+            ),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Hands the finished snapshot to the snapshot thread, which seals, writes and syncs it.
+    fn finish(self, engine: &Engine, disk: &Persistence) {
+        let zxid = self.builder.zxid();
+        let nodes = self.builder.visited;
+        let parts = self.builder.finish(&engine.tree);
+        tracing::info!(
+            zxid = format_args!("0x{zxid:x}"),
+            nodes,
+            ms = self.started.elapsed().as_millis() as u64,
+            "snapshot serialized"
+        );
+        let _ = disk.snapshots.send(parts);
+    }
 }
 
 fn take(

@@ -158,32 +158,37 @@ pub fn sync_dir(dir: &Path) {
 }
 
 /// Writes a snapshot atomically: a temporary file, fsync, rename, directory fsync.
-pub fn write_snapshot(dir: &Path, zxid: i64, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let path = dir.join(persist::snapshot_name(zxid));
-    let tmp = dir.join(format!("{}.tmp", persist::snapshot_name(zxid)));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
+pub fn write_snapshot(
+    dir: &Path,
+    parts: &crate::persist::snapshot::Parts,
+) -> std::io::Result<(PathBuf, u64)> {
+    let path = dir.join(persist::snapshot_name(parts.zxid));
+    let tmp = dir.join(format!("{}.tmp", persist::snapshot_name(parts.zxid)));
+    let bytes = {
+        let f = File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let n = parts.write_to(&mut w)?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        n
+    };
     std::fs::rename(&tmp, &path)?;
     sync_dir(dir);
-    Ok(path)
+    Ok((path, bytes))
 }
 
-/// Starts the snapshot writer thread: it writes each (zxid, bytes) it is sent. Old files are
-/// left alone; autopurge or `zabd purge` removes them, as in ZooKeeper.
-pub fn start_snapshot_writer(snap_dir: PathBuf) -> mpsc::Sender<(i64, Vec<u8>)> {
-    let (tx, rx) = mpsc::channel::<(i64, Vec<u8>)>();
+/// Starts the snapshot writer thread: it seals, writes and syncs each snapshot it is sent.
+/// Old files are left alone; autopurge or `zabd purge` removes them, as in ZooKeeper.
+pub fn start_snapshot_writer(snap_dir: PathBuf) -> mpsc::Sender<crate::persist::snapshot::Parts> {
+    let (tx, rx) = mpsc::channel::<crate::persist::snapshot::Parts>();
     std::thread::Builder::new()
         .name("zabd-snapshot".into())
         .spawn(move || {
-            while let Ok((zxid, bytes)) = rx.recv() {
+            while let Ok(parts) = rx.recv() {
                 let started = std::time::Instant::now();
-                match write_snapshot(&snap_dir, zxid, &bytes) {
-                    Ok(p) => tracing::info!(
+                match write_snapshot(&snap_dir, &parts) {
+                    Ok((p, bytes)) => tracing::info!(
                         file = %p.display(),
-                        bytes = bytes.len(),
+                        bytes,
                         ms = started.elapsed().as_millis() as u64,
                         "snapshot written"
                     ),

@@ -74,13 +74,14 @@ pub fn recover(
     std::fs::create_dir_all(snap_dir)?;
     std::fs::create_dir_all(log_dir)?;
     let logs = persist::list(log_dir, "log")?;
-    let (snap_zxid, mut tree, sessions) = match load_snapshot(snap_dir, extended)? {
+    let (snap_zxid, mut tree, sessions, mut expect) = match load_snapshot(snap_dir, extended)? {
         Some((z, l)) => {
             let mut t = l.tree;
             t.last_zxid = z;
-            (z, t, l.sessions.into_iter().collect::<BTreeMap<_, _>>())
+            let sessions = l.sessions.into_iter().collect::<BTreeMap<_, _>>();
+            (z, t, sessions, l.digest)
         }
-        None => (0, DataTree::new(extended), BTreeMap::new()),
+        None => (0, DataTree::new(extended), BTreeMap::new(), None),
     };
     let mut r = Recovered {
         tree: DataTree::empty(extended),
@@ -103,6 +104,7 @@ pub fn recover(
         }
     }
     let mut prev = snap_zxid;
+    check_snapshot_digest(&tree, &mut expect, &mut r);
     for (i, (_, path)) in wanted.iter().enumerate() {
         let last_file = i + 1 == wanted.len();
         let bytes = std::fs::read(path)?;
@@ -122,6 +124,7 @@ pub fn recover(
             }
             prev = e.hdr.zxid;
             replay(&mut tree, &mut r, &e);
+            check_snapshot_digest(&tree, &mut expect, &mut r);
         }
         match parsed.tail {
             txnlog::Tail::Clean(_) => {}
@@ -140,11 +143,28 @@ pub fn recover(
         }
     }
     if persist::list(snap_dir, "snapshot")?.is_empty() && logs.is_empty() {
-        let bytes = snapshot::encode(&tree, &Vec::new(), 0);
-        super::disk::write_snapshot(snap_dir, 0, &bytes)?;
+        let mut b = snapshot::Builder::new(&Vec::new(), 0);
+        b.step(&tree, usize::MAX);
+        super::disk::write_snapshot(snap_dir, &b.finish(&tree))?;
     }
     r.tree = tree;
     Ok(r)
+}
+
+/// The digest a (fuzzy) snapshot recorded at its end holds once replay reaches that zxid.
+fn check_snapshot_digest(tree: &DataTree, expect: &mut Option<(i64, u64)>, r: &mut Recovered) {
+    if let Some((zxid, digest)) = *expect {
+        if tree.last_zxid >= zxid {
+            if tree.last_zxid == zxid && tree.digest != digest {
+                r.digest_mismatches += 1;
+                tracing::warn!(
+                    zxid = format_args!("0x{zxid:x}"),
+                    "tree digest differs from the snapshot's"
+                );
+            }
+            *expect = None;
+        }
+    }
 }
 
 fn replay(tree: &mut DataTree, r: &mut Recovered, e: &txnlog::Entry) {

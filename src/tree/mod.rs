@@ -13,6 +13,7 @@
 
 pub mod acl_cache;
 pub mod digest;
+mod nodes;
 pub mod path;
 pub mod quota;
 pub mod watch;
@@ -23,7 +24,7 @@ use crate::txn::{CreateKind, Txn, TxnHeader};
 use acl_cache::AclCache;
 use bytes::Bytes;
 use quota::{Quotas, StatsTrack};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use watch::Watches;
 
@@ -68,7 +69,8 @@ pub struct Node {
     pub data: Option<Bytes>,
     pub acl: i64,
     pub stat: StatPersisted,
-    pub children: HashSet<String>,
+    /// Child names, in order (getChildren answers sorted; snapshots walk them by cursor).
+    pub children: BTreeSet<String>,
     /// This node's contribution to the tree digest (see `digest.rs`), kept current.
     pub digest: u64,
 }
@@ -115,7 +117,7 @@ pub struct TxnResult {
 }
 
 pub struct DataTree {
-    nodes: HashMap<String, Node>,
+    nodes: nodes::NodeMap,
     pub acls: AclCache,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
@@ -133,7 +135,7 @@ impl DataTree {
     /// A tree with no nodes at all, to be filled from a snapshot ([`DataTree::load_node`]).
     pub fn empty(extended_types: bool) -> Self {
         DataTree {
-            nodes: HashMap::new(),
+            nodes: nodes::NodeMap::default(),
             acls: AclCache::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
@@ -183,7 +185,7 @@ impl DataTree {
             data,
             acl,
             stat,
-            children: HashSet::new(),
+            children: BTreeSet::new(),
             digest: 0,
         };
         self.insert_node(p, node);
@@ -202,7 +204,7 @@ impl DataTree {
     /// A fresh tree with `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
     pub fn new(extended_types: bool) -> Self {
         let mut t = DataTree {
-            nodes: HashMap::new(),
+            nodes: nodes::NodeMap::default(),
             acls: AclCache::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
@@ -253,20 +255,6 @@ impl DataTree {
         }
     }
 
-    /// Every (path, node), for snapshots: parents before children (depth first, pre-order).
-    pub fn walk(&self, mut f: impl FnMut(&str, &Node)) {
-        let mut stack = vec!["/".to_string()];
-        while let Some(p) = stack.pop() {
-            let Some(n) = self.nodes.get(&p) else {
-                continue;
-            };
-            f(&p, n);
-            let mut kids: Vec<&String> = n.children.iter().collect();
-            kids.sort_unstable_by(|a, b| b.cmp(a));
-            stack.extend(kids.into_iter().map(|c| path::join(&p, c)));
-        }
-    }
-
     pub fn extended_types(&self) -> bool {
         self.extended_types
     }
@@ -297,9 +285,7 @@ impl DataTree {
     }
 
     pub fn children_sorted(&self, node: &Node) -> Vec<String> {
-        let mut v: Vec<String> = node.children.iter().cloned().collect();
-        v.sort_unstable();
-        v
+        node.children.iter().cloned().collect()
     }
 
     pub fn ephemerals_of(&self, session: i64) -> Vec<String> {
@@ -421,7 +407,7 @@ impl DataTree {
                     CreateKind::Container => CONTAINER_OWNER,
                     CreateKind::Ttl(ttl) => ttl_owner(*ttl),
                 };
-                self.create_node(
+                let created = self.create_node(
                     path,
                     data.clone(),
                     acl,
@@ -429,8 +415,14 @@ impl DataTree {
                     *parent_cversion,
                     hdr,
                     events,
-                )
-                .map(|s| r.stat = Some(s))
+                );
+                if created == Err(ZkError::NodeExists.code()) {
+                    // Only in replay over a fuzzy snapshot (prep rules it out live): the node
+                    // is already there, but its parent may predate the creation (ZooKeeper's
+                    // processTxn does the same).
+                    self.set_cversion_pzxid(path::parent(path), *parent_cversion, hdr.zxid);
+                }
+                created.map(|s| r.stat = Some(s))
             }
             Txn::Delete { path, .. } => {
                 r.path = path.clone();
@@ -523,7 +515,7 @@ impl DataTree {
                 ephemeral_owner: owner,
                 pzxid: hdr.zxid,
             },
-            children: HashSet::new(),
+            children: BTreeSet::new(),
             digest: 0,
         };
         let stat = node.client_stat(self.extended_types);
@@ -544,6 +536,22 @@ impl DataTree {
         self.notify(p, event::NODE_CREATED, hdr.zxid, events);
         self.notify(&parent_path, event::NODE_CHILDREN_CHANGED, hdr.zxid, events);
         Ok(stat)
+    }
+
+    /// Raises a node's cversion (and pzxid) to `cversion` when that is larger.
+    fn set_cversion_pzxid(&mut self, p: &str, cversion: i32, zxid: i64) {
+        if let Some(n) = self.nodes.get_mut(p) {
+            let cversion = if cversion == -1 {
+                n.stat.cversion + 1
+            } else {
+                cversion
+            };
+            if cversion > n.stat.cversion {
+                n.stat.cversion = cversion;
+                n.stat.pzxid = zxid;
+                self.redigest(p);
+            }
+        }
     }
 
     fn delete_node(&mut self, p: &str, zxid: i64, events: &mut Vec<WatchEvent>) -> Result<(), i32> {
@@ -621,6 +629,9 @@ impl DataTree {
         Ok(stat)
     }
 
+    /// Deletes the paths the closeSession txn lists (whatever is there now: during replay
+    /// over a fuzzy snapshot a path may already be gone, and the parent's pzxid still moves),
+    /// then any other ephemeral of the session, as ZooKeeper's killSession does.
     fn kill_session(
         &mut self,
         session: i64,
@@ -628,18 +639,20 @@ impl DataTree {
         zxid: i64,
         events: &mut Vec<WatchEvent>,
     ) {
-        let mut doomed: BTreeSet<String> = self.ephemerals.remove(&session).unwrap_or_default();
+        let mut rest: BTreeSet<String> = self.ephemerals.remove(&session).unwrap_or_default();
         for p in listed {
-            if self
-                .nodes
-                .get(p)
-                .is_some_and(|n| n.stat.ephemeral_owner == session)
-            {
-                doomed.insert(p.clone());
-            }
+            rest.remove(p);
+            // A missing node is not an error here.
+            let _ = self.delete_node(p, zxid, events);
         }
-        for p in doomed {
-            // Another delete in the same batch may have removed it already; not an error.
+        if !listed.is_empty() && !rest.is_empty() {
+            tracing::warn!(
+                session = format_args!("0x{session:x}"),
+                extra = rest.len(),
+                "ephemerals not listed in the closeSession txn"
+            );
+        }
+        for p in rest {
             let _ = self.delete_node(&p, zxid, events);
         }
         self.watches.remove_session(session);
@@ -681,7 +694,7 @@ impl DataTree {
             Some((_, prefix)) => self.recount_quota(&prefix),
             None => {
                 if let Some(prefix) = self.quotas.prefix_for(p).map(str::to_string) {
-                    let bytes = data_len(&self.nodes[p].data);
+                    let bytes = self.nodes.get(p).map_or(0, |n| data_len(&n.data));
                     self.update_quota_stats(&prefix, bytes, 1);
                 }
             }
@@ -699,7 +712,7 @@ impl DataTree {
     /// Sets a stats node from the subtree as it is (the node itself and all below it).
     fn recount_quota(&mut self, prefix: &str) {
         let (mut count, mut bytes) = (0i64, 0i64);
-        for (k, n) in &self.nodes {
+        for (k, n) in self.nodes.iter() {
             if path::is_under(k, prefix) && prefix != "/" {
                 count += 1;
                 bytes += data_len(&n.data);
@@ -719,7 +732,7 @@ fn empty_node(acl: i64) -> Node {
         data: Some(Bytes::new()),
         acl,
         stat: StatPersisted::default(),
-        children: HashSet::new(),
+        children: BTreeSet::new(),
         digest: 0,
     }
 }
