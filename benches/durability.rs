@@ -3,6 +3,7 @@
 //! - synced create throughput with 1, 8 and 64 sessions (one request in flight each);
 //! - on a tree of NODES znodes of 100 bytes: snapshot size and serialization time, restart
 //!   time to the first served request (median of RESTARTS), and RSS once loaded.
+//!
 //! Run: `cargo bench --bench durability` (optionally `-- NODES`).
 
 use std::io::{BufRead, Write};
