@@ -1,5 +1,7 @@
 //! A disk that fills up: zabd stops acknowledging (it exits, code 3, saying why) and never
 //! acknowledges a write it could not store. Runs as root (CI does): it mounts a 4 MiB tmpfs.
+//! A read-only or failing disk takes the same path (a failed write or sync); Linux does not
+//! let a test remount a filesystem read-only under an open file, so this one is staged.
 
 mod common;
 

@@ -216,3 +216,46 @@ async fn force_sync_off_still_writes_the_log() {
     assert_present(&c, &written).await;
     assert!(z.log().contains("force_sync is off"));
 }
+
+#[tokio::test]
+async fn a_separate_data_log_dir_holds_the_logs() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut z = Zabd::start_with(&format!("data_log_dir = \"{}\"", logs.path().display()));
+    let c = client(&z).await;
+    let written = write_some(&c, "/l", 10).await;
+    drop(c);
+    z.restart();
+    let c = client(&z).await;
+    assert_present(&c, &written).await;
+    assert!(
+        zabd::persist::list(&logs.path().join("version-2"), "log")
+            .unwrap()
+            .len()
+            == 2
+    );
+    assert!(files(&z, "log").is_empty(), "no logs beside the snapshots");
+    assert!(!files(&z, "snapshot").is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_log_segment_refuses_to_start() {
+    let mut z = Zabd::start_with("snap_count = 20");
+    let c = client(&z).await;
+    write_some(&c, "/g", 100).await;
+    drop(c);
+    wait_for("several logs", || {
+        let n = files(&z, "log").len();
+        async move { n >= 4 }
+    })
+    .await;
+    z.kill9();
+    // Keep only the oldest snapshot, and lose a log in the middle.
+    let snaps = files(&z, "snapshot");
+    for s in &snaps[1..] {
+        std::fs::remove_file(s).unwrap();
+    }
+    let logs = files(&z, "log");
+    std::fs::remove_file(&logs[1]).unwrap();
+    assert_ne!(z.restart_expecting_failure(), Some(0));
+    assert!(z.log().contains("missing log segment"), "{}", z.log());
+}

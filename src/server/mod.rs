@@ -123,8 +123,24 @@ pub fn data_dirs(s: &Settings) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 /// Runs a standalone server until the process is stopped.
-pub async fn run(settings: Settings) -> std::io::Result<()> {
+/// The server id from `<dataDir>/myid` when that file exists (as ZooKeeper keeps it).
+fn read_myid(s: &mut Settings) -> std::io::Result<()> {
+    let path = s.data_dir.join("myid");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        s.server_id = text.trim().parse().map_err(|_| {
+            std::io::Error::other(format!(
+                "{}: {:?} is not a server id",
+                path.display(),
+                text.trim()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+pub async fn run(mut settings: Settings) -> std::io::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)?;
+    read_myid(&mut settings)?;
     let listener =
         TcpListener::bind((settings.client_port_address.as_str(), settings.client_port)).await?;
     let local = listener.local_addr()?;
