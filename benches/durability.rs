@@ -6,8 +6,10 @@
 //!
 //! Run: `cargo bench --bench durability` (optionally `-- NODES`).
 
-use std::io::{BufRead, Write};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::Write;
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,38 +20,7 @@ const THROUGHPUT_SECS: u64 = 5;
 
 fn start(dir: &std::path::Path) -> (Child, String, Instant) {
     let t = Instant::now();
-    let cfg = dir.with_extension("toml");
-    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    std::fs::write(
-        &cfg,
-        format!(
-            "client_port = 0\nclient_port_address = \"127.0.0.1\"\nmax_client_cnxns = 0\ndata_dir = \"{}\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zabd"))
-        .arg("--config")
-        .arg(&cfg)
-        .env("ZABD_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.with_extension("log"))
-                .unwrap(),
-        )
-        .spawn()
-        .expect("start zabd");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("zabd: serving clients on ")
-        .to_string();
+    let (child, addr) = common::start_zabd(dir, "info");
     (child, addr, t)
 }
 

@@ -3,7 +3,8 @@
 //! Run: `cargo bench --bench load` (optionally `-- SESSIONS INFLIGHT SECONDS`), or point it
 //! at any server with `ZK_ADDR=host:port`.
 
-use std::io::BufRead;
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,32 +12,6 @@ use zookeeper_client::{Acls, Client, CreateMode};
 
 /// Upper bound on requests per phase, whatever the speed.
 const MAX_OPS_PER_PHASE: u64 = 5_000_000;
-
-fn start_zabd() -> (std::process::Child, String) {
-    let dir = std::env::temp_dir().join(format!("zabd-bench-{}", std::process::id()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zabd"))
-        .args([
-            "--client-port",
-            "0",
-            "--client-address",
-            "127.0.0.1",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .env("ZABD_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start zabd");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("zabd: serving clients on ")
-        .to_string();
-    (child, addr)
-}
 
 /// One more session, on its own thread and runtime (so the load's tasks do not delay it),
 /// doing one getData at a time: the longest it waits is the longest pause a request saw.
@@ -139,7 +114,8 @@ async fn main() {
     let (child, addr) = match std::env::var("ZK_ADDR") {
         Ok(a) => (None, a),
         Err(_) => {
-            let (c, a) = start_zabd();
+            let dir = std::env::temp_dir().join(format!("zabd-bench-{}", std::process::id()));
+            let (c, a) = common::start_zabd(&dir.join("data"), "warn");
             (Some(c), a)
         }
     };

@@ -165,18 +165,7 @@ impl DataTree {
                 .get_mut(path::parent(&p))
                 .ok_or_else(|| format!("invalid tree: the parent of {p} is missing"))?;
             parent.children.insert(path::name(&p).to_string());
-            match owner_kind(stat.ephemeral_owner, self.extended_types) {
-                OwnerKind::Container => {
-                    self.containers.insert(p.clone());
-                }
-                OwnerKind::Ttl(_) => {
-                    self.ttls.insert(p.clone());
-                }
-                OwnerKind::Session(s) => {
-                    self.ephemerals.entry(s).or_default().insert(p.clone());
-                }
-                OwnerKind::None => {}
-            }
+            self.index_owner(&p, stat.ephemeral_owner);
             if let Some((quota::LIMITS, prefix)) = Quotas::node_kind(&p) {
                 self.quotas.add(prefix);
             }
@@ -203,18 +192,7 @@ impl DataTree {
 
     /// A fresh tree with `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
     pub fn new(extended_types: bool) -> Self {
-        let mut t = DataTree {
-            nodes: nodes::NodeMap::default(),
-            acls: AclCache::new(),
-            ephemerals: HashMap::new(),
-            containers: BTreeSet::new(),
-            ttls: BTreeSet::new(),
-            watches: Watches::default(),
-            quotas: Quotas::default(),
-            last_zxid: 0,
-            digest: 0,
-            extended_types,
-        };
+        let mut t = DataTree::empty(extended_types);
         let open = t.acls.acquire(&acl_cache::open_acl());
         t.insert_node("/".into(), empty_node(open));
         t.insert_system("/zookeeper", open);
@@ -520,6 +498,15 @@ impl DataTree {
         };
         let stat = node.client_stat(self.extended_types);
         self.insert_node(p.to_string(), node);
+        self.index_owner(p, owner);
+        self.quota_after_create(p);
+        self.notify(p, event::NODE_CREATED, hdr.zxid, events);
+        self.notify(&parent_path, event::NODE_CHILDREN_CHANGED, hdr.zxid, events);
+        Ok(stat)
+    }
+
+    /// Files a node under its owner: a session's ephemerals, containers or TTL nodes.
+    fn index_owner(&mut self, p: &str, owner: i64) {
         match owner_kind(owner, self.extended_types) {
             OwnerKind::Container => {
                 self.containers.insert(p.to_string());
@@ -532,10 +519,26 @@ impl DataTree {
             }
             OwnerKind::None => {}
         }
-        self.quota_after_create(p);
-        self.notify(p, event::NODE_CREATED, hdr.zxid, events);
-        self.notify(&parent_path, event::NODE_CHILDREN_CHANGED, hdr.zxid, events);
-        Ok(stat)
+    }
+
+    fn unindex_owner(&mut self, p: &str, owner: i64) {
+        match owner_kind(owner, self.extended_types) {
+            OwnerKind::Container => {
+                self.containers.remove(p);
+            }
+            OwnerKind::Ttl(_) => {
+                self.ttls.remove(p);
+            }
+            OwnerKind::Session(s) => {
+                if let Some(set) = self.ephemerals.get_mut(&s) {
+                    set.remove(p);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&s);
+                    }
+                }
+            }
+            OwnerKind::None => {}
+        }
     }
 
     /// Raises a node's cversion (and pzxid) to `cversion` when that is larger.
@@ -570,23 +573,7 @@ impl DataTree {
         self.digest = self.digest.wrapping_sub(node.digest);
         self.acls.release(node.acl);
         self.quota_after_delete(p, data_len(&node.data));
-        match owner_kind(node.stat.ephemeral_owner, self.extended_types) {
-            OwnerKind::Container => {
-                self.containers.remove(p);
-            }
-            OwnerKind::Ttl(_) => {
-                self.ttls.remove(p);
-            }
-            OwnerKind::Session(s) => {
-                if let Some(set) = self.ephemerals.get_mut(&s) {
-                    set.remove(p);
-                    if set.is_empty() {
-                        self.ephemerals.remove(&s);
-                    }
-                }
-            }
-            OwnerKind::None => {}
-        }
+        self.unindex_owner(p, node.stat.ephemeral_owner);
         self.notify(p, event::NODE_DELETED, zxid, events);
         self.notify(&parent_path, event::NODE_CHILDREN_CHANGED, zxid, events);
         Ok(())
