@@ -6,8 +6,10 @@
 //!            ┌──────────────── src/server/ (tokio: sockets, timers) ───────────────┐
 //!  client ──>│ connection task ──Event──> core task ──> engine::Engine ──Action──> │──> client
 //!            └─────────────────────────────────────────────────────────────────────┘
-//!  engine::Engine (pure): proto (codec) → prep (request → txn) → log stage → tree::apply
+//!  engine::Engine (pure): proto (codec) → prep (request → txn) → Log → Committed → tree::apply
 //!                         sessions (expiry), tree::watch (notifications), auth (ACLs)
+//!  server::disk threads: log writer (group commit, fdatasync) → Committed; snapshot writer
+//!  persist (pure): ZooKeeper's log and snapshot formats; server::recovery reads them back
 //! ```
 //!
 //! See `docs/architecture.md` for the tour and the flow of a write.
