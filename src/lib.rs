@@ -22,6 +22,7 @@ pub mod jute;
 pub mod persist;
 pub mod prep;
 pub mod proto;
+pub mod quorum;
 pub mod server;
 pub mod session;
 pub mod tree;
