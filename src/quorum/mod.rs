@@ -27,6 +27,7 @@
 //!    `sync_limit` ticks, or a leader that has not heard from a quorum for that long, goes
 //!    back to LOOKING. A zxid counter about to overflow 32 bits forces a new election.
 
+pub mod codec;
 pub mod election;
 mod peer;
 pub mod wire;
@@ -91,9 +92,12 @@ pub enum Msg {
     LeaderInfo {
         epoch: u32,
     },
+    /// `counts` is false when the learner had already accepted this epoch before (ZooKeeper
+    /// sends -1 then): it is synced, but not counted toward the epoch quorum.
     AckEpoch {
         current_epoch: u32,
         last_zxid: Zxid,
+        counts: bool,
     },
     Diff {
         zxid: Zxid,

@@ -57,6 +57,8 @@ struct LearnerState {
     observer: bool,
     accepted_epoch: u32,
     ack_epoch: Option<(u32, Zxid)>,
+    /// Whether its ACKEPOCH counts toward the epoch quorum.
+    ack_counts: bool,
     phase: Option<LearnerPhase>,
     heard: u32,
 }
@@ -314,7 +316,8 @@ impl Peer {
                     self.look();
                     return;
                 }
-                if epoch > self.accepted_epoch {
+                let counts = epoch > self.accepted_epoch;
+                if counts {
                     self.accepted_epoch = epoch;
                     self.out.push(Action::SaveAcceptedEpoch(epoch));
                 }
@@ -324,6 +327,7 @@ impl Peer {
                     Msg::AckEpoch {
                         current_epoch,
                         last_zxid,
+                        counts,
                     },
                 );
             }
@@ -467,6 +471,7 @@ impl Peer {
                 observer: false,
                 accepted_epoch: self.accepted_epoch,
                 ack_epoch: Some((self.current_epoch, self.last_zxid())),
+                ack_counts: true,
                 phase: None,
                 heard: 0,
             },
@@ -537,7 +542,7 @@ impl Peer {
             }
         }
         // Sync every learner whose epoch ack is in, once a quorum of voters has acked.
-        if self.voter_count(|_, st| st.ack_epoch.is_some()) < q {
+        if self.voter_count(|_, st| st.ack_epoch.is_some() && st.ack_counts) < q {
             return;
         }
         let ready: Vec<Sid> = self
@@ -683,6 +688,7 @@ impl Peer {
                         observer,
                         accepted_epoch,
                         ack_epoch: None,
+                        ack_counts: false,
                         phase: epoch.map(|_| LearnerPhase::Epoch),
                         heard: 0,
                     },
@@ -695,6 +701,7 @@ impl Peer {
             Msg::AckEpoch {
                 current_epoch,
                 last_zxid,
+                counts,
             } => {
                 if (current_epoch, last_zxid) > (self.current_epoch, self.last_zxid())
                     && !self.leading().broadcasting
@@ -708,6 +715,7 @@ impl Peer {
                         st.phase = Some(LearnerPhase::Epoch);
                     }
                     st.ack_epoch = Some((current_epoch, last_zxid));
+                    st.ack_counts = counts;
                 }
                 self.leader_progress();
             }

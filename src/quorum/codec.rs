@@ -1,0 +1,282 @@
+//! Core messages ↔ Apache ZooKeeper 3.8's packets, so that the server can put the pure core
+//! on ZooKeeper's election and quorum ports.
+//!
+//! | [`Msg`]                         | packet                                                        |
+//! |---------------------------------|---------------------------------------------------------------|
+//! | `Notify(vote)`                  | election notification (state, leader, zxid, round, peer epoch) |
+//! | `FollowerInfo{e, observer}`     | FOLLOWERINFO / OBSERVERINFO, zxid (e, 0), data LearnerInfo{long sid, int 0x10000, long configVersion} |
+//! | `LeaderInfo{e}`                 | LEADERINFO, zxid (e, 0), data int 0x10000                      |
+//! | `AckEpoch{current, last, counts}` | ACKEPOCH, zxid last, data int current (-1: does not count) |
+//! | `Diff{z}` / `Trunc{z}`          | DIFF / TRUNC, zxid z                                           |
+//! | `Snap{..}`                      | SNAP, zxid of the state; the state follows on the stream       |
+//! | `Proposal(entry)`               | PROPOSAL, zxid, data = the log entry body (TxnHeader, txn, TxnDigest) |
+//! | `NewLeader{z}`                  | NEWLEADER, zxid z, data = the ensemble config text             |
+//! | `Ack{z}` / `Commit{z}`          | ACK / COMMIT, zxid z                                           |
+//! | `UpToDate`                      | UPTODATE, zxid -1                                              |
+//! | `Ping` (leader) / `PingReply` (learner) | PING; the learner's carries its sessions' touches       |
+//!
+//! Session traffic (REQUEST, REVALIDATE, SYNC, ping session lists) belongs to the server and
+//! has its own helpers here.
+
+use super::wire::{packet, Notification, QuorumPacket};
+use super::{epoch_of, make_zxid, Entry, Msg, Sid, State, Vote};
+use crate::jute::{DecodeError, Reader, Writer};
+use bytes::Bytes;
+
+/// ZooKeeper's learner protocol version (0x10000).
+pub const LEARNER_PROTOCOL: i32 = 0x10000;
+
+fn state_code(s: State) -> i32 {
+    match s {
+        State::Looking => 0,
+        State::Following => 1,
+        State::Leading => 2,
+        State::Observing => 3,
+    }
+}
+
+pub fn encode_notification(v: &Vote, config: Bytes) -> Bytes {
+    Notification {
+        state: state_code(v.state),
+        leader: v.leader as i64,
+        zxid: v.zxid,
+        election_epoch: v.election_epoch as i64,
+        peer_epoch: v.peer_epoch as i64,
+        config,
+    }
+    .encode()
+}
+
+pub fn decode_notification(b: Bytes) -> Result<Msg, DecodeError> {
+    let n = Notification::decode(b)?;
+    let state = match n.state {
+        0 => State::Looking,
+        1 => State::Following,
+        2 => State::Leading,
+        3 => State::Observing,
+        s => return Err(DecodeError::Invalid(format!("unknown peer state {s}"))),
+    };
+    Ok(Msg::Notify(Vote {
+        leader: n.leader as Sid,
+        zxid: n.zxid,
+        election_epoch: n.election_epoch as u64,
+        peer_epoch: n.peer_epoch as u32,
+        state,
+    }))
+}
+
+fn int_data(v: i32) -> Option<Bytes> {
+    Some(Bytes::copy_from_slice(&v.to_be_bytes()))
+}
+
+/// The quorum packet for a learner-protocol message. `me` and `config_version` fill in
+/// FOLLOWERINFO's LearnerInfo; `config` is NEWLEADER's data.
+pub fn encode_packet(
+    msg: &Msg,
+    me: Sid,
+    config_version: i64,
+    config: &Bytes,
+) -> Option<QuorumPacket> {
+    let p = |kind, zxid, data| Some(QuorumPacket { kind, zxid, data });
+    match msg {
+        Msg::Notify(_) => None,
+        Msg::FollowerInfo {
+            accepted_epoch,
+            observer,
+        } => {
+            let mut w = Writer::new();
+            w.i64(me as i64).i32(LEARNER_PROTOCOL).i64(config_version);
+            let kind = if *observer {
+                packet::OBSERVERINFO
+            } else {
+                packet::FOLLOWERINFO
+            };
+            p(kind, make_zxid(*accepted_epoch, 0), Some(w.into_bytes()))
+        }
+        Msg::LeaderInfo { epoch } => p(
+            packet::LEADERINFO,
+            make_zxid(*epoch, 0),
+            int_data(LEARNER_PROTOCOL),
+        ),
+        Msg::AckEpoch {
+            current_epoch,
+            last_zxid,
+            counts,
+        } => {
+            let e = if *counts { *current_epoch as i32 } else { -1 };
+            p(packet::ACKEPOCH, *last_zxid, int_data(e))
+        }
+        Msg::Diff { zxid } => p(packet::DIFF, *zxid, None),
+        Msg::Trunc { zxid } => p(packet::TRUNC, *zxid, None),
+        Msg::Snap { entries } => p(packet::SNAP, entries.last().map_or(0, |e| e.zxid), None),
+        Msg::Proposal(e) => p(packet::PROPOSAL, e.zxid, Some(e.payload.clone())),
+        Msg::NewLeader { zxid } => p(packet::NEWLEADER, *zxid, Some(config.clone())),
+        Msg::Ack { zxid } => p(packet::ACK, *zxid, None),
+        Msg::UpToDate => p(packet::UPTODATE, -1, None),
+        Msg::Commit { zxid } => p(packet::COMMIT, *zxid, None),
+        Msg::Ping | Msg::PingReply => p(packet::PING, 0, None),
+    }
+}
+
+/// The core message in a quorum packet. `from_leader` tells a leader's PING from a
+/// learner's reply. SNAP decodes with no entries: the server reads the state that follows.
+pub fn decode_packet(p: &QuorumPacket, from_leader: bool) -> Result<Msg, DecodeError> {
+    let data = || p.data.clone().unwrap_or_default();
+    let int = || -> Result<i32, DecodeError> { Reader::new(data()).i32() };
+    Ok(match p.kind {
+        packet::FOLLOWERINFO | packet::OBSERVERINFO => Msg::FollowerInfo {
+            accepted_epoch: epoch_of(p.zxid),
+            observer: p.kind == packet::OBSERVERINFO,
+        },
+        packet::LEADERINFO => Msg::LeaderInfo {
+            epoch: epoch_of(p.zxid),
+        },
+        packet::ACKEPOCH => {
+            let e = int()?;
+            Msg::AckEpoch {
+                current_epoch: e.max(0) as u32,
+                last_zxid: p.zxid,
+                counts: e != -1,
+            }
+        }
+        packet::DIFF => Msg::Diff { zxid: p.zxid },
+        packet::TRUNC => Msg::Trunc { zxid: p.zxid },
+        packet::SNAP => Msg::Snap {
+            entries: Vec::new(),
+        },
+        packet::PROPOSAL => Msg::Proposal(Entry {
+            zxid: p.zxid,
+            payload: data(),
+        }),
+        packet::NEWLEADER => Msg::NewLeader { zxid: p.zxid },
+        packet::ACK => Msg::Ack { zxid: p.zxid },
+        packet::UPTODATE => Msg::UpToDate,
+        packet::COMMIT => Msg::Commit { zxid: p.zxid },
+        packet::PING if from_leader => Msg::Ping,
+        packet::PING => Msg::PingReply,
+        other => {
+            return Err(DecodeError::Invalid(format!(
+                "quorum packet type {other} is not a core message"
+            )))
+        }
+    })
+}
+
+/// The server id in a FOLLOWERINFO/OBSERVERINFO packet's LearnerInfo.
+pub fn learner_sid(p: &QuorumPacket) -> Result<Sid, DecodeError> {
+    Ok(Reader::new(p.data.clone().unwrap_or_default()).i64()? as Sid)
+}
+
+/// A client write a follower forwards to its leader (REQUEST): `long sessionId, int cxid,
+/// int type`, then the request record.
+pub fn encode_request(session: i64, cxid: i32, op: i32, body: &[u8]) -> QuorumPacket {
+    let mut w = Writer::new();
+    w.i64(session).i32(cxid).i32(op).raw(body);
+    QuorumPacket {
+        kind: packet::REQUEST,
+        zxid: -1,
+        data: Some(w.into_bytes()),
+    }
+}
+
+/// (session, cxid, type, request record) of a REQUEST packet.
+pub fn decode_request(p: &QuorumPacket) -> Result<(i64, i32, i32, Bytes), DecodeError> {
+    let b = p.data.clone().unwrap_or_default();
+    let mut r = Reader::new(b.clone());
+    let (s, c, t) = (r.i64()?, r.i32()?, r.i32()?);
+    Ok((s, c, t, b.slice(r.position()..)))
+}
+
+/// A learner's PING data: `long sessionId, int timeout` for each session touched since the
+/// last ping, until the end of the data (no count), as ZooKeeper's Learner writes it.
+pub fn encode_touches(touches: &[(i64, i32)]) -> Bytes {
+    let mut w = Writer::new();
+    for (s, t) in touches {
+        w.i64(*s).i32(*t);
+    }
+    w.into_bytes()
+}
+
+pub fn decode_touches(b: Bytes) -> Result<Vec<(i64, i32)>, DecodeError> {
+    let mut r = Reader::new(b);
+    let mut v = Vec::new();
+    while r.remaining() >= 12 {
+        v.push((r.i64()?, r.i32()?));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_core_message_round_trips_through_its_packet() {
+        let cfg = Bytes::from_static(b"server.1=127.0.0.1:2888:3888;2181");
+        let msgs = vec![
+            Msg::FollowerInfo {
+                accepted_epoch: 3,
+                observer: false,
+            },
+            Msg::FollowerInfo {
+                accepted_epoch: 3,
+                observer: true,
+            },
+            Msg::LeaderInfo { epoch: 4 },
+            Msg::AckEpoch {
+                current_epoch: 3,
+                last_zxid: make_zxid(3, 9),
+                counts: true,
+            },
+            Msg::AckEpoch {
+                current_epoch: 0,
+                last_zxid: 4,
+                counts: false,
+            },
+            Msg::Diff { zxid: 5 },
+            Msg::Trunc { zxid: 6 },
+            Msg::Proposal(Entry {
+                zxid: make_zxid(4, 1),
+                payload: Bytes::from_static(b"txn"),
+            }),
+            Msg::NewLeader {
+                zxid: make_zxid(4, 0),
+            },
+            Msg::Ack { zxid: 7 },
+            Msg::UpToDate,
+            Msg::Commit { zxid: 8 },
+        ];
+        for m in msgs {
+            let p = encode_packet(&m, 2, 0x100000000, &cfg).unwrap();
+            let back = QuorumPacket::decode(p.encode()).unwrap();
+            assert_eq!(decode_packet(&back, false).unwrap(), m);
+            if matches!(m, Msg::FollowerInfo { .. }) {
+                assert_eq!(learner_sid(&back).unwrap(), 2);
+            }
+        }
+        let ping = encode_packet(&Msg::Ping, 1, 0, &cfg).unwrap();
+        assert_eq!(decode_packet(&ping, true).unwrap(), Msg::Ping);
+        assert_eq!(decode_packet(&ping, false).unwrap(), Msg::PingReply);
+    }
+
+    #[test]
+    fn notifications_and_requests() {
+        let v = Vote {
+            leader: 3,
+            zxid: 9,
+            election_epoch: 2,
+            peer_epoch: 1,
+            state: State::Following,
+        };
+        let b = encode_notification(&v, Bytes::new());
+        assert_eq!(decode_notification(b).unwrap(), Msg::Notify(v));
+        let r = encode_request(0x55, 7, 1, b"body");
+        let back = QuorumPacket::decode(r.encode()).unwrap();
+        assert_eq!(
+            decode_request(&back).unwrap(),
+            (0x55, 7, 1, Bytes::from_static(b"body"))
+        );
+        let t = vec![(1, 4000), (2, 6000)];
+        assert_eq!(decode_touches(encode_touches(&t)).unwrap(), t);
+    }
+}
