@@ -39,8 +39,12 @@ impl Rng {
 struct Node {
     cfg: Config,
     peer: Option<Peer>,
+    /// On disk: epochs, the snapshot's zxid (`base`) and the synced log after it.
     durable: Durable,
+    /// On disk: the snapshot, i.e. the applied state at `durable.base`.
+    snapshot: Vec<Entry>,
     unsynced: Vec<Entry>,
+    /// The applied state: every committed entry, in order.
     delivered: Vec<Entry>,
 }
 
@@ -56,8 +60,9 @@ struct Sim {
     rng: Rng,
     nodes: BTreeMap<Sid, Node>,
     ids: Vec<Sid>,
-    /// In flight: (due tick, sequence, from, to, msg). Per link, sequence order is kept.
-    net: Vec<(u64, u64, Sid, Sid, Msg)>,
+    /// In flight: (due tick, sequence, from, to, msg, state sent with a SNAP). Per link,
+    /// sequence order is kept.
+    net: Vec<(u64, u64, Sid, Sid, Msg, Vec<Entry>)>,
     seq: u64,
     /// Last due tick per link, so a link never reorders.
     link_due: BTreeMap<(Sid, Sid), u64>,
@@ -69,6 +74,8 @@ struct Sim {
     /// side[id] = which half of a partition the node is in.
     side: BTreeMap<Sid, u8>,
     next_payload: u64,
+    /// SNAPs delivered (to show the path is exercised).
+    snaps: usize,
     faults: Faults,
     seed: u64,
 }
@@ -101,6 +108,7 @@ impl Sim {
                 sync_limit: 5,
                 finalize_ticks: 1,
                 snap_threshold: 40,
+                log_window: 3 + rng.below(40) as usize,
             };
             nodes.insert(
                 id,
@@ -108,6 +116,7 @@ impl Sim {
                     peer: Some(Peer::new(cfg.clone(), Durable::default())),
                     cfg,
                     durable: Durable::default(),
+                    snapshot: Vec::new(),
                     unsynced: Vec::new(),
                     delivered: Vec::new(),
                 },
@@ -127,6 +136,7 @@ impl Sim {
             acknowledged: Vec::new(),
             side,
             next_payload: 0,
+            snaps: 0,
             faults,
             seed,
         }
@@ -167,6 +177,19 @@ impl Sim {
                         self.break_link(id, to);
                         continue;
                     }
+                    // A SNAP carries the sender's applied state, which is at the SNAP's zxid.
+                    let state = match &msg {
+                        Msg::Snap { zxid } => {
+                            let state = node.delivered.clone();
+                            if state.last().map_or(0, |e| e.zxid) != *zxid {
+                                self.fail(format!(
+                                    "node {id} sends SNAP at {zxid:#x} but its state is elsewhere"
+                                ));
+                            }
+                            state
+                        }
+                        _ => Vec::new(),
+                    };
                     // Election notifications are idempotent and may arrive twice.
                     let copies =
                         if matches!(msg, Msg::Notify(_)) && self.rng.chance(self.faults.dup) {
@@ -179,7 +202,8 @@ impl Sim {
                         let due = due.max(*self.link_due.get(&(id, to)).unwrap_or(&0));
                         self.link_due.insert((id, to), due);
                         self.seq += 1;
-                        self.net.push((due, self.seq, id, to, msg.clone()));
+                        self.net
+                            .push((due, self.seq, id, to, msg.clone(), state.clone()));
                     }
                 }
                 Action::Append(e) => node.unsynced.push(e),
@@ -189,15 +213,6 @@ impl Sim {
                     if node.delivered.last().is_some_and(|e| e.zxid > after) {
                         self.fail(format!(
                             "node {id} told to truncate committed entries after {after:#x}"
-                        ));
-                    }
-                }
-                Action::ReplaceLog(entries) => {
-                    node.unsynced.clear();
-                    node.durable.log = entries;
-                    if !is_prefix(&node.delivered, &node.durable.log) {
-                        self.fail(format!(
-                            "SNAP to node {id} does not extend what it committed"
                         ));
                     }
                 }
@@ -222,7 +237,7 @@ impl Sim {
 
     fn break_link(&mut self, a: Sid, b: Sid) {
         self.net
-            .retain(|(_, _, f, t, _)| !((*f == a && *t == b) || (*f == b && *t == a)));
+            .retain(|(_, _, f, t, _, _)| !((*f == a && *t == b) || (*f == b && *t == a)));
         self.broken.push((a, b));
     }
 
@@ -328,15 +343,29 @@ impl Sim {
                 .filter(|&i| self.net[i].2 == from && self.net[i].3 == to)
                 .min_by_key(|&i| self.net[i].1)
                 .expect("picked one");
-            let (_, _, from, to, msg) = self.net.remove(first);
+            let (_, _, from, to, msg, state) = self.net.remove(first);
+            if let Msg::Snap { zxid } = msg {
+                // The host loads and persists the leader's state before the core hears of it.
+                let node = self.nodes.get_mut(&to).expect("node");
+                if node.peer.is_some() {
+                    self.snaps += 1;
+                    if !is_prefix(&node.delivered, &state) {
+                        self.fail(format!(
+                            "SNAP to node {to} does not extend what it committed"
+                        ));
+                    }
+                    node.delivered = state.clone();
+                    node.snapshot = state;
+                    node.durable.base = zxid;
+                    node.durable.log.clear();
+                    node.unsynced.clear();
+                }
+            }
             if std::env::var("ZAB_TRACE")
                 .is_ok_and(|t| t.parse() == Ok(to) || t.parse() == Ok(from))
             {
                 let m = match &msg {
                     Msg::Proposal(e) => format!("Proposal({:#x})", e.zxid),
-                    Msg::Snap { entries } => {
-                        format!("Snap(..{:#x})", entries.last().map_or(0, |e| e.zxid))
-                    }
                     other => format!("{other:?}"),
                 };
                 eprintln!("t{} {from}->{to} {m}", self.now);
@@ -347,10 +376,27 @@ impl Sim {
             }
             self.report_broken();
         }
-        // Sync whatever is left, sometimes.
+        // Sync whatever is left, sometimes; now and then a host takes a snapshot of its
+        // applied state and drops the log before it.
         for id in self.ids.clone() {
             if self.rng.chance(50) {
                 self.perform(id, Vec::new());
+            }
+            if self.rng.chance(5) {
+                let node = self.nodes.get_mut(&id).expect("node");
+                if node.peer.is_some() {
+                    let base = node.delivered.last().map_or(0, |e| e.zxid);
+                    let durable_to = node
+                        .durable
+                        .log
+                        .last()
+                        .map_or(node.durable.base, |e| e.zxid);
+                    if base > node.durable.base && base <= durable_to {
+                        node.snapshot = node.delivered.clone();
+                        node.durable.base = base;
+                        node.durable.log.retain(|e| e.zxid > base);
+                    }
+                }
             }
         }
         // The client proposes to whoever leads.
@@ -384,7 +430,7 @@ impl Sim {
             if node.peer.is_some() {
                 node.peer = None;
                 node.unsynced.clear(); // the unsynced tail is lost
-                node.delivered.clear(); // applied state is rebuilt from the log on restart
+                node.delivered.clear(); // applied state is rebuilt from the snapshot on restart
                 for other in self.ids.clone() {
                     if other != id {
                         self.break_link(id, other);
@@ -396,8 +442,8 @@ impl Sim {
             let node = self.nodes.get_mut(&id).expect("node");
             if node.peer.is_none() && self.rng.chance(20) {
                 node.peer = Some(Peer::new(node.cfg.clone(), node.durable.clone()));
-                // What it applied before is replayed from its durable log on restart.
-                node.delivered.clear();
+                // A restart reloads the snapshot; later entries apply as they commit.
+                node.delivered = node.snapshot.clone();
             }
         }
         if self.rng.chance(self.faults.partition) {
@@ -419,7 +465,7 @@ impl Sim {
             let node = self.nodes.get_mut(&id).expect("node");
             if node.peer.is_none() {
                 node.peer = Some(Peer::new(node.cfg.clone(), node.durable.clone()));
-                node.delivered.clear();
+                node.delivered = node.snapshot.clone();
             }
         }
         self.faults = Faults {
@@ -476,7 +522,7 @@ fn is_prefix(a: &[Entry], b: &[Entry]) -> bool {
     a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-fn run(seed: u64) -> (usize, usize) {
+fn run(seed: u64) -> (usize, usize, usize) {
     let mut sim = Sim::new(seed);
     for _ in 0..300 {
         sim.step(true, true);
@@ -490,25 +536,33 @@ fn run(seed: u64) -> (usize, usize) {
         sim.step(false, false);
     }
     sim.check_converged();
-    (sim.nodes[&sim.ids[0]].delivered.len(), sim.leaders.len())
+    (
+        sim.nodes[&sim.ids[0]].delivered.len(),
+        sim.leaders.len(),
+        sim.snaps,
+    )
 }
 
 #[test]
 fn ensembles_stay_safe_and_converge_under_faults() {
     if let Ok(s) = std::env::var("ZAB_SEED") {
-        let (n, epochs) = run(s.parse().expect("a seed"));
-        println!("seed {s}: {n} committed, {epochs} epochs");
+        let (n, epochs, snaps) = run(s.parse().expect("a seed"));
+        println!("seed {s}: {n} committed, {epochs} epochs, {snaps} SNAP syncs");
         return;
     }
     let seeds: u64 = std::env::var("ZAB_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
-    let (mut total, mut epochs) = (0, 0);
+    let (mut total, mut epochs, mut snaps) = (0, 0, 0);
     for seed in 1..=seeds {
-        let (n, e) = run(seed);
+        let (n, e, s) = run(seed);
         total += n;
         epochs += e;
+        snaps += s;
     }
-    println!("{seeds} seeds: {total} committed transactions, {epochs} leader epochs");
+    println!(
+        "{seeds} seeds: {total} committed transactions, {epochs} leader epochs, {snaps} SNAP syncs"
+    );
+    assert!(snaps > 0, "the SNAP path was never exercised");
 }

@@ -108,7 +108,7 @@ pub fn encode_packet(
         }
         Msg::Diff { zxid } => p(packet::DIFF, *zxid, None),
         Msg::Trunc { zxid } => p(packet::TRUNC, *zxid, None),
-        Msg::Snap { entries } => p(packet::SNAP, entries.last().map_or(0, |e| e.zxid), None),
+        Msg::Snap { zxid } => p(packet::SNAP, *zxid, None),
         Msg::Proposal(e) => p(packet::PROPOSAL, e.zxid, Some(e.payload.clone())),
         Msg::NewLeader { zxid } => p(packet::NEWLEADER, *zxid, Some(config.clone())),
         Msg::Ack { zxid } => p(packet::ACK, *zxid, None),
@@ -141,9 +141,7 @@ pub fn decode_packet(p: &QuorumPacket, from_leader: bool) -> Result<Msg, DecodeE
         }
         packet::DIFF => Msg::Diff { zxid: p.zxid },
         packet::TRUNC => Msg::Trunc { zxid: p.zxid },
-        packet::SNAP => Msg::Snap {
-            entries: Vec::new(),
-        },
+        packet::SNAP => Msg::Snap { zxid: p.zxid },
         packet::PROPOSAL => Msg::Proposal(Entry {
             zxid: p.zxid,
             payload: data(),
@@ -235,6 +233,7 @@ mod tests {
             },
             Msg::Diff { zxid: 5 },
             Msg::Trunc { zxid: 6 },
+            Msg::Snap { zxid: 9 },
             Msg::Proposal(Entry {
                 zxid: make_zxid(4, 1),
                 payload: Bytes::from_static(b"txn"),

@@ -15,7 +15,8 @@
 //!    goes back to LOOKING.
 //! 3. **Sync**: from the learner's last zxid the leader sends DIFF (the missing proposals,
 //!    with COMMITs for the committed ones), TRUNC (drop a divergent tail first) or SNAP
-//!    (all of it), then NEWLEADER. The learner persists currentEpoch = newEpoch and ACKs once
+//!    (the leader's committed state, sent by the host, then the proposals after it), then
+//!    NEWLEADER. The learner persists currentEpoch = newEpoch and ACKs once
 //!    everything is durable. A quorum of those ACKs commits the leader's whole history; the
 //!    leader answers UPTODATE and the learner starts serving.
 //! 4. **Broadcast**: PROPOSAL to every synced learner, ACK once durable, COMMIT in zxid
@@ -105,8 +106,10 @@ pub enum Msg {
     Trunc {
         zxid: Zxid,
     },
+    /// The learner's state is replaced by the leader's committed state at `zxid` (the host
+    /// sends and loads the state itself: a snapshot of its tree).
     Snap {
-        entries: Vec<Entry>,
+        zxid: Zxid,
     },
     Proposal(Entry),
     NewLeader {
@@ -135,8 +138,7 @@ pub enum Action {
     Truncate {
         after: Zxid,
     },
-    /// Replace the whole log (SNAP); these entries are durable once written.
-    ReplaceLog(Vec<Entry>),
+
     /// Persist (synchronously) the acceptedEpoch / currentEpoch files.
     SaveAcceptedEpoch(u32),
     SaveCurrentEpoch(u32),

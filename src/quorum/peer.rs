@@ -18,13 +18,19 @@ pub struct Config {
     pub finalize_ticks: u32,
     /// A learner this many entries behind gets SNAP rather than DIFF.
     pub snap_threshold: usize,
+    /// Committed entries kept in memory for DIFF; older ones are forgotten (their effect is
+    /// in the host's state), and a learner that needs them gets SNAP.
+    pub log_window: usize,
 }
 
-/// What survives a crash: the epoch files and the synced log.
+/// What survives a crash: the epoch files, the zxid of the host's snapshot state, and the
+/// synced log after it.
 #[derive(Debug, Clone, Default)]
 pub struct Durable {
     pub accepted_epoch: u32,
     pub current_epoch: u32,
+    /// The zxid the host's state (snapshot) is at; `log` holds only entries after it.
+    pub base: Zxid,
     pub log: Vec<Entry>,
 }
 
@@ -85,6 +91,8 @@ pub struct Peer {
     cfg: Config,
     accepted_epoch: u32,
     current_epoch: u32,
+    /// Everything up to `base` is folded into the host's state; `log` holds what follows.
+    base: Zxid,
     log: Vec<Entry>,
     durable_zxid: Zxid,
     committed: Zxid,
@@ -98,12 +106,13 @@ pub struct Peer {
 impl Peer {
     /// A peer starting (or restarting) from its durable state, LOOKING.
     pub fn new(cfg: Config, d: Durable) -> Peer {
-        let last = d.log.last().map_or(0, |e| e.zxid);
+        let last = d.log.last().map_or(d.base, |e| e.zxid);
         let mut p = Peer {
             accepted_epoch: d.accepted_epoch,
             current_epoch: d.current_epoch,
+            base: d.base,
             durable_zxid: last,
-            committed: 0,
+            committed: d.base,
             clock: 0,
             log: d.log,
             vote: Vote {
@@ -154,7 +163,21 @@ impl Peer {
     }
 
     pub fn last_zxid(&self) -> Zxid {
-        self.log.last().map_or(0, |e| e.zxid)
+        self.log.last().map_or(self.base, |e| e.zxid)
+    }
+
+    /// Forgets committed entries beyond the window (they are in the host's state).
+    fn trim(&mut self) {
+        let excess = self.log.len().saturating_sub(self.cfg.log_window.max(1));
+        let committed = self.committed;
+        let n = self.log[..excess]
+            .iter()
+            .take_while(|e| e.zxid <= committed)
+            .count();
+        if n > 0 {
+            self.base = self.log[n - 1].zxid;
+            self.log.drain(..n);
+        }
     }
 
     pub fn committed(&self) -> Zxid {
@@ -337,10 +360,13 @@ impl Peer {
                 self.durable_zxid = self.durable_zxid.min(zxid);
                 self.out.push(Action::Truncate { after: zxid });
             }
-            Msg::Snap { entries } => {
-                self.durable_zxid = entries.last().map_or(0, |e| e.zxid);
-                self.log = entries.clone();
-                self.out.push(Action::ReplaceLog(entries));
+            Msg::Snap { zxid } => {
+                // The host has loaded (and persisted) the leader's state at `zxid`.
+                self.log.clear();
+                self.base = zxid;
+                self.durable_zxid = zxid;
+                self.committed = zxid;
+                l.commit_target = l.commit_target.max(zxid);
             }
             Msg::Proposal(e) => self.learner_proposal(e),
             Msg::NewLeader { zxid } => {
@@ -458,6 +484,7 @@ impl Peer {
         if upto > self.committed {
             self.committed = upto;
             self.out.push(Action::Commit { zxid: upto });
+            self.trim();
         }
     }
 
@@ -564,17 +591,21 @@ impl Peer {
         let (_, peer_last) = self.leading().learners[&s].ack_epoch.expect("acked");
         let last = self.last_zxid();
         let idx = self.log.partition_point(|e| e.zxid <= peer_last);
-        let known = peer_last == 0
+        let known = peer_last == self.base
             || self
                 .log
                 .get(idx.wrapping_sub(1))
                 .is_some_and(|e| e.zxid == peer_last);
         let behind = self.log.len() - idx;
+        let too_far = self.cfg.snap_threshold > 0 && behind > self.cfg.snap_threshold;
         let mut msgs = Vec::new();
-        if behind > self.cfg.snap_threshold && self.cfg.snap_threshold > 0 {
+        if peer_last < self.base || too_far {
+            // Our state up to what we have committed, then the proposals after it.
+            let from = self.log.partition_point(|e| e.zxid <= self.committed);
             msgs.push(Msg::Snap {
-                entries: self.log.clone(),
+                zxid: self.committed,
             });
+            msgs.extend(self.log[from..].iter().cloned().map(Msg::Proposal));
         } else if peer_last > last {
             msgs.push(Msg::Trunc { zxid: last });
         } else if known {
@@ -582,7 +613,7 @@ impl Peer {
             msgs.extend(self.log[idx..].iter().cloned().map(Msg::Proposal));
         } else {
             // The learner's tail diverges: cut back to the last entry we share.
-            let keep = self.log[..idx].last().map_or(0, |e| e.zxid);
+            let keep = self.log[..idx].last().map_or(self.base, |e| e.zxid);
             msgs.push(Msg::Trunc { zxid: keep });
             msgs.extend(self.log[idx..].iter().cloned().map(Msg::Proposal));
         }
@@ -760,13 +791,13 @@ impl Peer {
                 return;
             };
             let Some((&zxid, acks)) = l.acks.iter_mut().next() else {
-                return;
+                break;
             };
             if zxid <= durable {
                 acks.insert(me);
             }
             if acks.len() < q {
-                return;
+                break;
             }
             l.acks.remove(&zxid);
             self.committed = zxid;
@@ -778,6 +809,7 @@ impl Peer {
                 .map(|(s, st)| (*s, st.observer))
                 .collect();
             let entry = self.log.iter().rev().find(|e| e.zxid == zxid).cloned();
+            // (Trimming waits until the observers have been sent this entry.)
             for (s, observer) in targets {
                 if observer {
                     // INFORM: observers only ever see committed proposals.
@@ -788,6 +820,7 @@ impl Peer {
                 self.send(s, Msg::Commit { zxid });
             }
         }
+        self.trim();
     }
 
     /// Proposes a transaction. Only a broadcasting leader can; None otherwise (or when the
