@@ -972,3 +972,80 @@ impl Peer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn cfg(id: Sid) -> Config {
+        Config {
+            id,
+            voters: vec![1, 2, 3],
+            observers: vec![],
+            init_limit: 10,
+            sync_limit: 5,
+            finalize_ticks: 0,
+            snap_threshold: 100,
+            log_window: 100,
+        }
+    }
+
+    /// Runs three peers with instant, lossless delivery until `done` holds.
+    fn settle(peers: &mut [Peer], mut actions: Vec<(Sid, Action)>, done: impl Fn(&[Peer]) -> bool) {
+        for _ in 0..200 {
+            while let Some((from, a)) = actions.pop() {
+                let idx = |s: Sid| (s - 1) as usize;
+                match a {
+                    Action::Send { to, msg } => {
+                        let out = peers[idx(to)].step(from, msg);
+                        actions.extend(out.into_iter().map(|a| (to, a)));
+                    }
+                    Action::Append(e) => {
+                        let out = peers[idx(from)].durable(e.zxid);
+                        actions.extend(out.into_iter().map(|a| (from, a)));
+                    }
+                    _ => {}
+                }
+            }
+            if done(peers) {
+                return;
+            }
+            for p in peers.iter_mut() {
+                let id = p.id();
+                actions.extend(p.tick().into_iter().map(|a| (id, a)));
+            }
+        }
+        panic!("did not settle");
+    }
+
+    #[test]
+    fn an_overflowing_zxid_counter_forces_a_new_election() {
+        let mut peers: Vec<Peer> = (1..=3)
+            .map(|i| Peer::new(cfg(i), Durable::default()))
+            .collect();
+        let start: Vec<(Sid, Action)> = Vec::new();
+        settle(&mut peers, start, |p| {
+            p.iter().any(|x| x.is_serving_leader())
+        });
+        let leader = peers
+            .iter()
+            .position(|p| p.is_serving_leader())
+            .expect("a leader");
+        let (zxid, _) = peers[leader].propose(Bytes::from_static(b"x"));
+        assert!(zxid.is_some());
+        if let Role::Leading(l) = &mut peers[leader].role {
+            l.next_counter = u32::MAX;
+        }
+        let (zxid, actions) = peers[leader].propose(Bytes::from_static(b"y"));
+        assert_eq!(zxid, None, "no proposal past the 32-bit counter");
+        assert_eq!(peers[leader].state(), State::Looking);
+        let epoch = peers[leader].current_epoch();
+        let id = peers[leader].id();
+        let acts = actions.into_iter().map(|a| (id, a)).collect();
+        settle(&mut peers, acts, |p| {
+            p.iter()
+                .any(|x| x.is_serving_leader() && x.current_epoch() > epoch)
+        });
+    }
+}

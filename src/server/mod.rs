@@ -16,6 +16,8 @@
 mod connection;
 mod core_task;
 pub mod disk;
+pub mod ensemble;
+pub mod peers;
 pub mod purge;
 pub mod recovery;
 
