@@ -114,7 +114,10 @@ pub fn encode_packet(
         Msg::Ack { zxid } => p(packet::ACK, *zxid, None),
         Msg::UpToDate => p(packet::UPTODATE, -1, None),
         Msg::Commit { zxid } => p(packet::COMMIT, *zxid, None),
-        Msg::Ping | Msg::PingReply => p(packet::PING, 0, None),
+        Msg::Ping => p(packet::PING, 0, None),
+        // ZooKeeper's LearnerHandler reads the session touches from the reply's data without
+        // a null check: always send a buffer, empty when there is nothing to report.
+        Msg::PingReply => p(packet::PING, 0, Some(Bytes::new())),
     }
 }
 

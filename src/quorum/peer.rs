@@ -764,8 +764,12 @@ impl Peer {
             let l = self.leading();
             if let Some(st) = l.learners.get_mut(&from) {
                 if l.broadcasting {
-                    st.phase = Some(LearnerPhase::UpToDate);
-                    self.send(from, Msg::UpToDate);
+                    // Only a learner still syncing gets UPTODATE: ZooKeeper's learner ACKs the
+                    // new epoch's zxid a second time once it has started.
+                    if st.phase == Some(LearnerPhase::Syncing) {
+                        st.phase = Some(LearnerPhase::UpToDate);
+                        self.send(from, Msg::UpToDate);
+                    }
                 } else {
                     l.newleader_acks.insert(from);
                 }

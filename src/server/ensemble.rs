@@ -139,3 +139,135 @@ fn perform(
     st.epoch = peer.current_epoch();
     Ok(())
 }
+
+/// Core ticks per second: election back-off and the init/sync limits run on this clock,
+/// while ZooKeeper's tickTime keeps its meaning (limits are converted).
+const CORE_TICK_MS: u64 = 100;
+
+/// Runs this member of the configured ensemble: election and quorum ports, and the client
+/// port answering four-letter words from the current role.
+pub async fn run_member(s: &crate::config::Settings) -> std::io::Result<()> {
+    use crate::config::Role;
+    let me = s.server_id as Sid;
+    let mine = s
+        .servers
+        .iter()
+        .find(|x| x.id as Sid == me)
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "server id {me} (myid) is not among the server.N lines"
+            ))
+        })?;
+    let mut peers = HashMap::new();
+    for x in &s.servers {
+        let resolve = |port: u16| -> std::io::Result<std::net::SocketAddr> {
+            use std::net::ToSocketAddrs;
+            (x.host.as_str(), port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| std::io::Error::other(format!("cannot resolve {}", x.host)))
+        };
+        peers.insert(
+            x.id as Sid,
+            PeerAddrs {
+                election: resolve(x.election_port)?,
+                quorum: resolve(x.quorum_port)?,
+            },
+        );
+    }
+    let per_tick = (s.tick_time / CORE_TICK_MS).max(1) as u32;
+    let cfg = Config {
+        id: me,
+        voters: s
+            .servers
+            .iter()
+            .filter(|x| x.role == Role::Participant)
+            .map(|x| x.id as Sid)
+            .collect(),
+        observers: s
+            .servers
+            .iter()
+            .filter(|x| x.role == Role::Observer)
+            .map(|x| x.id as Sid)
+            .collect(),
+        init_limit: s.init_limit * per_tick,
+        sync_limit: s.sync_limit * per_tick,
+        finalize_ticks: 2,
+        snap_threshold: 10_000,
+        log_window: 10_000,
+    };
+    let election = TcpListener::bind(peers[&me].election).await?;
+    let quorum = TcpListener::bind(peers[&me].quorum).await?;
+    let client_addr = match &mine.client {
+        Some((h, p)) => format!("{h}:{p}"),
+        None => format!("{}:{}", s.client_port_address, s.client_port),
+    };
+    let clients = TcpListener::bind(&client_addr).await?;
+    println!("zabd: serving clients on {}", clients.local_addr()?);
+    tracing::info!(id = me, election = %peers[&me].election, quorum = %peers[&me].quorum, "ensemble member starting; waiting for a quorum");
+    let status = Arc::new(Mutex::new(Status {
+        state: State::Looking,
+        leader: None,
+        epoch: 0,
+    }));
+    tokio::spawn(serve_clients(
+        clients,
+        status.clone(),
+        s.four_letter_words.clone(),
+    ));
+    let host = Host {
+        cfg,
+        peers,
+        data_dir: s.data_dir.clone(),
+        tick: Duration::from_millis(CORE_TICK_MS),
+        status,
+    };
+    run(host, election, quorum).await
+}
+
+/// The client port of an ensemble member: four-letter words from the live role. Client
+/// sessions need the replicated write path, which is not wired yet (issue 4): such
+/// connections are closed with a log line saying so.
+async fn serve_clients(l: TcpListener, status: Arc<Mutex<Status>>, words: Vec<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut s, peer)) = l.accept().await {
+        let (status, words) = (status.clone(), words.clone());
+        tokio::spawn(async move {
+            let mut w = [0u8; 4];
+            if s.read_exact(&mut w).await.is_err() {
+                return;
+            }
+            let Some(word) = crate::admin::is_word(&w) else {
+                tracing::warn!(%peer, "closing client connection: sessions on an ensemble member are not served yet");
+                return;
+            };
+            let st = status.lock().expect("status lock").clone();
+            let mode = match st.state {
+                State::Leading if st.leader.is_some() => "leader",
+                State::Following if st.leader.is_some() => "follower",
+                State::Observing if st.leader.is_some() => "observer",
+                _ => "looking",
+            };
+            let allowed = words.iter().any(|x| x == "*" || x == word);
+            let text = match word {
+                _ if !allowed => {
+                    format!("{word} is not executed because it is not in the whitelist.\n")
+                }
+                "ruok" => "imok".to_string(),
+                "isro" => "rw".to_string(),
+                "srvr" | "stat" => format!(
+                    "Zookeeper version: {}\nMode: {mode}\nEpoch: {}\nLeader: {}\n",
+                    crate::admin::version_line(),
+                    st.epoch,
+                    st.leader.map_or("none".into(), |l| l.to_string())
+                ),
+                "mntr" => format!(
+                    "zk_version\t{}\nzk_server_state\t{mode}\n",
+                    crate::admin::version_line()
+                ),
+                _ => String::new(),
+            };
+            let _ = s.write_all(text.as_bytes()).await;
+        });
+    }
+}

@@ -143,6 +143,9 @@ fn read_myid(s: &mut Settings) -> std::io::Result<()> {
 pub async fn run(mut settings: Settings) -> std::io::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)?;
     read_myid(&mut settings)?;
+    if settings.servers.len() > 1 {
+        return ensemble::run_member(&settings).await;
+    }
     let listener =
         TcpListener::bind((settings.client_port_address.as_str(), settings.client_port)).await?;
     let local = listener.local_addr()?;

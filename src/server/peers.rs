@@ -48,6 +48,9 @@ pub struct PeerAddrs {
     pub quorum: SocketAddr,
 }
 
+/// How long a learner keeps trying to reach its new leader's quorum port.
+const LEADER_CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Largest notification or quorum packet accepted from a peer.
 const MAX_PEER_FRAME: usize = 64 << 20;
 
@@ -260,9 +263,15 @@ impl Transport {
         let (tx, ev) = (self.internal_tx.clone(), self.events.clone());
         let id = self.fresh_id();
         tokio::spawn(async move {
-            match tokio::time::timeout(std::time::Duration::from_secs(2), TcpStream::connect(addr))
-                .await
-            {
+            // A new leader opens its quorum port only once it starts leading: keep trying for
+            // a while, as ZooKeeper's Learner.connectToLeader does.
+            let deadline = tokio::time::Instant::now() + LEADER_CONNECT_PATIENCE;
+            let mut r = TcpStream::connect(addr).await;
+            while r.is_err() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                r = TcpStream::connect(addr).await;
+            }
+            match Ok::<_, ()>(r) {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     run_quorum_conn(s, Some(leader), id, tx, ev, true).await;
