@@ -100,6 +100,9 @@ pub struct Peer {
     role: Role,
     /// The last vote this peer acted on (answered to LOOKING peers).
     vote: Vote,
+    /// FOLLOWERINFOs that arrived while still looking (a learner can decide first); handled
+    /// if this peer becomes the leader.
+    early_learners: Vec<(Sid, Msg)>,
     out: Vec<Action>,
 }
 
@@ -122,6 +125,7 @@ impl Peer {
                 peer_epoch: d.current_epoch,
                 state: State::Looking,
             },
+            early_learners: Vec::new(),
             role: Role::Looking(Election::start(
                 cfg.id,
                 last,
@@ -295,6 +299,7 @@ impl Peer {
     // ---- FOLLOWING / OBSERVING ----------------------------------------------------------
 
     fn become_learner(&mut self, leader: Sid) {
+        self.early_learners.clear();
         let observer = !self.is_voter(self.cfg.id);
         self.role = Role::Learning(Learning {
             leader,
@@ -517,6 +522,12 @@ impl Peer {
             leader: Some(self.cfg.id),
             epoch: self.current_epoch,
         });
+        for (from, msg) in std::mem::take(&mut self.early_learners) {
+            if !matches!(self.role, Role::Leading(_)) {
+                return; // one of them made us step down
+            }
+            self.leader_step(from, msg);
+        }
         self.leader_progress();
     }
 
@@ -766,7 +777,7 @@ impl Peer {
                 if l.broadcasting {
                     // Only a learner still syncing gets UPTODATE: ZooKeeper's learner ACKs the
                     // new epoch's zxid a second time once it has started.
-                    if st.phase == Some(LearnerPhase::Syncing) {
+                    if st.phase != Some(LearnerPhase::UpToDate) {
                         st.phase = Some(LearnerPhase::UpToDate);
                         self.send(from, Msg::UpToDate);
                     }
@@ -868,7 +879,12 @@ impl Peer {
             other => match self.role {
                 Role::Learning(_) => self.learner_step(from, other),
                 Role::Leading(_) => self.leader_step(from, other),
-                Role::Looking(_) => {}
+                Role::Looking(_) => {
+                    if matches!(other, Msg::FollowerInfo { .. }) {
+                        self.early_learners.retain(|(s, _)| *s != from);
+                        self.early_learners.push((from, other));
+                    }
+                }
             },
         }
         self.take()
@@ -889,6 +905,8 @@ impl Peer {
     /// The connection to `peer` broke (TCP closed or reset): a learner that loses its
     /// leader starts looking; a leader forgets the learner until it reconnects and syncs.
     pub fn disconnected(&mut self, peer: Sid) -> Vec<Action> {
+        // An early FOLLOWERINFO belongs to its connection.
+        self.early_learners.retain(|(s, _)| *s != peer);
         match &mut self.role {
             Role::Learning(l) if l.leader == peer => self.look(),
             Role::Leading(l) => {

@@ -53,7 +53,7 @@ pub async fn serve(
         }
     }
     if let Some(word) = admin::is_word(&buf[..4]) {
-        four_letter(word, wr, &core).await;
+        four_letter(word, rd, wr, &core).await;
         return;
     }
     let (tx, rx) = mpsc::unbounded_channel();
@@ -224,6 +224,7 @@ async fn write_loop(
 
 async fn four_letter(
     word: &'static str,
+    rd: OwnedReadHalf,
     mut wr: OwnedWriteHalf,
     core: &mpsc::UnboundedSender<CoreMsg>,
 ) {
@@ -236,4 +237,25 @@ async fn four_letter(
         let _ = wr.flush().await;
     }
     let _ = wr.shutdown().await;
+    drain(rd).await;
+}
+
+/// Reads and discards what the client still sends (briefly): closing a socket with unread
+/// input makes the kernel reset the connection, which can destroy the answer in flight.
+async fn drain(mut rd: impl tokio::io::AsyncRead + Unpin) {
+    let mut sink = [0u8; 256];
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        while let Ok(n) = rd.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Sends FIN, then drains input before closing (see [`drain`]).
+pub async fn close_gracefully(mut s: TcpStream) {
+    let _ = s.shutdown().await;
+    drain(s).await;
 }

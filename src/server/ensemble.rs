@@ -268,6 +268,7 @@ async fn serve_clients(l: TcpListener, status: Arc<Mutex<Status>>, words: Vec<St
                 _ => String::new(),
             };
             let _ = s.write_all(text.as_bytes()).await;
+            super::connection::close_gracefully(s).await;
         });
     }
 }

@@ -87,8 +87,8 @@ pub struct Transport {
     /// Election connections being dialled.
     dialing: std::collections::HashSet<Sid>,
     quorum: HashMap<Sid, Conn>,
-    /// Messages for a leader we are still connecting to.
-    pending_leader: Option<(Sid, Vec<Bytes>)>,
+    /// The leader we are connecting to, the attempt's connection id, and messages for it.
+    pending_leader: Option<(Sid, u64, Vec<Bytes>)>,
     events: mpsc::UnboundedSender<PeerEvent>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     next_id: u64,
@@ -215,7 +215,7 @@ impl Transport {
                 if self
                     .pending_leader
                     .as_ref()
-                    .is_some_and(|(l, _)| *l == peer)
+                    .is_some_and(|(l, _, _)| *l == peer)
                 {
                     self.pending_leader = None;
                 }
@@ -240,7 +240,7 @@ impl Transport {
         let bytes = p.encode();
         if let Some(c) = self.quorum.get(&to) {
             let _ = c.tx.send(bytes);
-        } else if let Some((leader, queue)) = self.pending_leader.as_mut() {
+        } else if let Some((leader, _, queue)) = self.pending_leader.as_mut() {
             if *leader == to {
                 queue.push(bytes);
             }
@@ -252,16 +252,16 @@ impl Transport {
             || self
                 .pending_leader
                 .as_ref()
-                .is_some_and(|(l, _)| *l == leader)
+                .is_some_and(|(l, _, _)| *l == leader)
         {
             return;
         }
         let Some(addr) = self.peers.get(&leader).map(|a| a.quorum) else {
             return;
         };
-        self.pending_leader = Some((leader, Vec::new()));
-        let (tx, ev) = (self.internal_tx.clone(), self.events.clone());
         let id = self.fresh_id();
+        self.pending_leader = Some((leader, id, Vec::new()));
+        let (tx, ev) = (self.internal_tx.clone(), self.events.clone());
         tokio::spawn(async move {
             // A new leader opens its quorum port only once it starts leading: keep trying for
             // a while, as ZooKeeper's Learner.connectToLeader does.
@@ -287,7 +287,6 @@ impl Transport {
                         id,
                         quorum: true,
                     });
-                    let _ = ev.send(PeerEvent::Disconnected { peer: leader });
                 }
             }
         });
@@ -300,13 +299,13 @@ impl Transport {
                 self.election.insert(sid, conn);
             }
             Internal::QuorumUp { sid, conn, first } => {
-                if let Some((leader, queue)) = self.pending_leader.take() {
-                    if leader == sid {
+                if let Some((leader, attempt, queue)) = self.pending_leader.take() {
+                    if leader == sid && attempt == conn.id {
                         for b in queue {
                             let _ = conn.tx.send(b);
                         }
                     } else {
-                        self.pending_leader = Some((leader, queue));
+                        self.pending_leader = Some((leader, attempt, queue));
                     }
                 }
                 self.quorum.insert(sid, conn);
@@ -323,11 +322,20 @@ impl Transport {
                 } else {
                     &mut self.election
                 };
+                let mut current = false;
                 if map.get(&sid).is_some_and(|c| c.id == id) {
                     map.remove(&sid);
+                    current = true;
                 }
-                if quorum && self.pending_leader.as_ref().is_some_and(|(l, _)| *l == sid) {
+                let attempt = |(l, a, _): &(Sid, u64, Vec<Bytes>)| *l == sid && *a == id;
+                if quorum && self.pending_leader.as_ref().is_some_and(attempt) {
                     self.pending_leader = None;
+                    current = true;
+                }
+                // Only the end of the connection in use is news to the core: a late report
+                // from an older attempt must not tear down its successor.
+                if quorum && current {
+                    let _ = self.events.send(PeerEvent::Disconnected { peer: sid });
                 }
             }
         }
@@ -591,6 +599,5 @@ async fn run_quorum_conn(
             id,
             quorum: true,
         });
-        let _ = ev.send(PeerEvent::Disconnected { peer: s });
     }
 }
