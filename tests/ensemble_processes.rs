@@ -123,6 +123,7 @@ fn three_processes_elect_fail_over_and_rejoin() {
     });
     let (leader, epoch) = first.unwrap();
     let mut dead = members[leader].take().unwrap();
+    let killed_at = std::time::Instant::now();
     let _ = dead.child.kill();
     let _ = dead.child.wait();
     let mut second = None;
@@ -148,6 +149,8 @@ fn three_processes_elect_fail_over_and_rejoin() {
         second.is_some_and(|(l, e)| l != leader && e > epoch)
     });
     let (_, new_epoch) = second.unwrap();
+    // A figure for docs/performance.md (printed, never asserted).
+    println!("election after kill -9 of the leader: {} ms", killed_at.elapsed().as_millis());
     members[leader] = Some(start(&cfgs[leader]));
     common::wait_until("the old leader follows", || {
         settled(&members).is_some_and(|(l, e)| l != leader && e == new_epoch)
