@@ -150,7 +150,10 @@ fn three_processes_elect_fail_over_and_rejoin() {
     });
     let (_, new_epoch) = second.unwrap();
     // A figure for docs/performance.md (printed, never asserted).
-    println!("election after kill -9 of the leader: {} ms", killed_at.elapsed().as_millis());
+    println!(
+        "election after kill -9 of the leader: {} ms",
+        killed_at.elapsed().as_millis()
+    );
     members[leader] = Some(start(&cfgs[leader]));
     common::wait_until("the old leader follows", || {
         settled(&members).is_some_and(|(l, e)| l != leader && e == new_epoch)

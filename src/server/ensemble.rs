@@ -176,20 +176,17 @@ pub async fn run_member(s: &crate::config::Settings) -> std::io::Result<()> {
         );
     }
     let per_tick = (s.tick_time / CORE_TICK_MS).max(1) as u32;
+    let ids = |role: Role| -> Vec<Sid> {
+        s.servers
+            .iter()
+            .filter(|x| x.role == role)
+            .map(|x| x.id as Sid)
+            .collect()
+    };
     let cfg = Config {
         id: me,
-        voters: s
-            .servers
-            .iter()
-            .filter(|x| x.role == Role::Participant)
-            .map(|x| x.id as Sid)
-            .collect(),
-        observers: s
-            .servers
-            .iter()
-            .filter(|x| x.role == Role::Observer)
-            .map(|x| x.id as Sid)
-            .collect(),
+        voters: ids(Role::Participant),
+        observers: ids(Role::Observer),
         init_limit: s.init_limit * per_tick,
         sync_limit: s.sync_limit * per_tick,
         finalize_ticks: 2,
