@@ -16,6 +16,7 @@ const ACCEPTED_IGNORED: [&str; 7] = [
 
 pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
     let mut s = Settings::default();
+    let (mut saw_address, mut saw_port) = (false, false);
     let err = |key: &str, msg: String| ConfigError {
         file: file.to_string(),
         key: key.to_string(),
@@ -45,8 +46,14 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
             "tickTime" => s.tick_time = ranged(value, i32::MAX as i64)? as u64,
             "dataDir" => s.data_dir = PathBuf::from(value),
             "dataLogDir" => s.data_log_dir = PathBuf::from(value),
-            "clientPort" => s.client_port = ranged(value, 65535)? as u16,
-            "clientPortAddress" => s.client_port_address = value.to_string(),
+            "clientPort" => {
+                saw_port = true;
+                s.client_port = ranged(value, 65535)? as u16
+            }
+            "clientPortAddress" => {
+                saw_address = true;
+                s.client_port_address = value.to_string()
+            }
             "maxClientCnxns" => s.max_client_cnxns = ranged(value, u32::MAX as i64)? as u32,
             "minSessionTimeout" => s.min_session_timeout = num(value)? as i32,
             "maxSessionTimeout" => s.max_session_timeout = num(value)? as i32,
@@ -99,6 +106,13 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
             k => tracing::warn!(file, key = k, "unknown configuration key ignored"),
         }
     }
+    if saw_address && !saw_port {
+        // Apache ZooKeeper refuses this too; a zoo.cfg must mean the same to both.
+        return Err(err(
+            "clientPortAddress",
+            "is set but clientPort is not set".into(),
+        ));
+    }
     s.validate(file)?;
     Ok(s)
 }
@@ -131,6 +145,13 @@ mod tests {
         assert!(s.extended_types_enabled);
         assert_eq!(s.min_session_timeout, 2000);
         assert_eq!(s.servers.len(), 1);
+    }
+
+    #[test]
+    fn client_port_address_needs_client_port_as_in_zookeeper() {
+        let e = parse("clientPortAddress=127.0.0.1\n", "zoo.cfg").unwrap_err();
+        assert_eq!(e.key, "clientPortAddress");
+        assert!(parse("clientPortAddress=127.0.0.1\nclientPort=2999\n", "zoo.cfg").is_ok());
     }
 
     #[test]

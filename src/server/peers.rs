@@ -92,6 +92,8 @@ pub struct Transport {
     events: mpsc::UnboundedSender<PeerEvent>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     next_id: u64,
+    /// Redial ticks until the next report of unreachable members.
+    report_in: u32,
 }
 
 /// Starts the transport on the given listeners; returns its command channel.
@@ -128,6 +130,7 @@ pub fn start(
         events,
         internal_tx,
         next_id: 1,
+        report_in: 20,
     };
     tokio::spawn(t.run(cmd_rx, internal_rx, me_addr));
     cmd_tx
@@ -148,12 +151,38 @@ impl Transport {
                     None => return,
                 },
                 i = internal.recv() => if let Some(i) = i { self.internal(i) },
-                _ = redial.tick() => self.dial_smaller(me_addr),
+                _ = redial.tick() => {
+                    self.dial_smaller(me_addr);
+                    self.report_unreachable();
+                }
             }
         }
     }
 
     /// Keeps an election connection to every peer with a smaller id (ours are the ones kept).
+    /// Every 10 s while some peer has no election connection, says which (a member without
+    /// a quorum waits and keeps trying; this is the why).
+    fn report_unreachable(&mut self) {
+        self.report_in = self.report_in.saturating_sub(1);
+        if self.report_in > 0 {
+            return;
+        }
+        self.report_in = 20;
+        let mut missing: Vec<Sid> = self
+            .peers
+            .keys()
+            .copied()
+            .filter(|s| *s != self.me && !self.election.contains_key(s))
+            .collect();
+        missing.sort_unstable();
+        if !missing.is_empty() {
+            tracing::info!(
+                ?missing,
+                "no election connection to these members yet; retrying"
+            );
+        }
+    }
+
     fn dial_smaller(&mut self, me_addr: Option<SocketAddr>) {
         let targets: Vec<(Sid, SocketAddr)> = self
             .peers
