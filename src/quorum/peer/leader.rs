@@ -1,0 +1,382 @@
+//! The leader side of ZAB: choose the epoch, sync each learner (DIFF, TRUNC or SNAP), count
+//! NEWLEADER acks, then propose and commit in zxid order (see the module doc of `quorum`).
+//! Owns only the `Leading` role data of a `Peer`; does no I/O and reads no clock.
+
+use super::*;
+
+impl Peer {
+    pub(super) fn become_leader(&mut self) {
+        let mut learners = BTreeMap::new();
+        learners.insert(
+            self.cfg.id,
+            LearnerState {
+                observer: false,
+                accepted_epoch: self.accepted_epoch,
+                ack_epoch: Some((self.current_epoch, self.last_zxid())),
+                ack_counts: true,
+                phase: None,
+                heard: 0,
+            },
+        );
+        self.role = Role::Leading(Leading {
+            epoch: None,
+            learners,
+            newleader_acks: BTreeSet::new(),
+            broadcasting: false,
+            acks: BTreeMap::new(),
+            next_counter: 0,
+            ticks: 0,
+        });
+        self.out.push(Action::Role {
+            state: State::Leading,
+            leader: Some(self.cfg.id),
+            epoch: self.current_epoch,
+        });
+        for (from, msg) in std::mem::take(&mut self.early_learners) {
+            if !matches!(self.role, Role::Leading(_)) {
+                return; // one of them made us step down
+            }
+            self.leader_step(from, msg);
+        }
+        self.leader_progress();
+    }
+
+    pub(super) fn leading(&mut self) -> &mut Leading {
+        match &mut self.role {
+            Role::Leading(l) => l,
+            _ => unreachable!("only called while leading"),
+        }
+    }
+
+    pub(super) fn voter_count(&self, pred: impl Fn(Sid, &LearnerState) -> bool) -> usize {
+        let Role::Leading(l) = &self.role else {
+            return 0;
+        };
+        l.learners
+            .iter()
+            .filter(|(s, st)| self.cfg.voters.contains(s) && !st.observer && pred(**s, st))
+            .count()
+    }
+
+    /// Moves discovery and sync forward as far as what has arrived allows.
+    pub(super) fn leader_progress(&mut self) {
+        let q = quorum_of(self.cfg.voters.len());
+        let Role::Leading(l) = &self.role else { return };
+        if l.epoch.is_none() {
+            if self.voter_count(|_, _| true) < q {
+                return;
+            }
+            let Role::Leading(l) = &self.role else { return };
+            let epoch = l
+                .learners
+                .values()
+                .map(|s| s.accepted_epoch)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            self.accepted_epoch = epoch;
+            self.out.push(Action::SaveAcceptedEpoch(epoch));
+            self.leading().epoch = Some(epoch);
+            let me = self.cfg.id;
+            let others: Vec<Sid> = self
+                .leading()
+                .learners
+                .keys()
+                .copied()
+                .filter(|s| *s != me)
+                .collect();
+            for s in others {
+                self.send(s, Msg::LeaderInfo { epoch });
+            }
+        }
+        // Sync every learner whose epoch ack is in, once a quorum of voters has acked.
+        if self.voter_count(|_, st| st.ack_epoch.is_some() && st.ack_counts) < q {
+            return;
+        }
+        let ready: Vec<Sid> = self
+            .leading()
+            .learners
+            .iter()
+            .filter(|(_, st)| st.ack_epoch.is_some() && st.phase == Some(LearnerPhase::Epoch))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in ready {
+            self.sync_learner(s);
+        }
+        self.check_newleader_quorum();
+    }
+
+    /// DIFF, TRUNC or SNAP, then NEWLEADER.
+    pub(super) fn sync_learner(&mut self, s: Sid) {
+        let epoch = self.leading().epoch.expect("epoch chosen before sync");
+        let (_, peer_last) = self.leading().learners[&s].ack_epoch.expect("acked");
+        let last = self.last_zxid();
+        let idx = self.log.partition_point(|e| e.zxid <= peer_last);
+        let known = peer_last == self.base
+            || self
+                .log
+                .get(idx.wrapping_sub(1))
+                .is_some_and(|e| e.zxid == peer_last);
+        let behind = self.log.len() - idx;
+        let too_far = self.cfg.snap_threshold > 0 && behind > self.cfg.snap_threshold;
+        let mut msgs = Vec::new();
+        if peer_last < self.base || too_far {
+            // Our state up to what we have committed, then the proposals after it.
+            let from = self.log.partition_point(|e| e.zxid <= self.committed);
+            msgs.push(Msg::Snap {
+                zxid: self.committed,
+            });
+            msgs.extend(self.log[from..].iter().cloned().map(Msg::Proposal));
+        } else if peer_last > last {
+            msgs.push(Msg::Trunc { zxid: last });
+        } else if known {
+            msgs.push(Msg::Diff { zxid: last });
+            msgs.extend(self.log[idx..].iter().cloned().map(Msg::Proposal));
+        } else {
+            // The learner's tail diverges: cut back to the last entry we share.
+            let keep = self.log[..idx].last().map_or(self.base, |e| e.zxid);
+            msgs.push(Msg::Trunc { zxid: keep });
+            msgs.extend(self.log[idx..].iter().cloned().map(Msg::Proposal));
+        }
+        if self.committed > 0 && !matches!(msgs[0], Msg::Snap { .. }) {
+            msgs.push(Msg::Commit {
+                zxid: self.committed.min(last),
+            });
+        }
+        msgs.push(Msg::NewLeader {
+            zxid: make_zxid(epoch, 0),
+        });
+        for m in msgs {
+            self.send(s, m);
+        }
+        if let Some(st) = self.leading().learners.get_mut(&s) {
+            st.phase = Some(LearnerPhase::Syncing);
+        }
+    }
+
+    /// A quorum of NEWLEADER acks (ours counts once our log is durable) starts broadcast.
+    pub(super) fn check_newleader_quorum(&mut self) {
+        let q = quorum_of(self.cfg.voters.len());
+        let me = self.cfg.id;
+        let durable = self.durable_zxid >= self.last_zxid();
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
+        if l.broadcasting || l.epoch.is_none() {
+            return;
+        }
+        if durable {
+            l.newleader_acks.insert(me);
+        }
+        let voters = &self.cfg.voters;
+        if l.newleader_acks
+            .iter()
+            .filter(|s| voters.contains(s))
+            .count()
+            < q
+        {
+            return;
+        }
+        let epoch = l.epoch.expect("checked");
+        l.broadcasting = true;
+        l.next_counter = 0;
+        let uptodate: Vec<Sid> = l
+            .newleader_acks
+            .iter()
+            .copied()
+            .filter(|s| *s != me)
+            .collect();
+        for s in &uptodate {
+            if let Some(st) = l.learners.get_mut(s) {
+                st.phase = Some(LearnerPhase::UpToDate);
+            }
+        }
+        self.current_epoch = epoch;
+        self.out.push(Action::SaveCurrentEpoch(epoch));
+        // QuorumPeer.updateElectionVote: followers report the same leader and epoch, so a
+        // newcomer sees a quorum agree on them (FastLeaderElection's rule).
+        self.vote.peer_epoch = epoch;
+        for s in uptodate {
+            self.send(s, Msg::UpToDate);
+        }
+        // The whole history is committed by the new epoch.
+        if self.last_zxid() > self.committed {
+            self.committed = self.last_zxid();
+            self.out.push(Action::Commit {
+                zxid: self.committed,
+            });
+        }
+        self.out.push(Action::Role {
+            state: State::Leading,
+            leader: Some(me),
+            epoch,
+        });
+    }
+
+    pub(super) fn leader_step(&mut self, from: Sid, msg: Msg) {
+        let known = self.cfg.voters.contains(&from) || self.cfg.observers.contains(&from);
+        if !known {
+            return;
+        }
+        if let Some(st) = self.leading().learners.get_mut(&from) {
+            st.heard = 0;
+        }
+        match msg {
+            Msg::FollowerInfo {
+                accepted_epoch,
+                observer,
+            } => {
+                let epoch = self.leading().epoch;
+                if epoch.is_some_and(|e| accepted_epoch >= e) {
+                    // The learner accepted a later epoch from a leadership that never
+                    // completed; it can never join ours. Step down so that the next election
+                    // picks an epoch above everyone's (Apache ZooKeeper would leave it out).
+                    self.look();
+                    return;
+                }
+                self.leading().learners.insert(
+                    from,
+                    LearnerState {
+                        observer,
+                        accepted_epoch,
+                        ack_epoch: None,
+                        ack_counts: false,
+                        phase: epoch.map(|_| LearnerPhase::Epoch),
+                        heard: 0,
+                    },
+                );
+                if let Some(epoch) = epoch {
+                    self.send(from, Msg::LeaderInfo { epoch });
+                }
+                self.leader_progress();
+            }
+            Msg::AckEpoch {
+                current_epoch,
+                last_zxid,
+                counts,
+            } => {
+                if (current_epoch, last_zxid) > (self.current_epoch, self.last_zxid())
+                    && !self.leading().broadcasting
+                {
+                    // A learner knows more than we do: we should not lead.
+                    self.look();
+                    return;
+                }
+                if let Some(st) = self.leading().learners.get_mut(&from) {
+                    if st.phase.is_none() {
+                        st.phase = Some(LearnerPhase::Epoch);
+                    }
+                    st.ack_epoch = Some((current_epoch, last_zxid));
+                    st.ack_counts = counts;
+                }
+                self.leader_progress();
+            }
+            Msg::Ack { zxid } => self.leader_ack(from, zxid),
+            Msg::PingReply => {}
+            _ => {}
+        }
+    }
+
+    pub(super) fn leader_ack(&mut self, from: Sid, zxid: Zxid) {
+        let Some(epoch) = self.leading().epoch else {
+            return;
+        };
+        if zxid == make_zxid(epoch, 0) {
+            let l = self.leading();
+            if let Some(st) = l.learners.get_mut(&from) {
+                if l.broadcasting {
+                    // Only a learner still syncing gets UPTODATE: ZooKeeper's learner ACKs the
+                    // new epoch's zxid a second time once it has started.
+                    if st.phase != Some(LearnerPhase::UpToDate) {
+                        st.phase = Some(LearnerPhase::UpToDate);
+                        self.send(from, Msg::UpToDate);
+                    }
+                } else {
+                    l.newleader_acks.insert(from);
+                }
+            }
+            self.check_newleader_quorum();
+            return;
+        }
+        if self.is_voter(from) {
+            if let Some(set) = self.leading().acks.get_mut(&zxid) {
+                set.insert(from);
+            }
+        }
+        self.try_commit();
+    }
+
+    /// Commits the oldest outstanding proposals that a quorum has acked, in zxid order.
+    pub(super) fn try_commit(&mut self) {
+        let q = quorum_of(self.cfg.voters.len());
+        let me = self.cfg.id;
+        let durable = self.durable_zxid;
+        loop {
+            let Role::Leading(l) = &mut self.role else {
+                return;
+            };
+            let Some((&zxid, acks)) = l.acks.iter_mut().next() else {
+                break;
+            };
+            if zxid <= durable {
+                acks.insert(me);
+            }
+            if acks.len() < q {
+                break;
+            }
+            l.acks.remove(&zxid);
+            self.committed = zxid;
+            self.out.push(Action::Commit { zxid });
+            let targets: Vec<(Sid, bool)> = l
+                .learners
+                .iter()
+                .filter(|(s, st)| **s != me && st.phase >= Some(LearnerPhase::Syncing))
+                .map(|(s, st)| (*s, st.observer))
+                .collect();
+            let entry = self.log.iter().rev().find(|e| e.zxid == zxid).cloned();
+            // (Trimming waits until the observers have been sent this entry.)
+            for (s, observer) in targets {
+                if observer {
+                    // INFORM: observers only ever see committed proposals.
+                    if let Some(e) = entry.clone() {
+                        self.send(s, Msg::Proposal(e));
+                    }
+                }
+                self.send(s, Msg::Commit { zxid });
+            }
+        }
+        self.trim();
+    }
+
+    /// Proposes a transaction. Only a broadcasting leader can; None otherwise (or when the
+    /// zxid counter would overflow, which starts a new election as ZooKeeper does).
+    pub fn propose(&mut self, payload: bytes::Bytes) -> (Option<Zxid>, Vec<Action>) {
+        let me = self.cfg.id;
+        let Role::Leading(l) = &mut self.role else {
+            return (None, self.take());
+        };
+        if !l.broadcasting {
+            return (None, self.take());
+        }
+        if l.next_counter == u32::MAX {
+            self.look();
+            return (None, self.take());
+        }
+        l.next_counter += 1;
+        let zxid = make_zxid(self.current_epoch, l.next_counter);
+        l.acks.insert(zxid, BTreeSet::new());
+        let targets: Vec<Sid> = l
+            .learners
+            .iter()
+            .filter(|(s, st)| **s != me && !st.observer && st.phase >= Some(LearnerPhase::Syncing))
+            .map(|(s, _)| *s)
+            .collect();
+        let e = Entry { zxid, payload };
+        self.log.push(e.clone());
+        self.out.push(Action::Append(e.clone()));
+        for s in targets {
+            self.send(s, Msg::Proposal(e.clone()));
+        }
+        (Some(zxid), self.take())
+    }
+}

@@ -1,0 +1,202 @@
+//! The follower and observer side of ZAB: connect, acknowledge the epoch, sync, then log
+//! proposals and commit in order (see the module doc of `quorum`).
+//! Owns only the `Learning` role data of a `Peer`; does no I/O and reads no clock.
+
+use super::*;
+
+impl Peer {
+    pub(super) fn become_learner(&mut self, leader: Sid) {
+        self.early_learners.clear();
+        let observer = !self.is_voter(self.cfg.id);
+        self.role = Role::Learning(Learning {
+            leader,
+            observer,
+            synced: false,
+            silent: 0,
+            newleader: None,
+            newleader_acked: false,
+            up_to_date: false,
+            to_ack: BTreeSet::new(),
+            commit_target: self.committed,
+        });
+        self.out.push(Action::Role {
+            state: if observer {
+                State::Observing
+            } else {
+                State::Following
+            },
+            leader: Some(leader),
+            epoch: self.current_epoch,
+        });
+        self.send(
+            leader,
+            Msg::FollowerInfo {
+                accepted_epoch: self.accepted_epoch,
+                observer,
+            },
+        );
+    }
+
+    pub(super) fn learner_step(&mut self, from: Sid, msg: Msg) {
+        let Role::Learning(l) = &mut self.role else {
+            return;
+        };
+        if from != l.leader {
+            return;
+        }
+        l.silent = 0;
+        match msg {
+            Msg::LeaderInfo { epoch } => {
+                if epoch < self.accepted_epoch {
+                    self.look();
+                    return;
+                }
+                let counts = epoch > self.accepted_epoch;
+                if counts {
+                    self.accepted_epoch = epoch;
+                    self.out.push(Action::SaveAcceptedEpoch(epoch));
+                }
+                let (current_epoch, last_zxid) = (self.current_epoch, self.last_zxid());
+                self.send(
+                    from,
+                    Msg::AckEpoch {
+                        current_epoch,
+                        last_zxid,
+                        counts,
+                    },
+                );
+            }
+            Msg::Diff { .. } => {}
+            Msg::Trunc { zxid } => {
+                self.log.retain(|e| e.zxid <= zxid);
+                self.durable_zxid = self.durable_zxid.min(zxid);
+                self.out.push(Action::Truncate { after: zxid });
+            }
+            Msg::Snap { zxid } => {
+                // The host has loaded (and persisted) the leader's state at `zxid`.
+                self.log.clear();
+                self.base = zxid;
+                self.durable_zxid = zxid;
+                self.committed = zxid;
+                l.commit_target = l.commit_target.max(zxid);
+            }
+            Msg::Proposal(e) => self.learner_proposal(e),
+            Msg::NewLeader { zxid } => {
+                // The new epoch is adopted (and persisted) only once everything received
+                // before NEWLEADER is durable, in `ack_durable`: persisting it first and then
+                // crashing would claim a history this peer does not have (the bug
+                // ZOOKEEPER-4643 fixed in Apache ZooKeeper).
+                let before = self.last_zxid();
+                if let Role::Learning(l) = &mut self.role {
+                    l.newleader = Some((zxid, before));
+                }
+                self.ack_durable();
+            }
+            Msg::UpToDate => {
+                let Role::Learning(l) = &mut self.role else {
+                    return;
+                };
+                l.up_to_date = true;
+                l.synced = true;
+                if let Some((_, before)) = l.newleader {
+                    l.commit_target = l.commit_target.max(before);
+                }
+                let leader = l.leader;
+                let state = if l.observer {
+                    State::Observing
+                } else {
+                    State::Following
+                };
+                self.out.push(Action::Role {
+                    state,
+                    leader: Some(leader),
+                    epoch: self.current_epoch,
+                });
+                self.deliver();
+            }
+            Msg::Commit { zxid } => {
+                l.commit_target = l.commit_target.max(zxid);
+                self.deliver();
+            }
+            Msg::Ping => self.send(from, Msg::PingReply),
+            _ => {}
+        }
+    }
+
+    pub(super) fn learner_proposal(&mut self, e: Entry) {
+        let last = self.last_zxid();
+        if e.zxid <= last {
+            return;
+        }
+        if epoch_of(e.zxid) == epoch_of(last) && e.zxid != last + 1 {
+            // A hole: messages were lost. Start over with a fresh sync.
+            self.look();
+            return;
+        }
+        let Role::Learning(l) = &mut self.role else {
+            return;
+        };
+        if !l.observer {
+            l.to_ack.insert(e.zxid);
+        }
+        self.log.push(e.clone());
+        self.out.push(Action::Append(e));
+    }
+
+    /// Sends what durability now allows: NEWLEADER's ACK, proposal ACKs.
+    pub(super) fn ack_durable(&mut self) {
+        let durable = self.durable_zxid;
+        let last = self.last_zxid();
+        let Role::Learning(l) = &mut self.role else {
+            return;
+        };
+        let leader = l.leader;
+        let mut sends = Vec::new();
+        let mut adopt = None;
+        if let Some((zxid, before)) = l.newleader {
+            if !l.newleader_acked && durable >= before.min(last) {
+                l.newleader_acked = true;
+                adopt = Some(epoch_of(zxid));
+                sends.push(Msg::Ack { zxid });
+            }
+        }
+        if let Some(epoch) = adopt {
+            self.current_epoch = epoch;
+            self.out.push(Action::SaveCurrentEpoch(epoch));
+            // QuorumPeer.updateElectionVote: report the established epoch from now on.
+            self.vote.peer_epoch = epoch;
+        }
+        let Role::Learning(l) = &mut self.role else {
+            return;
+        };
+        if l.newleader_acked {
+            while let Some(&z) = l.to_ack.first() {
+                if z > durable {
+                    break;
+                }
+                l.to_ack.remove(&z);
+                if epoch_of(z) == self.current_epoch {
+                    sends.push(Msg::Ack { zxid: z });
+                }
+            }
+        }
+        for m in sends {
+            self.send(leader, m);
+        }
+    }
+
+    /// Commits, in order, what the leader has committed and this peer has durably logged.
+    pub(super) fn deliver(&mut self) {
+        let target = match &self.role {
+            Role::Learning(l) if l.up_to_date => l.commit_target,
+            Role::Leading(_) => self.committed,
+            _ => return,
+        };
+        let upto = target.min(self.durable_zxid).min(self.last_zxid());
+        if upto > self.committed {
+            self.committed = upto;
+            self.out.push(Action::Commit { zxid: upto });
+            self.trim();
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! One ensemble member's ZAB state machine (see the module doc of `quorum`): state, the
+//! LOOKING role and the events; the learner side is in `learner.rs`, the leader side in
+//! `leader.rs`.
+
+//! Roles are types: [`Role::Looking`], `Following`/`Observing` ([`Learning`]), `Leading`.
+
+mod leader;
+mod learner;
+
+use super::election::{Election, Outcome};
+use super::{epoch_of, make_zxid, quorum_of, Action, Entry, Msg, Sid, State, Vote, Zxid};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: Sid,
+    pub voters: Vec<Sid>,
+    pub observers: Vec<Sid>,
+    /// Ticks a new leader and its learners have to finish discovery and sync (initLimit).
+    pub init_limit: u32,
+    /// Ticks of silence after which leader or follower gives up (syncLimit).
+    pub sync_limit: u32,
+    /// Ticks to wait for a better vote once a quorum agrees.
+    pub finalize_ticks: u32,
+    /// A learner this many entries behind gets SNAP rather than DIFF.
+    pub snap_threshold: usize,
+    /// Committed entries kept in memory for DIFF; older ones are forgotten (their effect is
+    /// in the host's state), and a learner that needs them gets SNAP.
+    pub log_window: usize,
+}
+
+/// What survives a crash: the epoch files, the zxid of the host's snapshot state, and the
+/// synced log after it.
+#[derive(Debug, Clone, Default)]
+pub struct Durable {
+    pub accepted_epoch: u32,
+    pub current_epoch: u32,
+    /// The zxid the host's state (snapshot) is at; `log` holds only entries after it.
+    pub base: Zxid,
+    pub log: Vec<Entry>,
+}
+
+/// A follower's or observer's progress with its leader.
+struct Learning {
+    leader: Sid,
+    observer: bool,
+    synced: bool,
+    silent: u32,
+    /// NEWLEADER's zxid and the last entry received before it, once it has come.
+    newleader: Option<(Zxid, Zxid)>,
+    newleader_acked: bool,
+    up_to_date: bool,
+    /// Proposals to ACK once durable.
+    to_ack: BTreeSet<Zxid>,
+    commit_target: Zxid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum LearnerPhase {
+    /// LEADERINFO sent, waiting for ACKEPOCH.
+    Epoch,
+    /// Sync and NEWLEADER sent: receives every new proposal from now on.
+    Syncing,
+    /// NEWLEADER acked and UPTODATE sent.
+    UpToDate,
+}
+
+struct LearnerState {
+    observer: bool,
+    accepted_epoch: u32,
+    ack_epoch: Option<(u32, Zxid)>,
+    /// Whether its ACKEPOCH counts toward the epoch quorum.
+    ack_counts: bool,
+    phase: Option<LearnerPhase>,
+    heard: u32,
+}
+
+struct Leading {
+    /// The new epoch, once discovery has found a quorum.
+    epoch: Option<u32>,
+    learners: BTreeMap<Sid, LearnerState>,
+    newleader_acks: BTreeSet<Sid>,
+    broadcasting: bool,
+    /// Outstanding proposals of this epoch and the voters that have acked them.
+    acks: BTreeMap<Zxid, BTreeSet<Sid>>,
+    next_counter: u32,
+    ticks: u32,
+}
+
+enum Role {
+    Looking(Election),
+    Learning(Learning),
+    Leading(Leading),
+}
+
+pub struct Peer {
+    cfg: Config,
+    accepted_epoch: u32,
+    current_epoch: u32,
+    /// Everything up to `base` is folded into the host's state; `log` holds what follows.
+    base: Zxid,
+    log: Vec<Entry>,
+    durable_zxid: Zxid,
+    committed: Zxid,
+    clock: u64,
+    role: Role,
+    /// The last vote this peer acted on (answered to LOOKING peers).
+    vote: Vote,
+    /// FOLLOWERINFOs that arrived while still looking (a learner can decide first); handled
+    /// if this peer becomes the leader.
+    early_learners: Vec<(Sid, Msg)>,
+    out: Vec<Action>,
+}
+
+impl Peer {
+    /// A peer starting (or restarting) from its durable state, LOOKING.
+    pub fn new(cfg: Config, d: Durable) -> Peer {
+        let last = d.log.last().map_or(d.base, |e| e.zxid);
+        let mut p = Peer {
+            accepted_epoch: d.accepted_epoch,
+            current_epoch: d.current_epoch,
+            base: d.base,
+            durable_zxid: last,
+            committed: d.base,
+            clock: 0,
+            log: d.log,
+            vote: Vote {
+                leader: cfg.id,
+                zxid: last,
+                election_epoch: 0,
+                peer_epoch: d.current_epoch,
+                state: State::Looking,
+            },
+            early_learners: Vec::new(),
+            role: Role::Looking(Election::start(
+                cfg.id,
+                last,
+                d.current_epoch,
+                0,
+                cfg.finalize_ticks,
+            )),
+            cfg,
+            out: Vec::new(),
+        };
+        p.look();
+        p
+    }
+
+    pub fn id(&self) -> Sid {
+        self.cfg.id
+    }
+
+    pub fn state(&self) -> State {
+        match &self.role {
+            Role::Looking(_) => State::Looking,
+            Role::Learning(l) if l.observer => State::Observing,
+            Role::Learning(_) => State::Following,
+            Role::Leading(_) => State::Leading,
+        }
+    }
+
+    /// Leading with a committed epoch: can take proposals.
+    pub fn is_serving_leader(&self) -> bool {
+        matches!(&self.role, Role::Leading(l) if l.broadcasting)
+    }
+
+    pub fn leader(&self) -> Option<Sid> {
+        match &self.role {
+            Role::Learning(l) if l.up_to_date => Some(l.leader),
+            Role::Leading(l) if l.broadcasting => Some(self.cfg.id),
+            _ => None,
+        }
+    }
+
+    pub fn last_zxid(&self) -> Zxid {
+        self.log.last().map_or(self.base, |e| e.zxid)
+    }
+
+    /// Forgets committed entries beyond the window (they are in the host's state).
+    fn trim(&mut self) {
+        let excess = self.log.len().saturating_sub(self.cfg.log_window.max(1));
+        let committed = self.committed;
+        let n = self.log[..excess]
+            .iter()
+            .take_while(|e| e.zxid <= committed)
+            .count();
+        if n > 0 {
+            self.base = self.log[n - 1].zxid;
+            self.log.drain(..n);
+        }
+    }
+
+    pub fn committed(&self) -> Zxid {
+        self.committed
+    }
+
+    pub fn current_epoch(&self) -> u32 {
+        self.current_epoch
+    }
+
+    fn is_voter(&self, s: Sid) -> bool {
+        self.cfg.voters.contains(&s)
+    }
+
+    fn send(&mut self, to: Sid, msg: Msg) {
+        self.out.push(Action::Send { to, msg });
+    }
+
+    fn take(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.out)
+    }
+
+    // ---- LOOKING ------------------------------------------------------------------------
+
+    fn look(&mut self) {
+        // Leaving a role closes its connections, as ZooKeeper's LearnerHandlers and Learner do.
+        let peers: Vec<Sid> = match &self.role {
+            Role::Leading(l) => l
+                .learners
+                .keys()
+                .copied()
+                .filter(|s| *s != self.cfg.id)
+                .collect(),
+            Role::Learning(l) => vec![l.leader],
+            Role::Looking(_) => Vec::new(),
+        };
+        for peer in peers {
+            self.out.push(Action::Disconnect { peer });
+        }
+        let e = Election::start(
+            self.cfg.id,
+            self.last_zxid(),
+            self.current_epoch,
+            self.clock,
+            self.cfg.finalize_ticks,
+        );
+        self.clock = e.clock;
+        self.role = Role::Looking(e);
+        self.out.push(Action::Role {
+            state: State::Looking,
+            leader: None,
+            epoch: self.current_epoch,
+        });
+        self.notify_all();
+    }
+
+    fn my_vote(&self) -> Vote {
+        match &self.role {
+            Role::Looking(e) => e.proposal.clone(),
+            _ => Vote {
+                state: self.state(),
+                ..self.vote.clone()
+            },
+        }
+    }
+
+    fn notify_all(&mut self) {
+        let v = self.my_vote();
+        let peers: Vec<Sid> = self
+            .cfg
+            .voters
+            .iter()
+            .chain(self.cfg.observers.iter())
+            .copied()
+            .filter(|s| *s != self.cfg.id)
+            .collect();
+        for s in peers {
+            self.send(s, Msg::Notify(v.clone()));
+        }
+    }
+
+    fn election_outcomes(&mut self, outcomes: Vec<Outcome>) {
+        for o in outcomes {
+            match o {
+                Outcome::Notify(None) => self.notify_all(),
+                Outcome::Notify(Some(to)) => {
+                    let v = self.my_vote();
+                    self.send(to, Msg::Notify(v));
+                }
+                Outcome::Decided(v) => {
+                    self.decide(v);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn decide(&mut self, v: Vote) {
+        if let Role::Looking(e) = &self.role {
+            self.clock = e.clock.max(v.election_epoch);
+        }
+        self.vote = Vote {
+            election_epoch: self.clock,
+            ..v.clone()
+        };
+        if v.leader == self.cfg.id && self.is_voter(self.cfg.id) {
+            self.become_leader();
+        } else if v.leader != self.cfg.id {
+            self.become_learner(v.leader);
+        } else {
+            self.look();
+        }
+    }
+
+    // ---- events ---------------------------------------------------------------------------
+
+    /// A message from another peer.
+    pub fn step(&mut self, from: Sid, msg: Msg) -> Vec<Action> {
+        match msg {
+            Msg::Notify(v) => self.on_notify(from, v),
+            other => match self.role {
+                Role::Learning(_) => self.learner_step(from, other),
+                Role::Leading(_) => self.leader_step(from, other),
+                Role::Looking(_) => {
+                    if matches!(other, Msg::FollowerInfo { .. }) {
+                        self.early_learners.retain(|(s, _)| *s != from);
+                        self.early_learners.push((from, other));
+                    }
+                }
+            },
+        }
+        self.take()
+    }
+
+    fn on_notify(&mut self, from: Sid, v: Vote) {
+        if let Role::Looking(e) = &mut self.role {
+            let mut outcomes = Vec::new();
+            let voters = self.cfg.voters.clone();
+            e.on_notification(self.cfg.id, &voters, from, &v, &mut outcomes);
+            self.election_outcomes(outcomes);
+        } else if v.state == State::Looking {
+            let mine = self.my_vote();
+            self.send(from, Msg::Notify(mine));
+        }
+    }
+
+    /// The connection to `peer` broke (TCP closed or reset): a learner that loses its
+    /// leader starts looking; a leader forgets the learner until it reconnects and syncs.
+    pub fn disconnected(&mut self, peer: Sid) -> Vec<Action> {
+        // An early FOLLOWERINFO belongs to its connection.
+        self.early_learners.retain(|(s, _)| *s != peer);
+        match &mut self.role {
+            Role::Learning(l) if l.leader == peer => self.look(),
+            Role::Leading(l) => {
+                l.learners.remove(&peer);
+                l.newleader_acks.remove(&peer);
+                for acks in l.acks.values_mut() {
+                    acks.remove(&peer);
+                }
+            }
+            _ => {}
+        }
+        self.take()
+    }
+
+    /// The log is synced up to `zxid`.
+    pub fn durable(&mut self, zxid: Zxid) -> Vec<Action> {
+        if zxid > self.durable_zxid {
+            self.durable_zxid = zxid.min(self.last_zxid());
+        }
+        match self.role {
+            Role::Learning(_) => {
+                self.ack_durable();
+                self.deliver();
+            }
+            Role::Leading(_) => {
+                self.check_newleader_quorum();
+                self.try_commit();
+            }
+            Role::Looking(_) => {}
+        }
+        self.take()
+    }
+
+    /// One tick of time.
+    pub fn tick(&mut self) -> Vec<Action> {
+        match &mut self.role {
+            Role::Looking(e) => {
+                let mut outcomes = Vec::new();
+                e.tick(&mut outcomes);
+                self.election_outcomes(outcomes);
+            }
+            Role::Learning(l) => {
+                l.silent += 1;
+                let limit = if l.up_to_date {
+                    self.cfg.sync_limit
+                } else {
+                    self.cfg.init_limit
+                };
+                if l.silent > limit {
+                    self.look();
+                }
+            }
+            Role::Leading(_) => self.leader_tick(),
+        }
+        self.take()
+    }
+
+    fn leader_tick(&mut self) {
+        let (sync_limit, init_limit, me) = (self.cfg.sync_limit, self.cfg.init_limit, self.cfg.id);
+        let l = self.leading();
+        l.ticks += 1;
+        for (s, st) in l.learners.iter_mut() {
+            if *s != me {
+                st.heard += 1;
+            }
+        }
+        let broadcasting = l.broadcasting;
+        let started = l.ticks;
+        let targets: Vec<Sid> = l.learners.keys().copied().filter(|s| *s != me).collect();
+        for s in targets {
+            self.send(s, Msg::Ping);
+        }
+        let q = quorum_of(self.cfg.voters.len());
+        if !broadcasting {
+            if started > init_limit {
+                self.look();
+            }
+            return;
+        }
+        let alive = self.voter_count(|s, st| {
+            s == me || (st.heard <= sync_limit && st.phase == Some(LearnerPhase::UpToDate))
+        });
+        if alive < q {
+            self.look();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn cfg(id: Sid) -> Config {
+        Config {
+            id,
+            voters: vec![1, 2, 3],
+            observers: vec![],
+            init_limit: 10,
+            sync_limit: 5,
+            finalize_ticks: 0,
+            snap_threshold: 100,
+            log_window: 100,
+        }
+    }
+
+    /// Runs three peers with instant, lossless delivery until `done` holds.
+    fn settle(peers: &mut [Peer], mut actions: Vec<(Sid, Action)>, done: impl Fn(&[Peer]) -> bool) {
+        for _ in 0..200 {
+            while let Some((from, a)) = actions.pop() {
+                let idx = |s: Sid| (s - 1) as usize;
+                match a {
+                    Action::Send { to, msg } => {
+                        let out = peers[idx(to)].step(from, msg);
+                        actions.extend(out.into_iter().map(|a| (to, a)));
+                    }
+                    Action::Append(e) => {
+                        let out = peers[idx(from)].durable(e.zxid);
+                        actions.extend(out.into_iter().map(|a| (from, a)));
+                    }
+                    _ => {}
+                }
+            }
+            if done(peers) {
+                return;
+            }
+            for p in peers.iter_mut() {
+                let id = p.id();
+                actions.extend(p.tick().into_iter().map(|a| (id, a)));
+            }
+        }
+        panic!("did not settle");
+    }
+
+    #[test]
+    fn an_overflowing_zxid_counter_forces_a_new_election() {
+        let mut peers: Vec<Peer> = (1..=3)
+            .map(|i| Peer::new(cfg(i), Durable::default()))
+            .collect();
+        let start: Vec<(Sid, Action)> = Vec::new();
+        settle(&mut peers, start, |p| {
+            p.iter().any(|x| x.is_serving_leader())
+        });
+        let leader = peers
+            .iter()
+            .position(|p| p.is_serving_leader())
+            .expect("a leader");
+        let (zxid, _) = peers[leader].propose(Bytes::from_static(b"x"));
+        assert!(zxid.is_some());
+        if let Role::Leading(l) = &mut peers[leader].role {
+            l.next_counter = u32::MAX;
+        }
+        let (zxid, actions) = peers[leader].propose(Bytes::from_static(b"y"));
+        assert_eq!(zxid, None, "no proposal past the 32-bit counter");
+        assert_eq!(peers[leader].state(), State::Looking);
+        let epoch = peers[leader].current_epoch();
+        let id = peers[leader].id();
+        let acts = actions.into_iter().map(|a| (id, a)).collect();
+        settle(&mut peers, acts, |p| {
+            p.iter()
+                .any(|x| x.is_serving_leader() && x.current_epoch() > epoch)
+        });
+    }
+}
