@@ -305,6 +305,49 @@ fn four_letter_words() {
 }
 
 #[test]
+fn watch_session_and_directory_words() {
+    let z = Zabd::start();
+    let (mut s, conn) = session(&z);
+    let ephemeral = request(1, 1, |w| {
+        w.string("/e").buffer(Some(b"x"));
+        zabd::jute::records::write_acls(w, &zabd::tree::acl_cache::open_acl());
+        w.i32(1);
+    });
+    send_frame(&mut s, &ephemeral);
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    send_frame(
+        &mut s,
+        &request(2, 3, |w| {
+            w.string("/e").bool(true);
+        }),
+    );
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    let sid = format!("0x{:x}", conn.session_id);
+    assert_eq!(z.four("wchc"), format!("{sid}\n\t/e\n"));
+    assert_eq!(z.four("wchp"), format!("/e\n\t{sid}\n"));
+    let dump = z.four("dump");
+    assert!(
+        dump.contains(&format!("Global Sessions(1):\n{sid}\t")),
+        "{dump}"
+    );
+    assert!(
+        dump.contains(&format!("Sessions with Ephemerals (1):\n{sid}:\n\t/e\n")),
+        "{dump}"
+    );
+    let dirs = z.four("dirs");
+    let size = |key: &str| -> u64 {
+        let line = dirs.lines().find(|l| l.starts_with(key)).expect(key);
+        line[key.len()..].trim().parse().expect("a byte count")
+    };
+    assert!(size("datadir_size:") > 0, "the initial snapshot: {dirs}");
+    assert!(size("logdir_size:") > 0, "the log with the create: {dirs}");
+    assert!(!z.four("cons").contains("recved=0,"));
+    assert_eq!(z.four("crst"), "Connection stats reset.\n");
+    assert!(z.four("cons").contains("recved=0,sent=0"));
+    still_serving(&z);
+}
+
+#[test]
 fn max_client_cnxns_limits_one_address() {
     let z = Zabd::start_with("max_client_cnxns = 2");
     let (_a, _) = session(&z);

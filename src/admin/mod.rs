@@ -1,7 +1,7 @@
 //! Four-letter words: the operator's health and status commands on the client port.
 //!
-//! Owns: the text of each answer. Reads the engine; never changes it (except `srst`,
-//! which resets counters). A connection whose first four bytes spell a known word gets
+//! Owns: the text of each answer. Reads the engine; never changes it (except `srst` and `crst`,
+//! which reset counters). A connection whose first four bytes spell a known word gets
 //! the answer and is closed; a known word not in `4lw.commands.whitelist` gets ZooKeeper's
 //! "is not executed because it is not in the whitelist." line.
 
@@ -12,8 +12,9 @@ use std::fmt::Write;
 pub const ZK_VERSION: &str = "3.9.2";
 
 /// Every word zabd recognises.
-pub const WORDS: [&str; 11] = [
-    "ruok", "srvr", "stat", "mntr", "envi", "conf", "isro", "cons", "wchs", "dirs", "srst",
+pub const WORDS: [&str; 15] = [
+    "ruok", "srvr", "stat", "mntr", "envi", "conf", "isro", "cons", "wchs", "wchc", "wchp", "dump",
+    "dirs", "srst", "crst",
 ];
 
 /// Is this 4-byte prefix a four-letter word?
@@ -30,6 +31,8 @@ pub struct ServerInfo {
     pub data_log_dir: String,
     pub whitelist: Vec<String>,
     pub mode: String,
+    /// Bytes in the snapshot and log directories, measured by the server for `dirs`.
+    pub dir_sizes: (u64, u64),
 }
 
 pub fn version_line() -> String {
@@ -64,13 +67,75 @@ pub fn answer(word: &str, engine: &mut Engine, info: &ServerInfo) -> String {
             engine.tree.watches.paths(),
             engine.tree.watches.count()
         ),
-        "dirs" => "datadir_size: 0\nlogdir_size: 0\n".to_string(),
+        "wchc" => wchc(engine),
+        "wchp" => wchp(engine),
+        "dump" => dump(engine),
+        "dirs" => dirs(info),
         "srst" => {
             engine.stats.reset();
             "Server stats reset.\n".to_string()
         }
+        "crst" => {
+            engine.reset_connection_stats();
+            "Connection stats reset.\n".to_string()
+        }
         _ => String::new(),
     }
+}
+
+/// `wchc`: each watching session and the paths it watches.
+fn wchc(engine: &Engine) -> String {
+    let mut s = String::new();
+    for (session, paths) in engine.tree.watches.by_session() {
+        let _ = writeln!(s, "0x{session:x}");
+        for p in paths {
+            let _ = writeln!(s, "\t{p}");
+        }
+    }
+    s
+}
+
+/// `wchp`: each watched path and the sessions watching it.
+fn wchp(engine: &Engine) -> String {
+    let mut s = String::new();
+    for (p, sessions) in engine.tree.watches.by_path() {
+        let _ = writeln!(s, "{p}");
+        for session in sessions {
+            let _ = writeln!(s, "\t0x{session:x}");
+        }
+    }
+    s
+}
+
+/// `dump`: the open sessions with their timeouts, then each session's ephemeral nodes.
+fn dump(engine: &Engine) -> String {
+    let sessions = engine.session_list();
+    let mut s = String::from("SessionTracker dump:\n");
+    let _ = writeln!(s, "Global Sessions({}):", sessions.len());
+    for (id, timeout) in &sessions {
+        let _ = writeln!(s, "0x{id:x}\t{timeout}ms");
+    }
+    s.push_str("ephemeral nodes dump:\n");
+    let owners: Vec<(i64, Vec<String>)> = sessions
+        .iter()
+        .map(|(id, _)| (*id, engine.tree.ephemerals_of(*id)))
+        .filter(|(_, paths)| !paths.is_empty())
+        .collect();
+    let _ = writeln!(s, "Sessions with Ephemerals ({}):", owners.len());
+    for (id, paths) in owners {
+        let _ = writeln!(s, "0x{id:x}:");
+        for p in paths {
+            let _ = writeln!(s, "\t{p}");
+        }
+    }
+    s
+}
+
+fn dirs(info: &ServerInfo) -> String {
+    format!(
+        "datadir_size: {}\nlogdir_size: {}\n",
+        info.dir_sizes.0, info.dir_sizes.1
+    )
 }
 
 fn cons(engine: &Engine) -> String {

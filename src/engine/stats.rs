@@ -58,6 +58,13 @@ pub struct ConnView {
 }
 
 impl super::Engine {
+    /// `crst`: zero every connection's counters.
+    pub fn reset_connection_stats(&mut self) {
+        for c in self.conns.values_mut() {
+            c.stats = ConnStats::default();
+        }
+    }
+
     pub fn connection_views(&self) -> Vec<ConnView> {
         let mut v: Vec<ConnView> = self
             .conns

@@ -212,9 +212,37 @@ fn take(
             actions.extend(engine.handle(ev, clocks.now()));
         }
         CoreMsg::FourLetter { word, reply } => {
-            let _ = reply.send(admin::answer(word, engine, info));
+            let text = if word == "dirs" {
+                let sizes = (
+                    version_dir_bytes(&info.data_dir),
+                    version_dir_bytes(&info.data_log_dir),
+                );
+                let info = ServerInfo {
+                    dir_sizes: sizes,
+                    ..info.clone()
+                };
+                admin::answer(word, engine, &info)
+            } else {
+                admin::answer(word, engine, info)
+            };
+            let _ = reply.send(text);
         }
     }
+}
+
+/// Bytes in the files of `<dir>/version-2`, as ZooKeeper's `dirs` counts them.
+fn version_dir_bytes(dir: &str) -> u64 {
+    let Ok(entries) =
+        std::fs::read_dir(std::path::Path::new(dir).join(crate::persist::VERSION_DIR))
+    else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Performs actions: frames to connections, transactions to the log writer (which answers

@@ -15,7 +15,7 @@
 
 use super::path;
 use crate::proto::event;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// The watch kinds a session can hold on one path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,6 +178,26 @@ impl Watches {
     /// Number of (path, session) watch registrations, for `mntr` and `wchs`.
     pub fn count(&self) -> usize {
         self.tables.values().map(HashSet::len).sum()
+    }
+
+    /// Watched paths per session, sorted, for `wchc`.
+    pub fn by_session(&self) -> BTreeMap<i64, BTreeSet<&str>> {
+        let mut m: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+        for (s, keys) in &self.by_session {
+            m.entry(*s)
+                .or_default()
+                .extend(keys.iter().map(|(_, p)| p.as_str()));
+        }
+        m
+    }
+
+    /// Watching sessions per path, sorted, for `wchp`.
+    pub fn by_path(&self) -> BTreeMap<&str, BTreeSet<i64>> {
+        let mut m: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
+        for ((_, p), set) in &self.tables {
+            m.entry(p.as_str()).or_default().extend(set.iter().copied());
+        }
+        m
     }
 
     pub fn paths(&self) -> usize {
