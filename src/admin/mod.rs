@@ -43,14 +43,20 @@ pub fn version_line() -> String {
     )
 }
 
-pub fn allowed(word: &str, info: &ServerInfo) -> bool {
-    info.whitelist.iter().any(|w| w == "*" || w == word)
+/// Is `word` in the whitelist (`*` allows every word)?
+pub fn allowed(word: &str, whitelist: &[String]) -> bool {
+    whitelist.iter().any(|w| w == "*" || w == word)
+}
+
+/// ZooKeeper's answer to a known word that the whitelist does not allow.
+pub fn not_whitelisted(word: &str) -> String {
+    format!("{word} is not executed because it is not in the whitelist.\n")
 }
 
 /// The answer to `word`.
 pub fn answer(word: &str, engine: &mut Engine, info: &ServerInfo) -> String {
-    if !allowed(word, info) {
-        return format!("{word} is not executed because it is not in the whitelist.\n");
+    if !allowed(word, &info.whitelist) {
+        return not_whitelisted(word);
     }
     match word {
         "ruok" => "imok".to_string(),

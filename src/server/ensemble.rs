@@ -245,11 +245,8 @@ async fn serve_clients(l: TcpListener, status: Arc<Mutex<Status>>, words: Vec<St
                 State::Observing if st.leader.is_some() => "observer",
                 _ => "looking",
             };
-            let allowed = words.iter().any(|x| x == "*" || x == word);
             let text = match word {
-                _ if !allowed => {
-                    format!("{word} is not executed because it is not in the whitelist.\n")
-                }
+                _ if !crate::admin::allowed(word, &words) => crate::admin::not_whitelisted(word),
                 "ruok" => "imok".to_string(),
                 "isro" => "rw".to_string(),
                 "srvr" | "stat" => format!(

@@ -468,15 +468,7 @@ impl DataTree {
         }
         let acl_id = self.acls.acquire(acl);
         let parent = self.nodes.get_mut(&parent_path).expect("checked");
-        let cversion = if parent_cversion == -1 {
-            parent.stat.cversion + 1
-        } else {
-            parent_cversion
-        };
-        if cversion > parent.stat.cversion {
-            parent.stat.cversion = cversion;
-            parent.stat.pzxid = hdr.zxid;
-        }
+        raise_cversion(&mut parent.stat, parent_cversion, hdr.zxid);
         parent.children.insert(path::name(p).to_string());
         self.redigest(&parent_path);
         let node = Node {
@@ -544,14 +536,7 @@ impl DataTree {
     /// Raises a node's cversion (and pzxid) to `cversion` when that is larger.
     fn set_cversion_pzxid(&mut self, p: &str, cversion: i32, zxid: i64) {
         if let Some(n) = self.nodes.get_mut(p) {
-            let cversion = if cversion == -1 {
-                n.stat.cversion + 1
-            } else {
-                cversion
-            };
-            if cversion > n.stat.cversion {
-                n.stat.cversion = cversion;
-                n.stat.pzxid = zxid;
+            if raise_cversion(&mut n.stat, cversion, zxid) {
                 self.redigest(p);
             }
         }
@@ -644,6 +629,22 @@ impl DataTree {
         }
         self.watches.remove_session(session);
     }
+}
+
+/// Raises `stat.cversion` (and `pzxid`) to `cversion`, or by one when `cversion` is -1, if
+/// that is larger. Returns whether the stat changed.
+fn raise_cversion(stat: &mut StatPersisted, cversion: i32, zxid: i64) -> bool {
+    let cversion = if cversion == -1 {
+        stat.cversion + 1
+    } else {
+        cversion
+    };
+    let raised = cversion > stat.cversion;
+    if raised {
+        stat.cversion = cversion;
+        stat.pzxid = zxid;
+    }
+    raised
 }
 
 fn data_len(d: &Option<Bytes>) -> i64 {
