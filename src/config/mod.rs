@@ -65,6 +65,7 @@ pub struct Settings {
     pub server_id: i64,
     pub init_limit: u32,
     pub sync_limit: u32,
+    pub commit_log_count: usize,
     #[serde(skip)]
     pub servers: Vec<ServerSpec>,
     #[serde(rename = "servers")]
@@ -100,13 +101,15 @@ impl Default for Settings {
             server_id: 0,
             init_limit: 10,
             sync_limit: 5,
+            commit_log_count: 500,
             servers: Vec::new(),
             servers_raw: BTreeMap::new(),
         }
     }
 }
 
-const TOML_KEYS: [&str; 26] = [
+const TOML_KEYS: [&str; 27] = [
+    "commit_log_count",
     "enforce_quota",
     "snap_count",
     "force_sync",

@@ -75,6 +75,9 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
             "znode.container.checkIntervalMs" => {
                 s.container_check_interval_ms = ranged(value, i64::MAX)? as u64
             }
+            "zookeeper.commitLogCount" => {
+                s.commit_log_count = ranged(value, i32::MAX as i64)?.max(1) as usize
+            }
             "snapCount" | "zookeeper.snapCount" => s.snap_count = ranged(value, i64::MAX)? as u64,
             "preAllocSize" | "zookeeper.preAllocSize" => {
                 s.pre_alloc_size_kb = ranged(value, i64::MAX)? as u64

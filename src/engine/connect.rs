@@ -21,6 +21,10 @@ impl Engine {
             return;
         };
         c.read_only_field = req.read_only.map(|_| false);
+        if !self.mode.serves() {
+            self.close(conn, "this ensemble member is not serving: it has no quorum");
+            return;
+        }
         if req.last_zxid_seen > self.tree.last_zxid {
             tracing::warn!(
                 client_zxid = format_args!("0x{:x}", req.last_zxid_seen),
@@ -42,6 +46,13 @@ impl Engine {
 
     fn create_session(&mut self, conn: ConnId, timeout: i32) {
         let id = self.sessions.next_id();
+        if self.mode.forwards() {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.session = Some(id);
+            }
+            self.forward_create_session(conn, id, timeout);
+            return;
+        }
         // Tracked from prep on, as ZooKeeper does, so a quick reconnect finds it.
         self.sessions.add(id, timeout, self.now.mono_ms);
         let zxid = self.next_zxid();
@@ -83,6 +94,7 @@ impl Engine {
             return;
         }
         self.sessions.touch(id, self.now.mono_ms);
+        self.note_touch(id);
         if let Some(old) = self.session_conn.insert(id, conn) {
             if old != conn {
                 if let Some(c) = self.conns.get_mut(&old) {

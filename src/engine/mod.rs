@@ -13,8 +13,11 @@
 //! `Log` and `Committed` without touching this flow.
 
 mod connect;
+mod ensemble;
 mod reads;
 mod stats;
+
+pub use ensemble::Mode;
 
 pub use stats::Stats;
 
@@ -80,6 +83,8 @@ pub enum Event {
         conn: ConnId,
         xid: i32,
         req: Request,
+        /// The request record's bytes (after the header), as a follower forwards them.
+        body: Bytes,
     },
     /// The connection is gone (closed by either side).
     Closed { conn: ConnId },
@@ -87,6 +92,28 @@ pub enum Event {
     Committed { zxid: i64 },
     /// Time has passed: expire sessions, check containers.
     Tick,
+    /// Ensemble: a quorum-committed transaction, in zxid order (see `ensemble.rs`).
+    Apply {
+        hdr: TxnHeader,
+        txn: Txn,
+        digest: Option<u64>,
+    },
+    /// Ensemble leader: a request a learner forwarded (REQUEST); `origin` names the learner.
+    Forwarded {
+        origin: u64,
+        session: i64,
+        cxid: i32,
+        op: i32,
+        body: Bytes,
+        ids: Vec<Id>,
+    },
+    /// Ensemble leader: sessions a learner's clients kept alive (its PING).
+    Touch { sessions: Vec<(i64, i32)> },
+    /// Ensemble learner: the leader answered the oldest sync this member forwarded.
+    Synced,
+    /// Ensemble: this member's role changed. A leader numbers its transactions from
+    /// `last_zxid` + 1.
+    Mode { mode: Mode, last_zxid: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,14 +140,26 @@ pub enum Action {
         txn: Txn,
         digest: u64,
     },
+    /// Ensemble learner: send this request to the leader (REQUEST).
+    Forward {
+        session: i64,
+        cxid: i32,
+        op: i32,
+        body: Bytes,
+        ids: Vec<Id>,
+    },
+    /// Ensemble leader: everything committed before learner `origin`'s sync is applied;
+    /// answer it (SYNC).
+    SyncDone { origin: u64 },
 }
 
 /// A request waiting in its connection's queue.
 struct Queued {
     xid: i32,
     req: Request,
+    body: Bytes,
     arrived: i64,
-    /// Set once a write has been prepared and logged.
+    /// Set once a write has been prepared and logged (or forwarded).
     logged: bool,
 }
 
@@ -137,7 +176,7 @@ struct Conn {
 }
 
 /// Who waits for a logged transaction.
-enum Waiter {
+pub(super) enum Waiter {
     /// A client request: its connection, xid and request opcode.
     Request { conn: ConnId, xid: i32, op: i32 },
     /// A new session's handshake.
@@ -146,10 +185,10 @@ enum Waiter {
     None,
 }
 
-struct Pending {
+pub(super) struct Pending {
     hdr: TxnHeader,
     txn: Txn,
-    digest: u64,
+    digest: Option<u64>,
     waiter: Waiter,
 }
 
@@ -167,6 +206,9 @@ pub struct Engine {
     next_container_check: i64,
     out: Vec<Action>,
     pub stats: Stats,
+    /// Standalone, or this member's role in an ensemble.
+    mode: Mode,
+    ensemble: ensemble::State,
 }
 
 impl Engine {
@@ -185,6 +227,8 @@ impl Engine {
             next_container_check: 0,
             out: Vec::new(),
             stats: Stats::default(),
+            mode: Mode::Standalone,
+            ensemble: ensemble::State::default(),
         }
     }
 
@@ -236,10 +280,27 @@ impl Engine {
         match event {
             Event::Accepted { conn, ip } => self.on_accepted(conn, ip),
             Event::Handshake { conn, req } => self.on_handshake(conn, req),
-            Event::Request { conn, xid, req } => self.on_request(conn, xid, req),
+            Event::Request {
+                conn,
+                xid,
+                req,
+                body,
+            } => self.on_request(conn, xid, req, body),
             Event::Closed { conn } => self.on_closed(conn),
             Event::Committed { zxid } => self.on_committed(zxid),
             Event::Tick => self.on_tick(),
+            Event::Apply { hdr, txn, digest } => self.on_apply(hdr, txn, digest),
+            Event::Forwarded {
+                origin,
+                session,
+                cxid,
+                op,
+                body,
+                ids,
+            } => self.on_forwarded(origin, session, cxid, op, body, ids),
+            Event::Touch { sessions } => self.on_touch(sessions),
+            Event::Synced => self.on_synced(),
+            Event::Mode { mode, last_zxid } => self.set_mode(mode, last_zxid),
         }
         std::mem::take(&mut self.out)
     }
@@ -290,7 +351,7 @@ impl Engine {
         }
     }
 
-    fn on_request(&mut self, conn: ConnId, xid: i32, req: Request) {
+    fn on_request(&mut self, conn: ConnId, xid: i32, req: Request, body: Bytes) {
         self.stats.packets_received += 1;
         let arrived = self.now.mono_ms;
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -299,10 +360,15 @@ impl Engine {
         c.stats.received += 1;
         if let Some(s) = c.session {
             self.sessions.touch(s, self.now.mono_ms);
+            self.note_touch(s);
         }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.queue.push_back(Queued {
             xid,
             req,
+            body,
             arrived,
             logged: false,
         });
@@ -312,6 +378,7 @@ impl Engine {
     /// Works through a connection's queue: answers reads at the front, prepares and logs
     /// every not-yet-logged write, and stops at the first read behind a logged write.
     fn pump(&mut self, conn: ConnId) {
+        let forwarding = self.mode.forwards();
         let mut i = 0;
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
@@ -325,10 +392,14 @@ impl Engine {
                 i += 1;
                 continue;
             }
-            if item.req.is_write() {
-                let (x, req) = (item.xid, item.req.clone());
+            if item.req.is_write() || (forwarding && matches!(item.req, Request::Sync { .. })) {
+                let (x, req, body) = (item.xid, item.req.clone(), item.body.clone());
                 c.queue[i].logged = true;
-                self.start_write(conn, x, &req);
+                if forwarding {
+                    self.forward(conn, x, &req, body);
+                } else {
+                    self.start_write(conn, x, &req);
+                }
                 i += 1;
             } else if i == 0 {
                 let item = c.queue.pop_front().expect("front");
@@ -355,7 +426,7 @@ impl Engine {
         self.pending.push_back(Pending {
             hdr,
             txn,
-            digest,
+            digest: Some(digest),
             waiter,
         });
     }
@@ -370,13 +441,29 @@ impl Engine {
             self.expired_request(conn, x);
             return;
         }
+        let waiter = Waiter::Request {
+            conn,
+            xid: x,
+            op: req.opcode(),
+        };
+        self.prep_and_log(session, &ids, x, req, waiter);
+    }
+
+    /// Prepares a write for `session` and logs its transaction (an Error txn when prep
+    /// refuses).
+    fn prep_and_log(&mut self, session: i64, ids: &[Id], x: i32, req: &Request, waiter: Waiter) {
         let zxid = self.next_zxid();
-        let who = Requester { session, ids: &ids };
+        let who = Requester { session, ids };
         let time = self.now.wall_ms;
-        let txn = self
-            .prep
-            .prepare(&self.tree, &who, req, zxid, time)
-            .unwrap_or_else(|e| Txn::Error { err: e.code() });
+        let txn = if !self.sessions.is_live(session) && !matches!(req, Request::CloseSession) {
+            Txn::Error {
+                err: ZkError::SessionExpired.code(),
+            }
+        } else {
+            self.prep
+                .prepare(&self.tree, &who, req, zxid, time)
+                .unwrap_or_else(|e| Txn::Error { err: e.code() })
+        };
         if matches!(req, Request::CloseSession) {
             self.sessions.set_closing(session);
         }
@@ -390,11 +477,6 @@ impl Engine {
             } else {
                 txn.op()
             },
-        };
-        let waiter = Waiter::Request {
-            conn,
-            xid: x,
-            op: req.opcode(),
         };
         self.log(hdr, txn, waiter);
     }
@@ -415,11 +497,11 @@ impl Engine {
             let mut events = Vec::new();
             let result = self.tree.apply(&p.hdr, &p.txn, &mut events);
             self.prep.applied(p.hdr.zxid);
-            if self.tree.digest != p.digest {
+            if p.digest.is_some_and(|d| d != self.tree.digest) {
                 self.stats.digest_mismatches += 1;
                 tracing::error!(
                     zxid = format_args!("0x{:x}", p.hdr.zxid),
-                    expected = p.digest,
+                    expected = p.digest.unwrap_or_default(),
                     actual = self.tree.digest,
                     "tree digest mismatch after applying a transaction"
                 );
@@ -491,6 +573,9 @@ impl Engine {
     }
 
     fn on_tick(&mut self) {
+        if !self.mode.decides_expiry() {
+            return;
+        }
         for s in self.sessions.expire(self.now.mono_ms) {
             tracing::info!(session = format_args!("0x{s:x}"), "session expired");
             self.system_write(s, &Request::CloseSession);

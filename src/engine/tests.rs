@@ -94,6 +94,7 @@ fn a_read_waits_behind_its_connections_uncommitted_write() {
             conn: 1,
             xid: 1,
             req: create("/a"),
+            body: Bytes::new(),
         },
         clock(1),
     );
@@ -109,6 +110,7 @@ fn a_read_waits_behind_its_connections_uncommitted_write() {
             conn: 1,
             xid: 2,
             req: read.clone(),
+            body: Bytes::new(),
         },
         clock(1),
     );
@@ -118,6 +120,7 @@ fn a_read_waits_behind_its_connections_uncommitted_write() {
             conn: 2,
             xid: 9,
             req: read,
+            body: Bytes::new(),
         },
         clock(1),
     );
@@ -138,6 +141,7 @@ fn pipelined_writes_are_prepared_against_each_other() {
             conn: 1,
             xid: 1,
             req: create("/p"),
+            body: Bytes::new(),
         },
         clock(1),
     );
@@ -146,6 +150,7 @@ fn pipelined_writes_are_prepared_against_each_other() {
             conn: 1,
             xid: 2,
             req: create("/p/c"),
+            body: Bytes::new(),
         },
         clock(1),
     );
@@ -154,6 +159,7 @@ fn pipelined_writes_are_prepared_against_each_other() {
             conn: 1,
             xid: 3,
             req: create("/p"),
+            body: Bytes::new(),
         },
         clock(1),
     );
@@ -188,6 +194,7 @@ fn expiry_is_a_close_session_transaction() {
             conn: 1,
             xid: 1,
             req: eph,
+            body: Bytes::new(),
         },
         clock(1),
     );
@@ -234,6 +241,7 @@ fn requests_before_the_connect_response_wait_for_it() {
             conn: 1,
             xid: -2,
             req: Request::Ping,
+            body: Bytes::new(),
         },
         clock(0),
     );

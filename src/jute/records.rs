@@ -155,6 +155,12 @@ impl StatPersisted {
     }
 }
 
+impl StatPersisted {
+    /// Bytes in jute: czxid, mzxid, ctime, mtime (longs), version, cversion, aversion (ints),
+    /// ephemeralOwner, pzxid (longs).
+    pub const LEN: usize = 60;
+}
+
 impl Record for StatPersisted {
     fn read(r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(StatPersisted {

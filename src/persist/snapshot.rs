@@ -17,6 +17,10 @@
 //! seal          long Adler-32 of every byte before it, then ustring "/"
 //! ```
 //!
+//! The same state travels on a learner connection after SNAP (ZooKeeper's
+//! `ZKDatabase.serializeSnapshot` then `writeString("BenWasHere")`): the sessions, ACL cache
+//! and nodes above with no file header and no seals, then ustring "BenWasHere".
+//!
 //! A reader that finds the first seal and nothing after it (ZooKeeper before 3.6) has no
 //! digest. The zxid digest is taken when the walk ends, so for a fuzzy snapshot its zxid
 //! can be past the file's name; recovery checks the digest when replay reaches that zxid. A file whose last five bytes are not `00 00 00 01 '/'` is not a complete snapshot.
@@ -236,32 +240,7 @@ pub fn decode(file: &[u8], extended_types: bool) -> Result<Loaded, String> {
     }
     r.i32().map_err(e)?;
     r.i64().map_err(e)?;
-    let count = r.i32().map_err(e)?;
-    if count < 0 {
-        return Err(format!("negative session count {count}"));
-    }
-    let mut sessions = Vec::new();
-    for _ in 0..count {
-        sessions.push((r.i64().map_err(e)?, r.i32().map_err(e)?));
-    }
-    let mut tree = DataTree::empty(extended_types);
-    let acl_count = r.i32().map_err(e)?;
-    for _ in 0..acl_count.max(0) {
-        let id = r.i64().map_err(e)?;
-        let list = read_acls(&mut r).map_err(e)?;
-        tree.acls.load(id, list);
-    }
-    loop {
-        let p = r.string().map_err(e)?;
-        if p == "/" {
-            break;
-        }
-        let data = r.buffer().map_err(e)?;
-        let acl = r.i64().map_err(e)?;
-        let stat = StatPersisted::read(&mut r).map_err(e)?;
-        let p = if p.is_empty() { "/".to_string() } else { p };
-        tree.load_node(p, data, acl, stat)?;
-    }
+    let (sessions, mut tree) = read_state(&mut r, extended_types)?;
     check_seal(file, &mut r)?;
     let digest = if r.remaining() > 0 {
         let zxid = r.i64().map_err(e)?;
@@ -278,6 +257,126 @@ pub fn decode(file: &[u8], extended_types: bool) -> Result<Loaded, String> {
         sessions,
         digest,
     })
+}
+
+/// Sessions, ACL cache and nodes, up to and including the "/" end marker.
+fn read_state(r: &mut Reader, extended_types: bool) -> Result<(SessionList, DataTree), String> {
+    let e = |x: crate::jute::DecodeError| x.to_string();
+    let count = r.i32().map_err(e)?;
+    if count < 0 {
+        return Err(format!("negative session count {count}"));
+    }
+    let mut sessions = Vec::new();
+    for _ in 0..count {
+        sessions.push((r.i64().map_err(e)?, r.i32().map_err(e)?));
+    }
+    let mut tree = DataTree::empty(extended_types);
+    let acl_count = r.i32().map_err(e)?;
+    for _ in 0..acl_count.max(0) {
+        let id = r.i64().map_err(e)?;
+        let list = read_acls(r).map_err(e)?;
+        tree.acls.load(id, list);
+    }
+    loop {
+        let p = r.string().map_err(e)?;
+        if p == "/" {
+            break;
+        }
+        let data = r.buffer().map_err(e)?;
+        let acl = r.i64().map_err(e)?;
+        let stat = StatPersisted::read(r).map_err(e)?;
+        let p = if p.is_empty() { "/".to_string() } else { p };
+        tree.load_node(p, data, acl, stat)?;
+    }
+    Ok((sessions, tree))
+}
+
+/// Marks the end of the state sent after SNAP.
+pub const SIGNATURE: &str = "BenWasHere";
+
+impl Parts {
+    /// The state as sent after SNAP on a learner connection (see the module doc).
+    pub fn to_stream(&self) -> Vec<u8> {
+        let len: usize = self.nodes.iter().map(Bytes::len).sum();
+        let mut v = Vec::with_capacity(self.head.len() + len + 16);
+        v.extend_from_slice(&self.head[16..]);
+        for chunk in &self.nodes {
+            v.extend_from_slice(chunk);
+        }
+        v.extend_from_slice(&(SIGNATURE.len() as i32).to_be_bytes());
+        v.extend_from_slice(SIGNATURE.as_bytes());
+        v
+    }
+}
+
+/// Reads the state sent after SNAP.
+pub fn decode_stream(b: Bytes, extended_types: bool) -> Result<Loaded, String> {
+    let mut r = Reader::new(b);
+    let (sessions, mut tree) = read_state(&mut r, extended_types)?;
+    let sig = r.string().map_err(|x| x.to_string())?;
+    if sig != SIGNATURE {
+        return Err(format!("bad signature {sig:?} after the snapshot"));
+    }
+    tree.finish_load();
+    Ok(Loaded {
+        tree,
+        sessions,
+        digest: None,
+    })
+}
+
+/// Length of the SNAP state at the start of `b` once it has all arrived (`None` until
+/// then), so the transport can cut it from the stream without decoding it.
+pub fn stream_len(b: &[u8]) -> Result<Option<usize>, String> {
+    let mut at = 0usize;
+    let int = |at: &mut usize| -> Option<i32> {
+        let x = b.get(*at..*at + 4)?;
+        *at += 4;
+        Some(i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
+    };
+    let skip = |at: &mut usize, n: i32| -> Result<(), String> {
+        if n < -1 || n > (64 << 20) {
+            return Err(format!("length {n} in the SNAP state"));
+        }
+        *at += n.max(0) as usize;
+        Ok(())
+    };
+    macro_rules! need {
+        ($e:expr) => {
+            match $e {
+                Some(x) => x,
+                None => return Ok(None),
+            }
+        };
+    }
+    let sessions = need!(int(&mut at));
+    at += 12 * sessions.max(0) as usize;
+    let acls = need!(int(&mut at));
+    for _ in 0..acls.max(0) {
+        at += 8;
+        let n = need!(int(&mut at));
+        for _ in 0..n.max(0) {
+            at += 4;
+            for _ in 0..2 {
+                let l = need!(int(&mut at));
+                skip(&mut at, l)?;
+            }
+        }
+    }
+    loop {
+        let l = need!(int(&mut at));
+        let start = at;
+        skip(&mut at, l)?;
+        if l == 1 && b.get(start) == Some(&b'/') {
+            break;
+        }
+        let d = need!(int(&mut at));
+        skip(&mut at, d)?;
+        at += 8 + StatPersisted::LEN;
+    }
+    let l = need!(int(&mut at));
+    skip(&mut at, l)?;
+    Ok((b.len() >= at).then_some(at))
 }
 
 fn check_seal(file: &[u8], r: &mut Reader) -> Result<(), String> {
@@ -351,5 +450,19 @@ mod tests {
         broken[40] ^= 1;
         assert!(decode(&broken, false).is_err());
         assert!(decode(&bytes[..bytes.len() - 3], false).is_err());
+        // The SNAP state on a learner connection: cut from the stream at exactly its end.
+        let mut b = Builder::new(&vec![(9, 30000)], 3);
+        b.step(&t, usize::MAX);
+        let mut stream = b.finish(&t).to_stream();
+        let n = stream.len();
+        for cut in 0..n {
+            assert_eq!(stream_len(&stream[..cut]), Ok(None), "cut at {cut}");
+        }
+        stream.extend_from_slice(b"next packet");
+        assert_eq!(stream_len(&stream), Ok(Some(n)));
+        let s = decode_stream(Bytes::copy_from_slice(&stream[..n]), false).unwrap();
+        assert_eq!(s.sessions, vec![(9, 30000)]);
+        assert_eq!(s.tree.digest, t.digest);
+        assert_eq!(s.tree.ephemerals_of(9), vec!["/a/b".to_string()]);
     }
 }

@@ -31,17 +31,22 @@ pub const END_OF_RECORD: u8 = 0x42;
 
 /// Appends one entry to `out`.
 pub fn encode_entry(hdr: &TxnHeader, txn: &Txn, digest: Option<u64>, out: &mut Vec<u8>) {
+    let body = encode_body(hdr, txn, digest);
+    out.extend_from_slice(&(adler32(&body) as i64).to_be_bytes());
+    out.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out.push(END_OF_RECORD);
+}
+
+/// An entry's body: header, record, digest. A quorum PROPOSAL carries exactly this.
+pub fn encode_body(hdr: &TxnHeader, txn: &Txn, digest: Option<u64>) -> Bytes {
     let mut w = Writer::new();
     hdr.write(&mut w);
     txn.write(&mut w);
     if let Some(d) = digest {
         w.i32(crate::tree::digest::DIGEST_VERSION).i64(d as i64);
     }
-    let body = w.into_bytes();
-    out.extend_from_slice(&(adler32(&body) as i64).to_be_bytes());
-    out.extend_from_slice(&(body.len() as i32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out.push(END_OF_RECORD);
+    w.into_bytes()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

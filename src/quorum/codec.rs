@@ -77,7 +77,12 @@ pub fn encode_packet(
     config_version: i64,
     config: &Bytes,
 ) -> Option<QuorumPacket> {
-    let p = |kind, zxid, data| Some(QuorumPacket { kind, zxid, data });
+    let p = |kind, zxid, data| Some(QuorumPacket {
+            kind,
+            zxid,
+            data,
+            auth: Vec::new(),
+        });
     match msg {
         Msg::Notify(_) => None,
         Msg::FollowerInfo {
@@ -170,13 +175,21 @@ pub fn learner_sid(p: &QuorumPacket) -> Result<Sid, DecodeError> {
 
 /// A client write a follower forwards to its leader (REQUEST): `long sessionId, int cxid,
 /// int type`, then the request record.
-pub fn encode_request(session: i64, cxid: i32, op: i32, body: &[u8]) -> QuorumPacket {
+/// `auth` is the client's identities (the packet's authinfo).
+pub fn encode_request(
+    session: i64,
+    cxid: i32,
+    op: i32,
+    body: &[u8],
+    auth: Vec<(String, String)>,
+) -> QuorumPacket {
     let mut w = Writer::new();
     w.i64(session).i32(cxid).i32(op).raw(body);
     QuorumPacket {
         kind: packet::REQUEST,
         zxid: -1,
         data: Some(w.into_bytes()),
+        auth,
     }
 }
 
@@ -272,7 +285,7 @@ mod tests {
         };
         let b = encode_notification(&v, Bytes::new());
         assert_eq!(decode_notification(b).unwrap(), Msg::Notify(v));
-        let r = encode_request(0x55, 7, 1, b"body");
+        let r = encode_request(0x55, 7, 1, b"body", Vec::new());
         let back = QuorumPacket::decode(r.encode()).unwrap();
         assert_eq!(
             decode_request(&back).unwrap(),

@@ -96,6 +96,8 @@ pub struct QuorumPacket {
     pub kind: i32,
     pub zxid: i64,
     pub data: Option<Bytes>,
+    /// authinfo: the (scheme, id) identities of a forwarded request's client.
+    pub auth: Vec<(String, String)>,
 }
 
 impl QuorumPacket {
@@ -104,23 +106,23 @@ impl QuorumPacket {
         w.i32(self.kind)
             .i64(self.zxid)
             .buffer(self.data.as_deref())
-            .i32(0);
+            .i32(self.auth.len() as i32);
+        for (scheme, id) in &self.auth {
+            w.string(scheme).string(id);
+        }
         w.into_bytes()
     }
 
     pub fn decode(b: Bytes) -> Result<QuorumPacket, DecodeError> {
         let mut r = Reader::new(b);
-        let p = QuorumPacket {
-            kind: r.i32()?,
-            zxid: r.i64()?,
-            data: r.buffer()?,
-        };
-        // authinfo: vector<Id>, carried by ZooKeeper, unused here.
-        r.vec(|r| {
-            r.string()?;
-            r.string()
-        })?;
-        Ok(p)
+        let (kind, zxid, data) = (r.i32()?, r.i64()?, r.buffer()?);
+        let auth = r.vec(|r| Ok((r.string()?, r.string()?)))?;
+        Ok(QuorumPacket {
+            kind,
+            zxid,
+            data,
+            auth,
+        })
     }
 }
 
@@ -157,6 +159,7 @@ mod tests {
             kind: packet::PROPOSAL,
             zxid: 9,
             data: Some(Bytes::from_static(b"txn")),
+            auth: vec![("digest".into(), "u:h".into())],
         };
         assert_eq!(QuorumPacket::decode(p.encode()).unwrap(), p);
     }

@@ -159,6 +159,7 @@ async fn read_loop(
             Ok(None) => return None,
             Err(e) => return Some(e),
         };
+        let body = payload.slice(8.min(payload.len())..);
         let (hdr, req) = match request::decode(payload) {
             Ok(x) => x,
             Err(e) => return Some(format!("malformed request: {e}")),
@@ -171,6 +172,7 @@ async fn read_loop(
             conn,
             xid: hdr.xid,
             req,
+            body,
         };
         if core.send(CoreMsg::Event(ev)).is_err() {
             return None;
@@ -252,10 +254,4 @@ async fn drain(mut rd: impl tokio::io::AsyncRead + Unpin) {
         }
     })
     .await;
-}
-
-/// Sends FIN, then drains input before closing (see [`drain`]).
-pub async fn close_gracefully(mut s: TcpStream) {
-    let _ = s.shutdown().await;
-    drain(s).await;
 }

@@ -34,7 +34,7 @@ pub enum CoreMsg {
 }
 
 /// Most messages taken from the channel before their actions are performed.
-const BATCH: usize = 256;
+pub(super) const BATCH: usize = 256;
 
 /// Where logged transactions and snapshots go.
 pub struct Persistence {
@@ -139,7 +139,7 @@ pub async fn run(
 }
 
 /// Records how long one pass of the loop kept the core busy.
-fn note_stall(engine: &mut Engine, d: Duration) {
+pub(super) fn note_stall(engine: &mut Engine, d: Duration) {
     let us = d.as_micros() as u64;
     if us > engine.stats.core_stall_max_us {
         engine.stats.core_stall_max_us = us;
@@ -154,17 +154,17 @@ fn note_stall(engine: &mut Engine, d: Duration) {
 
 /// Nodes serialized per pass of the core loop while a snapshot is in progress: about a
 /// millisecond of work, so requests wait at most that long for it.
-const SNAPSHOT_SLICE: usize = 2048;
+pub(super) const SNAPSHOT_SLICE: usize = 2048;
 
 /// A snapshot being written a slice at a time (see `persist::snapshot::Builder`).
-struct SnapshotJob {
-    builder: crate::persist::snapshot::Builder,
+pub(super) struct SnapshotJob {
+    pub(super) builder: crate::persist::snapshot::Builder,
     started: std::time::Instant,
 }
 
 impl SnapshotJob {
     /// Starts a new log file and a fuzzy snapshot named by the last applied zxid.
-    fn start(engine: &Engine, disk: &mut Persistence) -> SnapshotJob {
+    pub(super) fn start(engine: &Engine, disk: &mut Persistence) -> SnapshotJob {
         let _ = disk.log.send(LogCmd::Roll);
         disk.since_snapshot = 0;
         disk.new_threshold();
@@ -178,7 +178,7 @@ impl SnapshotJob {
     }
 
     /// Hands the finished snapshot to the snapshot thread, which seals, writes and syncs it.
-    fn finish(self, engine: &Engine, disk: &Persistence) {
+    pub(super) fn finish(self, engine: &Engine, disk: &Persistence) {
         let zxid = self.builder.zxid();
         let nodes = self.builder.visited;
         let parts = self.builder.finish(&engine.tree);
@@ -212,21 +212,25 @@ fn take(
             actions.extend(engine.handle(ev, clocks.now()));
         }
         CoreMsg::FourLetter { word, reply } => {
-            let text = if word == "dirs" {
-                let sizes = (
-                    version_dir_bytes(&info.data_dir),
-                    version_dir_bytes(&info.data_log_dir),
-                );
-                let info = ServerInfo {
-                    dir_sizes: sizes,
-                    ..info.clone()
-                };
-                admin::answer(word, engine, &info)
-            } else {
-                admin::answer(word, engine, info)
-            };
-            let _ = reply.send(text);
+            let _ = reply.send(answer_word(word, engine, info));
         }
+    }
+}
+
+/// A four-letter word's answer; `dirs` measures the directories now.
+pub(super) fn answer_word(word: &str, engine: &mut Engine, info: &ServerInfo) -> String {
+    if word == "dirs" {
+        let sizes = (
+            version_dir_bytes(&info.data_dir),
+            version_dir_bytes(&info.data_log_dir),
+        );
+        let info = ServerInfo {
+            dir_sizes: sizes,
+            ..info.clone()
+        };
+        admin::answer(word, engine, &info)
+    } else {
+        admin::answer(word, engine, info)
     }
 }
 
@@ -262,16 +266,26 @@ fn perform(conns: &mut HashMap<ConnId, ConnHandle>, actions: Vec<Action>, disk: 
             } => send(conns, conn, Outbound::Close(reason, linger)),
             Action::Log { hdr, txn, digest } => {
                 disk.since_snapshot += 1;
-                if disk.log.send(LogCmd::Append { hdr, txn, digest }).is_err() {
+                if disk
+                    .log
+                    .send(LogCmd::Append {
+                        hdr,
+                        txn,
+                        digest: Some(digest),
+                    })
+                    .is_err()
+                {
                     tracing::error!("the log writer is gone; stopping");
                     std::process::exit(3);
                 }
             }
+            // Ensemble actions; a standalone engine makes none.
+            Action::Forward { .. } | Action::SyncDone { .. } => {}
         }
     }
 }
 
-fn send(conns: &mut HashMap<ConnId, ConnHandle>, conn: ConnId, out: Outbound) {
+pub(super) fn send(conns: &mut HashMap<ConnId, ConnHandle>, conn: ConnId, out: Outbound) {
     let Some(h) = conns.get(&conn) else {
         return;
     };

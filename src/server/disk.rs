@@ -25,10 +25,16 @@ pub enum LogCmd {
     Append {
         hdr: TxnHeader,
         txn: Txn,
-        digest: u64,
+        digest: Option<u64>,
     },
     /// Start a new log file with the next append.
     Roll,
+    /// Ensemble learner (TRUNC, SNAP): remove every logged entry after `after`, then
+    /// answer on `done`. The next append starts a new file.
+    Truncate {
+        after: i64,
+        done: mpsc::Sender<()>,
+    },
 }
 
 pub struct LogConfig {
@@ -73,7 +79,7 @@ fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<Co
                     if current.is_none() {
                         current = Some(open_log(&cfg, hdr.zxid));
                     }
-                    txnlog::encode_entry(&hdr, &txn, Some(digest), &mut buf);
+                    txnlog::encode_entry(&hdr, &txn, digest, &mut buf);
                     last_zxid = Some(hdr.zxid);
                 }
                 LogCmd::Roll => {
@@ -81,6 +87,14 @@ fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<Co
                         flush(&cfg, cur, &mut buf);
                     }
                     current = None;
+                }
+                LogCmd::Truncate { after, done } => {
+                    if let Some(cur) = current.as_mut() {
+                        flush(&cfg, cur, &mut buf);
+                    }
+                    current = None;
+                    truncate_logs(&cfg.dir, after);
+                    let _ = done.send(());
                 }
             }
             // Group commit: take whatever else is already waiting, up to a bound.
@@ -148,6 +162,33 @@ fn flush(cfg: &LogConfig, cur: &mut CurrentLog, buf: &mut Vec<u8>) {
             .sync_data()
             .unwrap_or_else(|e| fatal("syncing the log", &cur.path, e));
     }
+}
+
+/// Removes every logged entry after `after`: later files go, the file holding `after` is
+/// cut after it. Failing here would leave a divergent history on disk: fatal.
+pub fn truncate_logs(dir: &Path, after: i64) {
+    let logs = persist::list(dir, "log").unwrap_or_else(|e| fatal("listing the logs", dir, e));
+    for (start, path) in logs.iter().rev() {
+        if *start > after {
+            std::fs::remove_file(path).unwrap_or_else(|e| fatal("removing a log", path, e));
+            tracing::info!(file = %path.display(), "removed a log file past the truncation point");
+            continue;
+        }
+        let bytes = std::fs::read(path).unwrap_or_else(|e| fatal("reading a log", path, e));
+        let parsed = txnlog::parse(&bytes).unwrap_or_else(|m| fatal("parsing a log", path, std::io::Error::other(m)));
+        if let Some((off, e)) = parsed.entries.iter().find(|(_, e)| e.hdr.zxid > after) {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .unwrap_or_else(|e| fatal("opening a log", path, e));
+            f.set_len(*off)
+                .and_then(|_| f.sync_all())
+                .unwrap_or_else(|e| fatal("truncating a log", path, e));
+            tracing::info!(file = %path.display(), from = format_args!("0x{:x}", e.hdr.zxid), "truncated the log");
+        }
+        break;
+    }
+    sync_dir(dir);
 }
 
 /// Makes a directory entry (a new file, a rename) durable.

@@ -6,8 +6,8 @@
 //! epoch in decimal with no newline, replaced atomically (write a temporary file, fsync,
 //! rename, fsync the directory).
 //!
-//! Not yet here (issue 4): the transaction log and the engine behind `Append`/`Commit`
-//! (client writes in ensemble mode), SNAP state transfer, sessions across members.
+//! [`run`] is ZAB alone (no log, no engine: `tests/ensemble_net.rs` drives it); a real
+//! member is [`run_member`], which hands over to `member.rs` with the engine and the log.
 
 use super::peers::{self, PeerAddrs, PeerCmd, PeerEvent};
 use crate::quorum::{Action, Config, Durable, Peer, Sid, State};
@@ -81,6 +81,8 @@ pub async fn run(h: Host, election: TcpListener, quorum: TcpListener) -> std::io
             e = ev_rx.recv() => match e {
                 Some(PeerEvent::Msg { from, msg }) => peer.step(from, msg),
                 Some(PeerEvent::Disconnected { peer: p }) => peer.disconnected(p),
+                // Session traffic needs an engine: see `member.rs`.
+                Some(_) => Vec::new(),
                 None => return Ok(()),
             },
             _ = ticker.tick() => peer.tick(),
@@ -190,8 +192,8 @@ pub async fn run_member(s: &crate::config::Settings) -> std::io::Result<()> {
         init_limit: s.init_limit * per_tick,
         sync_limit: s.sync_limit * per_tick,
         finalize_ticks: 2,
-        snap_threshold: 10_000,
-        log_window: 10_000,
+        snap_threshold: s.commit_log_count,
+        log_window: s.commit_log_count,
     };
     let election = TcpListener::bind(peers[&me].election).await?;
     let quorum = TcpListener::bind(peers[&me].quorum).await?;
@@ -207,62 +209,15 @@ pub async fn run_member(s: &crate::config::Settings) -> std::io::Result<()> {
         leader: None,
         epoch: 0,
     }));
-    tokio::spawn(serve_clients(
-        clients,
-        status.clone(),
-        s.four_letter_words.clone(),
-    ));
-    let host = Host {
+    super::member::run(super::member::Setup {
+        settings: s.clone(),
         cfg,
         peers,
-        data_dir: s.data_dir.clone(),
-        tick: Duration::from_millis(CORE_TICK_MS),
+        election,
+        quorum,
+        clients,
+        core_tick: Duration::from_millis(CORE_TICK_MS),
         status,
-    };
-    run(host, election, quorum).await
-}
-
-/// The client port of an ensemble member: four-letter words from the live role. Client
-/// sessions need the replicated write path, which is not wired yet (issue 4): such
-/// connections are closed with a log line saying so.
-async fn serve_clients(l: TcpListener, status: Arc<Mutex<Status>>, words: Vec<String>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    while let Ok((mut s, peer)) = l.accept().await {
-        let (status, words) = (status.clone(), words.clone());
-        tokio::spawn(async move {
-            let mut w = [0u8; 4];
-            if s.read_exact(&mut w).await.is_err() {
-                return;
-            }
-            let Some(word) = crate::admin::is_word(&w) else {
-                tracing::warn!(%peer, "closing client connection: sessions on an ensemble member are not served yet");
-                return;
-            };
-            let st = status.lock().expect("status lock").clone();
-            let mode = match st.state {
-                State::Leading if st.leader.is_some() => "leader",
-                State::Following if st.leader.is_some() => "follower",
-                State::Observing if st.leader.is_some() => "observer",
-                _ => "looking",
-            };
-            let text = match word {
-                _ if !crate::admin::allowed(word, &words) => crate::admin::not_whitelisted(word),
-                "ruok" => "imok".to_string(),
-                "isro" => "rw".to_string(),
-                "srvr" | "stat" => format!(
-                    "Zookeeper version: {}\nMode: {mode}\nEpoch: {}\nLeader: {}\n",
-                    crate::admin::version_line(),
-                    st.epoch,
-                    st.leader.map_or("none".into(), |l| l.to_string())
-                ),
-                "mntr" => format!(
-                    "zk_version\t{}\nzk_server_state\t{mode}\n",
-                    crate::admin::version_line()
-                ),
-                _ => String::new(),
-            };
-            let _ = s.write_all(text.as_bytes()).await;
-            super::connection::close_gracefully(s).await;
-        });
-    }
+    })
+    .await
 }

@@ -17,6 +17,7 @@ mod connection;
 mod core_task;
 pub mod disk;
 pub mod ensemble;
+mod member;
 pub mod peers;
 pub mod purge;
 pub mod recovery;
@@ -103,7 +104,7 @@ impl AddrCounts {
     }
 }
 
-fn engine_config(s: &Settings) -> EngineConfig {
+pub(super) fn engine_config(s: &Settings) -> EngineConfig {
     EngineConfig {
         server_id: s.server_id,
         tick_ms: s.tick_time as i64,
@@ -238,7 +239,7 @@ async fn autopurge(
     }
 }
 
-async fn accept_loop(
+pub(super) async fn accept_loop(
     listener: TcpListener,
     core_tx: mpsc::UnboundedSender<CoreMsg>,
     limits: ConnLimits,

@@ -22,8 +22,37 @@ use tokio::sync::mpsc;
 /// What the transport reports to the ZAB host.
 #[derive(Debug)]
 pub enum PeerEvent {
-    Msg { from: Sid, msg: Msg },
-    Disconnected { peer: Sid },
+    Msg {
+        from: Sid,
+        msg: Msg,
+    },
+    Disconnected {
+        peer: Sid,
+    },
+    /// Leader side: a client request a learner forwarded (REQUEST).
+    Request {
+        from: Sid,
+        session: i64,
+        cxid: i32,
+        op: i32,
+        body: Bytes,
+        auth: Vec<(String, String)>,
+    },
+    /// Leader side: the sessions a learner's clients touched (its PING's data).
+    Touches {
+        from: Sid,
+        sessions: Vec<(i64, i32)>,
+    },
+    /// Learner side: the leader answered a forwarded sync (SYNC).
+    Synced {
+        from: Sid,
+    },
+    /// Learner side: SNAP and the state that followed it on the stream.
+    Snap {
+        from: Sid,
+        zxid: i64,
+        state: Bytes,
+    },
 }
 
 /// What the ZAB host asks of the transport.
@@ -39,6 +68,17 @@ pub enum PeerCmd {
     /// Close the quorum connection to this peer.
     Disconnect {
         peer: Sid,
+    },
+    /// A quorum packet the core does not make (REQUEST, SYNC, a PING with touches).
+    Raw {
+        to: Sid,
+        packet: QuorumPacket,
+    },
+    /// SNAP followed by the state (`persist::snapshot::Parts::to_stream`).
+    SendSnap {
+        to: Sid,
+        zxid: i64,
+        state: Bytes,
     },
 }
 
@@ -238,6 +278,17 @@ impl Transport {
     fn command(&mut self, c: PeerCmd) {
         match c {
             PeerCmd::Send { to, msg } => self.send(to, msg),
+            PeerCmd::Raw { to, packet } => self.send_bytes(to, packet.encode()),
+            PeerCmd::SendSnap { to, zxid, state } => {
+                let p = QuorumPacket {
+                    kind: packet::SNAP,
+                    zxid,
+                    data: None,
+                    auth: Vec::new(),
+                };
+                self.send_bytes(to, p.encode());
+                self.send_bytes(to, state);
+            }
             PeerCmd::ConnectLeader { leader } => self.connect_leader(leader),
             PeerCmd::Disconnect { peer } => {
                 self.quorum.remove(&peer);
@@ -266,7 +317,11 @@ impl Transport {
         let Some(p) = codec::encode_packet(&msg, self.me, 0, &self.config) else {
             return;
         };
-        let bytes = p.encode();
+        self.send_bytes(to, p.encode());
+    }
+
+    /// Bytes on the quorum connection to `to` (queued while it is being opened).
+    fn send_bytes(&mut self, to: Sid, bytes: Bytes) {
         if let Some(c) = self.quorum.get(&to) {
             let _ = c.tx.send(bytes);
         } else if let Some((leader, _, queue)) = self.pending_leader.as_mut() {
@@ -521,6 +576,32 @@ fn packet_len(b: &[u8]) -> Result<Option<usize>, String> {
     Ok(if b.len() >= at { Some(at) } else { None })
 }
 
+/// The server's share of a quorum packet: forwarded requests, syncs, session touches.
+fn session_event(from: Sid, p: &QuorumPacket, to_leader: bool) -> Option<PeerEvent> {
+    match p.kind {
+        packet::REQUEST if !to_leader => match codec::decode_request(p) {
+            Ok((session, cxid, op, body)) => Some(PeerEvent::Request {
+                from,
+                session,
+                cxid,
+                op,
+                body,
+                auth: p.auth.clone(),
+            }),
+            Err(e) => {
+                tracing::warn!(from, error = %e, "undecodable REQUEST");
+                None
+            }
+        },
+        packet::SYNC if to_leader => Some(PeerEvent::Synced { from }),
+        packet::PING if !to_leader => {
+            let sessions = codec::decode_touches(p.data.clone().unwrap_or_default()).ok()?;
+            (!sessions.is_empty()).then_some(PeerEvent::Touches { from, sessions })
+        }
+        _ => None,
+    }
+}
+
 /// A learner connection. `sid` is known on the learner's side (its leader); on the leader's
 /// side it comes from the first packet.
 async fn run_quorum_conn(
@@ -552,8 +633,27 @@ async fn run_quorum_conn(
         }
     }
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // The zxid of a SNAP whose state is still arriving.
+    let mut snap: Option<i64> = None;
     'read: loop {
         loop {
+            if let Some(zxid) = snap {
+                match crate::persist::snapshot::stream_len(&buf) {
+                    Err(e) => {
+                        tracing::warn!(?sid, "closing quorum connection: bad SNAP state: {e}");
+                        break 'read;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(n)) => {
+                        let state = buf.split_to(n).freeze();
+                        snap = None;
+                        if let Some(from) = sid {
+                            let _ = ev.send(PeerEvent::Snap { from, zxid, state });
+                        }
+                        continue;
+                    }
+                }
+            }
             match packet_len(&buf) {
                 Err(e) => {
                     tracing::warn!(?sid, "closing quorum connection: {e}");
@@ -593,6 +693,16 @@ async fn run_quorum_conn(
                     }
                     let from = sid.expect("set above");
                     tracing::trace!(from, kind = p.kind, zxid = p.zxid, "quorum packet");
+                    if to_leader && p.kind == packet::SNAP {
+                        snap = Some(p.zxid);
+                        continue;
+                    }
+                    if let Some(e) = session_event(from, &p, to_leader) {
+                        let _ = ev.send(e);
+                        if p.kind != packet::PING {
+                            continue;
+                        }
+                    }
                     match codec::decode_packet(&p, to_leader) {
                         Ok(msg) => {
                             let _ = ev.send(PeerEvent::Msg { from, msg });

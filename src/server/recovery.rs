@@ -30,6 +30,8 @@ pub struct Recovered {
     pub snapshot_zxid: i64,
     pub replayed: usize,
     pub digest_mismatches: usize,
+    /// The replayed entries, when asked for (an ensemble member's log after its snapshot).
+    pub entries: Vec<txnlog::Entry>,
 }
 
 fn corrupt(file: &Path, msg: impl Into<String>) -> RecoveryError {
@@ -71,6 +73,16 @@ pub fn recover(
     log_dir: &Path,
     extended: bool,
 ) -> Result<Recovered, RecoveryError> {
+    recover_keeping(snap_dir, log_dir, extended, false)
+}
+
+/// [`recover`], also returning the replayed entries when `keep` is set.
+pub fn recover_keeping(
+    snap_dir: &Path,
+    log_dir: &Path,
+    extended: bool,
+    keep: bool,
+) -> Result<Recovered, RecoveryError> {
     std::fs::create_dir_all(snap_dir)?;
     std::fs::create_dir_all(log_dir)?;
     let logs = persist::list(log_dir, "log")?;
@@ -89,6 +101,7 @@ pub fn recover(
         snapshot_zxid: snap_zxid,
         replayed: 0,
         digest_mismatches: 0,
+        entries: Vec::new(),
     };
     let start = logs
         .iter()
@@ -96,7 +109,7 @@ pub fn recover(
         .unwrap_or(0);
     let wanted: Vec<&(i64, PathBuf)> = logs.iter().skip(start).collect();
     if let Some((first, path)) = wanted.first() {
-        if *first > snap_zxid + 1 {
+        if *first > snap_zxid + 1 && !follows(snap_zxid, *first) {
             return Err(corrupt(
                 path,
                 format!("missing log segment: the logs start at 0x{first:x}, the snapshot ends at 0x{snap_zxid:x}"),
@@ -124,6 +137,9 @@ pub fn recover(
             }
             prev = e.hdr.zxid;
             replay(&mut tree, &mut r, &e);
+            if keep {
+                r.entries.push(e);
+            }
             check_snapshot_digest(&tree, &mut expect, &mut r);
         }
         match parsed.tail {

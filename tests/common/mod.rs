@@ -123,7 +123,7 @@ impl Drop for Zabd {
 }
 
 /// Spawns zabd on a config, appending its log; returns the process and its client address.
-fn spawn(cfg: &std::path::Path, log: &std::path::Path) -> Option<(Child, String)> {
+pub fn spawn(cfg: &std::path::Path, log: &std::path::Path) -> Option<(Child, String)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -199,3 +199,5 @@ pub fn seed() -> u64 {
                 .unwrap_or(1)
         })
 }
+
+pub mod ensemble;

@@ -1,0 +1,296 @@
+//! The engine as an ensemble member: the parts of the pipeline that differ from standalone.
+//!
+//! Owns nothing beyond the engine's own state; the host (`server::member`) runs ZAB and
+//! turns its commits into [`Event::Apply`](super::Event::Apply).
+//!
+//! * **Leader**: prepares every write itself — its own clients' and those learners forward
+//!   ([`Event::Forwarded`](super::Event::Forwarded)) — and logs them; the host proposes
+//!   each logged transaction, and the zxids must match the ones ZAB assigns. It alone
+//!   expires sessions (learners report their clients' activity with
+//!   [`Event::Touch`](super::Event::Touch)) and deletes containers. A learner's `sync` is
+//!   answered once everything logged before it has been applied.
+//! * **Follower / observer**: forwards writes, new sessions and `sync` to the leader
+//!   ([`Action::Forward`](super::Action::Forward)), applies what the quorum commits, and
+//!   answers a local client when its own transaction (same session and cxid) applies.
+//!   Reads are answered locally, in order behind the connection's pending writes.
+//! * **Down** (looking for a leader): refuses handshakes; clients try another member.
+//!
+//! Every role change closes every client connection and drops what was prepared but not
+//! committed, as ZooKeeper restarts its request pipeline; clients reconnect with their
+//! sessions, which every member knows from the applied createSession transactions.
+
+use super::{Action, ConnId, Engine, Pending, Waiter};
+use crate::jute::records::Id;
+use crate::proto::request::{self, Request};
+use crate::proto::{op, ZkError};
+use crate::txn::{Txn, TxnHeader};
+use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Standalone,
+    Leader,
+    /// Follower or observer: both forward writes and apply commits.
+    Follower,
+    /// An ensemble member with no established leader.
+    Down,
+}
+
+impl Mode {
+    pub fn serves(self) -> bool {
+        self != Mode::Down
+    }
+
+    pub fn forwards(self) -> bool {
+        self == Mode::Follower
+    }
+
+    pub fn decides_expiry(self) -> bool {
+        matches!(self, Mode::Standalone | Mode::Leader)
+    }
+}
+
+/// Ensemble bookkeeping of the engine.
+#[derive(Default)]
+pub(super) struct State {
+    /// Learner: sessions its clients touched since the last PING (id → timeout).
+    touched: HashMap<i64, i32>,
+    /// Learner: connections waiting for their forwarded createSession to apply.
+    handshakes: HashMap<i64, (ConnId, i32)>,
+    /// Learner: forwarded syncs in the order sent (connection, xid).
+    syncs: VecDeque<(ConnId, i32)>,
+    /// Leader: learners' syncs and the zxid each waits for.
+    remote_syncs: VecDeque<(i64, u64)>,
+}
+
+impl Engine {
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Learner: the sessions touched since the last call (for the PING reply).
+    pub fn take_touches(&mut self) -> Vec<(i64, i32)> {
+        let mut v: Vec<(i64, i32)> = self.ensemble.touched.drain().collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub(super) fn note_touch(&mut self, session: i64) {
+        if self.mode.forwards() {
+            if let Some(s) = self.sessions.get(session) {
+                self.ensemble.touched.insert(session, s.timeout);
+            }
+        }
+    }
+
+    pub(super) fn set_mode(&mut self, mode: super::Mode, last_zxid: i64) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for c in conns {
+            self.close(c, "this member's ensemble role changed; reconnect");
+        }
+        self.conns.clear();
+        self.session_conn.clear();
+        self.pending.clear();
+        self.prep = crate::prep::Prep::with_quota_enforcement(self.cfg.enforce_quota);
+        self.ensemble = State::default();
+        self.mode = mode;
+        self.last_logged = if mode == Mode::Leader {
+            last_zxid
+        } else {
+            self.tree.last_zxid
+        };
+        if mode == Mode::Leader {
+            // A new leader gives every session a full timeout, as ZooKeeper's does.
+            let ids: Vec<i64> = self.sessions.iter().map(|s| s.id).collect();
+            for id in ids {
+                self.sessions.touch(id, self.now.mono_ms);
+            }
+        }
+    }
+
+    /// Learner: sends a client's write (or sync) to the leader.
+    pub(super) fn forward(&mut self, conn: ConnId, x: i32, req: &Request, body: Bytes) {
+        let c = &self.conns[&conn];
+        let session = c.session.unwrap_or(0);
+        let ids = c.ids.clone();
+        if !self.sessions.is_live(session) && !matches!(req, Request::CloseSession) {
+            self.expired_request(conn, x);
+            return;
+        }
+        if matches!(req, Request::Sync { .. }) {
+            self.ensemble.syncs.push_back((conn, x));
+        }
+        self.out.push(Action::Forward {
+            session,
+            cxid: x,
+            op: req.opcode(),
+            body,
+            ids,
+        });
+    }
+
+    pub(super) fn forward_create_session(&mut self, conn: ConnId, id: i64, timeout: i32) {
+        self.ensemble.handshakes.insert(id, (conn, timeout));
+        let mut b = BytesMut::with_capacity(4);
+        b.put_i32(timeout);
+        self.out.push(Action::Forward {
+            session: id,
+            cxid: 0,
+            op: op::CREATE_SESSION,
+            body: b.freeze(),
+            ids: Vec::new(),
+        });
+    }
+
+    /// Leader: a request a learner forwarded.
+    pub(super) fn on_forwarded(
+        &mut self,
+        origin: u64,
+        session: i64,
+        cxid: i32,
+        opcode: i32,
+        body: Bytes,
+        ids: Vec<Id>,
+    ) {
+        if self.mode != Mode::Leader {
+            return;
+        }
+        match opcode {
+            op::CREATE_SESSION => {
+                let timeout = body
+                    .get(..4)
+                    .map_or(self.cfg.min_session_timeout, |b| {
+                        i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+                    });
+                if !self.sessions.is_live(session) {
+                    self.sessions.add(session, timeout, self.now.mono_ms);
+                }
+                let hdr = TxnHeader {
+                    client_id: session,
+                    cxid,
+                    zxid: self.next_zxid(),
+                    time: self.now.wall_ms,
+                    op: op::CREATE_SESSION,
+                };
+                self.log(hdr, Txn::CreateSession { timeout }, Waiter::None);
+            }
+            op::SYNC => {
+                self.ensemble.remote_syncs.push_back((self.last_logged, origin));
+                self.release_syncs();
+            }
+            _ => {
+                let mut payload = BytesMut::with_capacity(8 + body.len());
+                payload.put_i32(cxid);
+                payload.put_i32(opcode);
+                payload.put_slice(&body);
+                let req = match request::decode(payload.freeze()) {
+                    Ok((_, r)) if r.is_write() => r,
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(session = format_args!("0x{session:x}"), error = %e, "undecodable forwarded request");
+                        Request::Unknown(opcode)
+                    }
+                };
+                if matches!(req, Request::Unknown(_)) {
+                    let hdr = TxnHeader {
+                        client_id: session,
+                        cxid,
+                        zxid: self.next_zxid(),
+                        time: self.now.wall_ms,
+                        op: op::ERROR,
+                    };
+                    let err = ZkError::MarshallingError.code();
+                    self.log(hdr, Txn::Error { err }, Waiter::None);
+                    return;
+                }
+                self.prep_and_log(session, &ids, cxid, &req, Waiter::None);
+            }
+        }
+    }
+
+    /// Leader: a learner's clients were active.
+    pub(super) fn on_touch(&mut self, sessions: Vec<(i64, i32)>) {
+        for (id, _) in sessions {
+            self.sessions.touch(id, self.now.mono_ms);
+        }
+    }
+
+    /// A committed transaction from the quorum.
+    pub(super) fn on_apply(&mut self, hdr: TxnHeader, txn: Txn, digest: Option<u64>) {
+        if hdr.zxid <= self.tree.last_zxid {
+            return;
+        }
+        match self.pending.front() {
+            Some(p) if p.hdr.zxid == hdr.zxid => {}
+            Some(p) if p.hdr.zxid < hdr.zxid => {
+                // The quorum skipped a transaction this member prepared: replicas would
+                // diverge.
+                panic!(
+                    "committed zxid 0x{:x} skips prepared 0x{:x}",
+                    hdr.zxid, p.hdr.zxid
+                );
+            }
+            _ => {
+                let waiter = self.remote_waiter(&hdr, &txn);
+                self.pending.push_front(Pending {
+                    hdr,
+                    txn,
+                    digest,
+                    waiter,
+                });
+            }
+        }
+        self.on_committed(hdr.zxid);
+        self.release_syncs();
+    }
+
+    /// Learner: who, here, waits for a transaction the leader prepared.
+    fn remote_waiter(&mut self, hdr: &TxnHeader, txn: &Txn) -> Waiter {
+        if let Txn::CreateSession { .. } = txn {
+            if let Some((conn, timeout)) = self.ensemble.handshakes.remove(&hdr.client_id) {
+                return Waiter::Handshake { conn, timeout };
+            }
+        }
+        let Some(&conn) = self.session_conn.get(&hdr.client_id) else {
+            return Waiter::None;
+        };
+        let front = self.conns.get(&conn).and_then(|c| c.queue.front());
+        match front {
+            Some(q) if q.logged && q.xid == hdr.cxid && q.req.is_write() => Waiter::Request {
+                conn,
+                xid: q.xid,
+                op: q.req.opcode(),
+            },
+            _ => Waiter::None,
+        }
+    }
+
+    /// Leader: answers learners' syncs whose wait is over.
+    fn release_syncs(&mut self) {
+        while let Some(&(zxid, origin)) = self.ensemble.remote_syncs.front() {
+            if zxid > self.tree.last_zxid {
+                break;
+            }
+            self.ensemble.remote_syncs.pop_front();
+            self.out.push(Action::SyncDone { origin });
+        }
+    }
+
+    /// Learner: the leader answered our oldest sync.
+    pub(super) fn on_synced(&mut self) {
+        let Some((conn, x)) = self.ensemble.syncs.pop_front() else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !c.queue.front().is_some_and(|q| q.xid == x) {
+            return;
+        }
+        let item = c.queue.pop_front().expect("front");
+        self.stats.record_latency(self.now.mono_ms - item.arrived);
+        self.answer_read(conn, x, item.req);
+        self.pump(conn);
+    }
+}

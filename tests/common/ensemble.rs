@@ -1,0 +1,164 @@
+//! Ensembles of real `zabd` processes on loopback: free ports, one config per member,
+//! roles read with `srvr`. Members are killed with SIGKILL, as crashes.
+
+use super::{spawn, DEADLINE};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Child;
+use std::time::Duration;
+
+pub struct Member {
+    child: Option<Child>,
+    pub addr: String,
+    cfg: std::path::PathBuf,
+}
+
+pub struct Ensemble {
+    pub dir: tempfile::TempDir,
+    pub members: Vec<Member>,
+}
+
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+impl Ensemble {
+    /// Starts `n` members with `extra` TOML for each.
+    pub fn start(n: usize, extra: &str) -> Ensemble {
+        let dir = tempfile::tempdir().unwrap();
+        let p = free_ports(n * 3);
+        let servers: String = (0..n)
+            .map(|i| {
+                format!(
+                    "{} = \"127.0.0.1:{}:{};127.0.0.1:{}\"\n",
+                    i + 1,
+                    p[i * 3],
+                    p[i * 3 + 1],
+                    p[i * 3 + 2]
+                )
+            })
+            .collect();
+        let mut members = Vec::new();
+        for i in 0..n {
+            let cfg = dir.path().join(format!("m{}.toml", i + 1));
+            let text = format!(
+                "server_id = {}\ntick_time = 200\ninit_limit = 10\nsync_limit = 5\n\
+                 min_session_timeout = 400\ndata_dir = \"{}\"\nfour_letter_words = [\"*\"]\n{extra}\n\
+                 [servers]\n{servers}",
+                i + 1,
+                dir.path().join(format!("m{}", i + 1)).display()
+            );
+            std::fs::write(&cfg, text).unwrap();
+            let (child, addr) = spawn(&cfg, &cfg.with_extension("log")).expect("member starts");
+            members.push(Member {
+                child: Some(child),
+                addr,
+                cfg,
+            });
+        }
+        Ensemble { dir, members }
+    }
+
+    pub fn connect_string(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.addr.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        let m = &mut self.members[i];
+        let (child, addr) = spawn(&m.cfg, &m.cfg.with_extension("log")).expect("member restarts");
+        m.child = Some(child);
+        m.addr = addr;
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.members[i].child.is_some()
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.members[i].cfg.with_extension("log")).unwrap_or_default()
+    }
+
+    /// A four-letter word's answer from member `i` (empty if it does not answer).
+    pub fn four(&self, i: usize, word: &str) -> String {
+        let Ok(mut s) = TcpStream::connect(&self.members[i].addr) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        if s.write_all(word.as_bytes()).is_err() {
+            return String::new();
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    /// (mode, zxid) of member `i` from `srvr`.
+    pub fn role(&self, i: usize) -> Option<(String, i64)> {
+        let out = self.four(i, "srvr");
+        let mode = out.lines().find_map(|l| l.strip_prefix("Mode: "))?.to_string();
+        let zxid = out.lines().find_map(|l| l.strip_prefix("Zxid: 0x"))?;
+        Some((mode, i64::from_str_radix(zxid, 16).ok()?))
+    }
+
+    /// The leader, once every live member serves: one leader, the others followers.
+    pub fn settled(&self) -> Option<usize> {
+        let live: Vec<usize> = (0..self.members.len()).filter(|i| self.is_up(*i)).collect();
+        let roles: Vec<(usize, String)> = live
+            .iter()
+            .filter_map(|i| self.role(*i).map(|(m, _)| (*i, m)))
+            .collect();
+        if roles.len() != live.len() {
+            return None;
+        }
+        let leaders: Vec<usize> = roles
+            .iter()
+            .filter(|(_, m)| m == "leader")
+            .map(|(i, _)| *i)
+            .collect();
+        let followers = roles.iter().filter(|(_, m)| m == "follower").count();
+        (leaders.len() == 1 && followers + 1 == live.len()).then(|| leaders[0])
+    }
+
+    pub fn wait_settled(&self) -> usize {
+        let end = std::time::Instant::now() + DEADLINE;
+        while std::time::Instant::now() < end {
+            if let Some(l) = self.settled() {
+                return l;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the ensemble did not settle on one leader");
+    }
+
+    /// A client of member `i` alone.
+    pub async fn client(&self, i: usize) -> zookeeper_client::Client {
+        zookeeper_client::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&self.members[i].addr)
+            .await
+            .expect("client connects")
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill9(i);
+        }
+    }
+}
