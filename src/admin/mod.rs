@@ -180,7 +180,7 @@ fn srvr(engine: &Engine, info: &ServerInfo, with_clients: bool) -> String {
     let _ = writeln!(s, "Sent: {}", st.packets_sent);
     let _ = writeln!(s, "Connections: {}", engine.connection_count());
     let _ = writeln!(s, "Outstanding: {}", engine.outstanding());
-    let _ = writeln!(s, "Zxid: 0x{:x}", engine.last_zxid());
+    let _ = writeln!(s, "Zxid: 0x{:x}", engine.reported_zxid());
     let _ = writeln!(s, "Mode: {}", info.mode);
     let _ = writeln!(s, "Node count: {}", znode_count(engine));
     s

@@ -22,7 +22,10 @@ impl Engine {
         };
         c.read_only_field = req.read_only.map(|_| false);
         if !self.mode.serves() {
-            self.close(conn, "this ensemble member is not serving: it has no quorum");
+            self.close(
+                conn,
+                "this ensemble member is not serving: it has no quorum",
+            );
             return;
         }
         if req.last_zxid_seen > self.tree.last_zxid {

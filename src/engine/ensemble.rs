@@ -62,11 +62,19 @@ pub(super) struct State {
     syncs: VecDeque<(ConnId, i32)>,
     /// Leader: learners' syncs and the zxid each waits for.
     remote_syncs: VecDeque<(i64, u64)>,
+    /// The zxid the current epoch starts at (`srvr` reports at least this).
+    epoch_start: i64,
 }
 
 impl Engine {
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The zxid `srvr` reports: the last applied, or the start of the member's epoch when
+    /// nothing has been committed in it yet (as ZooKeeper's leader reports epoch << 32).
+    pub fn reported_zxid(&self) -> i64 {
+        self.tree.last_zxid.max(self.ensemble.epoch_start)
     }
 
     /// Learner: the sessions touched since the last call (for the PING reply).
@@ -93,7 +101,10 @@ impl Engine {
         self.session_conn.clear();
         self.pending.clear();
         self.prep = crate::prep::Prep::with_quota_enforcement(self.cfg.enforce_quota);
-        self.ensemble = State::default();
+        self.ensemble = State {
+            epoch_start: if mode == Mode::Down { 0 } else { last_zxid },
+            ..State::default()
+        };
         self.mode = mode;
         self.last_logged = if mode == Mode::Leader {
             last_zxid
@@ -158,11 +169,9 @@ impl Engine {
         }
         match opcode {
             op::CREATE_SESSION => {
-                let timeout = body
-                    .get(..4)
-                    .map_or(self.cfg.min_session_timeout, |b| {
-                        i32::from_be_bytes([b[0], b[1], b[2], b[3]])
-                    });
+                let timeout = body.get(..4).map_or(self.cfg.min_session_timeout, |b| {
+                    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+                });
                 if !self.sessions.is_live(session) {
                     self.sessions.add(session, timeout, self.now.mono_ms);
                 }
@@ -176,7 +185,9 @@ impl Engine {
                 self.log(hdr, Txn::CreateSession { timeout }, Waiter::None);
             }
             op::SYNC => {
-                self.ensemble.remote_syncs.push_back((self.last_logged, origin));
+                self.ensemble
+                    .remote_syncs
+                    .push_back((self.last_logged, origin));
                 self.release_syncs();
             }
             _ => {

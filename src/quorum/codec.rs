@@ -77,12 +77,14 @@ pub fn encode_packet(
     config_version: i64,
     config: &Bytes,
 ) -> Option<QuorumPacket> {
-    let p = |kind, zxid, data| Some(QuorumPacket {
+    let p = |kind, zxid, data| {
+        Some(QuorumPacket {
             kind,
             zxid,
             data,
             auth: Vec::new(),
-        });
+        })
+    };
     match msg {
         Msg::Notify(_) => None,
         Msg::FollowerInfo {

@@ -31,10 +31,7 @@ pub enum LogCmd {
     Roll,
     /// Ensemble learner (TRUNC, SNAP): remove every logged entry after `after`, then
     /// answer on `done`. The next append starts a new file.
-    Truncate {
-        after: i64,
-        done: mpsc::Sender<()>,
-    },
+    Truncate { after: i64, done: mpsc::Sender<()> },
 }
 
 pub struct LogConfig {
@@ -175,7 +172,8 @@ pub fn truncate_logs(dir: &Path, after: i64) {
             continue;
         }
         let bytes = std::fs::read(path).unwrap_or_else(|e| fatal("reading a log", path, e));
-        let parsed = txnlog::parse(&bytes).unwrap_or_else(|m| fatal("parsing a log", path, std::io::Error::other(m)));
+        let parsed = txnlog::parse(&bytes)
+            .unwrap_or_else(|m| fatal("parsing a log", path, std::io::Error::other(m)));
         if let Some((off, e)) = parsed.entries.iter().find(|(_, e)| e.hdr.zxid > after) {
             let f = OpenOptions::new()
                 .write(true)

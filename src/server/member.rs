@@ -281,6 +281,19 @@ impl Member {
         let now = self.clocks.now();
         match e {
             PeerEvent::Msg { from, msg } => {
+                match &msg {
+                    Msg::Diff { zxid } => tracing::info!(
+                        from,
+                        zxid = format_args!("0x{zxid:x}"),
+                        "sync with the leader by DIFF"
+                    ),
+                    Msg::Trunc { zxid } => tracing::info!(
+                        from,
+                        zxid = format_args!("0x{zxid:x}"),
+                        "sync with the leader by TRUNC"
+                    ),
+                    _ => {}
+                }
                 let a = self.peer.step(from, msg);
                 self.perform_peer(a);
             }
@@ -426,7 +439,12 @@ impl Member {
                 let mut b = snapshot::Builder::new(&self.engine.session_list(), zxid);
                 b.step(&self.engine.tree, usize::MAX);
                 let state = Bytes::from(b.finish(&self.engine.tree).to_stream());
-                tracing::info!(to, zxid = format_args!("0x{zxid:x}"), bytes = state.len(), "sending SNAP");
+                tracing::info!(
+                    to,
+                    zxid = format_args!("0x{zxid:x}"),
+                    bytes = state.len(),
+                    "sending SNAP"
+                );
                 PeerCmd::SendSnap { to, zxid, state }
             }
             msg => PeerCmd::Send { to, msg },
@@ -443,10 +461,7 @@ impl Member {
     fn append(&mut self, e: Entry) {
         let entry = match txnlog::decode_body(e.payload) {
             Ok(x) => x,
-            Err(err) => fatal(format!(
-                "cannot decode proposal 0x{:x}: {err}",
-                e.zxid
-            )),
+            Err(err) => fatal(format!("cannot decode proposal 0x{:x}: {err}", e.zxid)),
         };
         self.disk.since_snapshot += 1;
         let cmd = LogCmd::Append {
@@ -463,14 +478,23 @@ impl Member {
     /// Removes every logged entry after `after`, waiting for the log writer.
     fn cut_log(&mut self, after: i64) {
         let (done, wait) = std::sync::mpsc::channel();
-        if self.disk.log.send(LogCmd::Truncate { after, done }).is_err() || wait.recv().is_err() {
+        if self
+            .disk
+            .log
+            .send(LogCmd::Truncate { after, done })
+            .is_err()
+            || wait.recv().is_err()
+        {
             fatal("the log writer is gone".into());
         }
         self.unapplied.retain(|e| e.hdr.zxid <= after);
     }
 
     fn truncate(&mut self, after: i64) {
-        tracing::info!(after = format_args!("0x{after:x}"), "TRUNC: dropping the log after this zxid");
+        tracing::info!(
+            after = format_args!("0x{after:x}"),
+            "TRUNC: dropping the log after this zxid"
+        );
         self.cut_log(after);
         if self.engine.last_zxid() > after {
             let (snap_dir, log_dir) = super::data_dirs(&self.settings);
@@ -524,7 +548,12 @@ impl Member {
         }
         self.cut_log(zxid);
         self.unapplied.clear();
-        tracing::info!(from, zxid = format_args!("0x{zxid:x}"), nodes = tree.node_count(), "loaded the leader's state (SNAP)");
+        tracing::info!(
+            from,
+            zxid = format_args!("0x{zxid:x}"),
+            nodes = tree.node_count(),
+            "loaded the leader's state (SNAP)"
+        );
         self.replace_engine(tree, loaded.sessions);
         let a = self.peer.step(from, Msg::Snap { zxid });
         self.perform_peer(a);
@@ -581,7 +610,9 @@ impl Member {
         self.served = (mode, leader, epoch);
         let last_zxid = make_zxid(epoch, 0);
         tracing::info!(?mode, ?leader, epoch, "client service");
-        let a = self.engine.handle(Event::Mode { mode, last_zxid }, self.clocks.now());
+        let a = self
+            .engine
+            .handle(Event::Mode { mode, last_zxid }, self.clocks.now());
         self.perform_engine(a);
     }
 }

@@ -110,7 +110,10 @@ impl Ensemble {
     /// (mode, zxid) of member `i` from `srvr`.
     pub fn role(&self, i: usize) -> Option<(String, i64)> {
         let out = self.four(i, "srvr");
-        let mode = out.lines().find_map(|l| l.strip_prefix("Mode: "))?.to_string();
+        let mode = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Mode: "))?
+            .to_string();
         let zxid = out.lines().find_map(|l| l.strip_prefix("Zxid: 0x"))?;
         Some((mode, i64::from_str_radix(zxid, 16).ok()?))
     }
