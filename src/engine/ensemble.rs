@@ -296,7 +296,7 @@ impl Engine {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if !c.queue.front().is_some_and(|q| q.xid == x) {
+        if c.queue.front().is_none_or(|q| q.xid != x) {
             return;
         }
         let item = c.queue.pop_front().expect("front");

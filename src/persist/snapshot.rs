@@ -335,7 +335,7 @@ pub fn stream_len(b: &[u8]) -> Result<Option<usize>, String> {
         Some(i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
     };
     let skip = |at: &mut usize, n: i32| -> Result<(), String> {
-        if n < -1 || n > (64 << 20) {
+        if !(-1..=(64 << 20)).contains(&n) {
             return Err(format!("length {n} in the SNAP state"));
         }
         *at += n.max(0) as usize;
