@@ -217,3 +217,55 @@ async fn leader_killed_under_load_loses_no_write_and_no_session() {
     e.restart(leader);
     tokio::task::block_in_place(|| e.wait_settled());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_cannot_commit_the_majority_goes_on_and_healing_converges() {
+    let e = Ensemble::start_partitionable(3, "");
+    let old = tokio::task::block_in_place(|| e.wait_settled());
+    let cut_off = e.client(old).await;
+    cut_off.create("/p", b"", &persistent()).await.unwrap();
+
+    // The leader alone on its side: it cannot commit, steps down and stops serving.
+    e.isolate(old);
+    let attempt = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        cut_off.create("/p/minority", b"", &persistent()),
+    )
+    .await;
+    assert!(
+        !matches!(attempt, Ok(Ok(_))),
+        "a minority acknowledged a write"
+    );
+    common::wait_until("the isolated member to stop serving", || {
+        e.role(old).is_some_and(|(m, _)| m == "looking")
+    });
+
+    // The other two elect a leader and keep taking writes.
+    let majority: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let c = e.client(majority[0]).await;
+    for i in 0..20 {
+        c.create(&format!("/p/majority{i}"), b"", &persistent())
+            .await
+            .unwrap();
+    }
+
+    // Healed, the old leader follows, drops the write it never committed (TRUNC) and holds
+    // what the majority wrote.
+    e.heal();
+    tokio::task::block_in_place(|| {
+        common::wait_until("all three serve again", || {
+            e.settled().is_some_and(|l| l != old)
+        })
+    });
+    let back = e.client(old).await;
+    back.sync("/").await.unwrap();
+    let mut children = back.get_children("/p").await.unwrap().0;
+    children.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("majority{i}")).collect();
+    want.sort();
+    assert_eq!(children, want);
+    // Its write was logged while it still led (nothing told it yet that it was alone).
+    assert!(e.log(old).contains("sync with the leader by TRUNC"));
+    let zxids: Vec<i64> = (0..3).map(|i| e.role(i).unwrap().1).collect();
+    assert!(zxids.iter().all(|z| *z == zxids[0]), "{zxids:?}");
+}

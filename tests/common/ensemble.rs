@@ -16,6 +16,9 @@ pub struct Member {
 pub struct Ensemble {
     pub dir: tempfile::TempDir,
     pub members: Vec<Member>,
+    /// With `start_partitionable`: (from, to) → the proxies member `from` reaches `to`'s
+    /// quorum and election ports through.
+    links: Vec<((usize, usize), [super::proxy::Link; 2])>,
 }
 
 pub fn free_ports(n: usize) -> Vec<u16> {
@@ -28,21 +31,51 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 impl Ensemble {
     /// Starts `n` members with `extra` TOML for each.
     pub fn start(n: usize, extra: &str) -> Ensemble {
+        Ensemble::start_with(n, extra, false)
+    }
+
+    /// Starts `n` members whose peer traffic goes through proxies, so that links can be
+    /// cut ([`Ensemble::isolate`]).
+    pub fn start_partitionable(n: usize, extra: &str) -> Ensemble {
+        Ensemble::start_with(n, extra, true)
+    }
+
+    fn start_with(n: usize, extra: &str, proxied: bool) -> Ensemble {
+        use super::proxy::Link;
         let dir = tempfile::tempdir().unwrap();
         let p = free_ports(n * 3);
-        let servers: String = (0..n)
-            .map(|i| {
-                format!(
-                    "{} = \"127.0.0.1:{}:{};127.0.0.1:{}\"\n",
-                    i + 1,
-                    p[i * 3],
-                    p[i * 3 + 1],
-                    p[i * 3 + 2]
-                )
-            })
-            .collect();
+        let addr =
+            |port: u16| -> std::net::SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
+        let mut links = Vec::new();
+        if proxied {
+            for from in 0..n {
+                for to in (0..n).filter(|t| *t != from) {
+                    let l = [
+                        Link::start(addr(p[to * 3])),
+                        Link::start(addr(p[to * 3 + 1])),
+                    ];
+                    links.push(((from, to), l));
+                }
+            }
+        }
+        let servers_for = |me: usize| -> String {
+            (0..n)
+                .map(|i| {
+                    let (q, e) = match links.iter().find(|(k, _)| *k == (me, i)) {
+                        Some((_, l)) => (l[0].addr.port(), l[1].addr.port()),
+                        None => (p[i * 3], p[i * 3 + 1]),
+                    };
+                    format!(
+                        "{} = \"127.0.0.1:{q}:{e};127.0.0.1:{}\"\n",
+                        i + 1,
+                        p[i * 3 + 2]
+                    )
+                })
+                .collect()
+        };
         let mut members = Vec::new();
         for i in 0..n {
+            let servers = servers_for(i);
             let cfg = dir.path().join(format!("m{}.toml", i + 1));
             let text = format!(
                 "server_id = {}\ntick_time = 200\ninit_limit = 10\nsync_limit = 5\n\
@@ -59,7 +92,27 @@ impl Ensemble {
                 cfg,
             });
         }
-        Ensemble { dir, members }
+        Ensemble {
+            dir,
+            members,
+            links,
+        }
+    }
+
+    /// Cuts every link between member `i` and the others.
+    pub fn isolate(&self, i: usize) {
+        for ((from, to), l) in &self.links {
+            if *from == i || *to == i {
+                l.iter().for_each(|x| x.block());
+            }
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        for (_, l) in &self.links {
+            l.iter().for_each(|x| x.heal());
+        }
     }
 
     pub fn connect_string(&self) -> String {

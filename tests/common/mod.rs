@@ -201,3 +201,4 @@ pub fn seed() -> u64 {
 }
 
 pub mod ensemble;
+pub mod proxy;
