@@ -70,6 +70,21 @@ async fn writes_through_any_member_are_seen_everywhere() {
     // Every member holds the same data at the same zxid.
     let zxids: Vec<i64> = (0..3).map(|i| e.role(i).unwrap().1).collect();
     assert!(zxids.iter().all(|z| *z == zxids[0]), "{zxids:?}");
+
+    // Operators see the roles and the leader's learners.
+    let m = e.four(leader, "mntr");
+    for row in [
+        "zk_server_state\tleader",
+        "zk_synced_followers\t2",
+        "zk_pending_syncs\t0",
+    ] {
+        assert!(m.contains(row), "{row} not in {m}");
+    }
+    let m = e.four(followers[0], "mntr");
+    assert!(m.contains("zk_server_state\tfollower"), "{m}");
+    assert!(!m.contains("zk_synced_followers"), "{m}");
+    assert_eq!(e.four(followers[0], "isro"), "rw");
+    assert_eq!(e.four(followers[0], "ruok"), "imok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,8 +134,8 @@ async fn followers_catch_up_by_diff_and_by_snap() {
     assert!(zxids.iter().all(|z| *z == zxids[0]), "{zxids:?}");
 }
 
-/// Creates `/load/w{w}-{n}` one after another through `c`; returns the acknowledged ones
-/// and when the first one after `after` was acknowledged.
+/// Creates `/load/w{w}-0..count` one after another through `c`, retrying each until it
+/// exists; returns the acknowledged ones and how long after the kill the first was.
 async fn create_loop(
     c: zookeeper_client::Client,
     w: usize,
@@ -131,7 +146,8 @@ async fn create_loop(
     let mut first_after_kill = None;
     let end = std::time::Instant::now() + common::DEADLINE;
     let mut n = 0;
-    while n < count && std::time::Instant::now() < end {
+    while n < count {
+        assert!(std::time::Instant::now() < end, "writer {w} stuck at {n}");
         let path = format!("/load/w{w}-{n}");
         match c.create(&path, b"x", &persistent()).await {
             Ok(_) => {
@@ -151,8 +167,17 @@ async fn create_loop(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leader_killed_under_load_loses_no_write_and_no_session() {
-    let mut e = Ensemble::start(3, "");
+async fn leader_killed_under_load_loses_no_write_and_no_session_3() {
+    leader_killed_under_load(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_under_load_loses_no_write_and_no_session_5() {
+    leader_killed_under_load(5).await;
+}
+
+async fn leader_killed_under_load(n: usize) {
+    let mut e = Ensemble::start(n, "");
     let leader = tokio::task::block_in_place(|| e.wait_settled());
     let connect = e.connect_string();
     let client = || async {
@@ -185,7 +210,9 @@ async fn leader_killed_under_load_loses_no_write_and_no_session() {
         acked.extend(a);
         firsts.extend(f);
     }
-    assert_eq!(acked.len(), 600, "every writer finished its count");
+    // Every path was written: acknowledged, or found existing on a retry after a lost
+    // answer (then it is not counted as acknowledged).
+    assert!(acked.len() > 500, "only {} acknowledged", acked.len());
     // A figure for docs/performance.md (printed, never asserted).
     let first = firsts.iter().min().unwrap();
     println!(
@@ -195,7 +222,7 @@ async fn leader_killed_under_load_loses_no_write_and_no_session() {
 
     let new_leader = tokio::task::block_in_place(|| e.wait_settled());
     assert_ne!(new_leader, leader);
-    for i in (0..3).filter(|i| *i != leader) {
+    for i in (0..n).filter(|i| *i != leader) {
         let c = e.client(i).await;
         c.sync("/").await.unwrap();
         let children = c.get_children("/load").await.unwrap().0;
@@ -268,4 +295,36 @@ async fn a_minority_cannot_commit_the_majority_goes_on_and_healing_converges() {
     assert!(e.log(old).contains("sync with the leader by TRUNC"));
     let zxids: Vec<i64> = (0..3).map(|i| e.role(i).unwrap().1).collect();
     assert!(zxids.iter().all(|z| *z == zxids[0]), "{zxids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_serve_clients_without_voting() {
+    let mut e = Ensemble::start_with_observers(3, 1);
+    let leader = tokio::task::block_in_place(|| e.wait_settled());
+    let roles: Vec<_> = (0..4).map(|i| e.role(i)).collect();
+    assert_ne!(leader, 3, "an observer never leads: {roles:?}");
+    assert_eq!(e.role(3).unwrap().0, "observer");
+    let o = e.client(3).await;
+    let (s, _) = o
+        .create("/o", b"via observer", &persistent())
+        .await
+        .unwrap();
+    let l = e.client(leader).await;
+    assert_eq!(
+        l.get_data("/o").await.unwrap(),
+        (b"via observer".to_vec(), s)
+    );
+    // Two voters down of three: no quorum, whatever the observer does.
+    let voters: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    e.kill9(voters[0]);
+    e.kill9(voters[1]);
+    common::wait_until("the observer to stop serving", || {
+        e.role(3).is_some_and(|(m, _)| m == "looking")
+    });
+    e.restart(voters[0]);
+    e.restart(voters[1]);
+    tokio::task::block_in_place(|| e.wait_settled());
+    let o = e.client(3).await;
+    o.sync("/").await.unwrap();
+    assert_eq!(o.get_data("/o").await.unwrap().0, b"via observer");
 }

@@ -33,6 +33,8 @@ pub struct ServerInfo {
     pub mode: String,
     /// Bytes in the snapshot and log directories, measured by the server for `dirs`.
     pub dir_sizes: (u64, u64),
+    /// Rows an ensemble leader adds to `mntr` (learner counts).
+    pub ensemble_rows: Vec<(&'static str, String)>,
 }
 
 pub fn version_line() -> String {
@@ -222,7 +224,10 @@ fn mntr(engine: &Engine, info: &ServerInfo) -> String {
             format!("{:.1}", st.core_stall_max_us as f64 / 1000.0),
         ),
     ];
-    rows.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
+    rows.iter()
+        .chain(info.ensemble_rows.iter())
+        .map(|(k, v)| format!("{k}\t{v}\n"))
+        .collect()
 }
 
 /// ZooKeeper's node count: its map holds the root twice (as "" and "/"), and operators'

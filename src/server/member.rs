@@ -155,6 +155,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         whitelist: s.four_letter_words.clone(),
         mode: "looking".into(),
         dir_sizes: (0, 0),
+        ensemble_rows: Vec::new(),
     };
     let m = Member {
         engine,
@@ -258,6 +259,17 @@ impl Member {
             }
             CoreMsg::FourLetter { word, reply } => {
                 self.info.mode = self.mode_name().into();
+                self.info.ensemble_rows = match self.peer.learner_counts() {
+                    Some((learners, followers, observers, syncing)) => vec![
+                        ("zk_learners", learners.to_string()),
+                        ("zk_followers", learners.to_string()),
+                        ("zk_synced_followers", followers.to_string()),
+                        ("zk_synced_non_voting_followers", "0".to_string()),
+                        ("zk_synced_observers", observers.to_string()),
+                        ("zk_pending_syncs", syncing.to_string()),
+                    ],
+                    None => Vec::new(),
+                };
                 let text = match word {
                     "isro" if self.engine.mode().serves() => "rw".to_string(),
                     "isro" => "null".to_string(),

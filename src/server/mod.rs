@@ -183,6 +183,7 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
         whitelist: settings.four_letter_words.clone(),
         mode: "standalone".into(),
         dir_sizes: (0, 0),
+        ensemble_rows: Vec::new(),
     };
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let tick = std::time::Duration::from_millis((settings.tick_time / 4).clamp(10, 500));

@@ -31,16 +31,21 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 impl Ensemble {
     /// Starts `n` members with `extra` TOML for each.
     pub fn start(n: usize, extra: &str) -> Ensemble {
-        Ensemble::start_with(n, extra, false)
+        Ensemble::start_with(n, extra, false, 0)
+    }
+
+    /// `voters` participants and then `observers` observers.
+    pub fn start_with_observers(voters: usize, observers: usize) -> Ensemble {
+        Ensemble::start_with(voters + observers, "", false, observers)
     }
 
     /// Starts `n` members whose peer traffic goes through proxies, so that links can be
     /// cut ([`Ensemble::isolate`]).
     pub fn start_partitionable(n: usize, extra: &str) -> Ensemble {
-        Ensemble::start_with(n, extra, true)
+        Ensemble::start_with(n, extra, true, 0)
     }
 
-    fn start_with(n: usize, extra: &str, proxied: bool) -> Ensemble {
+    fn start_with(n: usize, extra: &str, proxied: bool, observers: usize) -> Ensemble {
         use super::proxy::Link;
         let dir = tempfile::tempdir().unwrap();
         let p = free_ports(n * 3);
@@ -65,8 +70,9 @@ impl Ensemble {
                         Some((_, l)) => (l[0].addr.port(), l[1].addr.port()),
                         None => (p[i * 3], p[i * 3 + 1]),
                     };
+                    let role = if i >= n - observers { ":observer" } else { "" };
                     format!(
-                        "{} = \"127.0.0.1:{q}:{e};127.0.0.1:{}\"\n",
+                        "{} = \"127.0.0.1:{q}:{e}{role};127.0.0.1:{}\"\n",
                         i + 1,
                         p[i * 3 + 2]
                     )
@@ -186,7 +192,10 @@ impl Ensemble {
             .filter(|(_, m)| m == "leader")
             .map(|(i, _)| *i)
             .collect();
-        let followers = roles.iter().filter(|(_, m)| m == "follower").count();
+        let followers = roles
+            .iter()
+            .filter(|(_, m)| m == "follower" || m == "observer")
+            .count();
         (leaders.len() == 1 && followers + 1 == live.len()).then(|| leaders[0])
     }
 

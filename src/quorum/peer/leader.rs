@@ -348,6 +348,24 @@ impl Peer {
         self.trim();
     }
 
+    /// A leader's learners: (connected, synced followers, synced observers, still syncing).
+    pub fn learner_counts(&self) -> Option<(usize, usize, usize, usize)> {
+        let Role::Leading(l) = &self.role else {
+            return None;
+        };
+        let me = self.cfg.id;
+        let others = || l.learners.iter().filter(move |(s, _)| **s != me);
+        let synced = |obs: bool| {
+            others()
+                .filter(|(_, st)| st.observer == obs && st.phase == Some(LearnerPhase::UpToDate))
+                .count()
+        };
+        let syncing = others()
+            .filter(|(_, st)| st.phase == Some(LearnerPhase::Syncing))
+            .count();
+        Some((others().count(), synced(false), synced(true), syncing))
+    }
+
     /// Proposes a transaction. Only a broadcasting leader can; None otherwise (or when the
     /// zxid counter would overflow, which starts a new election as ZooKeeper does).
     pub fn propose(&mut self, payload: bytes::Bytes) -> (Option<Zxid>, Vec<Action>) {
