@@ -328,3 +328,40 @@ async fn observers_serve_clients_without_voting() {
     o.sync("/").await.unwrap();
     assert_eq!(o.get_data("/o").await.unwrap().0, b"via observer");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_expires_sessions_of_vanished_clients_and_keeps_active_ones() {
+    let e = Ensemble::start(3, "");
+    let leader = tokio::task::block_in_place(|| e.wait_settled());
+    let f = (leader + 1) % 3;
+    let link = common::proxy::Link::start(e.members[f].addr.parse().unwrap());
+    let short = |addr: String| async move {
+        zookeeper_client::Client::connector()
+            .with_session_timeout(std::time::Duration::from_millis(2000))
+            .connect(&addr)
+            .await
+            .expect("client connects")
+    };
+    let vanishing = short(link.addr.to_string()).await;
+    vanishing.create("/gone", b"", &ephemeral()).await.unwrap();
+    let active = short(e.members[f].addr.clone()).await;
+    active.create("/stays", b"", &ephemeral()).await.unwrap();
+    let l = e.client(leader).await;
+    l.sync("/").await.unwrap();
+    assert!(l.check_stat("/gone").await.unwrap().is_some());
+
+    // The first client's network goes away without a closeSession: only the leader's
+    // expiry can remove its ephemeral, and it must reach every member.
+    link.block();
+    wait_for("the vanished session to expire", || async {
+        l.check_stat("/gone").await.unwrap().is_none()
+    })
+    .await;
+    // Meanwhile the other client on the same follower only pinged that follower; its
+    // touches reached the leader, so its session outlived a whole timeout and more.
+    active.sync("/").await.unwrap();
+    assert!(active.check_stat("/gone").await.unwrap().is_none());
+    assert!(l.check_stat("/stays").await.unwrap().is_some());
+    active.set_data("/stays", b"alive", None).await.unwrap();
+    drop(vanishing);
+}
