@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs each interop suite (zkCli, Curator, kazoo) against its own fresh zabd on a free
-# loopback port, then the data-directory suite (zabd <-> Apache ZooKeeper 3.8, both ways).
+# loopback port, then each again against its own 3-member ensemble, then the data-directory suite (zabd <-> Apache ZooKeeper 3.8, both ways).
 # Needs target/release/zabd, Debian's zookeeper + curator jars, and kazoo.
 
 set -u
@@ -36,6 +36,52 @@ start_zabd() {
   echo "zabd did not start for $name"; cat "$d/log"; exit 1
 }
 
+# start_ensemble NAME [TOML-LINE...]: three members on loopback, waits for one leader and two
+# followers; sets $addr to the connect string.
+start_ensemble() {
+  local name=$1 d=$work/$1 i
+  shift
+  mkdir -p "$d"
+  local ports
+  ports=($(python3 -c 'import socket
+ss=[socket.socket() for _ in range(9)]
+[s.bind(("127.0.0.1",0)) for s in ss]
+print(" ".join(str(s.getsockname()[1]) for s in ss))'))
+  local servers="[servers]"
+  for i in 0 1 2; do
+    servers="$servers"$'\n'"$((i + 1)) = \"127.0.0.1:${ports[i * 3]}:${ports[i * 3 + 1]};127.0.0.1:${ports[i * 3 + 2]}\""
+  done
+  addr=""
+  for i in 1 2 3; do
+    printf '%s\n' "server_id = $i" "data_dir = \"$d/m$i\"" 'four_letter_words = ["*"]' "$@" "$servers" >"$d/m$i.toml"
+    "$zabd" --config "$d/m$i.toml" >"$d/m$i.out" 2>"$d/m$i.log" &
+    pids+=($!)
+    addr="$addr${addr:+,}127.0.0.1:${ports[(i - 1) * 3 + 2]}"
+  done
+  python3 - "$addr" <<'PY' || { echo "ensemble $name did not settle"; tail -20 "$d"/m*.log; exit 1; }
+import socket, sys, time
+def mode(a):
+    h, p = a.split(":")
+    try:
+        s = socket.create_connection((h, int(p)), timeout=5)
+        s.sendall(b"srvr"); out = b""
+        while True:
+            b = s.recv(4096)
+            if not b: break
+            out += b
+        return [l[6:] for l in out.decode().splitlines() if l.startswith("Mode: ")][0]
+    except Exception:
+        return None
+end = time.time() + 120
+while time.time() < end:
+    modes = sorted(str(mode(a)) for a in sys.argv[1].split(","))
+    if modes == ["follower", "follower", "leader"]:
+        sys.exit(0)
+    time.sleep(0.2)
+sys.exit(1)
+PY
+}
+
 javac -nowarn -d "$work/classes" -cp "$CCP:$J/commons-cli.jar" "$here/CuratorSuite.java" "$here/DataDirCheck.java" || exit 1
 status=0
 start_zabd zkcli "enforce_quota = true"
@@ -43,6 +89,13 @@ start_zabd zkcli "enforce_quota = true"
 start_zabd curator
 timeout 900 java -cp "$work/classes:$CCP" CuratorSuite "$addr" || status=1
 start_zabd kazoo
+timeout 900 python3 "$here/kazoo_suite.py" "$addr" || status=1
+echo "== the same suites against a 3-member zabd ensemble (connect string of all three)"
+start_ensemble zkcli-ensemble "enforce_quota = true"
+"$here/zkcli_suite.sh" "$addr" || status=1
+start_ensemble curator-ensemble
+timeout 900 java -cp "$work/classes:$CCP" CuratorSuite "$addr" || status=1
+start_ensemble kazoo-ensemble
 timeout 900 python3 "$here/kazoo_suite.py" "$addr" || status=1
 export zabd ZKCP="$CCP:$J/commons-cli.jar"
 "$here/datadir_suite.sh" "$work/classes" || status=1
