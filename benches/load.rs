@@ -1,7 +1,8 @@
 //! A first throughput figure: N sessions × K requests in flight against a fresh zabd on
 //! loopback, for creates and for getData. Bounded in time and count.
-//! Run: `cargo bench --bench load` (optionally `-- SESSIONS INFLIGHT SECONDS`), or point it
-//! at any server with `ZK_ADDR=host:port`.
+//! Run: `cargo bench --bench load` (optionally `-- SESSIONS INFLIGHT SECONDS`); with
+//! `ZABD_MEMBERS=3` against a fresh 3-member ensemble (sessions spread over the members), or
+//! point it at any server or ensemble with `ZK_ADDR=host:port[,host:port...]`.
 
 mod common;
 
@@ -111,12 +112,17 @@ async fn main() {
     let sessions = *args.first().unwrap_or(&32) as usize;
     let inflight = *args.get(1).unwrap_or(&16) as usize;
     let secs = *args.get(2).unwrap_or(&10);
-    let (child, addr) = match std::env::var("ZK_ADDR") {
-        Ok(a) => (None, a),
+    let members: usize = std::env::var("ZABD_MEMBERS")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1);
+    let dir = std::env::temp_dir().join(format!("zabd-bench-{}", std::process::id()));
+    let (children, addr) = match std::env::var("ZK_ADDR") {
+        Ok(a) => (Vec::new(), a),
+        Err(_) if members > 1 => common::start_ensemble(&dir, members, "warn"),
         Err(_) => {
-            let dir = std::env::temp_dir().join(format!("zabd-bench-{}", std::process::id()));
             let (c, a) = common::start_zabd(&dir.join("data"), "warn");
-            (Some(c), a)
+            (vec![c], a)
         }
     };
     println!(
@@ -136,8 +142,9 @@ async fn main() {
     phase("create", &addr, &clients, inflight, secs, create).await;
     phase("getData", &addr, &clients, inflight, secs, get_data).await;
     drop(clients);
-    if let Some(mut c) = child {
+    for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }

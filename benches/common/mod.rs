@@ -7,12 +7,80 @@ use std::process::{Child, Command, Stdio};
 /// Starts zabd with its data under `dir` (config `dir.toml`, log `dir.log`), no per-address
 /// connection limit; returns the process and its client address.
 pub fn start_zabd(dir: &Path, log_level: &str) -> (Child, String) {
+    start_with(
+        dir,
+        log_level,
+        "client_port = 0\nclient_port_address = \"127.0.0.1\"\n",
+    )
+}
+
+/// Starts an ensemble of `n` members under `dir` on free loopback ports and waits until
+/// one leads and the others follow; returns the processes and the connect string.
+#[allow(dead_code)]
+pub fn start_ensemble(dir: &Path, n: usize, log_level: &str) -> (Vec<Child>, String) {
+    let ls: Vec<std::net::TcpListener> = (0..n * 3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    let p: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    drop(ls);
+    let servers: String = (0..n)
+        .map(|i| {
+            format!(
+                "{} = \"127.0.0.1:{}:{};127.0.0.1:{}\"\n",
+                i + 1,
+                p[i * 3],
+                p[i * 3 + 1],
+                p[i * 3 + 2]
+            )
+        })
+        .collect();
+    let mut children = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..n {
+        let extra = format!("server_id = {}\n[servers]\n{servers}", i + 1);
+        let (c, a) = start_with(&dir.join(format!("m{}", i + 1)), log_level, &extra);
+        children.push(c);
+        addrs.push(a);
+    }
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let modes: Vec<String> = addrs.iter().map(|a| mode(a)).collect();
+        let leaders = modes.iter().filter(|m| *m == "leader").count();
+        let followers = modes.iter().filter(|m| *m == "follower").count();
+        if leaders == 1 && followers == n - 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the ensemble did not settle: {modes:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (children, addrs.join(","))
+}
+
+/// `Mode:` from a member's `srvr`.
+pub fn mode(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"srvr");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.lines()
+        .find_map(|l| l.strip_prefix("Mode: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn start_with(dir: &Path, log_level: &str, extra: &str) -> (Child, String) {
     let cfg = dir.with_extension("toml");
     std::fs::create_dir_all(dir.parent().expect("a parent")).expect("bench directory");
     std::fs::write(
         &cfg,
         format!(
-            "client_port = 0\nclient_port_address = \"127.0.0.1\"\nmax_client_cnxns = 0\ndata_dir = \"{}\"\n",
+            "max_client_cnxns = 0\nfour_letter_words = [\"*\"]\ndata_dir = \"{}\"\n{extra}",
             dir.display()
         ),
     )

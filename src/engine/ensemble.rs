@@ -220,6 +220,12 @@ impl Engine {
         }
     }
 
+    /// Leader: is this session live (a client brought it to a learner)? Touches it if so.
+    pub fn revalidate(&mut self, session: i64, _timeout: i32, now: super::Clock) -> bool {
+        self.now = now;
+        self.mode == Mode::Leader && self.sessions.touch(session, now.mono_ms)
+    }
+
     /// Leader: a learner's clients were active.
     pub(super) fn on_touch(&mut self, sessions: Vec<(i64, i32)>) {
         for (id, _) in sessions {

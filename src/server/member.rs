@@ -52,6 +52,15 @@ pub struct Setup {
     pub status: Arc<Mutex<Status>>,
 }
 
+/// What woke the member's loop.
+enum Woke {
+    Core(Option<CoreMsg>),
+    Peer(Option<PeerEvent>),
+    PeerTick,
+    EngineTick,
+    Snapshot,
+}
+
 struct Member {
     engine: Engine,
     peer: Peer,
@@ -191,10 +200,17 @@ impl Member {
         let first = self.peer.tick();
         self.perform_peer(first);
         loop {
+            let woke = tokio::select! {
+                m = core_rx.recv() => Woke::Core(m),
+                e = ev_rx.recv() => Woke::Peer(e),
+                _ = peer_ticker.tick() => Woke::PeerTick,
+                _ = engine_ticker.tick() => Woke::EngineTick,
+                _ = std::future::ready(()), if self.job.is_some() => Woke::Snapshot,
+            };
             let busy_from = std::time::Instant::now();
-            tokio::select! {
-                m = core_rx.recv() => {
-                    let Some(m) = m else { return Ok(()) };
+            match woke {
+                Woke::Core(None) | Woke::Peer(None) => return Ok(()),
+                Woke::Core(Some(m)) => {
                     self.take(m);
                     for _ in 0..core_task::BATCH {
                         match core_rx.try_recv() {
@@ -203,19 +219,16 @@ impl Member {
                         }
                     }
                 }
-                e = ev_rx.recv() => {
-                    let Some(e) = e else { return Ok(()) };
-                    self.peer_event(e);
-                }
-                _ = peer_ticker.tick() => {
+                Woke::Peer(Some(e)) => self.peer_event(e),
+                Woke::PeerTick => {
                     let a = self.peer.tick();
                     self.perform_peer(a);
                 }
-                _ = engine_ticker.tick() => {
+                Woke::EngineTick => {
                     let a = self.engine.handle(Event::Tick, self.clocks.now());
                     self.perform_engine(a);
                 }
-                _ = std::future::ready(()), if self.job.is_some() => {}
+                Woke::Snapshot => {}
             }
             self.snapshot_step();
             core_task::note_stall(&mut self.engine, busy_from.elapsed());
@@ -336,6 +349,22 @@ impl Member {
             PeerEvent::Touches { sessions, .. } => {
                 let a = self.engine.handle(Event::Touch { sessions }, now);
                 self.perform_engine(a);
+            }
+            PeerEvent::Revalidate {
+                from,
+                session,
+                timeout,
+            } => {
+                let valid = self.engine.revalidate(session, timeout, now);
+                let mut data = session.to_be_bytes().to_vec();
+                data.push(valid as u8);
+                let packet = QuorumPacket {
+                    kind: packet::REVALIDATE,
+                    zxid: -1,
+                    data: Some(Bytes::from(data)),
+                    auth: Vec::new(),
+                };
+                let _ = self.transport.send(PeerCmd::Raw { to: from, packet });
             }
             PeerEvent::Synced { from } => {
                 if self.peer.leader() == Some(from) {

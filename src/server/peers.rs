@@ -43,6 +43,13 @@ pub enum PeerEvent {
         from: Sid,
         sessions: Vec<(i64, i32)>,
     },
+    /// Leader side: a learner asks whether a session a client brought to it is still live
+    /// (REVALIDATE: `long sessionId, int timeout`).
+    Revalidate {
+        from: Sid,
+        session: i64,
+        timeout: i32,
+    },
     /// Learner side: the leader answered a forwarded sync (SYNC).
     Synced {
         from: Sid,
@@ -184,6 +191,7 @@ impl Transport {
         me_addr: Option<SocketAddr>,
     ) {
         let mut redial = tokio::time::interval(std::time::Duration::from_millis(500));
+        let mut knock = 0u32;
         loop {
             tokio::select! {
                 c = cmds.recv() => match c {
@@ -193,6 +201,10 @@ impl Transport {
                 i = internal.recv() => if let Some(i) = i { self.internal(i) },
                 _ = redial.tick() => {
                     self.dial_smaller(me_addr);
+                    knock = (knock + 1) % 4;
+                    if knock == 0 {
+                        self.knock_larger(me_addr);
+                    }
                     self.report_unreachable();
                 }
             }
@@ -252,12 +264,7 @@ impl Transport {
                     return;
                 };
                 let _ = s.set_nodelay(true);
-                let mut hello = Vec::new();
-                hello.extend_from_slice(&PROTOCOL_VERSION_V2.to_be_bytes());
-                hello.extend_from_slice(&(me as i64).to_be_bytes());
-                hello.extend_from_slice(&(my_addr.len() as i32).to_be_bytes());
-                hello.extend_from_slice(my_addr.as_bytes());
-                if s.write_all(&hello).await.is_err() {
+                if s.write_all(&hello(me, &my_addr)).await.is_err() {
                     let _ = tx.send(Internal::Down {
                         sid,
                         id,
@@ -266,6 +273,32 @@ impl Transport {
                     return;
                 }
                 run_election_conn(s, sid, id, tx, ev).await;
+            });
+        }
+    }
+
+    /// Calls every larger-id peer we have no election connection with; it hangs up and
+    /// calls back (the larger id keeps the connection). zabd members call smaller ids
+    /// themselves, but an Apache ZooKeeper member that is not looking calls nobody: without
+    /// this, a restarted smaller member would never reach it.
+    fn knock_larger(&mut self, me_addr: Option<SocketAddr>) {
+        let me = self.me;
+        let my_addr = me_addr.map(|a| a.to_string()).unwrap_or_default();
+        for (sid, a) in &self.peers {
+            if *sid <= me || self.election.contains_key(sid) {
+                continue;
+            }
+            let (addr, hello) = (a.election, hello(me, &my_addr));
+            tokio::spawn(async move {
+                let wait = std::time::Duration::from_secs(2);
+                let Ok(Ok(mut s)) = tokio::time::timeout(wait, TcpStream::connect(addr)).await
+                else {
+                    return;
+                };
+                if s.write_all(&hello).await.is_ok() {
+                    let mut sink = [0u8; 64];
+                    let _ = tokio::time::timeout(wait, s.read(&mut sink)).await;
+                }
             });
         }
     }
@@ -424,6 +457,16 @@ impl Transport {
             }
         }
     }
+}
+
+/// The election handshake: protocol version, our id, our election address.
+fn hello(me: Sid, my_addr: &str) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&PROTOCOL_VERSION_V2.to_be_bytes());
+    h.extend_from_slice(&(me as i64).to_be_bytes());
+    h.extend_from_slice(&(my_addr.len() as i32).to_be_bytes());
+    h.extend_from_slice(my_addr.as_bytes());
+    h
 }
 
 async fn accept_election(
@@ -594,6 +637,16 @@ fn session_event(from: Sid, p: &QuorumPacket, to_leader: bool) -> Option<PeerEve
             }
         },
         packet::SYNC if to_leader => Some(PeerEvent::Synced { from }),
+        packet::REVALIDATE if !to_leader => {
+            let d = p.data.clone().unwrap_or_default();
+            let mut r = crate::jute::Reader::new(d);
+            let (session, timeout) = (r.i64().ok()?, r.i32().ok()?);
+            Some(PeerEvent::Revalidate {
+                from,
+                session,
+                timeout,
+            })
+        }
         packet::PING if !to_leader => {
             let sessions = codec::decode_touches(p.data.clone().unwrap_or_default()).ok()?;
             (!sessions.is_empty()).then_some(PeerEvent::Touches { from, sessions })

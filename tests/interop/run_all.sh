@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs each interop suite (zkCli, Curator, kazoo) against its own fresh zabd on a free
-# loopback port, then each again against its own 3-member ensemble, then the data-directory suite (zabd <-> Apache ZooKeeper 3.8, both ways).
+# loopback port, then each again against its own 3-member ensemble, then a mixed
+# zabd + ZooKeeper ensemble, then the data-directory suite (zabd <-> Apache ZooKeeper 3.8, both ways).
 # Needs target/release/zabd, Debian's zookeeper + curator jars, and kazoo.
 
 set -u
@@ -98,5 +99,7 @@ timeout 900 java -cp "$work/classes:$CCP" CuratorSuite "$addr" || status=1
 start_ensemble kazoo-ensemble
 timeout 900 python3 "$here/kazoo_suite.py" "$addr" || status=1
 export zabd ZKCP="$CCP:$J/commons-cli.jar"
+echo "== a mixed ensemble: two zabd members and one Apache ZooKeeper 3.8 member"
+timeout 900 "$here/mixed_ensemble.sh" || status=1
 "$here/datadir_suite.sh" "$work/classes" || status=1
 exit $status

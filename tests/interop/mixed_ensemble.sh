@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# A mixed ensemble: zabd members 1 and 2, Apache ZooKeeper 3.8 member 3, one zoo.cfg shape.
+# Clients (zkCli) write through every member, whoever leads; each implementation brings the
+# other up to date by SNAP; ZooKeeper and zabd take turns leading.
+# Usage: mixed_ensemble.sh. Needs $zabd and $ZKCP; one line per check, then a count.
+set -u
+work=$(mktemp -d)
+passed=0
+failed=0
+pids=(0 0 0 0)
+trap 'for p in "${pids[@]}"; do [ "$p" != 0 ] && kill -9 "$p" 2>/dev/null; done; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
+
+ok() { passed=$((passed + 1)); echo "ok - $1"; }
+bad() { failed=$((failed + 1)); echo "FAILED - $1"; }
+ports=($(python3 -c 'import socket
+ss=[socket.socket() for _ in range(9)]
+[s.bind(("127.0.0.1",0)) for s in ss]
+print(" ".join(str(s.getsockname()[1]) for s in ss))'))
+client() { echo "127.0.0.1:${ports[($1 - 1) * 3 + 2]}"; }
+
+for i in 1 2 3; do
+  mkdir -p "$work/m$i"
+  echo "$i" >"$work/m$i/myid"
+  {
+    printf 'tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir=%s\n' "$work/m$i"
+    printf 'clientPort=%s\nclientPortAddress=127.0.0.1\n' "${ports[(i - 1) * 3 + 2]}"
+    printf '4lw.commands.whitelist=*\nadmin.enableServer=false\n'
+    # Few transactions kept for DIFF, so a member that lost its data gets SNAP.
+    printf 'zookeeper.commitLogCount=5\n'
+    for j in 1 2 3; do
+      printf 'server.%s=127.0.0.1:%s:%s;127.0.0.1:%s\n' "$j" "${ports[(j - 1) * 3]}" "${ports[(j - 1) * 3 + 1]}" "${ports[(j - 1) * 3 + 2]}"
+    done
+  } >"$work/m$i.cfg"
+done
+
+start() {
+  local i=$1
+  if [ "$i" = 3 ]; then
+    # ZooKeeper's log through a simple slf4j binding, so its sync kind can be checked.
+    local cp=${ZKCP//slf4j-nop.jar/maven3-slf4j-provider.jar}:/usr/share/java/maven-shared-utils.jar:/usr/share/java/jansi.jar
+    java -Xmx512m -Dzookeeper.commitLogCount=5 -Dzookeeper.snapshotSizeFactor=-1 -cp "$cp" \
+      org.apache.zookeeper.server.quorum.QuorumPeerMain "$work/m3.cfg" >>"$work/m3.log" 2>&1 &
+  else
+    ZABD_LOG=info "$zabd" --config "$work/m$i.cfg" >/dev/null 2>>"$work/m$i.log" &
+  fi
+  pids[$i]=$!
+}
+stop() { kill -9 "${pids[$1]}" 2>/dev/null; wait "${pids[$1]}" 2>/dev/null; pids[$1]=0; }
+wipe() { rm -rf "$work/m$1/version-2" "$work/m$1/acceptedEpoch" "$work/m$1/currentEpoch"; }
+mode() { (echo srvr | nc -q1 127.0.0.1 "${ports[($1 - 1) * 3 + 2]}" 2>/dev/null) | sed -n 's/^Mode: //p'; }
+
+# wait_roles "LEADER" "FOLLOWERS...": until member LEADER leads and the others follow.
+wait_roles() {
+  local leader=$1 f
+  shift
+  for _ in $(seq 1 600); do
+    if [ "$(mode "$leader")" = leader ]; then
+      local all=1
+      for f in "$@"; do [ "$(mode "$f")" = follower ] || all=0; done
+      [ "$all" = 1 ] && return 0
+    fi
+    sleep 0.2
+  done
+  for f in "$leader" "$@"; do echo "member $f: $(mode "$f")"; done
+  return 1
+}
+
+zkcli() {
+  timeout 120 java -cp "$ZKCP" org.apache.zookeeper.ZooKeeperMain -server "$1" 2>&1 \
+    | grep -v -e '^WATCHER::' -e '^WatchedEvent' -e '^Connecting to' -e '^Welcome to' -e '^JLine'
+}
+
+# expect NAME PATTERN OUTPUT
+expect() {
+  if printf '%s\n' "$3" | grep -qE -- "$2"; then ok "$1"; else
+    bad "$1: no /$2/ in:"; printf '%s\n' "$3" | sed 's/^/    /'
+  fi
+}
+
+# --- zabd leads (id 2 is the larger of the first two), ZooKeeper follows ----------------
+start 1; start 2
+wait_roles 2 1 || bad "zabd members elect"
+start 3
+wait_roles 2 1 3 && ok "ZooKeeper follows a zabd leader" || bad "ZooKeeper follows a zabd leader"
+out=$(printf 'create /mixed "from-zk-member"\ncreate -e /mixed/eph e\nset /mixed "set-via-zk"\nquit\n' | zkcli "$(client 3)")
+expect "writes through the ZooKeeper follower commit on the zabd leader" 'Created /mixed/eph' "$out"
+out=$(printf 'sync /\nget /mixed\nls /mixed\nquit\n' | zkcli "$(client 1)")
+expect "a zabd follower serves them" '^set-via-zk$' "$out"
+out=$(printf 'create /mixed/z "from-zabd"\nsync /\nquit\n' | zkcli "$(client 1)")
+out=$(printf 'sync /\nget /mixed/z\nquit\n' | zkcli "$(client 3)")
+expect "writes through a zabd follower reach the ZooKeeper follower" '^from-zabd$' "$out"
+
+# ZooKeeper, far behind with an empty directory, is brought up to date by zabd's SNAP.
+stop 3; wipe 3
+for n in $(seq 1 12); do printf 'create /mixed/s%s x\n' "$n"; done | zkcli "$(client 2)" >/dev/null
+start 3
+wait_roles 2 1 3 || bad "ZooKeeper rejoins"
+grep -q "Getting a snapshot from leader" "$work/m3.log" && ok "zabd leader syncs ZooKeeper by SNAP" || bad "zabd leader syncs ZooKeeper by SNAP"
+out=$(printf 'ls /mixed\nget /mixed/z\nquit\n' | zkcli "$(client 3)")
+expect "ZooKeeper serves the state it got by SNAP" 's12' "$out"
+
+# --- ZooKeeper leads (id 3 outranks 1 once 2 is gone) ---------------------------------
+stop 2
+wait_roles 3 1 && ok "after kill -9 of the zabd leader, ZooKeeper leads a zabd follower" || bad "ZooKeeper takes over"
+out=$(printf 'create /mixed/under-zk x\nset /mixed "set-via-zabd"\nquit\n' | zkcli "$(client 1)")
+expect "writes through a zabd follower commit on the ZooKeeper leader" 'Created /mixed/under-zk' "$out"
+out=$(printf 'sync /\nget /mixed\nquit\n' | zkcli "$(client 3)")
+expect "the ZooKeeper leader serves them" '^set-via-zabd$' "$out"
+
+# zabd, far behind with an empty directory, is brought up to date by ZooKeeper's SNAP.
+wipe 2
+for n in $(seq 1 12); do printf 'create /mixed/t%s x\n' "$n"; done | zkcli "$(client 3)" >/dev/null
+start 2
+wait_roles 3 1 2 && ok "a wiped zabd member rejoins under ZooKeeper" || bad "a wiped zabd member rejoins"
+grep -q "loaded the leader's state (SNAP)" "$work/m2.log" && ok "ZooKeeper leader syncs zabd by SNAP" || bad "ZooKeeper leader syncs zabd by SNAP"
+out=$(printf 'sync /\nls /mixed\nget /mixed\nquit\n' | zkcli "$(client 2)")
+expect "zabd serves the state it got by SNAP" 't12' "$out"
+expect "... with the data set under the zabd leader" '^set-via-zabd$' "$out"
+out=$(printf 'create /mixed/after-snap y\nquit\n' | zkcli "$(client 2)")
+expect "and takes writes again" 'Created /mixed/after-snap' "$out"
+
+echo "mixed ensemble: $passed passed, $failed failed"
+[ "$failed" = 0 ]
