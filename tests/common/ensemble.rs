@@ -21,11 +21,21 @@ pub struct Ensemble {
     links: Vec<((usize, usize), [super::proxy::Link; 2])>,
 }
 
+/// `n` ports free now, below Linux's ephemeral range (32768 and up), so that no outgoing
+/// connection of a concurrently running test takes one before its member binds it.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() % 97) * 120;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (20_000 + (offset + k) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            out.push(port);
+        }
+    }
+    out
 }
 
 impl Ensemble {
