@@ -66,6 +66,7 @@ pub struct Settings {
     pub init_limit: u32,
     pub sync_limit: u32,
     pub commit_log_count: usize,
+    pub read_only_mode: bool,
     #[serde(skip)]
     pub servers: Vec<ServerSpec>,
     #[serde(rename = "servers")]
@@ -102,14 +103,16 @@ impl Default for Settings {
             init_limit: 10,
             sync_limit: 5,
             commit_log_count: 500,
+            read_only_mode: false,
             servers: Vec::new(),
             servers_raw: BTreeMap::new(),
         }
     }
 }
 
-const TOML_KEYS: [&str; 27] = [
+const TOML_KEYS: [&str; 28] = [
     "commit_log_count",
+    "read_only_mode",
     "enforce_quota",
     "snap_count",
     "force_sync",

@@ -75,6 +75,10 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
             "znode.container.checkIntervalMs" => {
                 s.container_check_interval_ms = ranged(value, i64::MAX)? as u64
             }
+            "readonlymode.enabled" | "zookeeper.readonlymode.enabled" => {
+                s.read_only_mode = parse_bool(value)
+                    .ok_or_else(|| err(key, format!("{value:?} is not true or false")))?
+            }
             "zookeeper.commitLogCount" => {
                 s.commit_log_count = ranged(value, i32::MAX as i64)?.max(1) as usize
             }

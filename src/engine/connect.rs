@@ -20,11 +20,19 @@ impl Engine {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.read_only_field = req.read_only.map(|_| false);
+        let read_only = self.mode == super::Mode::ReadOnly;
+        c.read_only_field = req.read_only.map(|_| read_only);
         if !self.mode.serves() {
             self.close(
                 conn,
                 "this ensemble member is not serving: it has no quorum",
+            );
+            return;
+        }
+        if read_only && req.read_only != Some(true) {
+            self.close(
+                conn,
+                "this member has no quorum and serves only read-only clients",
             );
             return;
         }
@@ -49,6 +57,10 @@ impl Engine {
 
     fn create_session(&mut self, conn: ConnId, timeout: i32) {
         let id = self.sessions.next_id();
+        if self.mode == super::Mode::ReadOnly {
+            self.local_session(conn, id, timeout);
+            return;
+        }
         if self.mode.forwards() {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.session = Some(id);

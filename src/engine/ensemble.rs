@@ -35,6 +35,9 @@ pub enum Mode {
     Follower,
     /// An ensemble member with no established leader.
     Down,
+    /// No leader, read-only mode enabled: read-only clients are served from the local
+    /// state; writes get NotReadOnly; sessions are local to this member.
+    ReadOnly,
 }
 
 impl Mode {
@@ -64,6 +67,8 @@ pub(super) struct State {
     remote_syncs: VecDeque<(i64, u64)>,
     /// The zxid the current epoch starts at (`srvr` reports at least this).
     epoch_start: i64,
+    /// Read-only mode: the sessions created here, never known to the quorum.
+    local_sessions: Vec<i64>,
 }
 
 impl Engine {
@@ -92,6 +97,33 @@ impl Engine {
         }
     }
 
+    /// Read-only mode: a session only this member knows (ZooKeeper's local session).
+    pub(super) fn local_session(&mut self, conn: ConnId, id: i64, timeout: i32) {
+        self.sessions.add(id, timeout, self.now.mono_ms);
+        self.ensemble.local_sessions.push(id);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = Some(id);
+        }
+        self.session_established(conn, id, timeout);
+    }
+
+    /// Read-only mode: a write is refused (closeSession just closes).
+    pub(super) fn refuse_in_read_only(&mut self, conn: ConnId, x: i32, req: &Request) {
+        let zxid = self.tree.last_zxid;
+        if matches!(req, Request::CloseSession) {
+            let f = crate::proto::response::header_only(x, zxid, 0);
+            self.send(conn, f, true);
+            self.out.push(Action::Close {
+                conn,
+                reason: "session closed by client",
+                linger: true,
+            });
+            return;
+        }
+        let f = crate::proto::response::header_only(x, zxid, ZkError::NotReadOnly.code());
+        self.send(conn, f, true);
+    }
+
     pub(super) fn set_mode(&mut self, mode: super::Mode, last_zxid: i64) {
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for c in conns {
@@ -101,8 +133,15 @@ impl Engine {
         self.session_conn.clear();
         self.pending.clear();
         self.prep = crate::prep::Prep::with_quota_enforcement(self.cfg.enforce_quota);
+        for id in std::mem::take(&mut self.ensemble.local_sessions) {
+            self.sessions.remove(id);
+        }
         self.ensemble = State {
-            epoch_start: if mode == Mode::Down { 0 } else { last_zxid },
+            epoch_start: if matches!(mode, Mode::Leader | Mode::Follower) {
+                last_zxid
+            } else {
+                0
+            },
             ..State::default()
         };
         self.mode = mode;

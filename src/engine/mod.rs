@@ -392,6 +392,11 @@ impl Engine {
                 i += 1;
                 continue;
             }
+            if self.mode == Mode::ReadOnly && item.req.is_write() {
+                let item = c.queue.remove(i).expect("present");
+                self.refuse_in_read_only(conn, item.xid, &item.req);
+                continue;
+            }
             if item.req.is_write() || (forwarding && matches!(item.req, Request::Sync { .. })) {
                 let (x, req, body) = (item.xid, item.req.clone(), item.body.clone());
                 c.queue[i].logged = true;

@@ -75,6 +75,8 @@ struct Member {
     unapplied: VecDeque<txnlog::Entry>,
     /// What the engine was last told: its mode, the leader and the epoch.
     served: (Mode, Option<Sid>, u32),
+    /// Since when this member has had no leader (read-only mode starts after a while).
+    down_since: Option<std::time::Instant>,
     /// Learners whose sync may be answered once this batch of actions is out.
     sync_replies: Vec<Sid>,
     clocks: Clocks,
@@ -178,6 +180,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         job: None,
         unapplied: VecDeque::new(),
         served: (Mode::Down, None, 0),
+        down_since: Some(std::time::Instant::now()),
         sync_replies: Vec::new(),
         clocks,
         status: setup.status,
@@ -284,8 +287,12 @@ impl Member {
                     None => Vec::new(),
                 };
                 let text = match word {
-                    "isro" if self.engine.mode().serves() => "rw".to_string(),
-                    "isro" => "null".to_string(),
+                    "isro" => match self.engine.mode() {
+                        Mode::ReadOnly => "ro",
+                        Mode::Down => "null",
+                        _ => "rw",
+                    }
+                    .to_string(),
                     _ => core_task::answer_word(word, &mut self.engine, &self.info),
                 };
                 let _ = reply.send(text);
@@ -294,6 +301,9 @@ impl Member {
     }
 
     fn mode_name(&self) -> &'static str {
+        if self.engine.mode() == Mode::ReadOnly {
+            return "read-only";
+        }
         match (self.peer.state(), self.peer.leader()) {
             (State::Leading, Some(_)) => "leader",
             (State::Following, Some(_)) => "follower",
@@ -643,6 +653,18 @@ impl Member {
             (State::Leading, Some(_)) => Mode::Leader,
             (State::Following | State::Observing, Some(_)) => Mode::Follower,
             _ => Mode::Down,
+        };
+        let mode = if mode == Mode::Down {
+            let since = *self.down_since.get_or_insert_with(std::time::Instant::now);
+            let delay = Duration::from_millis(self.settings.tick_time.max(2000));
+            if self.settings.read_only_mode && since.elapsed() >= delay {
+                Mode::ReadOnly
+            } else {
+                Mode::Down
+            }
+        } else {
+            self.down_since = None;
+            mode
         };
         let epoch = self.peer.current_epoch();
         if self.served == (mode, leader, epoch) {
