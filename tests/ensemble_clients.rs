@@ -84,6 +84,23 @@ async fn writes_through_any_member_are_seen_everywhere() {
     assert!(m.contains("zk_server_state\tfollower"), "{m}");
     assert!(!m.contains("zk_synced_followers"), "{m}");
     assert_eq!(e.four(followers[0], "isro"), "rw");
+
+    // /zookeeper/config describes the ensemble as ZooKeeper writes it.
+    let c = e.client(followers[0]).await;
+    let (config, stat) = c.get_data("/zookeeper/config").await.unwrap();
+    let text = String::from_utf8(config).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for (i, m) in e.members.iter().enumerate() {
+        let want = format!("server.{}=127.0.0.1:", i + 1);
+        assert!(lines[i].starts_with(&want), "{text}");
+        assert!(
+            lines[i].ends_with(&format!(":participant;{}", m.addr)),
+            "{text}"
+        );
+    }
+    assert_eq!(lines[3], "version=0");
+    assert_eq!((stat.version, stat.mzxid, stat.aversion), (-1, 0, -1));
     assert_eq!(e.four(followers[0], "ruok"), "imok");
 }
 

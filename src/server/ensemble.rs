@@ -142,6 +142,31 @@ fn perform(
     Ok(())
 }
 
+/// `/zookeeper/config` as ZooKeeper writes it for a static ensemble: one
+/// `server.N=host:quorum:election:role;clientHost:clientPort` line per member, then
+/// `version=0` (no newline at the end).
+pub fn config_node_text(s: &crate::config::Settings) -> String {
+    use crate::config::Role;
+    let mut out = String::new();
+    for x in &s.servers {
+        let role = if x.role == Role::Observer {
+            "observer"
+        } else {
+            "participant"
+        };
+        let (ch, cp) = match &x.client {
+            Some((h, p)) => (h.clone(), *p),
+            None => ("0.0.0.0".to_string(), s.client_port),
+        };
+        out.push_str(&format!(
+            "server.{}={}:{}:{}:{role};{ch}:{cp}\n",
+            x.id, x.host, x.quorum_port, x.election_port
+        ));
+    }
+    out.push_str("version=0");
+    out
+}
+
 /// Core ticks per second: election back-off and the init/sync limits run on this clock,
 /// while ZooKeeper's tickTime keeps its meaning (limits are converted).
 const CORE_TICK_MS: u64 = 100;

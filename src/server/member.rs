@@ -185,6 +185,8 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         clocks,
         status: setup.status,
     };
+    let mut m = m;
+    m.set_config_node();
     m.run(core_rx, ev_rx, setup.core_tick).await
 }
 
@@ -569,6 +571,7 @@ impl Member {
         self.perform_engine(a);
         self.engine = Engine::recovered(super::engine_config(&self.settings), tree, sessions, now);
         self.engine.stats = stats;
+        self.set_config_node();
         self.engine.handle(
             Event::Mode {
                 mode: Mode::Down,
@@ -577,6 +580,14 @@ impl Member {
             now,
         );
         self.served = (Mode::Down, None, 0);
+    }
+
+    /// `/zookeeper/config` from this member's configuration (also after SNAP, as ZooKeeper
+    /// keeps its own over the leader's).
+    fn set_config_node(&mut self) {
+        let text = super::ensemble::config_node_text(&self.settings);
+        let now = self.clocks.now().wall_ms;
+        self.engine.tree.set_config_data(Bytes::from(text), now);
     }
 
     fn load_snap(&mut self, from: Sid, zxid: i64, state: Bytes) {

@@ -286,10 +286,15 @@ impl DataTree {
         self.nodes.keys().filter(|k| k.starts_with(&prefix)).count()
     }
 
-    /// Sets `/zookeeper/config` (not a transaction: each member derives it from its config).
-    pub fn set_config_data(&mut self, data: Bytes) {
+    /// Sets `/zookeeper/config` (not a transaction: each member derives it from its own
+    /// configuration, as ZooKeeper's initConfigInZKDatabase, which leaves dataVersion -1 and
+    /// mZxid at the configuration's version, 0 for a static one).
+    pub fn set_config_data(&mut self, data: Bytes, now_ms: i64) {
         if let Some(n) = self.nodes.get_mut(CONFIG_PATH) {
             n.data = Some(data);
+            n.stat.version = -1;
+            n.stat.mzxid = 0;
+            n.stat.mtime = now_ms;
         }
     }
 
