@@ -434,3 +434,35 @@ async fn a_member_without_quorum_serves_read_only_clients_when_enabled() {
     let c = e.client(m).await;
     c.create("/ro/again", b"", &persistent()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moving_to_another_member_keeps_its_watches() {
+    let mut e = Ensemble::start(3, "");
+    tokio::task::block_in_place(|| e.wait_settled());
+    let c = zookeeper_client::Client::connector()
+        .with_session_timeout(std::time::Duration::from_secs(10))
+        .connect(&e.connect_string())
+        .await
+        .unwrap();
+    c.create("/w", b"0", &persistent()).await.unwrap();
+    let (_, _, watch) = c.get_and_watch_data("/w").await.unwrap();
+    let session = c.session_id();
+    let holder = format!("sid=0x{:x}", session.0);
+    let at = (0..3)
+        .find(|i| e.four(*i, "cons").contains(&holder))
+        .expect("a member holds the session");
+    e.kill9(at);
+    // The client moves to a survivor with the same session and re-registers its watch.
+    wait_for("the session to be back on another member", || async {
+        c.check_stat("/w").await.is_ok()
+    })
+    .await;
+    assert_eq!(c.session_id(), session);
+    let other = e.client((at + 1) % 3).await;
+    other.set_data("/w", b"1", None).await.unwrap();
+    let ev = watch.changed().await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDataChanged, "/w")
+    );
+}
