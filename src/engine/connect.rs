@@ -90,24 +90,38 @@ impl Engine {
 
     fn resume_session(&mut self, conn: ConnId, req: &ConnectRequest, timeout: i32) {
         let id = req.session_id;
-        let valid = self.sessions.is_live(id) && req.passwd[..] == session::password(id)[..];
-        if !valid {
-            tracing::info!(
-                session = format_args!("0x{id:x}"),
-                "refusing reconnect: session expired, unknown or wrong password"
-            );
-            let ro = self.conns.get(&conn).and_then(|c| c.read_only_field);
-            let resp = ConnectResponse {
-                protocol_version: 0,
-                timeout: 0,
-                session_id: 0,
-                passwd: Bytes::from(vec![0u8; 16]),
-                read_only: ro,
-            };
-            self.send(conn, response::connect(&resp), false);
-            self.close(conn, "session expired or invalid");
-            return;
+        if req.passwd[..] != session::password(id)[..] {
+            self.refuse_resume(conn, id);
+        } else if self.mode.forwards() {
+            // The leader decides (REVALIDATE), as it alone expires sessions.
+            self.revalidate_with_leader(conn, id, timeout);
+        } else if self.sessions.is_live(id) {
+            self.resume(conn, id, timeout);
+        } else {
+            self.refuse_resume(conn, id);
         }
+    }
+
+    /// The client's "session expired": timeout 0, id 0, then the connection closes.
+    pub(super) fn refuse_resume(&mut self, conn: ConnId, id: i64) {
+        tracing::info!(
+            session = format_args!("0x{id:x}"),
+            "refusing reconnect: session expired, unknown or wrong password"
+        );
+        let ro = self.conns.get(&conn).and_then(|c| c.read_only_field);
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout: 0,
+            session_id: 0,
+            passwd: Bytes::from(vec![0u8; 16]),
+            read_only: ro,
+        };
+        self.send(conn, response::connect(&resp), false);
+        self.close(conn, "session expired or invalid");
+    }
+
+    /// Takes a live session over on this connection.
+    pub(super) fn resume(&mut self, conn: ConnId, id: i64, timeout: i32) {
         self.sessions.touch(id, self.now.mono_ms);
         self.note_touch(id);
         if let Some(old) = self.session_conn.insert(id, conn) {

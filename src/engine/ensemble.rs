@@ -17,7 +17,9 @@
 //!
 //! Every role change closes every client connection and drops what was prepared but not
 //! committed, as ZooKeeper restarts its request pipeline; clients reconnect with their
-//! sessions, which every member knows from the applied createSession transactions.
+//! sessions. Every member applies createSession/closeSession, but a learner that a client
+//! brings a session to asks the leader (REVALIDATE) before taking it, as the leader alone
+//! knows which sessions it is expiring.
 
 use super::{Action, ConnId, Engine, Pending, Waiter};
 use crate::jute::records::Id;
@@ -69,6 +71,8 @@ pub(super) struct State {
     epoch_start: i64,
     /// Read-only mode: the sessions created here, never known to the quorum.
     local_sessions: Vec<i64>,
+    /// Learner: reconnects waiting for the leader's REVALIDATE answer.
+    revalidating: HashMap<i64, (ConnId, i32)>,
 }
 
 impl Engine {
@@ -263,6 +267,37 @@ impl Engine {
     pub fn revalidate(&mut self, session: i64, _timeout: i32, now: super::Clock) -> bool {
         self.now = now;
         self.mode == Mode::Leader && self.sessions.touch(session, now.mono_ms)
+    }
+
+    /// Learner: a client brings a session here; the leader says whether it lives.
+    pub(super) fn revalidate_with_leader(&mut self, conn: ConnId, id: i64, timeout: i32) {
+        if let Some((old, _)) = self.ensemble.revalidating.insert(id, (conn, timeout)) {
+            if old != conn {
+                self.close(old, "session moved to a new connection");
+            }
+        }
+        self.out.push(Action::Revalidate {
+            session: id,
+            timeout,
+        });
+    }
+
+    pub(super) fn on_revalidated(&mut self, session: i64, valid: bool) {
+        let Some((conn, timeout)) = self.ensemble.revalidating.remove(&session) else {
+            return;
+        };
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        if !valid {
+            self.refuse_resume(conn, session);
+            return;
+        }
+        if !self.sessions.is_live(session) {
+            // Live at the leader; its createSession has not been applied here yet.
+            self.sessions.add(session, timeout, self.now.mono_ms);
+        }
+        self.resume(conn, session, timeout);
     }
 
     /// Leader: a learner's clients were active.

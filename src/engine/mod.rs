@@ -111,6 +111,8 @@ pub enum Event {
     Touch { sessions: Vec<(i64, i32)> },
     /// Ensemble learner: the leader answered the oldest sync this member forwarded.
     Synced,
+    /// Ensemble learner: the leader's answer to a REVALIDATE.
+    Revalidated { session: i64, valid: bool },
     /// Ensemble: this member's role changed. A leader numbers its transactions from
     /// `last_zxid` + 1.
     Mode { mode: Mode, last_zxid: i64 },
@@ -151,6 +153,8 @@ pub enum Action {
     /// Ensemble leader: everything committed before learner `origin`'s sync is applied;
     /// answer it (SYNC).
     SyncDone { origin: u64 },
+    /// Ensemble learner: ask the leader whether this session is live (REVALIDATE).
+    Revalidate { session: i64, timeout: i32 },
 }
 
 /// A request waiting in its connection's queue.
@@ -300,6 +304,7 @@ impl Engine {
             } => self.on_forwarded(origin, session, cxid, op, body, ids),
             Event::Touch { sessions } => self.on_touch(sessions),
             Event::Synced => self.on_synced(),
+            Event::Revalidated { session, valid } => self.on_revalidated(session, valid),
             Event::Mode { mode, last_zxid } => self.set_mode(mode, last_zxid),
         }
         std::mem::take(&mut self.out)

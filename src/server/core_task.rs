@@ -280,7 +280,7 @@ fn perform(conns: &mut HashMap<ConnId, ConnHandle>, actions: Vec<Action>, disk: 
                 }
             }
             // Ensemble actions; a standalone engine makes none.
-            Action::Forward { .. } | Action::SyncDone { .. } => {}
+            Action::Forward { .. } | Action::SyncDone { .. } | Action::Revalidate { .. } => {}
         }
     }
 }

@@ -378,6 +378,17 @@ impl Member {
                 };
                 let _ = self.transport.send(PeerCmd::Raw { to: from, packet });
             }
+            PeerEvent::Revalidated {
+                from,
+                session,
+                valid,
+            } => {
+                if self.peer.leader() == Some(from) {
+                    let ev = Event::Revalidated { session, valid };
+                    let a = self.engine.handle(ev, now);
+                    self.perform_engine(a);
+                }
+            }
             PeerEvent::Synced { from } => {
                 if self.peer.leader() == Some(from) {
                     let a = self.engine.handle(Event::Synced, now);
@@ -433,6 +444,20 @@ impl Member {
                     let _ = self.transport.send(PeerCmd::Raw { to: leader, packet });
                 }
                 engine::Action::SyncDone { origin } => self.sync_replies.push(origin),
+                engine::Action::Revalidate { session, timeout } => {
+                    let Some(leader) = self.peer.leader() else {
+                        continue;
+                    };
+                    let mut data = session.to_be_bytes().to_vec();
+                    data.extend_from_slice(&timeout.to_be_bytes());
+                    let packet = QuorumPacket {
+                        kind: packet::REVALIDATE,
+                        zxid: -1,
+                        data: Some(Bytes::from(data)),
+                        auth: Vec::new(),
+                    };
+                    let _ = self.transport.send(PeerCmd::Raw { to: leader, packet });
+                }
             }
         }
     }

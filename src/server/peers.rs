@@ -50,6 +50,12 @@ pub enum PeerEvent {
         session: i64,
         timeout: i32,
     },
+    /// Learner side: the leader's answer to REVALIDATE (`long sessionId, boolean valid`).
+    Revalidated {
+        from: Sid,
+        session: i64,
+        valid: bool,
+    },
     /// Learner side: the leader answered a forwarded sync (SYNC).
     Synced {
         from: Sid,
@@ -637,6 +643,16 @@ fn session_event(from: Sid, p: &QuorumPacket, to_leader: bool) -> Option<PeerEve
             }
         },
         packet::SYNC if to_leader => Some(PeerEvent::Synced { from }),
+        packet::REVALIDATE if to_leader => {
+            let d = p.data.clone().unwrap_or_default();
+            let mut r = crate::jute::Reader::new(d);
+            let (session, valid) = (r.i64().ok()?, r.bool().ok()?);
+            Some(PeerEvent::Revalidated {
+                from,
+                session,
+                valid,
+            })
+        }
         packet::REVALIDATE if !to_leader => {
             let d = p.data.clone().unwrap_or_default();
             let mut r = crate::jute::Reader::new(d);
