@@ -10,6 +10,8 @@
 //!                         sessions (expiry), tree::watch (notifications), auth (ACLs)
 //!  server::disk threads: log writer (group commit, fdatasync) → Committed; snapshot writer
 //!  persist (pure): ZooKeeper's log and snapshot formats; server::recovery reads them back
+//!  quorum (pure): ZAB; server::member runs it with the engine on an ensemble member
+//!  loadgen: `zabd bench`, a client-side load generator for any ZooKeeper-compatible server
 //! ```
 //!
 //! See `docs/architecture.md` for the tour and the flow of a write.
@@ -19,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod jute;
+pub mod loadgen;
 pub mod persist;
 pub mod prep;
 pub mod proto;

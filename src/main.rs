@@ -32,6 +32,9 @@ struct Cli {
 
 #[derive(clap::Subcommand)]
 enum Cmd {
+    /// Load generator for any ZooKeeper-compatible server or ensemble: prints throughput
+    /// and latency percentiles, and writes them as JSON.
+    Bench(BenchArgs),
     /// Deletes old snapshots and the logs only they need, keeping the newest COUNT snapshots
     /// (ZooKeeper's zkCleanup.sh / PurgeTxnLog). Uses the data directories of the config.
     Purge {
@@ -41,15 +44,66 @@ enum Cmd {
     },
 }
 
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Connect string: host:port[,host:port...] (sessions spread over them).
+    #[arg(long, default_value = "127.0.0.1:2181")]
+    servers: String,
+    /// Client sessions.
+    #[arg(long, default_value_t = 32)]
+    sessions: usize,
+    /// Requests in flight per session.
+    #[arg(long, default_value_t = 16)]
+    inflight: usize,
+    /// Op mix: create, set, get, exists, children, multi, churn (ephemeral create+delete),
+    /// read90 (get=90,set=10), or a weighted list like get=80,create=20.
+    #[arg(long, default_value = "create")]
+    mix: String,
+    /// Bytes per value written.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Existing nodes that reads and setData pick from.
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// At most this many measured operations.
+    #[arg(long, default_value_t = 50_000_000)]
+    max_ops: u64,
+    /// Watch fan-out instead: this many sessions watch one node that another updates;
+    /// the figure is the time until all have seen the event.
+    #[arg(long, default_value_t = 0)]
+    watchers: usize,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The load generator's client logs only problems unless asked.
+    let level = if matches!(cli.command, Some(Cmd::Bench(_))) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ZABD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    if let Some(Cmd::Bench(b)) = &cli.command {
+        return bench(b);
+    }
     let settings = match load(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -77,6 +131,56 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn bench(b: &BenchArgs) -> ExitCode {
+    let mix = match zabd::loadgen::Mix::parse(&b.mix) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("zabd bench: --mix: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let o = zabd::loadgen::Options {
+        servers: b.servers.clone(),
+        sessions: b.sessions.max(1),
+        inflight: b.inflight.max(1),
+        warmup: std::time::Duration::from_secs_f64(b.warmup.max(0.0)),
+        duration: std::time::Duration::from_secs_f64(b.duration.max(0.1)),
+        max_ops: b.max_ops,
+        mix,
+        value_size: b.value_size,
+        keys: b.keys.max(1),
+        watchers: b.watchers,
+        session_timeout: std::time::Duration::from_secs(30),
+        progress: !b.quiet,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zabd bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match rt.block_on(zabd::loadgen::run(&o)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zabd bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{report}");
+    if let Some(path) = &b.json {
+        let text = serde_json::to_string_pretty(&report).expect("a report serializes");
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("zabd bench: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn purge(settings: &Settings, count: u32) -> ExitCode {

@@ -139,6 +139,15 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         core_tx.clone(),
     );
     let snapshots = disk::start_snapshot_writer(snap_dir.clone());
+    if s.autopurge_purge_interval_hours > 0 {
+        let every = Duration::from_secs(s.autopurge_purge_interval_hours * 3600);
+        let retain = s.autopurge_snap_retain_count;
+        let dirs = super::data_dirs(&s);
+        tokio::spawn(super::autopurge(dirs.0, dirs.1, retain, every));
+    }
+    if !s.force_sync {
+        tracing::warn!("force_sync is off: acknowledged writes can be lost in a power failure");
+    }
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let transport = peers::start(
         setup.cfg.id,

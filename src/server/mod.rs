@@ -222,7 +222,7 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
     accept_loop(listener, core_tx, limits, settings.max_client_cnxns).await
 }
 
-async fn autopurge(
+pub(super) async fn autopurge(
     snap_dir: std::path::PathBuf,
     log_dir: std::path::PathBuf,
     retain: u32,
