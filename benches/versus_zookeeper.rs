@@ -1,0 +1,568 @@
+//! zabd against Apache ZooKeeper 3.8 (Debian's), side by side on this machine.
+//!
+//! Run: `cargo bench --bench versus_zookeeper` (needs Debian's `zookeeper` package and a
+//! JDK; `.ci/run` installs them). Both servers get equivalent settings: sync on
+//! (ZooKeeper's forceSync=yes, zabd's force_sync = true), tickTime 2000, no per-address
+//! connection limit, data on the same disk. Each load runs with `zabd bench` against one
+//! server, then the other, alternating, `VERSUS_ROUNDS` times (default 3); the table shows
+//! medians and the zabd/ZooKeeper ratio. Also: a throughput-against-concurrency chart (SVG),
+//! watch fan-out, and memory, snapshot size and restart time with `VERSUS_NODES` znodes of
+//! 100 bytes (default 200,000; the issue's figure is 1,000,000). `VERSUS_SECONDS` sets each
+//! load's measured seconds (default 5). `VERSUS_ENSEMBLE=1` adds 3-member ensembles.
+//! Results: `target/versus/report.md`, `report.json`, `concurrency.svg`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const JARS: [&str; 12] = [
+    "zookeeper.jar",
+    "zookeeper-jute.jar",
+    "slf4j-api.jar",
+    "slf4j-nop.jar",
+    "netty-handler.jar",
+    "netty-transport.jar",
+    "netty-common.jar",
+    "netty-buffer.jar",
+    "netty-codec.jar",
+    "netty-resolver.jar",
+    "netty-transport-native-unix-common.jar",
+    "commons-cli.jar",
+];
+
+fn classpath() -> String {
+    JARS.iter()
+        .map(|j| format!("/usr/share/java/{j}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One running server (or ensemble) under test.
+struct Server {
+    name: &'static str,
+    children: Vec<Child>,
+    addr: String,
+    restart: Box<dyn Fn() -> (Vec<Child>, String)>,
+}
+
+impl Server {
+    fn stop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.children.clear();
+    }
+
+    fn rss_mib(&self) -> f64 {
+        self.children
+            .iter()
+            .map(|c| rss_kib(c.id()) as f64 / 1024.0)
+            .sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_ruok(addr: &str) {
+    use std::io::{Read, Write};
+    let end = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < end {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.write_all(b"ruok");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out == "imok" && common::mode(addr) != "looking" {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{addr} did not start");
+}
+
+fn start_zk(dir: &Path, port: u16) -> (Vec<Child>, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = dir.with_extension("cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+             maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=yes\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+    let child = Command::new("java")
+        .args(["-Xmx4g", "-cp", &classpath()])
+        .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("java runs ZooKeeper");
+    let addr = format!("127.0.0.1:{port}");
+    wait_ruok(&addr);
+    (vec![child], addr)
+}
+
+fn start_zk_ensemble(dir: &Path, ports: &[u16]) -> (Vec<Child>, String) {
+    let servers: String = (0..3)
+        .map(|i| {
+            format!(
+                "server.{}=127.0.0.1:{}:{};127.0.0.1:{}\n",
+                i + 1,
+                ports[i * 3],
+                ports[i * 3 + 1],
+                ports[i * 3 + 2]
+            )
+        })
+        .collect();
+    let mut children = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..3 {
+        let d = dir.join(format!("m{}", i + 1));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("myid"), format!("{}", i + 1)).unwrap();
+        let cfg = d.with_extension("cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nmaxClientCnxns=0\n\
+                 4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=yes\n{servers}",
+                d.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.with_extension("log")).unwrap();
+        children.push(
+            Command::new("java")
+                .args(["-Xmx2g", "-cp", &classpath()])
+                .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+                .arg(&cfg)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("java runs ZooKeeper"),
+        );
+        addrs.push(format!("127.0.0.1:{}", ports[i * 3 + 2]));
+    }
+    for a in &addrs {
+        wait_ruok(a);
+    }
+    (children, addrs.join(","))
+}
+
+fn zabd_server(work: &Path) -> Server {
+    let dir = work.join("zabd");
+    let start = move || {
+        let (c, a) = common::start_zabd(&dir.join("data"), "warn");
+        (vec![c], a)
+    };
+    let (children, addr) = start();
+    Server {
+        name: "zabd",
+        children,
+        addr,
+        restart: Box::new(start),
+    }
+}
+
+fn zk_server(work: &Path) -> Server {
+    let dir = work.join("zk");
+    let port = free_port();
+    let start = move || start_zk(&dir, port);
+    let (children, addr) = start();
+    Server {
+        name: "zookeeper",
+        children,
+        addr,
+        restart: Box::new(start),
+    }
+}
+
+/// Runs `zabd bench` with `args` against `s`; returns its JSON report.
+fn bench(s: &Server, args: &[String]) -> serde_json::Value {
+    let json = std::env::temp_dir().join(format!("versus-{}.json", std::process::id()));
+    let st = Command::new(env!("CARGO_BIN_EXE_zabd"))
+        .args(["bench", "--quiet", "--servers", &s.addr, "--json"])
+        .arg(&json)
+        .args(args)
+        .status()
+        .expect("zabd bench runs");
+    assert!(
+        st.success(),
+        "zabd bench {args:?} against {} failed",
+        s.name
+    );
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+struct Row {
+    figure: String,
+    unit: &'static str,
+    zabd: f64,
+    zk: f64,
+    /// Larger is better (throughput) or smaller (latency, memory, time).
+    higher_better: bool,
+}
+
+/// Runs one load against both, alternating, and records median throughput and p99.
+fn versus(
+    rows: &mut Vec<Row>,
+    label: &str,
+    a: &Server,
+    b: &Server,
+    args: &[String],
+    rounds: u64,
+) -> (f64, f64) {
+    let (mut ta, mut tb, mut pa, mut pb) = (vec![], vec![], vec![], vec![]);
+    for r in 0..rounds {
+        let order: [(&Server, bool); 2] = if r % 2 == 0 {
+            [(a, true), (b, false)]
+        } else {
+            [(b, false), (a, true)]
+        };
+        for (s, is_a) in order {
+            let rep = bench(s, args);
+            let t = rep["ops_per_sec"].as_f64().unwrap();
+            let p = rep["latency_us"]["p99"].as_f64().unwrap();
+            eprintln!("  {label} {}: {t:.0} ops/s, p99 {p} us", s.name);
+            if is_a {
+                ta.push(t);
+                pa.push(p);
+            } else {
+                tb.push(t);
+                pb.push(p);
+            }
+        }
+    }
+    let (ma, mb) = (median(ta), median(tb));
+    rows.push(Row {
+        figure: format!("{label}: throughput"),
+        unit: "ops/s",
+        zabd: ma,
+        zk: mb,
+        higher_better: true,
+    });
+    rows.push(Row {
+        figure: format!("{label}: p99 latency"),
+        unit: "us",
+        zabd: median(pa),
+        zk: median(pb),
+        higher_better: false,
+    });
+    (ma, mb)
+}
+
+fn load_args(mix: &str, sessions: usize, inflight: usize, secs: u64) -> Vec<String> {
+    vec![
+        "--mix".into(),
+        mix.into(),
+        "--sessions".into(),
+        sessions.to_string(),
+        "--inflight".into(),
+        inflight.to_string(),
+        "--duration".into(),
+        secs.to_string(),
+        "--warmup".into(),
+        "1".into(),
+    ]
+}
+
+/// Fills a server with `n` znodes of 100 bytes; then RSS, snapshot size and restart time.
+fn big_tree(rows: &mut Vec<Row>, a: &mut Server, b: &mut Server, data: [&Path; 2], n: u64) {
+    let mut rss = [0.0; 2];
+    let mut restart = [0.0; 2];
+    let mut snap = [0.0; 2];
+    for (i, s) in [a, b].into_iter().enumerate() {
+        let per = (n / 512).max(1);
+        let args: Vec<String> = vec![
+            "--mix".into(),
+            "create".into(),
+            "--sessions".into(),
+            "32".into(),
+            "--inflight".into(),
+            "16".into(),
+            "--warmup".into(),
+            "0".into(),
+            "--duration".into(),
+            "3600".into(),
+            "--max-ops".into(),
+            (per * 512).to_string(),
+        ];
+        bench(s, &args);
+        std::thread::sleep(Duration::from_secs(2));
+        rss[i] = s.rss_mib();
+        s.stop();
+        let started = Instant::now();
+        let (c, addr) = (s.restart)();
+        s.children = c;
+        s.addr = addr;
+        restart[i] = first_write(&s.addr, started).as_secs_f64() * 1000.0;
+        snap[i] = newest_snapshot_mib(data[i]);
+        eprintln!(
+            "  {n} znodes {}: RSS {:.0} MiB, restart {:.0} ms, snapshot {:.0} MiB",
+            s.name, rss[i], restart[i], snap[i]
+        );
+    }
+    let row = |figure: String, unit, v: [f64; 2]| Row {
+        figure,
+        unit,
+        zabd: v[0],
+        zk: v[1],
+        higher_better: false,
+    };
+    rows.push(row(format!("RSS with {n} znodes of 100 B"), "MiB", rss));
+    rows.push(row(format!("newest snapshot, {n} znodes"), "MiB", snap));
+    rows.push(row(
+        format!("restart to first served write, {n} znodes"),
+        "ms",
+        restart,
+    ));
+}
+
+/// Time from `since` until a create through a fresh session succeeds.
+fn first_write(addr: &str, since: Instant) -> Duration {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let end = Instant::now() + Duration::from_secs(600);
+        loop {
+            assert!(Instant::now() < end, "{addr} never took a write");
+            let c = tokio::time::timeout(
+                Duration::from_secs(2),
+                zookeeper_client::Client::connect(addr),
+            )
+            .await;
+            if let Ok(Ok(c)) = c {
+                let opts = zookeeper_client::CreateMode::Ephemeral
+                    .with_acls(zookeeper_client::Acls::anyone_all());
+                if c.create("/versus-restart", b"", &opts).await.is_ok() {
+                    return since.elapsed();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
+fn newest_snapshot_mib(version2: &Path) -> f64 {
+    let Ok(entries) = std::fs::read_dir(version2) else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("snapshot."))
+        .filter_map(|e| e.metadata().ok().map(|m| (m.modified().ok(), m.len())))
+        .max_by_key(|(t, _)| *t)
+        .map_or(0.0, |(_, len)| len as f64 / (1024.0 * 1024.0))
+}
+
+/// Throughput against concurrency for both servers, as an SVG line chart.
+fn chart(points: &[(String, f64, f64)], path: &Path) {
+    let (w, h, pad) = (640.0, 360.0, 50.0);
+    let max = points
+        .iter()
+        .flat_map(|(_, a, b)| [*a, *b])
+        .fold(1.0, f64::max);
+    let x = |i: usize| pad + i as f64 * (w - 2.0 * pad) / (points.len().max(2) - 1) as f64;
+    let y = |v: f64| h - pad - v / max * (h - 2.0 * pad);
+    let line = |sel: fn(&(String, f64, f64)) -> f64| -> String {
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(sel(p))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut svg = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\
+         <rect width='100%' height='100%' fill='white'/>\
+         <text x='{pad}' y='20'>creates/s against sessions x in flight (blue: zabd, red: ZooKeeper 3.8)</text>\
+         <line x1='{pad}' y1='{}' x2='{}' y2='{}' stroke='black'/><line x1='{pad}' y1='{pad}' x2='{pad}' y2='{}' stroke='black'/>\
+         <text x='5' y='{}'>{max:.0}</text><text x='5' y='{}'>0</text>",
+        h - pad,
+        w - pad,
+        h - pad,
+        h - pad,
+        pad + 4.0,
+        h - pad
+    );
+    svg.push_str(&format!(
+        "<polyline fill='none' stroke='blue' stroke-width='2' points='{}'/>",
+        line(|p| p.1)
+    ));
+    svg.push_str(&format!(
+        "<polyline fill='none' stroke='red' stroke-width='2' points='{}'/>",
+        line(|p| p.2)
+    ));
+    for (i, (label, _, _)) in points.iter().enumerate() {
+        svg.push_str(&format!(
+            "<text x='{:.1}' y='{}' text-anchor='middle'>{label}</text>",
+            x(i),
+            h - pad + 18.0
+        ));
+    }
+    svg.push_str("</svg>\n");
+    std::fs::write(path, svg).unwrap();
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut s =
+        String::from("| figure | zabd | ZooKeeper 3.8 | zabd / ZooKeeper |\n|---|---|---|---|\n");
+    for r in rows {
+        let ratio = if r.zk > 0.0 { r.zabd / r.zk } else { f64::NAN };
+        let better = if r.higher_better { "higher" } else { "lower" };
+        s.push_str(&format!(
+            "| {} ({}, {better} is better) | {:.0} | {:.0} | {ratio:.2} |\n",
+            r.figure, r.unit, r.zabd, r.zk
+        ));
+    }
+    s
+}
+
+fn main() {
+    let rounds = env_u64("VERSUS_ROUNDS", 3);
+    let secs = env_u64("VERSUS_SECONDS", 5);
+    let nodes = env_u64("VERSUS_NODES", 200_000);
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/versus");
+    std::fs::create_dir_all(&out).unwrap();
+    let work = std::env::temp_dir().join(format!("zabd-versus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let mut rows = Vec::new();
+    let mut a = zabd_server(&work);
+    let mut b = zk_server(&work);
+    eprintln!("standalone: zabd {} vs ZooKeeper {}", a.addr, b.addr);
+    for mix in ["create", "set", "get", "read90"] {
+        versus(
+            &mut rows,
+            &format!("standalone {mix}, 32 sessions x 16"),
+            &a,
+            &b,
+            &load_args(mix, 32, 16, secs),
+            rounds,
+        );
+    }
+    versus(
+        &mut rows,
+        "standalone set, 1 session x 1",
+        &a,
+        &b,
+        &load_args("set", 1, 1, secs),
+        rounds,
+    );
+    let mut points = Vec::new();
+    for (s, k) in [(1, 1), (4, 4), (16, 8), (32, 16), (64, 16)] {
+        let label = format!("{s}x{k}");
+        let (za, zb) = versus(
+            &mut rows,
+            &format!("standalone create, {label}"),
+            &a,
+            &b,
+            &load_args("create", s, k, secs),
+            1,
+        );
+        points.push((label, za, zb));
+    }
+    chart(&points, &out.join("concurrency.svg"));
+    let fan: Vec<String> = vec![
+        "--watchers".into(),
+        env_u64("VERSUS_WATCHERS", 1000).to_string(),
+        "--duration".into(),
+        secs.to_string(),
+        "--warmup".into(),
+        "1".into(),
+    ];
+    versus(&mut rows, "watch fan-out", &a, &b, &fan, 1);
+    big_tree(
+        &mut rows,
+        &mut a,
+        &mut b,
+        [
+            &work.join("zabd/data/version-2"),
+            &work.join("zk/version-2"),
+        ],
+        nodes,
+    );
+    drop(a);
+    drop(b);
+    if env_u64("VERSUS_ENSEMBLE", 0) == 1 {
+        let (zc, za) = common::start_ensemble(&work.join("zabd-ens"), 3, "warn");
+        let ea = Server {
+            name: "zabd",
+            children: zc,
+            addr: za,
+            restart: Box::new(|| unreachable!()),
+        };
+        let ports: Vec<u16> = (0..9).map(|_| free_port()).collect();
+        let (kc, ka) = start_zk_ensemble(&work.join("zk-ens"), &ports);
+        let eb = Server {
+            name: "zookeeper",
+            children: kc,
+            addr: ka,
+            restart: Box::new(|| unreachable!()),
+        };
+        for mix in ["create", "get", "read90"] {
+            versus(
+                &mut rows,
+                &format!("3 members {mix}, 32 sessions x 16"),
+                &ea,
+                &eb,
+                &load_args(mix, 32, 16, secs),
+                rounds,
+            );
+        }
+    }
+    let md = table(&rows);
+    println!("{md}");
+    std::fs::write(out.join("report.md"), &md).unwrap();
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::json!({"figure": r.figure, "unit": r.unit, "zabd": r.zabd, "zookeeper": r.zk}))
+        .collect();
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+}
