@@ -326,6 +326,8 @@ fn big_tree(rows: &mut Vec<Row>, a: &mut Server, b: &mut Server, data: [&Path; 2
             "3600".into(),
             "--max-ops".into(),
             (per * 512).to_string(),
+            "--keys".into(),
+            "1".into(),
         ];
         bench(s, &args);
         std::thread::sleep(Duration::from_secs(2));
@@ -469,8 +471,8 @@ fn main() {
     let work = std::env::temp_dir().join(format!("zabd-versus-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let mut rows = Vec::new();
-    let mut a = zabd_server(&work);
-    let mut b = zk_server(&work);
+    let a = zabd_server(&work);
+    let b = zk_server(&work);
     eprintln!("standalone: zabd {} vs ZooKeeper {}", a.addr, b.addr);
     for mix in ["create", "set", "get", "read90"] {
         versus(
@@ -513,6 +515,14 @@ fn main() {
         "1".into(),
     ];
     versus(&mut rows, "watch fan-out", &a, &b, &fan, 1);
+    drop(a);
+    drop(b);
+    // The big tree on fresh servers, so that it holds exactly `nodes` znodes (and the
+    // bench's one key).
+    let _ = std::fs::remove_dir_all(work.join("zabd"));
+    let _ = std::fs::remove_dir_all(work.join("zk"));
+    let mut a = zabd_server(&work);
+    let mut b = zk_server(&work);
     big_tree(
         &mut rows,
         &mut a,

@@ -88,12 +88,16 @@ pub async fn run(
     loop {
         let mut actions = Vec::new();
         let mut busy_from = std::time::Instant::now();
+        let mut took = 0;
         if job.is_some() {
             // A snapshot is in progress: take what is waiting without blocking, then write
             // the next slice of it.
             for _ in 0..BATCH {
                 match rx.try_recv() {
-                    Ok(m) => take(&mut engine, &info, &mut conns, m, &clocks, &mut actions),
+                    Ok(m) => {
+                        took += 1;
+                        take(&mut engine, &info, &mut conns, m, &clocks, &mut actions)
+                    }
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => return,
                 }
@@ -127,7 +131,7 @@ pub async fn run(
             job = Some(SnapshotJob::start(&engine, &mut disk));
         }
         if let Some(j) = job.as_mut() {
-            if j.builder.step(&engine.tree, SNAPSHOT_SLICE) {
+            if j.builder.step(&engine.tree, snapshot_slice(took)) {
                 job.take().expect("present").finish(&engine, &disk);
             }
         }
@@ -152,9 +156,18 @@ pub(super) fn note_stall(engine: &mut Engine, d: Duration) {
     }
 }
 
-/// Nodes serialized per pass of the core loop while a snapshot is in progress: about a
-/// millisecond of work, so requests wait at most that long for it.
-pub(super) const SNAPSHOT_SLICE: usize = 2048;
+/// Nodes serialized per pass of the core loop while a snapshot is in progress, after
+/// `took` requests were handled in that pass. Idle, a slice is about two milliseconds of
+/// work; busy, a small slice, so the snapshot takes a small share of the core (it gets
+/// longer, which a fuzzy snapshot allows) instead of halving write throughput on a large
+/// tree, as 2,048 nodes per pass did (docs/performance.md).
+pub(super) fn snapshot_slice(took: usize) -> usize {
+    if took == 0 {
+        2048
+    } else {
+        256
+    }
+}
 
 /// A snapshot being written a slice at a time (see `persist::snapshot::Builder`).
 pub(super) struct SnapshotJob {
