@@ -5,14 +5,15 @@
 //! served. With 64 shards each resize moves 1/64 of the nodes. Pure.
 
 use super::Node;
-use std::collections::hash_map::{Entry, RandomState};
+use ahash::RandomState;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 
 const SHARDS: usize = 64;
 
 pub struct NodeMap {
-    shards: Vec<HashMap<String, Node>>,
+    /// Keyed hashing (ahash, randomly seeded per process): paths come from clients.
+    shards: Vec<HashMap<String, Node, RandomState>>,
     picker: RandomState,
     len: usize,
 }
@@ -20,7 +21,9 @@ pub struct NodeMap {
 impl Default for NodeMap {
     fn default() -> Self {
         NodeMap {
-            shards: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| HashMap::with_hasher(RandomState::new()))
+                .collect(),
             picker: RandomState::new(),
             len: 0,
         }
