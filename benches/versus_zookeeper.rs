@@ -448,6 +448,148 @@ fn chart(points: &[(String, f64, f64)], path: &Path) {
     std::fs::write(path, svg).unwrap();
 }
 
+/// Leader kill -9 on 3-member ensembles of each: from the kill to the first create
+/// acknowledged in a later epoch, through a session on the whole connect string that keeps
+/// creating. The killed member is restarted between rounds.
+fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64) {
+    let mut med = [0.0; 2];
+    for (k, name) in ["zabd", "zookeeper"].into_iter().enumerate() {
+        let dir = work.join(format!("{name}-failover"));
+        let ports: Vec<u16> = (0..9).map(|_| free_port()).collect();
+        let start = |dir: &Path| -> (Vec<Child>, String) {
+            if k == 0 {
+                common::start_ensemble(dir, 3, "warn")
+            } else {
+                start_zk_ensemble(dir, &ports)
+            }
+        };
+        let (mut children, connect) = start(&dir);
+        let addrs: Vec<String> = connect.split(',').map(String::from).collect();
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            let leader = wait_leader(&addrs);
+            let epoch = zxid_of(&addrs[leader]) >> 32;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let t = rt.block_on(time_failover(&connect, epoch, || {
+                let _ = children[leader].kill();
+                let _ = children[leader].wait();
+            }));
+            eprintln!("  failover {name}: {} ms", t.as_millis());
+            times.push(t.as_secs_f64() * 1000.0);
+            // Bring the member back with the same configuration and data.
+            children[leader] = restart_member(k, &dir, leader, &ports);
+            wait_all_serving(&addrs);
+        }
+        for c in &mut children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        med[k] = median(times);
+    }
+    rows.push(Row {
+        figure: "3 members: leader kill -9 -> first write in the new epoch (median)".into(),
+        unit: "ms",
+        zabd: med[0],
+        zk: med[1],
+        higher_better: false,
+    });
+}
+
+fn restart_member(kind: usize, dir: &Path, i: usize, _ports: &[u16]) -> Child {
+    let d = dir.join(format!("m{}", i + 1));
+    if kind == 0 {
+        let cfg = d.with_extension("toml");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.with_extension("log"))
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_zabd"))
+            .arg("--config")
+            .arg(cfg)
+            .env("ZABD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    } else {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.with_extension("log"))
+            .unwrap();
+        Command::new("java")
+            .args(["-Xmx2g", "-cp", &classpath()])
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(d.with_extension("cfg"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn zxid_of(addr: &str) -> i64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.write_all(b"srvr");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.lines()
+        .find_map(|l| l.strip_prefix("Zxid: 0x"))
+        .and_then(|z| i64::from_str_radix(z.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+fn wait_leader(addrs: &[String]) -> usize {
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let modes: Vec<String> = addrs.iter().map(|a| common::mode(a)).collect();
+        let leaders: Vec<usize> = (0..addrs.len()).filter(|i| modes[*i] == "leader").collect();
+        if leaders.len() == 1
+            && modes.iter().filter(|m| *m == "follower").count() == addrs.len() - 1
+        {
+            return leaders[0];
+        }
+        assert!(Instant::now() < end, "no settled leader: {modes:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_all_serving(addrs: &[String]) {
+    wait_leader(addrs);
+}
+
+async fn time_failover(connect: &str, epoch: i64, kill: impl FnOnce()) -> Duration {
+    let c = zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(20))
+        .connect(connect)
+        .await
+        .expect("connects");
+    let opts = zookeeper_client::CreateMode::PersistentSequential
+        .with_acls(zookeeper_client::Acls::anyone_all());
+    for _ in 0..20 {
+        let _ = c.create("/versus-failover-", b"", &opts).await;
+    }
+    let killed = Instant::now();
+    kill();
+    let end = killed + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < end, "no write after the kill");
+        if let Ok((stat, _)) = c.create("/versus-failover-", b"", &opts).await {
+            if stat.czxid >> 32 > epoch {
+                return killed.elapsed();
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
 fn table(rows: &[Row]) -> String {
     let mut s =
         String::from("| figure | zabd | ZooKeeper 3.8 | zabd / ZooKeeper |\n|---|---|---|---|\n");
@@ -471,6 +613,22 @@ fn main() {
     let work = std::env::temp_dir().join(format!("zabd-versus-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let mut rows = Vec::new();
+    let only = std::env::var("VERSUS_ONLY").unwrap_or_default();
+    if only == "bigtree" || only == "failover" {
+        if only == "bigtree" {
+            let mut a = zabd_server(&work);
+            let mut b = zk_server(&work);
+            let dirs = [work.join("zabd/data/version-2"), work.join("zk/version-2")];
+            big_tree(&mut rows, &mut a, &mut b, [&dirs[0], &dirs[1]], nodes);
+        } else {
+            failover(&mut rows, &work, rounds);
+        }
+        let md = table(&rows);
+        println!("{md}");
+        std::fs::write(out.join(format!("report-{only}.md")), &md).unwrap();
+        let _ = std::fs::remove_dir_all(&work);
+        return;
+    }
     let a = zabd_server(&work);
     let b = zk_server(&work);
     eprintln!("standalone: zabd {} vs ZooKeeper {}", a.addr, b.addr);
