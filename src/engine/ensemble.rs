@@ -165,13 +165,9 @@ impl Engine {
 
     /// Learner: sends a client's write (or sync) to the leader.
     pub(super) fn forward(&mut self, conn: ConnId, x: i32, req: &Request, body: Bytes) {
-        let c = &self.conns[&conn];
-        let session = c.session.unwrap_or(0);
-        let ids = c.ids.clone();
-        if !self.sessions.is_live(session) && !matches!(req, Request::CloseSession) {
-            self.expired_request(conn, x);
+        let Some((session, ids)) = self.writer(conn, x, req) else {
             return;
-        }
+        };
         if matches!(req, Request::Sync { .. }) {
             self.ensemble.syncs.push_back((conn, x));
         }

@@ -444,19 +444,28 @@ impl Engine {
     /// Prepares a client write and logs its transaction (an Error txn when prep refuses,
     /// as ZooKeeper logs failed writes too, so zxids match).
     fn start_write(&mut self, conn: ConnId, x: i32, req: &Request) {
-        let c = &self.conns[&conn];
-        let session = c.session.unwrap_or(0);
-        let ids = c.ids.clone();
-        if !self.sessions.is_live(session) && !matches!(req, Request::CloseSession) {
-            self.expired_request(conn, x);
+        let Some((session, ids)) = self.writer(conn, x, req) else {
             return;
-        }
+        };
         let waiter = Waiter::Request {
             conn,
             xid: x,
             op: req.opcode(),
         };
         self.prep_and_log(session, &ids, x, req, waiter);
+    }
+
+    /// The session and identities a write on `conn` runs as; None (after answering
+    /// SessionExpired) when the session is gone, unless the write is its closeSession.
+    fn writer(&mut self, conn: ConnId, x: i32, req: &Request) -> Option<(i64, Vec<Id>)> {
+        let c = &self.conns[&conn];
+        let session = c.session.unwrap_or(0);
+        let ids = c.ids.clone();
+        if !self.sessions.is_live(session) && !matches!(req, Request::CloseSession) {
+            self.expired_request(conn, x);
+            return None;
+        }
+        Some((session, ids))
     }
 
     /// Prepares a write for `session` and logs its transaction (an Error txn when prep

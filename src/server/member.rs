@@ -385,13 +385,7 @@ impl Member {
                 let valid = self.engine.revalidate(session, timeout, now);
                 let mut data = session.to_be_bytes().to_vec();
                 data.push(valid as u8);
-                let packet = QuorumPacket {
-                    kind: packet::REVALIDATE,
-                    zxid: -1,
-                    data: Some(Bytes::from(data)),
-                    auth: Vec::new(),
-                };
-                let _ = self.transport.send(PeerCmd::Raw { to: from, packet });
+                self.send_revalidate(from, data);
             }
             PeerEvent::Revalidated {
                 from,
@@ -465,13 +459,7 @@ impl Member {
                     };
                     let mut data = session.to_be_bytes().to_vec();
                     data.extend_from_slice(&timeout.to_be_bytes());
-                    let packet = QuorumPacket {
-                        kind: packet::REVALIDATE,
-                        zxid: -1,
-                        data: Some(Bytes::from(data)),
-                        auth: Vec::new(),
-                    };
-                    let _ = self.transport.send(PeerCmd::Raw { to: leader, packet });
+                    self.send_revalidate(leader, data);
                 }
             }
         }
@@ -543,6 +531,18 @@ impl Member {
             msg => PeerCmd::Send { to, msg },
         };
         let _ = self.transport.send(cmd);
+    }
+
+    /// REVALIDATE: a learner's question (`long session, int timeout`) or the leader's
+    /// answer (`long session, boolean valid`).
+    fn send_revalidate(&self, to: Sid, data: Vec<u8>) {
+        let packet = QuorumPacket {
+            kind: packet::REVALIDATE,
+            zxid: -1,
+            data: Some(Bytes::from(data)),
+            auth: Vec::new(),
+        };
+        let _ = self.transport.send(PeerCmd::Raw { to, packet });
     }
 
     fn save_epoch(&self, name: &str, e: u32) {
