@@ -171,7 +171,7 @@ impl DataTree {
             }
         }
         let node = Node {
-            data,
+            data: owned(data),
             acl,
             stat,
             children: BTreeSet::new(),
@@ -477,7 +477,7 @@ impl DataTree {
         parent.children.insert(path::name(p).to_string());
         self.redigest(&parent_path);
         let node = Node {
-            data,
+            data: owned(data),
             acl: acl_id,
             stat: StatPersisted {
                 czxid: hdr.zxid,
@@ -579,7 +579,7 @@ impl DataTree {
     ) -> Result<Stat, i32> {
         let node = self.nodes.get_mut(p).ok_or(ZkError::NoNode.code())?;
         let diff = data_len(&data) - data_len(&node.data);
-        node.data = data;
+        node.data = owned(data);
         node.stat.mtime = hdr.time;
         node.stat.mzxid = hdr.zxid;
         node.stat.version = version;
@@ -728,6 +728,13 @@ fn empty_node(acl: i64) -> Node {
         children: BTreeSet::new(),
         digest: 0,
     }
+}
+
+/// Node data in an allocation of its own. Decoded data is a slice of the request frame
+/// (or of a whole snapshot file when loading), and keeping the slice would keep all of that
+/// buffer alive for as long as the node lives.
+fn owned(data: Option<Bytes>) -> Option<Bytes> {
+    data.map(|d| Bytes::copy_from_slice(&d))
 }
 
 #[cfg(test)]
