@@ -14,6 +14,9 @@
 //!   answers a local client when its own transaction (same session and cxid) applies.
 //!   Reads are answered locally, in order behind the connection's pending writes.
 //! * **Down** (looking for a leader): refuses handshakes; clients try another member.
+//! * **ReadOnly** (no leader, read-only mode enabled): serves clients that allow read-only
+//!   sessions from the local state, with sessions only this member knows; writes get
+//!   NotReadOnly; everyone else is refused.
 //!
 //! Every role change closes every client connection and drops what was prepared but not
 //! committed, as ZooKeeper restarts its request pipeline; clients reconnect with their
