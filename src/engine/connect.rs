@@ -23,10 +23,7 @@ impl Engine {
         let read_only = self.mode == super::Mode::ReadOnly;
         c.read_only_field = req.read_only.map(|_| read_only);
         if !self.mode.serves() {
-            self.close(
-                conn,
-                "this ensemble member is not serving: it has no quorum",
-            );
+            self.park_handshake(conn, req);
             return;
         }
         if read_only && req.read_only != Some(true) {

@@ -13,7 +13,8 @@
 //!   ([`Action::Forward`](super::Action::Forward)), applies what the quorum commits, and
 //!   answers a local client when its own transaction (same session and cxid) applies.
 //!   Reads are answered locally, in order behind the connection's pending writes.
-//! * **Down** (looking for a leader): refuses handshakes; clients try another member.
+//! * **Down** (looking for a leader): holds client handshakes until it serves (see
+//!   `park_handshake`); with no quorum for good, clients give up and try elsewhere.
 //! * **ReadOnly** (no leader, read-only mode enabled): serves clients that allow read-only
 //!   sessions from the local state, with sessions only this member knows; writes get
 //!   NotReadOnly; everyone else is refused.
@@ -25,7 +26,7 @@
 //! knows which sessions it is expiring.
 
 use super::{Action, ConnId, Engine, Pending, Waiter};
-use crate::jute::records::Id;
+use crate::jute::records::{ConnectRequest, Id};
 use crate::proto::request::{self, Request};
 use crate::proto::{op, ZkError};
 use crate::txn::{Txn, TxnHeader};
@@ -76,6 +77,8 @@ pub(super) struct State {
     local_sessions: Vec<i64>,
     /// Learner: reconnects waiting for the leader's REVALIDATE answer.
     revalidating: HashMap<i64, (ConnId, i32)>,
+    /// Handshakes that arrived while this member had no leader.
+    parked: Vec<(ConnId, ConnectRequest)>,
 }
 
 impl Engine {
@@ -132,11 +135,18 @@ impl Engine {
     }
 
     pub(super) fn set_mode(&mut self, mode: super::Mode, last_zxid: i64) {
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        // Handshakes held while there was no leader stay; every other connection closes.
+        let parked = std::mem::take(&mut self.ensemble.parked);
+        let conns: Vec<ConnId> = self
+            .conns
+            .keys()
+            .copied()
+            .filter(|c| !parked.iter().any(|(p, _)| p == c))
+            .collect();
         for c in conns {
             self.close(c, "this member's ensemble role changed; reconnect");
+            self.conns.remove(&c);
         }
-        self.conns.clear();
         self.session_conn.clear();
         self.pending.clear();
         self.prep = crate::prep::Prep::with_quota_enforcement(self.cfg.enforce_quota);
@@ -164,6 +174,20 @@ impl Engine {
                 self.sessions.touch(id, self.now.mono_ms);
             }
         }
+        // Now serving (or still not): take the held handshakes up again, or keep holding.
+        for (conn, req) in parked {
+            self.on_handshake(conn, req);
+        }
+    }
+
+    /// No leader yet: hold a client's handshake until this member serves, rather than
+    /// closing it as ZooKeeper does. A client turned away by every member backs off
+    /// before trying again (the Java and Rust clients wait about 100 ms per member in
+    /// the connect string), which made a failover take that long; held here, its session
+    /// is answered as soon as the election is over. A client that gives up first just
+    /// closes the connection.
+    pub(super) fn park_handshake(&mut self, conn: ConnId, req: ConnectRequest) {
+        self.ensemble.parked.push((conn, req));
     }
 
     /// Learner: sends a client's write (or sync) to the leader.
