@@ -170,15 +170,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         limits,
         s.max_client_cnxns,
     ));
-    let info = ServerInfo {
-        conf_lines: s.conf_lines(),
-        data_dir: s.data_dir.display().to_string(),
-        data_log_dir: s.data_log_dir().display().to_string(),
-        whitelist: s.four_letter_words.clone(),
-        mode: "looking".into(),
-        dir_sizes: (0, 0),
-        ensemble_rows: Vec::new(),
-    };
+    let info = super::server_info(&s, "looking");
     let m = Member {
         engine,
         peer: Peer::new(setup.cfg, durable),

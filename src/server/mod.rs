@@ -117,6 +117,19 @@ pub(super) fn engine_config(s: &Settings) -> EngineConfig {
     }
 }
 
+/// What the four-letter words report of the configuration, in `mode`.
+pub(super) fn server_info(s: &Settings, mode: &str) -> ServerInfo {
+    ServerInfo {
+        conf_lines: s.conf_lines(),
+        data_dir: s.data_dir.display().to_string(),
+        data_log_dir: s.data_log_dir().display().to_string(),
+        whitelist: s.four_letter_words.clone(),
+        mode: mode.into(),
+        dir_sizes: (0, 0),
+        ensemble_rows: Vec::new(),
+    }
+}
+
 /// `<dataDir>/version-2` and `<dataLogDir>/version-2`.
 pub fn data_dirs(s: &Settings) -> (std::path::PathBuf, std::path::PathBuf) {
     (
@@ -176,15 +189,7 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
         clocks.now(),
     );
     engine.stats.digest_mismatches = rec.digest_mismatches as u64;
-    let info = ServerInfo {
-        conf_lines: settings.conf_lines(),
-        data_dir: settings.data_dir.display().to_string(),
-        data_log_dir: settings.data_log_dir().display().to_string(),
-        whitelist: settings.four_letter_words.clone(),
-        mode: "standalone".into(),
-        dir_sizes: (0, 0),
-        ensemble_rows: Vec::new(),
-    };
+    let info = server_info(&settings, "standalone");
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let tick = std::time::Duration::from_millis((settings.tick_time / 4).clamp(10, 500));
     let log = disk::start_log_writer(
