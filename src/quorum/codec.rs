@@ -203,6 +203,55 @@ pub fn decode_request(p: &QuorumPacket) -> Result<(i64, i32, i32, Bytes), Decode
     Ok((s, c, t, b.slice(r.position()..)))
 }
 
+fn session_packet(kind: i32, zxid: i64, data: Bytes) -> QuorumPacket {
+    QuorumPacket {
+        kind,
+        zxid,
+        data: Some(data),
+        auth: Vec::new(),
+    }
+}
+
+/// A learner asks whether a session a client brought it lives: REVALIDATE with
+/// `long sessionId, int timeout`.
+pub fn encode_revalidate(session: i64, timeout: i32) -> QuorumPacket {
+    let mut w = Writer::new();
+    w.i64(session).i32(timeout);
+    session_packet(packet::REVALIDATE, -1, w.into_bytes())
+}
+
+pub fn decode_revalidate(p: &QuorumPacket) -> Result<(i64, i32), DecodeError> {
+    let mut r = Reader::new(p.data.clone().unwrap_or_default());
+    Ok((r.i64()?, r.i32()?))
+}
+
+/// The leader's answer: REVALIDATE with `long sessionId, boolean valid`.
+pub fn encode_revalidate_answer(session: i64, valid: bool) -> QuorumPacket {
+    let mut w = Writer::new();
+    w.i64(session).bool(valid);
+    session_packet(packet::REVALIDATE, -1, w.into_bytes())
+}
+
+pub fn decode_revalidate_answer(p: &QuorumPacket) -> Result<(i64, bool), DecodeError> {
+    let mut r = Reader::new(p.data.clone().unwrap_or_default());
+    Ok((r.i64()?, r.bool()?))
+}
+
+/// The leader's answer to a learner's forwarded sync (SYNC carries no data).
+pub fn sync_answer(zxid: i64) -> QuorumPacket {
+    QuorumPacket {
+        kind: packet::SYNC,
+        zxid,
+        data: None,
+        auth: Vec::new(),
+    }
+}
+
+/// A learner's PING reply with the sessions its clients touched.
+pub fn ping_reply(last_zxid: i64, touches: &[(i64, i32)]) -> QuorumPacket {
+    session_packet(packet::PING, last_zxid, encode_touches(touches))
+}
+
 /// A learner's PING data: `long sessionId, int timeout` for each session touched since the
 /// last ping, until the end of the data (no count), as ZooKeeper's Learner writes it.
 pub fn encode_touches(touches: &[(i64, i32)]) -> Bytes {
@@ -287,6 +336,19 @@ mod tests {
         };
         let b = encode_notification(&v, Bytes::new());
         assert_eq!(decode_notification(b).unwrap(), Msg::Notify(v));
+        let q = encode_revalidate(0x77, 4000);
+        assert_eq!(
+            decode_revalidate(&QuorumPacket::decode(q.encode()).unwrap()),
+            Ok((0x77, 4000))
+        );
+        let a = encode_revalidate_answer(0x77, true);
+        assert_eq!(a.data.as_ref().unwrap().len(), 9);
+        assert_eq!(decode_revalidate_answer(&a), Ok((0x77, true)));
+        let ping = ping_reply(5, &[(1, 2000), (2, 3000)]);
+        assert_eq!(
+            decode_touches(ping.data.clone().unwrap()),
+            Ok(vec![(1, 2000), (2, 3000)])
+        );
         let r = encode_request(0x55, 7, 1, b"body", Vec::new());
         let back = QuorumPacket::decode(r.encode()).unwrap();
         assert_eq!(

@@ -31,7 +31,6 @@ use crate::config::Settings;
 use crate::engine::{self, ConnId, Engine, Event, Mode};
 use crate::jute::records::Id;
 use crate::persist::{snapshot, txnlog};
-use crate::quorum::wire::{packet, QuorumPacket};
 use crate::quorum::{codec, make_zxid, Action, Config, Durable, Entry, Msg, Peer, Sid, State};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -375,9 +374,8 @@ impl Member {
                 timeout,
             } => {
                 let valid = self.engine.revalidate(session, timeout, now);
-                let mut data = session.to_be_bytes().to_vec();
-                data.push(valid as u8);
-                self.send_revalidate(from, data);
+                let packet = codec::encode_revalidate_answer(session, valid);
+                let _ = self.transport.send(PeerCmd::Raw { to: from, packet });
             }
             PeerEvent::Revalidated {
                 from,
@@ -449,9 +447,8 @@ impl Member {
                     let Some(leader) = self.peer.leader() else {
                         continue;
                     };
-                    let mut data = session.to_be_bytes().to_vec();
-                    data.extend_from_slice(&timeout.to_be_bytes());
-                    self.send_revalidate(leader, data);
+                    let packet = codec::encode_revalidate(session, timeout);
+                    let _ = self.transport.send(PeerCmd::Raw { to: leader, packet });
                 }
             }
         }
@@ -480,12 +477,7 @@ impl Member {
         self.update_mode();
         // After every COMMIT of this batch, so a learner applies them before the answer.
         for to in std::mem::take(&mut self.sync_replies) {
-            let packet = QuorumPacket {
-                kind: packet::SYNC,
-                zxid: self.engine.last_zxid(),
-                data: None,
-                auth: Vec::new(),
-            };
+            let packet = codec::sync_answer(self.engine.last_zxid());
             let _ = self.transport.send(PeerCmd::Raw { to, packet });
         }
         let mut st = self.status.lock().expect("status lock");
@@ -498,12 +490,7 @@ impl Member {
         let cmd = match msg {
             Msg::PingReply => PeerCmd::Raw {
                 to,
-                packet: QuorumPacket {
-                    kind: packet::PING,
-                    zxid: self.peer.last_zxid(),
-                    data: Some(codec::encode_touches(&self.engine.take_touches())),
-                    auth: Vec::new(),
-                },
+                packet: codec::ping_reply(self.peer.last_zxid(), &self.engine.take_touches()),
             },
             Msg::Snap { .. } => {
                 // The engine's whole state, named by the zxid it has applied (at or past
@@ -523,18 +510,6 @@ impl Member {
             msg => PeerCmd::Send { to, msg },
         };
         let _ = self.transport.send(cmd);
-    }
-
-    /// REVALIDATE: a learner's question (`long session, int timeout`) or the leader's
-    /// answer (`long session, boolean valid`).
-    fn send_revalidate(&self, to: Sid, data: Vec<u8>) {
-        let packet = QuorumPacket {
-            kind: packet::REVALIDATE,
-            zxid: -1,
-            data: Some(Bytes::from(data)),
-            auth: Vec::new(),
-        };
-        let _ = self.transport.send(PeerCmd::Raw { to, packet });
     }
 
     fn save_epoch(&self, name: &str, e: u32) {

@@ -644,9 +644,7 @@ fn session_event(from: Sid, p: &QuorumPacket, to_leader: bool) -> Option<PeerEve
         },
         packet::SYNC if to_leader => Some(PeerEvent::Synced { from }),
         packet::REVALIDATE if to_leader => {
-            let d = p.data.clone().unwrap_or_default();
-            let mut r = crate::jute::Reader::new(d);
-            let (session, valid) = (r.i64().ok()?, r.bool().ok()?);
+            let (session, valid) = codec::decode_revalidate_answer(p).ok()?;
             Some(PeerEvent::Revalidated {
                 from,
                 session,
@@ -654,9 +652,7 @@ fn session_event(from: Sid, p: &QuorumPacket, to_leader: bool) -> Option<PeerEve
             })
         }
         packet::REVALIDATE if !to_leader => {
-            let d = p.data.clone().unwrap_or_default();
-            let mut r = crate::jute::Reader::new(d);
-            let (session, timeout) = (r.i64().ok()?, r.i32().ok()?);
+            let (session, timeout) = codec::decode_revalidate(p).ok()?;
             Some(PeerEvent::Revalidate {
                 from,
                 session,
