@@ -69,6 +69,13 @@ fn tree(c: &mut Criterion) {
             black_box(t.get(&format!("/k{i}")).is_some())
         })
     });
+    c.bench_function("snapshot walk of 100k nodes (256-node slices)", |b| {
+        b.iter(|| {
+            let mut s = zabd::persist::snapshot::Builder::new(&Vec::new(), 0);
+            while !s.step(&t, 256) {}
+            black_box(s.visited)
+        })
+    });
     let mut z = 200_000i64;
     c.bench_function("tree apply create (100 B) with 100k nodes", |b| {
         b.iter(|| {

@@ -154,7 +154,7 @@ proptest! {
             }
         }
         let bytes = b.finish(&tree).to_vec();
-        let mut back = decode(&bytes, false).unwrap().tree;
+        let mut back = decode(bytes.into(), false).unwrap().tree;
         back.last_zxid = start;
         for (hdr, txn) in log.iter().filter(|(h, _)| h.zxid > start) {
             back.apply(hdr, txn, &mut Vec::new());

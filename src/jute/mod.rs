@@ -165,6 +165,13 @@ impl Writer {
         }
     }
 
+    /// A writer whose buffer starts at `bytes` (no regrowth below that).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Writer {
+            buf: BytesMut::with_capacity(bytes),
+        }
+    }
+
     /// A writer that starts with a 4-byte placeholder for the frame length; see [`Writer::finish_frame`].
     pub fn framed() -> Self {
         let mut w = Writer::new();

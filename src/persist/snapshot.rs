@@ -28,6 +28,7 @@
 use super::{adler32, file_header, SNAP_DBID, SNAP_MAGIC};
 use crate::jute::records::{read_acls, write_acls, Acl, StatPersisted};
 use crate::jute::{Reader, Record, Writer};
+use crate::tree::acl_cache::{AclCache, OPEN_ACL_ID};
 use crate::tree::DataTree;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -55,6 +56,11 @@ pub struct Builder {
     /// Every ACL list a written node refers to (ids are never reused, so the list an id
     /// had when its node was written is the one it has).
     acls: BTreeMap<i64, Arc<Vec<Acl>>>,
+    /// Streaming (see [`Builder::streaming`]): the whole ACL cache is already in the head,
+    /// and ids above this one were created after it was written.
+    acl_limit: Option<i64>,
+    /// Streaming: a written node refers to an ACL list the head lacks.
+    pub acl_missed: bool,
     pub visited: usize,
 }
 
@@ -74,8 +80,45 @@ impl Builder {
             root_done: false,
             nodes: Vec::new(),
             acls: BTreeMap::new(),
+            acl_limit: None,
+            acl_missed: false,
             visited: 0,
         }
+    }
+
+    /// Starts a snapshot whose bytes leave as they are made: the head (with every ACL list
+    /// cached now) is taken by [`Builder::take_head`] and the nodes by
+    /// [`Builder::take_nodes`] after each step, so no serialized copy of the tree builds up
+    /// in memory. A node created meanwhile with a brand-new ACL list would refer to a list
+    /// the head lacks; [`Builder::acl_missed`] then says the file must be abandoned.
+    pub fn streaming(sessions: &SessionList, zxid: i64, acls: &AclCache) -> Builder {
+        let mut b = Builder::new(sessions, zxid);
+        let entries = acls.entries();
+        b.head.i32(entries.len() as i32);
+        for (id, list) in &entries {
+            b.head.i64(*id);
+            write_acls(&mut b.head, list);
+        }
+        b.acl_limit = Some(entries.last().map_or(OPEN_ACL_ID, |(id, _)| *id));
+        b
+    }
+
+    /// Streaming: the file header, sessions and ACL cache (once, at the start).
+    pub fn take_head(&mut self) -> Bytes {
+        std::mem::take(&mut self.head).into_bytes()
+    }
+
+    /// Streaming: the nodes serialized since the last call.
+    pub fn take_nodes(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.nodes)
+    }
+
+    /// Streaming: what follows the nodes (`None` if the file must be abandoned).
+    pub fn finish_streaming(self, tree: &DataTree) -> Option<Tail> {
+        (!self.acl_missed).then_some(Tail {
+            zxid: tree.last_zxid,
+            digest: tree.digest,
+        })
     }
 
     pub fn zxid(&self) -> i64 {
@@ -83,41 +126,67 @@ impl Builder {
     }
 
     /// Writes up to `budget` more nodes; true once every node has been visited.
+    ///
+    /// Per slice, each open parent is looked up once and its children are walked in one
+    /// B-tree range; per node there is one map lookup (through a reused path buffer) and
+    /// the serialization itself.
     pub fn step(&mut self, tree: &DataTree, budget: usize) -> bool {
-        let mut w = Writer::new();
+        let mut w = Writer::with_capacity(budget.clamp(1, 4096) * 192);
         let mut left = budget;
         if !self.root_done {
             self.root_done = true;
             if let Some(n) = tree.get("/") {
-                self.write_node(&mut w, tree, "/", n);
+                self.write_node(&mut w, tree, "", n);
                 self.stack.push(("/".to_string(), None));
             }
             left = left.saturating_sub(1);
         }
+        let mut child = String::new();
         while left > 0 {
-            let Some((parent, after)) = self.stack.last_mut() else {
+            let Some((parent, mut after)) = self.stack.pop() else {
                 break;
             };
-            let next = tree.get(parent).and_then(|n| match after {
-                None => n.children.iter().next(),
-                Some(a) => n
-                    .children
-                    .range::<str, _>((Excluded(a.as_str()), Unbounded))
-                    .next(),
-            });
-            let Some(name) = next else {
-                self.stack.pop();
+            let Some(pn) = tree.get(&parent) else {
                 continue;
             };
-            let child = crate::tree::path::join(parent, name);
-            *after = Some(name.clone());
-            if let Some(n) = tree.get(&child) {
-                self.write_node(&mut w, tree, &child, n);
-                if !n.children.is_empty() {
-                    self.stack.push((child, None));
+            let from = match &after {
+                None => Unbounded,
+                Some(a) => Excluded(a.as_str()),
+            };
+            let mut last: Option<&str> = None;
+            let mut descend = false;
+            let mut exhausted = true;
+            for name in pn.children.range::<str, _>((from, Unbounded)) {
+                if left == 0 {
+                    exhausted = false;
+                    break;
+                }
+                left -= 1;
+                last = Some(name);
+                child.clear();
+                if parent != "/" {
+                    child.push_str(&parent);
+                }
+                child.push('/');
+                child.push_str(name);
+                if let Some(n) = tree.get(&child) {
+                    self.write_node(&mut w, tree, &child, n);
+                    if !n.children.is_empty() {
+                        descend = true;
+                        exhausted = false;
+                        break;
+                    }
                 }
             }
-            left -= 1;
+            if !exhausted {
+                let a = after.get_or_insert_with(String::new);
+                a.clear();
+                a.push_str(last.expect("a child was visited"));
+                self.stack.push((parent, after));
+            }
+            if descend {
+                self.stack.push((child.clone(), None));
+            }
         }
         if !w.is_empty() {
             self.nodes.push(w.into_bytes());
@@ -126,10 +195,12 @@ impl Builder {
     }
 
     fn write_node(&mut self, w: &mut Writer, tree: &DataTree, p: &str, n: &crate::tree::Node) {
-        w.string(if p == "/" { "" } else { p });
+        w.string(p);
         w.buffer(n.data.as_deref()).i64(n.acl);
         n.stat.write(w);
-        if n.acl != crate::tree::acl_cache::OPEN_ACL_ID {
+        if let Some(limit) = self.acl_limit {
+            self.acl_missed |= n.acl != OPEN_ACL_ID && n.acl > limit;
+        } else if n.acl != OPEN_ACL_ID {
             self.acls
                 .entry(n.acl)
                 .or_insert_with(|| tree.acls.get(n.acl));
@@ -146,58 +217,79 @@ impl Builder {
             head.i64(*id);
             write_acls(&mut head, list);
         }
-        let mut nodes = self.nodes;
-        let mut end = Writer::new();
-        end.string("/");
-        nodes.push(end.into_bytes());
         Parts {
             zxid: self.zxid,
             head: head.into_bytes(),
-            nodes,
-            end_zxid: tree.last_zxid,
-            end_digest: tree.digest,
+            nodes: self.nodes,
+            tail: Tail {
+                zxid: tree.last_zxid,
+                digest: tree.digest,
+            },
         }
     }
 }
+
+/// What a snapshot file holds after its nodes: the zxid and tree digest at the end of the
+/// walk (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub struct Tail {
+    zxid: i64,
+    digest: u64,
+}
+
+/// Writes a snapshot file piece by piece, keeping its running Adler-32 and length.
+#[derive(Default)]
+pub struct Sealer {
+    sum: adler2::Adler32,
+    pub written: u64,
+}
+
+impl Sealer {
+    pub fn put(&mut self, out: &mut impl std::io::Write, b: &[u8]) -> std::io::Result<()> {
+        self.sum.write_slice(b);
+        self.written += b.len() as u64;
+        out.write_all(b)
+    }
+
+    /// The end marker, seal, zxid digest and second seal; the file is then complete.
+    pub fn finish(&mut self, out: &mut impl std::io::Write, tail: &Tail) -> std::io::Result<()> {
+        self.put(out, &END_MARKER)?;
+        self.seal(out)?;
+        let mut d = tail.zxid.to_be_bytes().to_vec();
+        d.extend_from_slice(&crate::tree::digest::DIGEST_VERSION.to_be_bytes());
+        d.extend_from_slice(&(tail.digest as i64).to_be_bytes());
+        self.put(out, &d)?;
+        self.seal(out)
+    }
+
+    fn seal(&mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut b = (self.sum.checksum() as i64).to_be_bytes().to_vec();
+        b.extend_from_slice(&END_MARKER);
+        self.put(out, &b)
+    }
+}
+
+/// ustring "/": ends the node list, and follows each seal.
+const END_MARKER: [u8; 5] = [0, 0, 0, 1, b'/'];
 
 /// A finished snapshot, to be sealed and written by the snapshot thread.
 pub struct Parts {
     pub zxid: i64,
     head: Bytes,
     nodes: Vec<Bytes>,
-    end_zxid: i64,
-    end_digest: u64,
+    tail: Tail,
 }
 
 impl Parts {
     /// Writes the whole file: head, nodes, seal, zxid digest, seal. Returns the bytes written.
     pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<u64> {
-        let mut sum = adler2::Adler32::new();
-        let mut n = 0u64;
-        let mut put = |b: &[u8], sum: &mut adler2::Adler32| -> std::io::Result<()> {
-            sum.write_slice(b);
-            n += b.len() as u64;
-            out.write_all(b)
-        };
-        put(&self.head, &mut sum)?;
+        let mut s = Sealer::default();
+        s.put(out, &self.head)?;
         for chunk in &self.nodes {
-            put(chunk, &mut sum)?;
+            s.put(out, chunk)?;
         }
-        let seal = |s: &adler2::Adler32| {
-            let mut b = (s.checksum() as i64).to_be_bytes().to_vec();
-            b.extend_from_slice(&1i32.to_be_bytes());
-            b.push(b'/');
-            b
-        };
-        let first = seal(&sum);
-        put(&first, &mut sum)?;
-        let mut d = self.end_zxid.to_be_bytes().to_vec();
-        d.extend_from_slice(&crate::tree::digest::DIGEST_VERSION.to_be_bytes());
-        d.extend_from_slice(&(self.end_digest as i64).to_be_bytes());
-        put(&d, &mut sum)?;
-        let second = seal(&sum);
-        put(&second, &mut sum)?;
-        Ok(n)
+        s.finish(out, &self.tail)?;
+        Ok(s.written)
     }
 
     pub fn to_vec(&self) -> Vec<u8> {
@@ -228,11 +320,13 @@ pub struct Loaded {
 }
 
 /// Reads a snapshot file; any inconsistency is an error naming what is wrong.
-pub fn decode(file: &[u8], extended_types: bool) -> Result<Loaded, String> {
-    if !looks_complete(file) {
+/// Takes the file's bytes by value: node data is copied out of them, and they are dropped
+/// when loading ends.
+pub fn decode(file: Bytes, extended_types: bool) -> Result<Loaded, String> {
+    if !looks_complete(&file) {
         return Err("incomplete snapshot (no end seal)".into());
     }
-    let mut r = Reader::new(Bytes::copy_from_slice(file));
+    let mut r = Reader::new(file.clone());
     let e = |x: crate::jute::DecodeError| x.to_string();
     let magic = r.i32().map_err(e)?;
     if magic != SNAP_MAGIC {
@@ -241,12 +335,12 @@ pub fn decode(file: &[u8], extended_types: bool) -> Result<Loaded, String> {
     r.i32().map_err(e)?;
     r.i64().map_err(e)?;
     let (sessions, mut tree) = read_state(&mut r, extended_types)?;
-    check_seal(file, &mut r)?;
+    check_seal(&file, &mut r)?;
     let digest = if r.remaining() > 0 {
         let zxid = r.i64().map_err(e)?;
         r.i32().map_err(e)?;
         let d = r.i64().map_err(e)? as u64;
-        check_seal(file, &mut r)?;
+        check_seal(&file, &mut r)?;
         (zxid > 0).then_some((zxid, d))
     } else {
         None
@@ -303,6 +397,7 @@ impl Parts {
         for chunk in &self.nodes {
             v.extend_from_slice(chunk);
         }
+        v.extend_from_slice(&END_MARKER);
         v.extend_from_slice(&(SIGNATURE.len() as i32).to_be_bytes());
         v.extend_from_slice(SIGNATURE.as_bytes());
         v
@@ -427,7 +522,7 @@ mod tests {
             t.apply(&hdr(z), &txn, &mut ev);
         }
         let bytes = encode(&t, &vec![(9, 30000)], 3);
-        let l = decode(&bytes, false).unwrap();
+        let l = decode(Bytes::from(bytes.clone()), false).unwrap();
         assert_eq!(l.sessions, vec![(9, 30000)]);
         assert_eq!(l.digest, Some((3, t.digest)));
         assert_eq!(l.tree.digest, t.digest);
@@ -448,8 +543,8 @@ mod tests {
         assert_eq!(b.finish(&t).to_vec(), bytes);
         let mut broken = bytes.clone();
         broken[40] ^= 1;
-        assert!(decode(&broken, false).is_err());
-        assert!(decode(&bytes[..bytes.len() - 3], false).is_err());
+        assert!(decode(Bytes::from(broken), false).is_err());
+        assert!(decode(Bytes::copy_from_slice(&bytes[..bytes.len() - 3]), false).is_err());
         // The SNAP state on a learner connection: cut from the stream at exactly its end.
         let mut b = Builder::new(&vec![(9, 30000)], 3);
         b.step(&t, usize::MAX);
@@ -464,5 +559,86 @@ mod tests {
         assert_eq!(s.sessions, vec![(9, 30000)]);
         assert_eq!(s.tree.digest, t.digest);
         assert_eq!(s.tree.ephemerals_of(9), vec!["/a/b".to_string()]);
+    }
+
+    fn create(t: &mut DataTree, zxid: i64, p: &str, acl: Vec<Acl>) {
+        let hdr = TxnHeader {
+            client_id: 9,
+            cxid: 0,
+            zxid,
+            time: zxid * 100,
+            op: 1,
+        };
+        let txn = Txn::Create {
+            op: op::CREATE,
+            path: p.into(),
+            data: Some(Bytes::from(p.to_string())),
+            acl,
+            kind: CreateKind::Persistent,
+            parent_cversion: -1,
+        };
+        t.apply(&hdr, &txn, &mut Vec::new());
+    }
+
+    /// Streams a whole walk in `budget`-node slices, calling `between` after each slice.
+    fn stream(
+        t: &mut DataTree,
+        budget: usize,
+        mut between: impl FnMut(&mut DataTree, usize),
+    ) -> Option<Vec<u8>> {
+        let mut b = Builder::streaming(&vec![(9, 30000)], t.last_zxid, &t.acls);
+        let (mut out, mut sealer) = (Vec::new(), Sealer::default());
+        sealer.put(&mut out, &b.take_head()).unwrap();
+        let mut slices = 0;
+        while !b.step(t, budget) {
+            for c in b.take_nodes() {
+                sealer.put(&mut out, &c).unwrap();
+            }
+            slices += 1;
+            between(t, slices);
+        }
+        for c in b.take_nodes() {
+            sealer.put(&mut out, &c).unwrap();
+        }
+        let tail = b.finish_streaming(t)?;
+        sealer.finish(&mut out, &tail).unwrap();
+        Some(out)
+    }
+
+    #[test]
+    fn streamed_snapshot_is_the_in_memory_one_and_notices_new_acl_lists() {
+        let mut t = DataTree::new(false);
+        create(&mut t, 1, "/a", acl_cache::read_acl());
+        create(&mut t, 2, "/a/b", acl_cache::open_acl());
+        create(&mut t, 3, "/d", acl_cache::open_acl());
+        for i in 0..40 {
+            create(&mut t, 4 + i, &format!("/d/x{i:02}"), acl_cache::read_acl());
+        }
+        create(&mut t, 44, "/d/x07/deep", acl_cache::open_acl());
+        let whole = encode(&t, &vec![(9, 30000)], t.last_zxid);
+        for budget in [1, 3, 7, 1000] {
+            assert_eq!(stream(&mut t, budget, |_, _| {}).as_ref(), Some(&whole));
+        }
+        // Nodes created during the walk with lists already cached: a valid fuzzy snapshot.
+        let streamed = stream(&mut t, 5, |t, i| {
+            let z = t.last_zxid + 1;
+            create(t, z, &format!("/d/y{i}"), acl_cache::read_acl());
+        })
+        .expect("no new ACL list");
+        let back = decode(Bytes::from(streamed), false).unwrap();
+        assert!(back.tree.get("/d/x39").is_some());
+        assert_eq!(back.digest, Some((t.last_zxid, t.digest)));
+        // A node with a list first seen during the walk: the file cannot be used.
+        let new_list = vec![Acl {
+            perms: acl_cache::perms::READ,
+            id: crate::jute::records::Id::new("ip", "10.0.0.1"),
+        }];
+        let abandoned = stream(&mut t, 5, |t, i| {
+            if i == 1 {
+                let z = t.last_zxid + 1;
+                create(t, z, "/e", new_list.clone());
+            }
+        });
+        assert_eq!(abandoned, None);
     }
 }

@@ -3,6 +3,7 @@
 
 use super::connection::Outbound;
 use super::disk::LogCmd;
+use super::disk::SnapMsg;
 use super::Clocks;
 use crate::admin::{self, ServerInfo};
 use crate::engine::{Action, ConnId, Engine, Event};
@@ -39,7 +40,7 @@ pub(super) const BATCH: usize = 256;
 /// Where logged transactions and snapshots go.
 pub struct Persistence {
     pub log: std::sync::mpsc::Sender<LogCmd>,
-    pub snapshots: std::sync::mpsc::Sender<crate::persist::snapshot::Parts>,
+    pub snapshots: std::sync::mpsc::Sender<super::disk::SnapMsg>,
     pub snap_count: u64,
     /// Transactions logged since the last snapshot.
     pub since_snapshot: u64,
@@ -50,7 +51,7 @@ pub struct Persistence {
 impl Persistence {
     pub fn new(
         log: std::sync::mpsc::Sender<LogCmd>,
-        snapshots: std::sync::mpsc::Sender<crate::persist::snapshot::Parts>,
+        snapshots: std::sync::mpsc::Sender<super::disk::SnapMsg>,
         snap_count: u64,
     ) -> Self {
         let mut p = Persistence {
@@ -131,8 +132,8 @@ pub async fn run(
             job = Some(SnapshotJob::start(&engine, &mut disk));
         }
         if let Some(j) = job.as_mut() {
-            if j.builder.step(&engine.tree, snapshot_slice(took)) {
-                job.take().expect("present").finish(&engine, &disk);
+            if j.step(&engine, &disk, snapshot_slice(took)) {
+                job = job.take().expect("present").finish(&engine, &mut disk);
             }
         }
         note_stall(&mut engine, busy_from.elapsed());
@@ -169,39 +170,86 @@ pub(super) fn snapshot_slice(took: usize) -> usize {
     }
 }
 
-/// A snapshot being written a slice at a time (see `persist::snapshot::Builder`).
+/// A snapshot being written a slice at a time (see `persist::snapshot::Builder`). Normally
+/// streamed: each slice goes to the snapshot thread as soon as it is serialized, so the
+/// serialized tree never sits in memory. If a node gets a brand-new ACL list during the
+/// walk, the streamed file is abandoned and the snapshot is taken again in memory.
 pub(super) struct SnapshotJob {
-    pub(super) builder: crate::persist::snapshot::Builder,
+    builder: crate::persist::snapshot::Builder,
+    streamed: bool,
     started: std::time::Instant,
 }
 
 impl SnapshotJob {
     /// Starts a new log file and a fuzzy snapshot named by the last applied zxid.
     pub(super) fn start(engine: &Engine, disk: &mut Persistence) -> SnapshotJob {
+        Self::begin(engine, disk, true)
+    }
+
+    fn begin(engine: &Engine, disk: &mut Persistence, streamed: bool) -> SnapshotJob {
+        use crate::persist::snapshot::Builder;
         let _ = disk.log.send(LogCmd::Roll);
         disk.since_snapshot = 0;
         disk.new_threshold();
+        let (sessions, zxid) = (engine.session_list(), engine.last_zxid());
+        let mut builder = if streamed {
+            Builder::streaming(&sessions, zxid, &engine.tree.acls)
+        } else {
+            Builder::new(&sessions, zxid)
+        };
+        if streamed {
+            let head = builder.take_head();
+            let _ = disk.snapshots.send(SnapMsg::Begin { zxid, head });
+        }
         SnapshotJob {
-            builder: crate::persist::snapshot::Builder::new(
-                &engine.session_list(),
-                engine.last_zxid(),
-            ),
+            builder,
+            streamed,
             started: std::time::Instant::now(),
         }
     }
 
-    /// Hands the finished snapshot to the snapshot thread, which seals, writes and syncs it.
-    pub(super) fn finish(self, engine: &Engine, disk: &Persistence) {
+    /// Serializes up to `budget` more nodes; true once the walk is complete.
+    pub(super) fn step(&mut self, engine: &Engine, disk: &Persistence, budget: usize) -> bool {
+        let done = self.builder.step(&engine.tree, budget);
+        if self.streamed {
+            let nodes = self.builder.take_nodes();
+            if !nodes.is_empty() {
+                let _ = disk.snapshots.send(SnapMsg::Nodes(nodes));
+            }
+        }
+        done
+    }
+
+    /// Hands the end of the snapshot to the snapshot thread, which seals, writes and syncs
+    /// it. Returns the in-memory retry when the streamed file had to be abandoned.
+    pub(super) fn finish(self, engine: &Engine, disk: &mut Persistence) -> Option<SnapshotJob> {
         let zxid = self.builder.zxid();
         let nodes = self.builder.visited;
-        let parts = self.builder.finish(&engine.tree);
-        tracing::info!(
-            zxid = format_args!("0x{zxid:x}"),
-            nodes,
-            ms = self.started.elapsed().as_millis() as u64,
-            "snapshot serialized"
-        );
-        let _ = disk.snapshots.send(parts);
+        let ms = self.started.elapsed().as_millis() as u64;
+        if self.streamed {
+            let Some(tail) = self.builder.finish_streaming(&engine.tree) else {
+                tracing::info!(
+                    zxid = format_args!("0x{zxid:x}"),
+                    "a new ACL list appeared during the snapshot; taking it again in memory"
+                );
+                let _ = disk.snapshots.send(SnapMsg::Abort);
+                return Some(Self::begin(engine, disk, false));
+            };
+            let _ = disk.snapshots.send(SnapMsg::End(tail));
+        } else {
+            let parts = self.builder.finish(&engine.tree);
+            let _ = disk.snapshots.send(SnapMsg::Whole(parts));
+        }
+        let zxid = format_args!("0x{zxid:x}");
+        tracing::info!(zxid, nodes, ms, "snapshot serialized");
+        None
+    }
+
+    /// Drops the snapshot (the engine is being replaced) and its temporary file.
+    pub(super) fn abandon(self, disk: &Persistence) {
+        if self.streamed {
+            let _ = disk.snapshots.send(SnapMsg::Abort);
+        }
     }
 }
 

@@ -215,26 +215,171 @@ pub fn write_snapshot(
     Ok((path, bytes))
 }
 
-/// Starts the snapshot writer thread: it seals, writes and syncs each snapshot it is sent.
-/// Old files are left alone; autopurge or `zabd purge` removes them, as in ZooKeeper.
-pub fn start_snapshot_writer(snap_dir: PathBuf) -> mpsc::Sender<crate::persist::snapshot::Parts> {
-    let (tx, rx) = mpsc::channel::<crate::persist::snapshot::Parts>();
+/// What the snapshot writer thread is sent.
+pub enum SnapMsg {
+    /// A snapshot made in memory: seal it, write it and sync it.
+    Whole(crate::persist::snapshot::Parts),
+    /// A streamed snapshot begins: its temporary file gets this head.
+    Begin { zxid: i64, head: bytes::Bytes },
+    /// The next serialized nodes of the streamed snapshot.
+    Nodes(Vec<bytes::Bytes>),
+    /// The streamed snapshot is complete: seal, sync and rename it into place.
+    End(crate::persist::snapshot::Tail),
+    /// The streamed snapshot is abandoned: remove its temporary file.
+    Abort,
+}
+
+/// A streamed snapshot being written: its temporary file and running checksum.
+struct Streaming {
+    zxid: i64,
+    tmp: PathBuf,
+    out: std::io::BufWriter<File>,
+    sealer: crate::persist::snapshot::Sealer,
+    started: std::time::Instant,
+}
+
+impl Streaming {
+    fn begin(dir: &Path, zxid: i64, head: &[u8]) -> std::io::Result<Streaming> {
+        let tmp = dir.join(format!("{}.tmp", persist::snapshot_name(zxid)));
+        let mut s = Streaming {
+            zxid,
+            out: std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?),
+            tmp,
+            sealer: Default::default(),
+            started: std::time::Instant::now(),
+        };
+        s.sealer.put(&mut s.out, head)?;
+        Ok(s)
+    }
+
+    fn nodes(&mut self, chunks: &[bytes::Bytes]) -> std::io::Result<()> {
+        for c in chunks {
+            self.sealer.put(&mut self.out, c)?;
+        }
+        Ok(())
+    }
+
+    fn end(mut self, dir: &Path, tail: &crate::persist::snapshot::Tail) -> std::io::Result<()> {
+        self.sealer.finish(&mut self.out, tail)?;
+        self.out
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
+        let path = dir.join(persist::snapshot_name(self.zxid));
+        std::fs::rename(&self.tmp, &path)?;
+        sync_dir(dir);
+        tracing::info!(
+            file = %path.display(),
+            bytes = self.sealer.written,
+            ms = self.started.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
+        Ok(())
+    }
+}
+
+/// Starts the snapshot writer thread: it writes each snapshot it is sent, whole or as a
+/// stream of pieces, through a temporary file, fsync and rename. Old files are left alone;
+/// autopurge or `zabd purge` removes them, as in ZooKeeper.
+pub fn start_snapshot_writer(snap_dir: PathBuf) -> mpsc::Sender<SnapMsg> {
+    let (tx, rx) = mpsc::channel::<SnapMsg>();
     std::thread::Builder::new()
         .name("zabd-snapshot".into())
-        .spawn(move || {
-            while let Ok(parts) = rx.recv() {
+        .spawn(move || snapshot_writer(&snap_dir, rx))
+        .expect("spawn snapshot writer");
+    tx
+}
+
+fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
+    let failed = |e: std::io::Error| tracing::error!(error = %e, "writing a snapshot failed; the log still holds everything");
+    // `None` after a failure: the rest of that stream is dropped.
+    let mut open: Option<Streaming> = None;
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            SnapMsg::Whole(parts) => {
                 let started = std::time::Instant::now();
-                match write_snapshot(&snap_dir, &parts) {
+                match write_snapshot(dir, &parts) {
                     Ok((p, bytes)) => tracing::info!(
                         file = %p.display(),
                         bytes,
                         ms = started.elapsed().as_millis() as u64,
                         "snapshot written"
                     ),
-                    Err(e) => tracing::error!(error = %e, "writing a snapshot failed; the log still holds everything"),
+                    Err(e) => failed(e),
                 }
             }
+            SnapMsg::Begin { zxid, head } => {
+                if let Some(old) = open.take() {
+                    let _ = std::fs::remove_file(&old.tmp);
+                }
+                open = Streaming::begin(dir, zxid, &head).map_err(failed).ok();
+            }
+            SnapMsg::Nodes(chunks) => {
+                if let Some(s) = open.as_mut() {
+                    if let Err(e) = s.nodes(&chunks) {
+                        let _ = std::fs::remove_file(&s.tmp);
+                        open = None;
+                        failed(e);
+                    }
+                }
+            }
+            SnapMsg::End(tail) => {
+                if let Some(s) = open.take() {
+                    let tmp = s.tmp.clone();
+                    if let Err(e) = s.end(dir, &tail) {
+                        let _ = std::fs::remove_file(&tmp);
+                        failed(e);
+                    }
+                }
+            }
+            SnapMsg::Abort => {
+                if let Some(s) = open.take() {
+                    let _ = std::fs::remove_file(&s.tmp);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::snapshot::{self, Builder};
+    use crate::tree::DataTree;
+
+    #[test]
+    fn streamed_snapshot_lands_whole_and_abandoned_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = DataTree::new(false);
+        let (tx, rx) = mpsc::channel();
+        let mut b = Builder::streaming(&vec![(5, 4000)], 7, &tree.acls);
+        tx.send(SnapMsg::Begin {
+            zxid: 7,
+            head: b.take_head(),
         })
-        .expect("spawn snapshot writer");
-    tx
+        .unwrap();
+        while !b.step(&tree, 1) {
+            tx.send(SnapMsg::Nodes(b.take_nodes())).unwrap();
+        }
+        tx.send(SnapMsg::Nodes(b.take_nodes())).unwrap();
+        tx.send(SnapMsg::End(b.finish_streaming(&tree).unwrap()))
+            .unwrap();
+        let mut other = Builder::streaming(&Vec::new(), 9, &tree.acls);
+        tx.send(SnapMsg::Begin {
+            zxid: 9,
+            head: other.take_head(),
+        })
+        .unwrap();
+        tx.send(SnapMsg::Abort).unwrap();
+        drop(tx);
+        snapshot_writer(dir.path(), rx);
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec![persist::snapshot_name(7)]);
+        let file = std::fs::read(dir.path().join(persist::snapshot_name(7))).unwrap();
+        assert_eq!(file, snapshot::encode(&tree, &vec![(5, 4000)], 7));
+    }
 }

@@ -252,11 +252,13 @@ impl Member {
             self.job = Some(SnapshotJob::start(&self.engine, &mut self.disk));
         }
         if let Some(j) = self.job.as_mut() {
-            if j.builder
-                .step(&self.engine.tree, core_task::snapshot_slice(self.took))
-            {
+            if j.step(
+                &self.engine,
+                &self.disk,
+                core_task::snapshot_slice(self.took),
+            ) {
                 let j = self.job.take().expect("present");
-                j.finish(&self.engine, &self.disk);
+                self.job = j.finish(&self.engine, &mut self.disk);
             }
         }
     }
@@ -567,7 +569,9 @@ impl Member {
     fn replace_engine(&mut self, tree: crate::tree::DataTree, sessions: Vec<(i64, i32)>) {
         let now = self.clocks.now();
         let stats = std::mem::take(&mut self.engine.stats);
-        self.job = None;
+        if let Some(j) = self.job.take() {
+            j.abandon(&self.disk);
+        }
         let a = self.engine.handle(
             Event::Mode {
                 mode: Mode::Down,

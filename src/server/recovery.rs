@@ -49,7 +49,7 @@ fn load_snapshot(
     let snaps = persist::list(snap_dir, "snapshot")?;
     for (zxid, path) in snaps.iter().rev() {
         let bytes = std::fs::read(path)?;
-        match snapshot::decode(&bytes, extended) {
+        match snapshot::decode(bytes.into(), extended) {
             Ok(l) => return Ok(Some((*zxid, l))),
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "skipping an invalid snapshot")

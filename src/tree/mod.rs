@@ -70,7 +70,7 @@ pub struct Node {
     pub acl: i64,
     pub stat: StatPersisted,
     /// Child names, in order (getChildren answers sorted; snapshots walk them by cursor).
-    pub children: BTreeSet<String>,
+    pub children: BTreeSet<Box<str>>,
     /// This node's contribution to the tree digest (see `digest.rs`), kept current.
     pub digest: u64,
 }
@@ -164,7 +164,7 @@ impl DataTree {
                 .nodes
                 .get_mut(path::parent(&p))
                 .ok_or_else(|| format!("invalid tree: the parent of {p} is missing"))?;
-            parent.children.insert(path::name(&p).to_string());
+            parent.children.insert(path::name(&p).into());
             self.index_owner(&p, stat.ephemeral_owner);
             if let Some((quota::LIMITS, prefix)) = Quotas::node_kind(&p) {
                 self.quotas.add(prefix);
@@ -213,7 +213,7 @@ impl DataTree {
             .get_mut(path::parent(p))
             .expect("system parent")
             .children
-            .insert(path::name(p).to_string());
+            .insert(path::name(p).into());
         self.insert_node(p.to_string(), empty_node(acl));
     }
 
@@ -263,7 +263,7 @@ impl DataTree {
     }
 
     pub fn children_sorted(&self, node: &Node) -> Vec<String> {
-        node.children.iter().cloned().collect()
+        node.children.iter().map(|c| c.to_string()).collect()
     }
 
     pub fn ephemerals_of(&self, session: i64) -> Vec<String> {
@@ -474,7 +474,7 @@ impl DataTree {
         let acl_id = self.acls.acquire(acl);
         let parent = self.nodes.get_mut(&parent_path).expect("checked");
         raise_cversion(&mut parent.stat, parent_cversion, hdr.zxid);
-        parent.children.insert(path::name(p).to_string());
+        parent.children.insert(path::name(p).into());
         self.redigest(&parent_path);
         let node = Node {
             data: owned(data),
