@@ -6,9 +6,13 @@
 //! connection limit, data on the same disk. Each load runs with `zabd bench` against one
 //! server, then the other, alternating, `VERSUS_ROUNDS` times (default 3); the table shows
 //! medians and the zabd/ZooKeeper ratio. Also: a throughput-against-concurrency chart (SVG),
-//! watch fan-out, and memory, snapshot size and restart time with `VERSUS_NODES` znodes of
+//! watch fan-out to `VERSUS_WATCHERS` sessions (default 10,000), and memory, snapshot size
+//! and restart time (median of `VERSUS_RESTARTS`, default 3) with `VERSUS_NODES` znodes of
 //! 100 bytes (default 200,000; the figure is 1,000,000). `VERSUS_SECONDS` sets each
 //! load's measured seconds (default 5). `VERSUS_ENSEMBLE=1` adds 3-member ensembles.
+//! `VERSUS_ONLY=bigtree` runs only the big tree; `VERSUS_ONLY=failover` only leader kill -9
+//! on 3 members, `VERSUS_ROUNDS` times, on a small tree and, with
+//! `VERSUS_FAILOVER_NODES=n`, again on members holding n znodes.
 //! Results: `target/versus/report.md`, `report.json`, `concurrency.svg`.
 
 mod common;
@@ -260,6 +264,9 @@ fn versus(
             [(b, false), (a, true)]
         };
         for (s, is_a) in order {
+            // Each load starts with nothing dirty in the page cache, so neither server's
+            // fsyncs wait on write-back the other one (or an earlier load) left behind.
+            let _ = Command::new("sync").status();
             let rep = bench(s, args);
             let t = rep["ops_per_sec"].as_f64().unwrap();
             let p = rep["latency_us"]["p99"].as_f64().unwrap();
@@ -332,12 +339,21 @@ fn big_tree(rows: &mut Vec<Row>, a: &mut Server, b: &mut Server, data: [&Path; 2
         bench(s, &args);
         std::thread::sleep(Duration::from_secs(2));
         rss[i] = s.rss_mib();
-        s.stop();
-        let started = Instant::now();
-        let (c, addr) = (s.restart)();
-        s.children = c;
-        s.addr = addr;
-        restart[i] = first_write(&s.addr, started).as_secs_f64() * 1000.0;
+        let mut times = Vec::new();
+        for _ in 0..env_u64("VERSUS_RESTARTS", 3) {
+            // Write back what earlier runs left dirty in the page cache first: otherwise the
+            // restarted server's first fsync waits for gigabytes of other files (seen: 0.9 s
+            // for the first restart, 8.4 s for the next, on both servers).
+            let _ = Command::new("sync").status();
+            s.stop();
+            let started = Instant::now();
+            let (c, addr) = (s.restart)();
+            s.children = c;
+            s.addr = addr;
+            times.push(first_write(&s.addr, started).as_secs_f64() * 1000.0);
+        }
+        eprintln!("  restarts {}: {times:.0?} ms", s.name);
+        restart[i] = median(times);
         snap[i] = newest_snapshot_mib(data[i]);
         eprintln!(
             "  {n} znodes {}: RSS {:.0} MiB, restart {:.0} ms, snapshot {:.0} MiB",
@@ -451,10 +467,25 @@ fn chart(points: &[(String, f64, f64)], path: &Path) {
 /// Leader kill -9 on 3-member ensembles of each: from the kill to the first create
 /// acknowledged in a later epoch, through a session on the whole connect string that keeps
 /// creating. The killed member is restarted between rounds.
-fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64) {
+/// Fills a server or ensemble with `n` znodes of 100 bytes (32 sessions x 16 in flight).
+fn fill(connect: &str, n: u64) {
+    let per = (n / 512).max(1);
+    let status = Command::new(env!("CARGO_BIN_EXE_zabd"))
+        .args(["bench", "--servers", connect, "--mix", "create"])
+        .args(["--sessions", "32", "--inflight", "16", "--warmup", "0"])
+        .args(["--duration", "3600", "--keys", "1", "--quiet"])
+        .args(["--max-ops", &(per * 512).to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run zabd bench");
+    assert!(status.success(), "filling {connect} failed");
+}
+
+/// Leader kill -9 to the first write in the new epoch, on 3 members holding `nodes` znodes.
+fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64, nodes: u64) {
     let mut med = [0.0; 2];
     for (k, name) in ["zabd", "zookeeper"].into_iter().enumerate() {
-        let dir = work.join(format!("{name}-failover"));
+        let dir = work.join(format!("{name}-failover-{nodes}"));
         let ports: Vec<u16> = (0..9).map(|_| free_port()).collect();
         let start = |dir: &Path| -> (Vec<Child>, String) {
             if k == 0 {
@@ -465,6 +496,14 @@ fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64) {
         };
         let (mut children, connect) = start(&dir);
         let addrs: Vec<String> = connect.split(',').map(String::from).collect();
+        if nodes > 0 {
+            let t = Instant::now();
+            fill(&connect, nodes);
+            eprintln!(
+                "  {name}: {nodes} znodes in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
         let mut times = Vec::new();
         for _ in 0..rounds {
             let leader = wait_leader(&addrs);
@@ -478,7 +517,7 @@ fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64) {
                 let _ = children[leader].kill();
                 let _ = children[leader].wait();
             }));
-            eprintln!("  failover {name}: {} ms", t.as_millis());
+            eprintln!("  failover {name} ({nodes} znodes): {} ms", t.as_millis());
             times.push(t.as_secs_f64() * 1000.0);
             // Bring the member back with the same configuration and data.
             children[leader] = restart_member(k, &dir, leader, &ports);
@@ -491,7 +530,9 @@ fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64) {
         med[k] = median(times);
     }
     rows.push(Row {
-        figure: "3 members: leader kill -9 -> first write in the new epoch (median)".into(),
+        figure: format!(
+            "3 members, {nodes} znodes: leader kill -9 -> first write in the new epoch"
+        ),
         unit: "ms",
         zabd: med[0],
         zk: med[1],
@@ -621,7 +662,11 @@ fn main() {
             let dirs = [work.join("zabd/data/version-2"), work.join("zk/version-2")];
             big_tree(&mut rows, &mut a, &mut b, [&dirs[0], &dirs[1]], nodes);
         } else {
-            failover(&mut rows, &work, rounds);
+            failover(&mut rows, &work, rounds, 0);
+            let big = env_u64("VERSUS_FAILOVER_NODES", 0);
+            if big > 0 {
+                failover(&mut rows, &work, rounds, big);
+            }
         }
         let md = table(&rows);
         println!("{md}");
@@ -666,7 +711,7 @@ fn main() {
     chart(&points, &out.join("concurrency.svg"));
     let fan: Vec<String> = vec![
         "--watchers".into(),
-        env_u64("VERSUS_WATCHERS", 1000).to_string(),
+        env_u64("VERSUS_WATCHERS", 10_000).to_string(),
         "--duration".into(),
         secs.to_string(),
         "--warmup".into(),

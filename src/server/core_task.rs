@@ -132,7 +132,7 @@ pub async fn run(
             job = Some(SnapshotJob::start(&engine, &mut disk));
         }
         if let Some(j) = job.as_mut() {
-            if j.step(&engine, &disk, snapshot_slice(took)) {
+            if j.step(&engine, &disk, snapshot_slice(took), || !rx.is_empty()) {
                 job = job.take().expect("present").finish(&engine, &mut disk);
             }
         }
@@ -169,6 +169,10 @@ pub(super) fn snapshot_slice(took: usize) -> usize {
         256
     }
 }
+
+/// Nodes serialized between checks for waiting work: about 5-20 µs on a large tree, which
+/// is what a request arriving during a snapshot waits at most.
+const SNAPSHOT_CHUNK: usize = 32;
 
 /// A snapshot being written a slice at a time (see `persist::snapshot::Builder`). Normally
 /// streamed: each slice goes to the snapshot thread as soon as it is serialized, so the
@@ -208,9 +212,27 @@ impl SnapshotJob {
         }
     }
 
-    /// Serializes up to `budget` more nodes; true once the walk is complete.
-    pub(super) fn step(&mut self, engine: &Engine, disk: &Persistence, budget: usize) -> bool {
-        let done = self.builder.step(&engine.tree, budget);
+    /// Serializes up to `budget` more nodes, in chunks of [`SNAPSHOT_CHUNK`], stopping
+    /// early once `waiting()` says that requests or sync completions are queued (at least
+    /// one chunk per call, so the walk always advances); true once the walk is complete.
+    pub(super) fn step(
+        &mut self,
+        engine: &Engine,
+        disk: &Persistence,
+        budget: usize,
+        waiting: impl Fn() -> bool,
+    ) -> bool {
+        let mut left = budget;
+        let done = loop {
+            let n = left.min(SNAPSHOT_CHUNK);
+            left -= n;
+            if self.builder.step(&engine.tree, n) {
+                break true;
+            }
+            if left == 0 || waiting() {
+                break false;
+            }
+        };
         if self.streamed {
             let nodes = self.builder.take_nodes();
             if !nodes.is_empty() {

@@ -239,7 +239,7 @@ impl Member {
                 }
                 Woke::Snapshot => {}
             }
-            self.snapshot_step();
+            self.snapshot_step(|| !core_rx.is_empty() || !ev_rx.is_empty());
             core_task::note_stall(&mut self.engine, busy_from.elapsed());
             if self.job.is_some() {
                 tokio::task::yield_now().await;
@@ -247,7 +247,8 @@ impl Member {
         }
     }
 
-    fn snapshot_step(&mut self) {
+    /// Advances the snapshot, yielding to queued client or peer messages (`waiting`).
+    fn snapshot_step(&mut self, waiting: impl Fn() -> bool) {
         if self.job.is_none() && self.disk.since_snapshot >= self.disk.threshold {
             self.job = Some(SnapshotJob::start(&self.engine, &mut self.disk));
         }
@@ -256,6 +257,7 @@ impl Member {
                 &self.engine,
                 &self.disk,
                 core_task::snapshot_slice(self.took),
+                waiting,
             ) {
                 let j = self.job.take().expect("present");
                 self.job = j.finish(&self.engine, &mut self.disk);
