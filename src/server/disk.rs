@@ -201,18 +201,9 @@ pub fn write_snapshot(
     dir: &Path,
     parts: &crate::persist::snapshot::Parts,
 ) -> std::io::Result<(PathBuf, u64)> {
-    let path = dir.join(persist::snapshot_name(parts.zxid));
-    let tmp = dir.join(format!("{}.tmp", persist::snapshot_name(parts.zxid)));
-    let bytes = {
-        let f = File::create(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        let n = parts.write_to(&mut w)?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        n
-    };
-    std::fs::rename(&tmp, &path)?;
-    sync_dir(dir);
-    Ok((path, bytes))
+    let mut s = Streaming::begin(dir, parts.zxid, parts.head())?;
+    s.nodes(parts.nodes())?;
+    s.end(dir, &parts.tail())
 }
 
 /// What the snapshot writer thread is sent.
@@ -235,7 +226,6 @@ struct Streaming {
     tmp: PathBuf,
     out: std::io::BufWriter<File>,
     sealer: crate::persist::snapshot::Sealer,
-    started: std::time::Instant,
 }
 
 impl Streaming {
@@ -246,7 +236,6 @@ impl Streaming {
             out: std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?),
             tmp,
             sealer: Default::default(),
-            started: std::time::Instant::now(),
         };
         s.sealer.put(&mut s.out, head)?;
         Ok(s)
@@ -259,22 +248,26 @@ impl Streaming {
         Ok(())
     }
 
-    fn end(mut self, dir: &Path, tail: &crate::persist::snapshot::Tail) -> std::io::Result<()> {
-        self.sealer.finish(&mut self.out, tail)?;
-        self.out
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()?;
+    /// Seals, syncs and renames the file into place; returns its path and length. On an
+    /// error the temporary file is removed.
+    fn end(
+        mut self,
+        dir: &Path,
+        tail: &crate::persist::snapshot::Tail,
+    ) -> std::io::Result<(PathBuf, u64)> {
         let path = dir.join(persist::snapshot_name(self.zxid));
-        std::fs::rename(&self.tmp, &path)?;
+        let placed = (|| {
+            self.sealer.finish(&mut self.out, tail)?;
+            self.out.flush()?;
+            self.out.get_ref().sync_all()?;
+            std::fs::rename(&self.tmp, &path)
+        })();
+        if let Err(e) = placed {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
+        }
         sync_dir(dir);
-        tracing::info!(
-            file = %path.display(),
-            bytes = self.sealer.written,
-            ms = self.started.elapsed().as_millis() as u64,
-            "snapshot written"
-        );
-        Ok(())
+        Ok((path, self.sealer.written))
     }
 }
 
@@ -291,50 +284,57 @@ pub fn start_snapshot_writer(snap_dir: PathBuf) -> mpsc::Sender<SnapMsg> {
 }
 
 fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
-    let failed = |e: std::io::Error| tracing::error!(error = %e, "writing a snapshot failed; the log still holds everything");
-    // `None` after a failure: the rest of that stream is dropped.
-    let mut open: Option<Streaming> = None;
+    let done = |r: std::io::Result<(PathBuf, u64)>, started: std::time::Instant| match r {
+        Ok((p, bytes)) => tracing::info!(
+            file = %p.display(),
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "writing a snapshot failed; the log still holds everything")
+        }
+    };
+    // The streamed snapshot being written, from its Begin; `None` after a failure, and the
+    // rest of that stream is dropped.
+    let mut open: Option<(Streaming, std::time::Instant)> = None;
+    let drop_file = |s: Streaming| {
+        let _ = std::fs::remove_file(&s.tmp);
+    };
     while let Ok(msg) = rx.recv() {
         match msg {
             SnapMsg::Whole(parts) => {
                 let started = std::time::Instant::now();
-                match write_snapshot(dir, &parts) {
-                    Ok((p, bytes)) => tracing::info!(
-                        file = %p.display(),
-                        bytes,
-                        ms = started.elapsed().as_millis() as u64,
-                        "snapshot written"
-                    ),
-                    Err(e) => failed(e),
-                }
+                done(write_snapshot(dir, &parts), started);
             }
             SnapMsg::Begin { zxid, head } => {
-                if let Some(old) = open.take() {
-                    let _ = std::fs::remove_file(&old.tmp);
+                if let Some((old, _)) = open.take() {
+                    drop_file(old);
                 }
-                open = Streaming::begin(dir, zxid, &head).map_err(failed).ok();
+                match Streaming::begin(dir, zxid, &head) {
+                    Ok(s) => open = Some((s, std::time::Instant::now())),
+                    Err(e) => done(Err(e), std::time::Instant::now()),
+                }
             }
             SnapMsg::Nodes(chunks) => {
-                if let Some(s) = open.as_mut() {
-                    if let Err(e) = s.nodes(&chunks) {
-                        let _ = std::fs::remove_file(&s.tmp);
-                        open = None;
-                        failed(e);
+                if let Some((mut s, started)) = open.take() {
+                    match s.nodes(&chunks) {
+                        Ok(()) => open = Some((s, started)),
+                        Err(e) => {
+                            drop_file(s);
+                            done(Err(e), started);
+                        }
                     }
                 }
             }
             SnapMsg::End(tail) => {
-                if let Some(s) = open.take() {
-                    let tmp = s.tmp.clone();
-                    if let Err(e) = s.end(dir, &tail) {
-                        let _ = std::fs::remove_file(&tmp);
-                        failed(e);
-                    }
+                if let Some((s, started)) = open.take() {
+                    done(s.end(dir, &tail), started);
                 }
             }
             SnapMsg::Abort => {
-                if let Some(s) = open.take() {
-                    let _ = std::fs::remove_file(&s.tmp);
+                if let Some((s, _)) = open.take() {
+                    drop_file(s);
                 }
             }
         }
