@@ -108,6 +108,15 @@ impl Reader {
         }
     }
 
+    /// A buffer copied into an allocation of its own, for data that outlives the frame
+    /// (cheaper than a slice of the frame followed by a copy).
+    pub fn buffer_owned(&mut self) -> Result<Option<Bytes>, DecodeError> {
+        match self.len()? {
+            None => Ok(None),
+            Some(n) => Ok(Some(Bytes::copy_from_slice(self.take(n)?))),
+        }
+    }
+
     pub fn ustring(&mut self) -> Result<Option<String>, DecodeError> {
         let at = self.pos;
         match self.len()? {

@@ -25,10 +25,11 @@
 //! digest. The zxid digest is taken when the walk ends, so for a fuzzy snapshot its zxid
 //! can be past the file's name; recovery checks the digest when replay reaches that zxid. A file whose last five bytes are not `00 00 00 01 '/'` is not a complete snapshot.
 
-use super::{adler32, file_header, SNAP_DBID, SNAP_MAGIC};
+use super::{file_header, SNAP_DBID, SNAP_MAGIC};
 use crate::jute::records::{read_acls, write_acls, Acl, StatPersisted};
 use crate::jute::{Reader, Record, Writer};
 use crate::tree::acl_cache::{AclCache, OPEN_ACL_ID};
+use crate::tree::load::Loader;
 use crate::tree::DataTree;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -292,6 +293,20 @@ impl Parts {
         Ok(s.written)
     }
 
+    /// The file header, sessions and ACL cache.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The serialized nodes, in chunks.
+    pub fn nodes(&self) -> &[Bytes] {
+        &self.nodes
+    }
+
+    pub fn tail(&self) -> Tail {
+        self.tail
+    }
+
     pub fn to_vec(&self) -> Vec<u8> {
         let len: usize = self.nodes.iter().map(Bytes::len).sum();
         let mut v = Vec::with_capacity(self.head.len() + len + 64);
@@ -323,6 +338,49 @@ pub struct Loaded {
 /// Takes the file's bytes by value: node data is copied out of them, and they are dropped
 /// when loading ends.
 pub fn decode(file: Bytes, extended_types: bool) -> Result<Loaded, String> {
+    decode_with(file, extended_types, Checksum::default)
+}
+
+/// The Adler-32 of a snapshot file's first `upto` bytes.
+#[derive(Clone, Default)]
+pub struct Checksum {
+    upto: usize,
+    sum: adler2::Adler32,
+}
+
+impl Checksum {
+    /// Of `file[..n]`: recovery computes it on another thread while the nodes decode,
+    /// with `n` from [`first_seal_offset`].
+    pub fn of_prefix(file: &[u8], n: usize) -> Checksum {
+        let mut c = Checksum::default();
+        c.extend_to(file, n.min(file.len()));
+        c
+    }
+
+    /// Of `file[..n]`, continuing from what is already summed when `n` is past it.
+    fn extend_to(&mut self, file: &[u8], n: usize) -> u32 {
+        if n < self.upto {
+            *self = Checksum::default();
+        }
+        self.sum.write_slice(&file[self.upto..n]);
+        self.upto = n;
+        self.sum.checksum()
+    }
+}
+
+/// Where the first seal starts in a snapshot that ends with a zxid digest (every snapshot
+/// since ZooKeeper 3.6): before the seal (13 bytes), the digest (20) and the last seal (13).
+pub fn first_seal_offset(len: usize) -> usize {
+    len.saturating_sub(46)
+}
+
+/// [`decode`], with `prefix` giving the checksum of the file's first bytes when the first
+/// seal is reached (the more it covers, the less is summed after the nodes).
+pub fn decode_with(
+    file: Bytes,
+    extended_types: bool,
+    prefix: impl FnOnce() -> Checksum,
+) -> Result<Loaded, String> {
     if !looks_complete(&file) {
         return Err("incomplete snapshot (no end seal)".into());
     }
@@ -335,12 +393,13 @@ pub fn decode(file: Bytes, extended_types: bool) -> Result<Loaded, String> {
     r.i32().map_err(e)?;
     r.i64().map_err(e)?;
     let (sessions, mut tree) = read_state(&mut r, extended_types)?;
-    check_seal(&file, &mut r)?;
+    let mut sum = prefix();
+    check_seal(&file, &mut r, &mut sum)?;
     let digest = if r.remaining() > 0 {
         let zxid = r.i64().map_err(e)?;
         r.i32().map_err(e)?;
         let d = r.i64().map_err(e)? as u64;
-        check_seal(&file, &mut r)?;
+        check_seal(&file, &mut r, &mut sum)?;
         (zxid > 0).then_some((zxid, d))
     } else {
         None
@@ -364,25 +423,25 @@ fn read_state(r: &mut Reader, extended_types: bool) -> Result<(SessionList, Data
     for _ in 0..count {
         sessions.push((r.i64().map_err(e)?, r.i32().map_err(e)?));
     }
-    let mut tree = DataTree::empty(extended_types);
+    let mut tree = Loader::new(DataTree::empty(extended_types));
     let acl_count = r.i32().map_err(e)?;
     for _ in 0..acl_count.max(0) {
         let id = r.i64().map_err(e)?;
         let list = read_acls(r).map_err(e)?;
-        tree.acls.load(id, list);
+        tree.tree_mut().acls.load(id, list);
     }
     loop {
         let p = r.string().map_err(e)?;
         if p == "/" {
             break;
         }
-        let data = r.buffer().map_err(e)?;
+        let data = r.buffer_owned().map_err(e)?;
         let acl = r.i64().map_err(e)?;
         let stat = StatPersisted::read(r).map_err(e)?;
         let p = if p.is_empty() { "/".to_string() } else { p };
-        tree.load_node(p, data, acl, stat)?;
+        tree.node(p, data, acl, stat)?;
     }
-    Ok((sessions, tree))
+    Ok((sessions, tree.finish()))
 }
 
 /// Marks the end of the state sent after SNAP.
@@ -474,11 +533,11 @@ pub fn stream_len(b: &[u8]) -> Result<Option<usize>, String> {
     Ok((b.len() >= at).then_some(at))
 }
 
-fn check_seal(file: &[u8], r: &mut Reader) -> Result<(), String> {
+fn check_seal(file: &[u8], r: &mut Reader, sum: &mut Checksum) -> Result<(), String> {
     let at = r.position();
     let stored = r.i64().map_err(|x| x.to_string())?;
     let slash = r.string().map_err(|x| x.to_string())?;
-    if stored != adler32(&file[..at]) as i64 || slash != "/" {
+    if stored != sum.extend_to(file, at) as i64 || slash != "/" {
         return Err(format!("checksum mismatch at offset {at}"));
     }
     Ok(())

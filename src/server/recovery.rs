@@ -48,8 +48,18 @@ fn load_snapshot(
 ) -> Result<Option<(i64, snapshot::Loaded)>, RecoveryError> {
     let snaps = persist::list(snap_dir, "snapshot")?;
     for (zxid, path) in snaps.iter().rev() {
-        let bytes = std::fs::read(path)?;
-        match snapshot::decode(bytes.into(), extended) {
+        let bytes = bytes::Bytes::from(std::fs::read(path)?);
+        // The checksum of everything before the first seal is summed on another thread
+        // while this one decodes the nodes.
+        let decoded = std::thread::scope(|scope| {
+            let prefix = scope.spawn(|| {
+                snapshot::Checksum::of_prefix(&bytes, snapshot::first_seal_offset(bytes.len()))
+            });
+            snapshot::decode_with(bytes.clone(), extended, || {
+                prefix.join().expect("summing a snapshot")
+            })
+        });
+        match decoded {
             Ok(l) => return Ok(Some((*zxid, l))),
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "skipping an invalid snapshot")

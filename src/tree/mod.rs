@@ -13,6 +13,7 @@
 
 pub mod acl_cache;
 pub mod digest;
+pub mod load;
 mod nodes;
 pub mod path;
 pub mod quota;
@@ -148,8 +149,10 @@ impl DataTree {
         }
     }
 
-    /// Adds a node read from a snapshot; its parent must already be there.
-    pub fn load_node(
+    /// Adds a node read from a snapshot, except to its parent's child set (that is
+    /// [`load::Loader`]'s job). `data` is kept as given, so it should be in an allocation of
+    /// its own (`Reader::buffer_owned`).
+    fn load_detached(
         &mut self,
         p: String,
         data: Option<Bytes>,
@@ -160,18 +163,13 @@ impl DataTree {
             return Err(format!("node {p} refers to unknown ACL id {acl}"));
         }
         if p != "/" {
-            let parent = self
-                .nodes
-                .get_mut(path::parent(&p))
-                .ok_or_else(|| format!("invalid tree: the parent of {p} is missing"))?;
-            parent.children.insert(path::name(&p).into());
             self.index_owner(&p, stat.ephemeral_owner);
             if let Some((quota::LIMITS, prefix)) = Quotas::node_kind(&p) {
                 self.quotas.add(prefix);
             }
         }
         let node = Node {
-            data: owned(data),
+            data,
             acl,
             stat,
             children: BTreeSet::new(),
@@ -181,7 +179,8 @@ impl DataTree {
         Ok(())
     }
 
-    /// After the last [`DataTree::load_node`]: drop unused ACLs, recount quota usage.
+    /// After the last node of a snapshot ([`load::Loader`]): drop unused ACLs, recount quota
+    /// usage.
     pub fn finish_load(&mut self) {
         self.acls.purge_unused();
         let prefixes = self.quotas.all();
