@@ -257,6 +257,7 @@ fn versus(
     rounds: u64,
 ) -> (f64, f64) {
     let (mut ta, mut tb, mut pa, mut pb) = (vec![], vec![], vec![], vec![]);
+    let (mut ma50, mut mb50) = (vec![], vec![]);
     for r in 0..rounds {
         let order: [(&Server, bool); 2] = if r % 2 == 0 {
             [(a, true), (b, false)]
@@ -270,13 +271,19 @@ fn versus(
             let rep = bench(s, args);
             let t = rep["ops_per_sec"].as_f64().unwrap();
             let p = rep["latency_us"]["p99"].as_f64().unwrap();
-            eprintln!("  {label} {}: {t:.0} ops/s, p99 {p} us", s.name);
+            let p50 = rep["latency_us"]["p50"].as_f64().unwrap();
+            eprintln!(
+                "  {label} {}: {t:.0} ops/s, p50 {p50} us, p99 {p} us",
+                s.name
+            );
             if is_a {
                 ta.push(t);
                 pa.push(p);
+                ma50.push(p50);
             } else {
                 tb.push(t);
                 pb.push(p);
+                mb50.push(p50);
             }
         }
     }
@@ -295,6 +302,15 @@ fn versus(
         zk: median(pb),
         higher_better: false,
     });
+    if label.contains("1 session x 1") {
+        rows.push(Row {
+            figure: format!("{label}: p50 latency"),
+            unit: "us",
+            zabd: median(ma50),
+            zk: median(mb50),
+            higher_better: false,
+        });
+    }
     (ma, mb)
 }
 
@@ -392,9 +408,11 @@ fn first_write(addr: &str, since: Instant) -> Duration {
             )
             .await;
             if let Ok(Ok(c)) = c {
-                let opts = zookeeper_client::CreateMode::Ephemeral
+                // Sequential: the ephemeral of the previous restart's session is still there
+                // until that session expires, and a fixed name would wait for it.
+                let opts = zookeeper_client::CreateMode::EphemeralSequential
                     .with_acls(zookeeper_client::Acls::anyone_all());
-                if c.create("/versus-restart", b"", &opts).await.is_ok() {
+                if c.create("/versus-restart-", b"", &opts).await.is_ok() {
                     return since.elapsed();
                 }
             }
@@ -409,7 +427,10 @@ fn newest_snapshot_mib(version2: &Path) -> f64 {
     };
     entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("snapshot."))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("snapshot.") && !name.ends_with(".tmp")
+        })
         .filter_map(|e| e.metadata().ok().map(|m| (m.modified().ok(), m.len())))
         .max_by_key(|(t, _)| *t)
         .map_or(0.0, |(_, len)| len as f64 / (1024.0 * 1024.0))
@@ -631,6 +652,58 @@ async fn time_failover(connect: &str, epoch: i64, kill: impl FnOnce()) -> Durati
     }
 }
 
+/// fdatasync of a 128-byte append on the data disk, 2,000 times: (p50, p99) in us. The
+/// floor under any synced write's latency.
+fn fdatasync_floor(dir: &Path) -> (f64, f64) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("fdatasync-floor");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let mut t: Vec<f64> = (0..2000)
+        .map(|_| {
+            let start = Instant::now();
+            f.write_all(&[7u8; 128]).unwrap();
+            f.sync_data().unwrap();
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    let _ = std::fs::remove_file(&path);
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (t[t.len() / 2], t[t.len() * 99 / 100])
+}
+
+/// The 1x1 rows against the fdatasync floor: the server's share of a synced write is the
+/// setData round trip less the exists round trip (client, loopback and dispatch).
+fn floor_note(rows: &[Row], floor: (f64, f64)) -> String {
+    let p50 = |name: &str| {
+        rows.iter()
+            .find(|r| r.figure == format!("standalone {name}, 1 session x 1: p50 latency"))
+            .map(|r| (r.zabd, r.zk))
+    };
+    let mut s = format!(
+        "\nfdatasync of 128 B on the data disk (the floor): p50 {:.0} us, p99 {:.0} us.\n",
+        floor.0, floor.1
+    );
+    if let (Some(set), Some(exists)) = (p50("set"), p50("exists")) {
+        s.push_str(&format!(
+            "setData 1x1 p50: zabd {:.0} us ({:.2}x the floor), ZooKeeper {:.0} us ({:.2}x). \
+             Less the exists 1x1 round trip (zabd {:.0} us, ZooKeeper {:.0} us): zabd {:.0} us \
+             ({:.2}x the floor), ZooKeeper {:.0} us ({:.2}x).\n",
+            set.0,
+            set.0 / floor.0,
+            set.1,
+            set.1 / floor.0,
+            exists.0,
+            exists.1,
+            set.0 - exists.0,
+            (set.0 - exists.0) / floor.0,
+            set.1 - exists.1,
+            (set.1 - exists.1) / floor.0,
+        ));
+    }
+    s
+}
+
 fn table(rows: &[Row]) -> String {
     let mut s =
         String::from("| figure | zabd | ZooKeeper 3.8 | zabd / ZooKeeper |\n|---|---|---|---|\n");
@@ -687,14 +760,17 @@ fn main() {
             rounds,
         );
     }
-    versus(
-        &mut rows,
-        "standalone set, 1 session x 1",
-        &a,
-        &b,
-        &load_args("set", 1, 1, secs),
-        rounds,
-    );
+    for mix in ["exists", "set"] {
+        versus(
+            &mut rows,
+            &format!("standalone {mix}, 1 session x 1"),
+            &a,
+            &b,
+            &load_args(mix, 1, 1, secs),
+            rounds,
+        );
+    }
+    let floor = fdatasync_floor(&work);
     let mut points = Vec::new();
     for (s, k) in [(1, 1), (4, 4), (16, 8), (32, 16), (64, 16)] {
         let label = format!("{s}x{k}");
@@ -765,7 +841,7 @@ fn main() {
             );
         }
     }
-    let md = table(&rows);
+    let md = table(&rows) + &floor_note(&rows, floor);
     println!("{md}");
     std::fs::write(out.join("report.md"), &md).unwrap();
     let json: Vec<serde_json::Value> = rows
