@@ -74,8 +74,6 @@ struct Member {
     unapplied: VecDeque<txnlog::Entry>,
     /// What the engine was last told: its mode, the leader and the epoch.
     served: (Mode, Option<Sid>, u32),
-    /// Whether this pass of the loop handled anything but the snapshot (its slice size).
-    took: usize,
     /// Since when this member has had no leader (read-only mode starts after a while).
     down_since: Option<std::time::Instant>,
     /// Learners whose sync may be answered once this batch of actions is out.
@@ -183,7 +181,6 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         unapplied: VecDeque::new(),
         served: (Mode::Down, None, 0),
         down_since: Some(std::time::Instant::now()),
-        took: 0,
         sync_replies: Vec::new(),
         clocks,
         status: setup.status,
@@ -216,7 +213,6 @@ impl Member {
                 _ = std::future::ready(()), if self.job.is_some() => Woke::Snapshot,
             };
             let busy_from = std::time::Instant::now();
-            self.took = usize::from(!matches!(woke, Woke::Snapshot));
             match woke {
                 Woke::Core(None) | Woke::Peer(None) => return Ok(()),
                 Woke::Core(Some(m)) => {
@@ -253,12 +249,7 @@ impl Member {
             self.job = Some(SnapshotJob::start(&self.engine, &mut self.disk));
         }
         if let Some(j) = self.job.as_mut() {
-            if j.step(
-                &self.engine,
-                &self.disk,
-                core_task::snapshot_slice(self.took),
-                waiting,
-            ) {
+            if j.step(&self.engine, &self.disk, core_task::SNAPSHOT_SLICE, waiting) {
                 let j = self.job.take().expect("present");
                 self.job = j.finish(&self.engine, &mut self.disk);
             }
