@@ -335,24 +335,7 @@ fn big_tree(rows: &mut Vec<Row>, a: &mut Server, b: &mut Server, data: [&Path; 2
     let mut restart = [0.0; 2];
     let mut snap = [0.0; 2];
     for (i, s) in [a, b].into_iter().enumerate() {
-        let per = (n / 512).max(1);
-        let args: Vec<String> = vec![
-            "--mix".into(),
-            "create".into(),
-            "--sessions".into(),
-            "32".into(),
-            "--inflight".into(),
-            "16".into(),
-            "--warmup".into(),
-            "0".into(),
-            "--duration".into(),
-            "3600".into(),
-            "--max-ops".into(),
-            (per * 512).to_string(),
-            "--keys".into(),
-            "1".into(),
-        ];
-        bench(s, &args);
+        fill(&s.addr, n);
         std::thread::sleep(Duration::from_secs(2));
         rss[i] = s.rss_mib();
         let mut times = Vec::new();

@@ -128,7 +128,7 @@ pub async fn run(
             job = Some(SnapshotJob::start(&engine, &mut disk));
         }
         if let Some(j) = job.as_mut() {
-            if j.step(&engine, &disk, SNAPSHOT_SLICE, || !rx.is_empty()) {
+            if j.step(&engine, &disk, || !rx.is_empty()) {
                 job = job.take().expect("present").finish(&engine, &mut disk);
             }
         }
@@ -159,7 +159,7 @@ pub(super) fn note_stall(engine: &mut Engine, d: Duration) {
 /// longer slice is a longer wait for a request arriving then — 2,048 nodes per idle pass
 /// gave single requests a p99 of ~0.7 ms during snapshots of 1.5M nodes — and a snapshot
 /// taken in short slices simply lasts longer, which a fuzzy snapshot allows.
-pub(super) const SNAPSHOT_SLICE: usize = 64;
+const SNAPSHOT_SLICE: usize = 64;
 
 /// Nodes serialized between checks for waiting work: about 5-20 µs on a large tree, which
 /// is what a request arriving during a snapshot waits at most.
@@ -202,17 +202,16 @@ impl SnapshotJob {
         }
     }
 
-    /// Serializes up to `budget` more nodes, in chunks of [`SNAPSHOT_CHUNK`], stopping
-    /// early once `waiting()` says that requests or sync completions are queued (at least
-    /// one chunk per call, so the walk always advances); true once the walk is complete.
+    /// Serializes up to [`SNAPSHOT_SLICE`] more nodes, in chunks of [`SNAPSHOT_CHUNK`],
+    /// stopping early once `waiting()` says that requests or sync completions are queued (at
+    /// least one chunk per call, so the walk always advances); true once the walk is complete.
     pub(super) fn step(
         &mut self,
         engine: &Engine,
         disk: &Persistence,
-        budget: usize,
         waiting: impl Fn() -> bool,
     ) -> bool {
-        let mut left = budget;
+        let mut left = SNAPSHOT_SLICE;
         let done = loop {
             let n = left.min(SNAPSHOT_CHUNK);
             left -= n;

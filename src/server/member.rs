@@ -249,7 +249,7 @@ impl Member {
             self.job = Some(SnapshotJob::start(&self.engine, &mut self.disk));
         }
         if let Some(j) = self.job.as_mut() {
-            if j.step(&self.engine, &self.disk, core_task::SNAPSHOT_SLICE, waiting) {
+            if j.step(&self.engine, &self.disk, waiting) {
                 let j = self.job.take().expect("present");
                 self.job = j.finish(&self.engine, &mut self.disk);
             }
