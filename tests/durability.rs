@@ -176,6 +176,31 @@ async fn a_bad_snapshot_falls_back_to_the_previous_one_and_the_logs() {
 }
 
 #[tokio::test]
+async fn an_unfinished_snapshot_is_neither_read_nor_kept() {
+    let mut z = Zabd::start();
+    let c = client(&z).await;
+    let written = write_some(&c, "/u", 20).await;
+    drop(c);
+    z.kill9();
+    // What a kill -9 in the middle of a streamed snapshot leaves behind.
+    let tmp = version2(&z).join("snapshot.ffffff.tmp");
+    std::fs::write(&tmp, b"ZKSN partial").unwrap();
+    assert!(files(&z, "snapshot").iter().all(|p| *p != tmp));
+    z.restart();
+    let c = client(&z).await;
+    assert_present(&c, &written).await;
+    assert!(
+        !tmp.exists(),
+        "the unfinished snapshot is removed at startup"
+    );
+    assert!(
+        !z.log().contains("skipping an invalid snapshot"),
+        "{}",
+        z.log()
+    );
+}
+
+#[tokio::test]
 async fn purge_keeps_what_recovery_needs() {
     let mut z = Zabd::start_with("snap_count = 20");
     let c = client(&z).await;

@@ -40,12 +40,19 @@ pub fn snapshot_name(zxid: i64) -> String {
 }
 
 /// The zxid in a `prefix.<hex>` file name.
+/// A file still being written (`<name>.tmp`, renamed into place once synced) has none.
 pub fn zxid_from_name(name: &str, prefix: &str) -> Option<i64> {
+    if name.ends_with(TMP_SUFFIX) {
+        return None;
+    }
     let rest = name.strip_prefix(prefix)?.strip_prefix('.')?;
     u64::from_str_radix(rest.split('.').next()?, 16)
         .ok()
         .map(|v| v as i64)
 }
+
+/// Marks a snapshot file still being written (see `server::disk`).
+pub const TMP_SUFFIX: &str = ".tmp";
 
 /// The files of one kind in a directory, by zxid ascending.
 pub fn list(dir: &Path, prefix: &str) -> std::io::Result<Vec<(i64, std::path::PathBuf)>> {
@@ -83,6 +90,7 @@ mod tests {
         assert_eq!(zxid_from_name("snapshot.1a", "snapshot"), Some(0x1a));
         assert_eq!(zxid_from_name("snapshot.1a.snappy", "snapshot"), Some(0x1a));
         assert_eq!(zxid_from_name("log.zz", "log"), None);
+        assert_eq!(zxid_from_name("snapshot.1a.tmp", "snapshot"), None);
         assert_eq!(&file_header(LOG_MAGIC, 0)[..4], b"ZKLG");
         assert_eq!(&file_header(SNAP_MAGIC, -1)[..4], b"ZKSN");
         // java.util.zip.Adler32 of "abc"

@@ -230,7 +230,7 @@ struct Streaming {
 
 impl Streaming {
     fn begin(dir: &Path, zxid: i64, head: &[u8]) -> std::io::Result<Streaming> {
-        let tmp = dir.join(format!("{}.tmp", persist::snapshot_name(zxid)));
+        let tmp = dir.join(persist::snapshot_name(zxid) + persist::TMP_SUFFIX);
         let mut s = Streaming {
             zxid,
             out: std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?),

@@ -72,6 +72,21 @@ fn load_snapshot(
     Ok(None)
 }
 
+/// Deletes snapshot files a stopped process was still writing (`snapshot.<zxid>.tmp`): they
+/// are never read, and a streamed one can be as large as the tree.
+fn remove_unfinished_snapshots(snap_dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(snap_dir)? {
+        let e = e?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snapshot.") && name.ends_with(persist::TMP_SUFFIX) {
+            tracing::info!(file = %e.path().display(), "removing an unfinished snapshot");
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Is `next` the zxid that may follow `prev`?
 fn follows(prev: i64, next: i64) -> bool {
     next == prev + 1
@@ -95,6 +110,7 @@ pub fn recover_keeping(
 ) -> Result<Recovered, RecoveryError> {
     std::fs::create_dir_all(snap_dir)?;
     std::fs::create_dir_all(log_dir)?;
+    remove_unfinished_snapshots(snap_dir)?;
     let logs = persist::list(log_dir, "log")?;
     let (snap_zxid, mut tree, sessions, mut expect) = match load_snapshot(snap_dir, extended)? {
         Some((z, l)) => {
