@@ -219,7 +219,7 @@ impl Sim {
                 Action::SaveAcceptedEpoch(e) => node.durable.accepted_epoch = e,
                 Action::SaveCurrentEpoch(e) => node.durable.current_epoch = e,
                 Action::Commit { zxid } => self.commit(id, zxid),
-                Action::Role { .. } => {}
+                Action::Role { .. } | Action::ReadConfirmed { .. } => {}
                 Action::Disconnect { peer } => self.break_link(id, peer),
             }
             // Sync the log now or later.

@@ -25,7 +25,7 @@
 //! brings a session to asks the leader (REVALIDATE) before taking it, as the leader alone
 //! knows which sessions it is expiring.
 
-use super::{Action, ConnId, Engine, Pending, Waiter};
+use super::{Action, ConnId, Done, Engine, Pending, Waiter};
 use crate::jute::records::{ConnectRequest, Id};
 use crate::proto::request::{self, Request};
 use crate::proto::{op, ZkError};
@@ -60,6 +60,23 @@ impl Mode {
     }
 }
 
+/// Leader: a `sync` waiting until everything logged before it is applied and a quorum has
+/// confirmed this leadership after it arrived.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SyncWait {
+    zxid: i64,
+    round: u64,
+    from: SyncFrom,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SyncFrom {
+    /// A learner forwarded it: answer with SYNC.
+    Learner(u64),
+    /// This member's own client (connection, xid).
+    Local(ConnId, i32),
+}
+
 /// Ensemble bookkeeping of the engine.
 #[derive(Default)]
 pub(super) struct State {
@@ -69,8 +86,13 @@ pub(super) struct State {
     handshakes: HashMap<i64, (ConnId, i32)>,
     /// Learner: forwarded syncs in the order sent (connection, xid).
     syncs: VecDeque<(ConnId, i32)>,
-    /// Leader: learners' syncs and the zxid each waits for.
-    remote_syncs: VecDeque<(i64, u64)>,
+    /// Learner: syncs the leader answered, waiting until its zxid then is applied here.
+    answered_syncs: VecDeque<(ConnId, i32, i64)>,
+    /// Leader: syncs waiting, in arrival order (so zxids and rounds both ascend).
+    leader_syncs: VecDeque<SyncWait>,
+    /// Leader: the last read round asked for, and the last one confirmed.
+    read_round: u64,
+    confirmed_round: u64,
     /// The zxid the current epoch starts at (`srvr` reports at least this).
     epoch_start: i64,
     /// Read-only mode: the sessions created here, never known to the quorum.
@@ -250,12 +272,7 @@ impl Engine {
                 };
                 self.log(hdr, Txn::CreateSession { timeout }, Waiter::None);
             }
-            op::SYNC => {
-                self.ensemble
-                    .remote_syncs
-                    .push_back((self.last_logged, origin));
-                self.release_syncs();
-            }
+            op::SYNC => self.wait_for_sync(SyncFrom::Learner(origin)),
             _ => {
                 let mut payload = BytesMut::with_capacity(8 + body.len());
                 payload.put_i32(cxid);
@@ -357,9 +374,12 @@ impl Engine {
         }
         self.on_committed(hdr.zxid);
         self.release_syncs();
+        self.release_answered_syncs();
     }
 
-    /// Learner: who, here, waits for a transaction the leader prepared.
+    /// Learner: who, here, waits for a transaction the leader prepared: the request of
+    /// that session with that cxid, wherever it stands in its connection's queue (a
+    /// `sync` ahead of it may still be waiting).
     fn remote_waiter(&mut self, hdr: &TxnHeader, txn: &Txn) -> Waiter {
         if let Txn::CreateSession { .. } = txn {
             if let Some((conn, timeout)) = self.ensemble.handshakes.remove(&hdr.client_id) {
@@ -369,42 +389,76 @@ impl Engine {
         let Some(&conn) = self.session_conn.get(&hdr.client_id) else {
             return Waiter::None;
         };
-        let front = self.conns.get(&conn).and_then(|c| c.queue.front());
-        match front {
-            Some(q) if q.logged && q.xid == hdr.cxid && q.req.is_write() => Waiter::Request {
+        let queue = self.conns.get(&conn).map(|c| &c.queue);
+        let waiting = queue.and_then(|q| {
+            q.iter()
+                .find(|q| q.logged && q.done.is_none() && q.xid == hdr.cxid && q.req.is_write())
+        });
+        match waiting {
+            Some(q) => Waiter::Request {
                 conn,
                 xid: q.xid,
                 op: q.req.opcode(),
             },
-            _ => Waiter::None,
+            None => Waiter::None,
         }
     }
 
-    /// Leader: answers learners' syncs whose wait is over.
+    /// Leader: a `sync` of this member's own client (connection, xid).
+    pub(super) fn leader_sync(&mut self, conn: ConnId, x: i32) {
+        self.wait_for_sync(SyncFrom::Local(conn, x));
+    }
+
+    /// Leader: a `sync` waits for what was logged before it and for a new read round.
+    fn wait_for_sync(&mut self, from: SyncFrom) {
+        self.ensemble.read_round += 1;
+        let round = self.ensemble.read_round;
+        self.out.push(Action::ConfirmLeadership { round });
+        self.ensemble.leader_syncs.push_back(SyncWait {
+            zxid: self.last_logged,
+            round,
+            from,
+        });
+    }
+
+    pub(super) fn on_leadership_confirmed(&mut self, round: u64) {
+        if self.mode == Mode::Leader {
+            self.ensemble.confirmed_round = self.ensemble.confirmed_round.max(round);
+            self.release_syncs();
+        }
+    }
+
+    /// Leader: answers the syncs whose wait is over.
     fn release_syncs(&mut self) {
-        while let Some(&(zxid, origin)) = self.ensemble.remote_syncs.front() {
-            if zxid > self.tree.last_zxid {
+        while let Some(&w) = self.ensemble.leader_syncs.front() {
+            if w.zxid > self.tree.last_zxid || w.round > self.ensemble.confirmed_round {
                 break;
             }
-            self.ensemble.remote_syncs.pop_front();
-            self.out.push(Action::SyncDone { origin });
+            self.ensemble.leader_syncs.pop_front();
+            match w.from {
+                SyncFrom::Learner(origin) => self.out.push(Action::SyncDone { origin }),
+                SyncFrom::Local(conn, x) => self.set_done(conn, x, Done::Synced),
+            }
         }
     }
 
-    /// Learner: the leader answered our oldest sync.
-    pub(super) fn on_synced(&mut self) {
+    /// Learner: the leader answered our oldest sync, as of its applied `zxid`.
+    pub(super) fn on_synced(&mut self, zxid: i64) {
         let Some((conn, x)) = self.ensemble.syncs.pop_front() else {
             return;
         };
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if c.queue.front().is_none_or(|q| q.xid != x) {
-            return;
+        self.ensemble.answered_syncs.push_back((conn, x, zxid));
+        self.release_answered_syncs();
+    }
+
+    /// Learner: completes the answered syncs whose zxid is applied here.
+    fn release_answered_syncs(&mut self) {
+        while let Some(&(conn, x, zxid)) = self.ensemble.answered_syncs.front() {
+            if zxid > self.tree.last_zxid {
+                break;
+            }
+            self.ensemble.answered_syncs.pop_front();
+            self.set_done(conn, x, Done::Synced);
         }
-        let item = c.queue.pop_front().expect("front");
-        self.stats.record_latency(self.now.mono_ms - item.arrived);
-        self.answer_read(conn, x, item.req);
-        self.pump(conn);
     }
 }

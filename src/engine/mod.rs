@@ -109,8 +109,13 @@ pub enum Event {
     },
     /// Ensemble leader: sessions a learner's clients kept alive (its PING).
     Touch { sessions: Vec<(i64, i32)> },
-    /// Ensemble learner: the leader answered the oldest sync this member forwarded.
-    Synced,
+    /// Ensemble learner: the leader answered the oldest sync this member forwarded; it
+    /// completes once everything up to `zxid` (the leader's applied zxid then) is applied
+    /// here too.
+    Synced { zxid: i64 },
+    /// Ensemble leader: read round `round` (and every earlier one) is confirmed: a quorum
+    /// still followed this leader after it started (see `quorum::Peer::start_read_round`).
+    LeadershipConfirmed { round: u64 },
     /// Ensemble learner: the leader's answer to a REVALIDATE.
     Revalidated { session: i64, valid: bool },
     /// Ensemble: this member's role changed. A leader numbers its transactions from
@@ -155,6 +160,10 @@ pub enum Action {
     SyncDone { origin: u64 },
     /// Ensemble learner: ask the leader whether this session is live (REVALIDATE).
     Revalidate { session: i64, timeout: i32 },
+    /// Ensemble leader: a `sync` waits for read round `round`; start it (or a later one)
+    /// and answer with `Event::LeadershipConfirmed`. The host may start one round for all
+    /// the rounds asked for in one pass.
+    ConfirmLeadership { round: u64 },
 }
 
 /// A request waiting in its connection's queue.
@@ -163,8 +172,21 @@ struct Queued {
     req: Request,
     body: Bytes,
     arrived: i64,
-    /// Set once a write has been prepared and logged (or forwarded).
+    /// Set once a write has been prepared and logged (or forwarded), or a `sync` has
+    /// started waiting.
     logged: bool,
+    /// The outcome, once known; it leaves when the request reaches the front of its queue,
+    /// so replies go out in request order even when a later write applies before an
+    /// earlier `sync` completes.
+    done: Option<Done>,
+}
+
+/// A request's outcome, waiting for its turn.
+enum Done {
+    /// A write's reply, and the request opcode.
+    Reply(Bytes, i32),
+    /// A `sync` whose wait is over: answered from the tree when it leaves.
+    Synced,
 }
 
 struct Conn {
@@ -303,7 +325,8 @@ impl Engine {
                 ids,
             } => self.on_forwarded(origin, session, cxid, op, body, ids),
             Event::Touch { sessions } => self.on_touch(sessions),
-            Event::Synced => self.on_synced(),
+            Event::Synced { zxid } => self.on_synced(zxid),
+            Event::LeadershipConfirmed { round } => self.on_leadership_confirmed(round),
             Event::Revalidated { session, valid } => self.on_revalidated(session, valid),
             Event::Mode { mode, last_zxid } => self.set_mode(mode, last_zxid),
         }
@@ -376,14 +399,18 @@ impl Engine {
             body,
             arrived,
             logged: false,
+            done: None,
         });
         self.pump(conn);
     }
 
-    /// Works through a connection's queue: answers reads at the front, prepares and logs
-    /// every not-yet-logged write, and stops at the first read behind a logged write.
+    /// Works through a connection's queue: sends the finished outcomes and answers reads
+    /// at the front, prepares and logs every not-yet-logged write, and stops at the first
+    /// read behind a logged write. In an ensemble a `sync` waits like a write (forwarded
+    /// to the leader, or on the leader until its read round is confirmed).
     fn pump(&mut self, conn: ConnId) {
         let forwarding = self.mode.forwards();
+        let gated_sync = forwarding || self.mode == Mode::Leader;
         let mut i = 0;
         loop {
             let Some(c) = self.conns.get_mut(&conn) else {
@@ -393,6 +420,13 @@ impl Engine {
                 return;
             }
             let item = &c.queue[i];
+            if i == 0 && item.done.is_some() {
+                let item = c.queue.pop_front().expect("front");
+                if !self.complete(conn, item) {
+                    return;
+                }
+                continue;
+            }
             if item.logged {
                 i += 1;
                 continue;
@@ -402,11 +436,14 @@ impl Engine {
                 self.refuse_in_read_only(conn, item.xid, &item.req);
                 continue;
             }
-            if item.req.is_write() || (forwarding && matches!(item.req, Request::Sync { .. })) {
+            let sync = matches!(item.req, Request::Sync { .. });
+            if item.req.is_write() || (gated_sync && sync) {
                 let (x, req, body) = (item.xid, item.req.clone(), item.body.clone());
                 c.queue[i].logged = true;
                 if forwarding {
                     self.forward(conn, x, &req, body);
+                } else if sync {
+                    self.leader_sync(conn, x);
                 } else {
                     self.start_write(conn, x, &req);
                 }
@@ -558,25 +595,10 @@ impl Engine {
     fn finish(&mut self, p: Pending, result: TxnResult) {
         match p.waiter {
             Waiter::Request { conn, xid: x, op } => {
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    return;
-                };
-                if let Some(item) = c.queue.pop_front() {
-                    self.stats.record_latency(self.now.mono_ms - item.arrived);
-                }
                 let frame = response::reply(x, p.hdr.zxid, result.err, |w| {
                     response::write_result(w, op, &result)
                 });
-                self.send(conn, frame, true);
-                if op == op::CLOSE_SESSION {
-                    self.out.push(Action::Close {
-                        conn,
-                        reason: "session closed by client",
-                        linger: true,
-                    });
-                } else {
-                    self.pump(conn);
-                }
+                self.set_done(conn, x, Done::Reply(frame, op));
             }
             Waiter::Handshake { conn, timeout } => {
                 self.session_established(conn, p.hdr.client_id, timeout);
@@ -589,6 +611,41 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Records the outcome of `conn`'s waiting request `x` and sends what is now in turn.
+    fn set_done(&mut self, conn: ConnId, x: i32, done: Done) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let waiting = c
+            .queue
+            .iter_mut()
+            .find(|q| q.logged && q.done.is_none() && q.xid == x);
+        if let Some(q) = waiting {
+            q.done = Some(done);
+            self.pump(conn);
+        }
+    }
+
+    /// Sends a finished request's outcome; false once the connection is closing.
+    fn complete(&mut self, conn: ConnId, item: Queued) -> bool {
+        self.stats.record_latency(self.now.mono_ms - item.arrived);
+        match item.done {
+            Some(Done::Reply(frame, op)) => {
+                self.send(conn, frame, true);
+                if op == op::CLOSE_SESSION {
+                    self.out.push(Action::Close {
+                        conn,
+                        reason: "session closed by client",
+                        linger: true,
+                    });
+                    return false;
+                }
+            }
+            Some(Done::Synced) | None => self.answer_read(conn, item.xid, item.req),
+        }
+        true
     }
 
     fn on_tick(&mut self) {

@@ -146,6 +146,12 @@ pub enum Action {
     Commit {
         zxid: Zxid,
     },
+    /// Leader: a quorum of voters answered a PING sent after read round `round` (and
+    /// every earlier one) started, so no other leader had committed anything when it
+    /// started: the `sync`s waiting for it may be answered (see `Peer::start_read_round`).
+    ReadConfirmed {
+        round: u64,
+    },
     /// The peer's role changed.
     Role {
         state: State,

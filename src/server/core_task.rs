@@ -46,6 +46,9 @@ pub struct Persistence {
     pub since_snapshot: u64,
     /// This round's threshold: snap_count/2 plus a random part of snap_count/2.
     pub threshold: u64,
+    /// A finished snapshot's last message, held back until the log is durable up to the
+    /// zxid its walk ended at (see `seal`).
+    held_seal: Option<(i64, SnapMsg)>,
 }
 
 impl Persistence {
@@ -60,9 +63,49 @@ impl Persistence {
             snap_count,
             since_snapshot: 0,
             threshold: 0,
+            held_seal: None,
         };
         p.new_threshold();
         p
+    }
+
+    /// Ends a snapshot whose walk saw the tree at `upto`: the snapshot thread seals (names)
+    /// the file only once the log is durable up to `upto`. An ensemble member applies a
+    /// committed transaction before its own log sync of it is done, so a walk can see
+    /// transactions this member's log does not hold durably yet; a snapshot file sealed
+    /// then and followed by a crash would carry effects that recovery's log replay cannot
+    /// place (and a zxid the log may never reach). Held back, a crash leaves only the
+    /// temporary file, which startup removes. A standalone server applies only durable
+    /// transactions, so its snapshots seal at once.
+    pub fn seal(&mut self, upto: i64, msg: SnapMsg, durable: i64) {
+        self.held_seal = Some((upto, msg));
+        self.release_seal(durable);
+    }
+
+    /// The log is durable up to `durable`: lets a held seal go if it may.
+    pub fn release_seal(&mut self, durable: i64) {
+        if self
+            .held_seal
+            .as_ref()
+            .is_some_and(|(upto, _)| *upto <= durable)
+        {
+            let (_, msg) = self.held_seal.take().expect("checked");
+            let _ = self.snapshots.send(msg);
+        }
+    }
+
+    /// A snapshot is waiting for the log: no new one starts meanwhile.
+    pub fn sealing(&self) -> bool {
+        self.held_seal.is_some()
+    }
+
+    /// Drops a held seal (the engine is being replaced); the temporary file goes too.
+    pub fn drop_seal(&mut self) {
+        if let Some((_, msg)) = self.held_seal.take() {
+            if matches!(msg, SnapMsg::End(_)) {
+                let _ = self.snapshots.send(SnapMsg::Abort);
+            }
+        }
     }
 
     fn new_threshold(&mut self) {
@@ -129,7 +172,11 @@ pub async fn run(
         }
         if let Some(j) = job.as_mut() {
             if j.step(&engine, &disk, || !rx.is_empty()) {
-                job = job.take().expect("present").finish(&engine, &mut disk);
+                // Standalone: everything applied is durable.
+                job = job
+                    .take()
+                    .expect("present")
+                    .finish(&engine, &mut disk, i64::MAX);
             }
         }
         note_stall(&mut engine, busy_from.elapsed());
@@ -232,8 +279,16 @@ impl SnapshotJob {
     }
 
     /// Hands the end of the snapshot to the snapshot thread, which seals, writes and syncs
-    /// it. Returns the in-memory retry when the streamed file had to be abandoned.
-    pub(super) fn finish(self, engine: &Engine, disk: &mut Persistence) -> Option<SnapshotJob> {
+    /// it once the log is durable up to what the walk saw (`Persistence::seal`; `durable`
+    /// is how far it is now). Returns the in-memory retry when the streamed file had to be
+    /// abandoned.
+    pub(super) fn finish(
+        self,
+        engine: &Engine,
+        disk: &mut Persistence,
+        durable: i64,
+    ) -> Option<SnapshotJob> {
+        let upto = engine.last_zxid();
         let zxid = self.builder.zxid();
         let nodes = self.builder.visited;
         let ms = self.started.elapsed().as_millis() as u64;
@@ -246,10 +301,10 @@ impl SnapshotJob {
                 let _ = disk.snapshots.send(SnapMsg::Abort);
                 return Some(Self::begin(engine, disk, false));
             };
-            let _ = disk.snapshots.send(SnapMsg::End(tail));
+            disk.seal(upto, SnapMsg::End(tail), durable);
         } else {
             let parts = self.builder.finish(&engine.tree);
-            let _ = disk.snapshots.send(SnapMsg::Whole(parts));
+            disk.seal(upto, SnapMsg::Whole(parts), durable);
         }
         let zxid = format_args!("0x{zxid:x}");
         tracing::info!(zxid, nodes, ms, "snapshot serialized");
@@ -352,7 +407,10 @@ fn perform(conns: &mut HashMap<ConnId, ConnHandle>, actions: Vec<Action>, disk: 
                 }
             }
             // Ensemble actions; a standalone engine makes none.
-            Action::Forward { .. } | Action::SyncDone { .. } | Action::Revalidate { .. } => {}
+            Action::Forward { .. }
+            | Action::SyncDone { .. }
+            | Action::Revalidate { .. }
+            | Action::ConfirmLeadership { .. } => {}
         }
     }
 }

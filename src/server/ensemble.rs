@@ -131,7 +131,7 @@ fn perform(
             }
             // No log behind the ensemble yet: entries are durable at once.
             Action::Append(e) => queue.extend(peer.durable(e.zxid)),
-            Action::Truncate { .. } | Action::Commit { .. } => {}
+            Action::Truncate { .. } | Action::Commit { .. } | Action::ReadConfirmed { .. } => {}
         }
     }
     // Keep the status true to what the peer now is (a role message may predate the epoch).
@@ -142,29 +142,80 @@ fn perform(
     Ok(())
 }
 
-/// `/zookeeper/config` as ZooKeeper writes it for a static ensemble: one
-/// `server.N=host:quorum:election:role;clientHost:clientPort` line per member, then
-/// `version=0` (no newline at the end).
+/// `/zookeeper/config` as ZooKeeper 3.8 writes it for a static ensemble: one
+/// `server.N=host:quorum:election:role[;clientHost:clientPort]` line per member in id
+/// order, then `version=0` (no newline at the end). A server line without a client
+/// address gets none here either: ZooKeeper fills its own member's from `clientPort` but
+/// leaves that out of the text (`QuorumServer.isClientAddrFromStatic`), and Curator's
+/// ensemble tracker, on by default, rewrites the client's connect string from these
+/// lines, so an address made up here would send every client to one member.
 pub fn config_node_text(s: &crate::config::Settings) -> String {
     use crate::config::Role;
+    let mut servers: Vec<_> = s.servers.iter().collect();
+    servers.sort_by_key(|x| x.id);
     let mut out = String::new();
-    for x in &s.servers {
+    for x in servers {
         let role = if x.role == Role::Observer {
             "observer"
         } else {
             "participant"
         };
-        let (ch, cp) = match &x.client {
-            Some((h, p)) => (h.clone(), *p),
-            None => ("0.0.0.0".to_string(), s.client_port),
-        };
+        let host = bracketed(&x.host);
         out.push_str(&format!(
-            "server.{}={}:{}:{}:{role};{ch}:{cp}\n",
-            x.id, x.host, x.quorum_port, x.election_port
+            "server.{}={host}:{}:{}:{role}",
+            x.id, x.quorum_port, x.election_port
         ));
+        if let Some((ch, cp)) = &x.client {
+            out.push_str(&format!(";{}:{cp}", bracketed(ch)));
+        }
+        out.push('\n');
     }
     out.push_str("version=0");
     out
+}
+
+/// An IPv6 host in brackets, as ZooKeeper's `delimitedHostString`.
+fn bracketed(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(lines: &[&str]) -> crate::config::Settings {
+        let mut s = crate::config::Settings::default();
+        for (i, l) in lines.iter().enumerate() {
+            let id = i as i64 + 1;
+            s.servers
+                .push(crate::config::parse_server_spec(id, l).expect("spec"));
+        }
+        s
+    }
+
+    #[test]
+    fn config_node_leaves_out_unknown_client_addresses() {
+        let s = settings(&["h1:2888:3888", "h2:2888:3888:observer", "h3:2888:3888"]);
+        assert_eq!(
+            config_node_text(&s),
+            "server.1=h1:2888:3888:participant\nserver.2=h2:2888:3888:observer\n\
+             server.3=h3:2888:3888:participant\nversion=0"
+        );
+    }
+
+    #[test]
+    fn config_node_keeps_configured_client_addresses() {
+        let s = settings(&["h1:1:2;10.0.0.1:2181", "h2:1:2:participant;2182"]);
+        assert_eq!(
+            config_node_text(&s),
+            "server.1=h1:1:2:participant;10.0.0.1:2181\n\
+             server.2=h2:1:2:participant;0.0.0.0:2182\nversion=0"
+        );
+    }
 }
 
 /// Core ticks per second: election back-off and the init/sync limits run on this clock,

@@ -78,6 +78,8 @@ struct Member {
     down_since: Option<std::time::Instant>,
     /// Learners whose sync may be answered once this batch of actions is out.
     sync_replies: Vec<Sid>,
+    /// The read round the engine's waiting syncs need, started once per loop pass.
+    read_round: Option<u64>,
     clocks: Clocks,
     status: Arc<Mutex<Status>>,
 }
@@ -182,6 +184,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         served: (Mode::Down, None, 0),
         down_since: Some(std::time::Instant::now()),
         sync_replies: Vec::new(),
+        read_round: None,
         clocks,
         status: setup.status,
     };
@@ -235,6 +238,11 @@ impl Member {
                 }
                 Woke::Snapshot => {}
             }
+            if let Some(round) = self.read_round.take() {
+                // One round for every sync that arrived in this pass.
+                let a = self.peer.start_read_round(round);
+                self.perform_peer(a);
+            }
             self.snapshot_step(|| !core_rx.is_empty() || !ev_rx.is_empty());
             core_task::note_stall(&mut self.engine, busy_from.elapsed());
             if self.job.is_some() {
@@ -245,13 +253,17 @@ impl Member {
 
     /// Advances the snapshot, yielding to queued client or peer messages (`waiting`).
     fn snapshot_step(&mut self, waiting: impl Fn() -> bool) {
-        if self.job.is_none() && self.disk.since_snapshot >= self.disk.threshold {
+        if self.job.is_none()
+            && !self.disk.sealing()
+            && self.disk.since_snapshot >= self.disk.threshold
+        {
             self.job = Some(SnapshotJob::start(&self.engine, &mut self.disk));
         }
         if let Some(j) = self.job.as_mut() {
             if j.step(&self.engine, &self.disk, waiting) {
                 let j = self.job.take().expect("present");
-                self.job = j.finish(&self.engine, &mut self.disk);
+                let durable = self.peer.durable_zxid();
+                self.job = j.finish(&self.engine, &mut self.disk, durable);
             }
         }
     }
@@ -268,6 +280,7 @@ impl Member {
             CoreMsg::Event(Event::Committed { zxid }) => {
                 let a = self.peer.durable(zxid);
                 self.perform_peer(a);
+                self.disk.release_seal(self.peer.durable_zxid());
             }
             CoreMsg::Event(ev) => {
                 if let Event::Closed { conn } = ev {
@@ -383,9 +396,9 @@ impl Member {
                     self.perform_engine(a);
                 }
             }
-            PeerEvent::Synced { from } => {
+            PeerEvent::Synced { from, zxid } => {
                 if self.peer.leader() == Some(from) {
-                    let a = self.engine.handle(Event::Synced, now);
+                    let a = self.engine.handle(Event::Synced { zxid }, now);
                     self.perform_engine(a);
                 }
             }
@@ -438,6 +451,9 @@ impl Member {
                     let _ = self.transport.send(PeerCmd::Raw { to: leader, packet });
                 }
                 engine::Action::SyncDone { origin } => self.sync_replies.push(origin),
+                engine::Action::ConfirmLeadership { round } => {
+                    self.read_round = self.read_round.max(Some(round));
+                }
                 engine::Action::Revalidate { session, timeout } => {
                     let Some(leader) = self.peer.leader() else {
                         continue;
@@ -462,6 +478,11 @@ impl Member {
                 Action::Append(e) => self.append(e),
                 Action::Truncate { after } => self.truncate(after),
                 Action::Commit { zxid } => self.apply_upto(zxid),
+                Action::ReadConfirmed { round } => {
+                    let ev = Event::LeadershipConfirmed { round };
+                    let a = self.engine.handle(ev, self.clocks.now());
+                    self.perform_engine(a);
+                }
                 Action::Role {
                     state,
                     leader,
@@ -565,6 +586,7 @@ impl Member {
         if let Some(j) = self.job.take() {
             j.abandon(&self.disk);
         }
+        self.disk.drop_seal();
         let a = self.engine.handle(
             Event::Mode {
                 mode: Mode::Down,

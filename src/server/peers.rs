@@ -56,9 +56,11 @@ pub enum PeerEvent {
         session: i64,
         valid: bool,
     },
-    /// Learner side: the leader answered a forwarded sync (SYNC).
+    /// Learner side: the leader answered a forwarded sync (SYNC), carrying the zxid it
+    /// had applied then (0 from Apache ZooKeeper, whose SYNC carries none).
     Synced {
         from: Sid,
+        zxid: i64,
     },
     /// Learner side: SNAP and the state that followed it on the stream.
     Snap {
@@ -642,7 +644,7 @@ fn session_event(from: Sid, p: &QuorumPacket, to_leader: bool) -> Option<PeerEve
                 None
             }
         },
-        packet::SYNC if to_leader => Some(PeerEvent::Synced { from }),
+        packet::SYNC if to_leader => Some(PeerEvent::Synced { from, zxid: p.zxid }),
         packet::REVALIDATE if to_leader => {
             let (session, valid) = codec::decode_revalidate_answer(p).ok()?;
             Some(PeerEvent::Revalidated {

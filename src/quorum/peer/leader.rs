@@ -10,12 +10,9 @@ impl Peer {
         learners.insert(
             self.cfg.id,
             LearnerState {
-                observer: false,
-                accepted_epoch: self.accepted_epoch,
                 ack_epoch: Some((self.current_epoch, self.last_zxid())),
                 ack_counts: true,
-                phase: None,
-                heard: 0,
+                ..LearnerState::new(false, self.accepted_epoch, None)
             },
         );
         self.role = Role::Leading(Leading {
@@ -26,6 +23,7 @@ impl Peer {
             acks: BTreeMap::new(),
             next_counter: 0,
             ticks: 0,
+            reads: Default::default(),
         });
         self.out.push(Action::Role {
             state: State::Leading,
@@ -234,17 +232,9 @@ impl Peer {
                     self.look();
                     return;
                 }
-                self.leading().learners.insert(
-                    from,
-                    LearnerState {
-                        observer,
-                        accepted_epoch,
-                        ack_epoch: None,
-                        ack_counts: false,
-                        phase: epoch.map(|_| LearnerPhase::Epoch),
-                        heard: 0,
-                    },
-                );
+                let st =
+                    LearnerState::new(observer, accepted_epoch, epoch.map(|_| LearnerPhase::Epoch));
+                self.leading().learners.insert(from, st);
                 if let Some(epoch) = epoch {
                     self.send(from, Msg::LeaderInfo { epoch });
                 }
@@ -272,7 +262,14 @@ impl Peer {
                 self.leader_progress();
             }
             Msg::Ack { zxid } => self.leader_ack(from, zxid),
-            Msg::PingReply => {}
+            Msg::PingReply => {
+                if let Some(st) = self.leading().learners.get_mut(&from) {
+                    if st.phase == Some(LearnerPhase::UpToDate) {
+                        st.pings_answered = (st.pings_answered + 1).min(st.pings_sent);
+                    }
+                }
+                self.confirm_reads();
+            }
             _ => {}
         }
     }
@@ -396,5 +393,89 @@ impl Peer {
             self.send(s, Msg::Proposal(e.clone()));
         }
         (Some(zxid), self.take())
+    }
+}
+
+/// Read rounds: `sync` as a quorum operation (ZOOKEEPER-1675 is still open upstream; this
+/// is Raft's ReadIndex). A leader that was paused and deposed while paused must not answer
+/// a `sync` from its stale state: it answers only once a quorum of voters has answered a
+/// PING sent after the sync arrived, which no voter that had moved to a newer leader would
+/// do (it closed this connection when it left, and could not join this leader's older
+/// epoch again).
+impl Peer {
+    /// Leader: starts read round `round` (covering every earlier one): PINGs every synced
+    /// learner now. [`Action::ReadConfirmed`] follows once a quorum of voters has answered.
+    /// Not leading: nothing (the host drops its waiting syncs on the role change).
+    pub fn start_read_round(&mut self, round: u64) -> Vec<Action> {
+        let me = self.cfg.id;
+        let Role::Leading(l) = &mut self.role else {
+            return self.take();
+        };
+        if !l.broadcasting || l.reads.back().is_some_and(|r| r.round >= round) {
+            return self.take();
+        }
+        let targets: Vec<Sid> = l
+            .learners
+            .iter()
+            .filter(|(s, st)| **s != me && st.phase == Some(LearnerPhase::UpToDate))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in &targets {
+            self.ping(*s);
+        }
+        let l = self.leading();
+        let needed = targets
+            .iter()
+            .map(|s| (*s, l.learners[s].pings_sent))
+            .collect();
+        l.reads.push_back(ReadRound { round, needed });
+        self.confirm_reads();
+        self.take()
+    }
+
+    /// Sends a PING, counting it once the learner is up to date.
+    pub(super) fn ping(&mut self, to: Sid) {
+        if let Role::Leading(l) = &mut self.role {
+            if let Some(st) = l.learners.get_mut(&to) {
+                if st.phase == Some(LearnerPhase::UpToDate) {
+                    st.pings_sent += 1;
+                }
+            }
+        }
+        self.send(to, Msg::Ping);
+    }
+
+    /// Confirms, oldest first, the read rounds a quorum of voters has answered.
+    fn confirm_reads(&mut self) {
+        let q = quorum_of(self.cfg.voters.len());
+        let me = self.cfg.id;
+        let voters = self.cfg.voters.clone();
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
+        let mut confirmed = None;
+        while let Some(r) = l.reads.front() {
+            let answered = r
+                .needed
+                .iter()
+                .filter(|(s, n)| {
+                    voters.contains(s)
+                        && l.learners.get(s).is_some_and(|st| {
+                            !st.observer
+                                && st.phase == Some(LearnerPhase::UpToDate)
+                                && st.pings_answered >= **n
+                        })
+                })
+                .count();
+            let with_me = answered + usize::from(voters.contains(&me));
+            if with_me < q {
+                break;
+            }
+            confirmed = Some(r.round);
+            l.reads.pop_front();
+        }
+        if let Some(round) = confirmed {
+            self.out.push(Action::ReadConfirmed { round });
+        }
     }
 }

@@ -118,7 +118,10 @@ impl Peer {
                 l.commit_target = l.commit_target.max(zxid);
                 self.deliver();
             }
-            Msg::Ping => self.send(from, Msg::PingReply),
+            // Answered only once up to date, as ZooKeeper's learner (its sync loop drops
+            // PINGs): the leader counts replies against the PINGs it sent after UPTODATE to
+            // confirm its leadership for `sync` (see `leader.rs`, read rounds).
+            Msg::Ping if l.up_to_date => self.send(from, Msg::PingReply),
             _ => {}
         }
     }
@@ -185,14 +188,19 @@ impl Peer {
         }
     }
 
-    /// Commits, in order, what the leader has committed and this peer has durably logged.
+    /// Commits, in order, what the leader has committed and this peer has received, as soon
+    /// as the COMMIT is in: a quorum already holds it durably, so this peer's own log sync
+    /// need not be waited for (ZooKeeper's `FollowerZooKeeperServer.commit` does the same).
+    /// Only ACKs wait for durability (`ack_durable`). Applying at once keeps a learner's
+    /// state a message behind the leader rather than an fsync behind, and keeps a SYNC,
+    /// which follows its COMMITs on the stream, behind their effects.
     pub(super) fn deliver(&mut self) {
         let target = match &self.role {
             Role::Learning(l) if l.up_to_date => l.commit_target,
             Role::Leading(_) => self.committed,
             _ => return,
         };
-        let upto = target.min(self.durable_zxid).min(self.last_zxid());
+        let upto = target.min(self.last_zxid());
         if upto > self.committed {
             self.committed = upto;
             self.out.push(Action::Commit { zxid: upto });

@@ -73,6 +73,32 @@ struct LearnerState {
     ack_counts: bool,
     phase: Option<LearnerPhase>,
     heard: u32,
+    /// PINGs sent since UPTODATE, and the learner's replies to them: a reply answers one
+    /// PING, in order (the learner answers none before UPTODATE), so `answered >= n` means
+    /// it answered the n-th PING sent since then.
+    pings_sent: u64,
+    pings_answered: u64,
+}
+
+impl LearnerState {
+    fn new(observer: bool, accepted_epoch: u32, phase: Option<LearnerPhase>) -> LearnerState {
+        LearnerState {
+            observer,
+            accepted_epoch,
+            ack_epoch: None,
+            ack_counts: false,
+            phase,
+            heard: 0,
+            pings_sent: 0,
+            pings_answered: 0,
+        }
+    }
+}
+
+/// A read round in flight: the PING count each voter must answer to confirm it.
+struct ReadRound {
+    round: u64,
+    needed: BTreeMap<Sid, u64>,
 }
 
 struct Leading {
@@ -85,6 +111,8 @@ struct Leading {
     acks: BTreeMap<Zxid, BTreeSet<Sid>>,
     next_counter: u32,
     ticks: u32,
+    /// Read rounds not yet confirmed by a quorum, oldest first.
+    reads: std::collections::VecDeque<ReadRound>,
 }
 
 enum Role {
@@ -188,6 +216,11 @@ impl Peer {
             self.base = self.log[n - 1].zxid;
             self.log.drain(..n);
         }
+    }
+
+    /// The last zxid this peer's log holds durably.
+    pub fn durable_zxid(&self) -> Zxid {
+        self.durable_zxid
     }
 
     pub fn committed(&self) -> Zxid {
@@ -409,7 +442,7 @@ impl Peer {
         let started = l.ticks;
         let targets: Vec<Sid> = l.learners.keys().copied().filter(|s| *s != me).collect();
         for s in targets {
-            self.send(s, Msg::Ping);
+            self.ping(s);
         }
         let q = quorum_of(self.cfg.voters.len());
         if !broadcasting {
