@@ -88,6 +88,10 @@ struct BenchArgs {
     /// the figure is the time until all have seen the event.
     #[arg(long, default_value_t = 0)]
     watchers: usize,
+    /// Also measure staleness during the load: a write acknowledged on the first server
+    /// of --servers until a reader polling the second sees it.
+    #[arg(long)]
+    staleness: bool,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -164,6 +168,7 @@ fn bench(b: &BenchArgs) -> ExitCode {
         watchers: b.watchers,
         session_timeout: std::time::Duration::from_secs(30),
         progress: !b.quiet,
+        staleness: b.staleness,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,44 +4,15 @@
 
 mod common;
 
-use common::{wait_until, Zabd, DEADLINE};
+use common::raw::{connect_req, open, read_frame, reply_header, request, send_frame};
+use common::{wait_until, Zabd};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use zabd::jute::records::{ConnectRequest, ConnectResponse, ReplyHeader, RequestHeader};
-use zabd::jute::{Reader, Record, Writer};
+use zabd::jute::records::{ConnectRequest, ConnectResponse, ReplyHeader};
+use zabd::jute::{Reader, Record};
 
 fn raw(z: &Zabd) -> TcpStream {
-    let s = TcpStream::connect(&z.addr).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s
-}
-
-fn send_frame(s: &mut TcpStream, payload: &[u8]) {
-    let mut f = (payload.len() as i32).to_be_bytes().to_vec();
-    f.extend_from_slice(payload);
-    s.write_all(&f).unwrap();
-}
-
-/// Reads one frame; None when the server closed the connection.
-fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).ok()?;
-    Some(buf)
-}
-
-fn connect_req(session: i64, passwd: Vec<u8>, read_only: Option<bool>, zxid: i64) -> Vec<u8> {
-    ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: zxid,
-        timeout: 30000,
-        session_id: session,
-        passwd: passwd.into(),
-        read_only,
-    }
-    .to_bytes()
-    .to_vec()
+    open(&z.addr)
 }
 
 /// Opens a session; returns the stream and the response.
@@ -50,13 +21,6 @@ fn session(z: &Zabd) -> (TcpStream, ConnectResponse) {
     send_frame(&mut s, &connect_req(0, vec![0; 16], Some(false), 0));
     let f = read_frame(&mut s).expect("connect response");
     (s, ConnectResponse::from_bytes(f.into()).unwrap())
-}
-
-fn request(xid: i32, op: i32, body: impl FnOnce(&mut Writer)) -> Vec<u8> {
-    let mut w = Writer::new();
-    RequestHeader { xid, op }.write(&mut w);
-    body(&mut w);
-    w.into_bytes().to_vec()
 }
 
 /// A create (opcode 1) of a persistent node with an open ACL.
@@ -70,10 +34,6 @@ fn create_with(xid: i32, path: &str, data: &[u8]) -> Vec<u8> {
 
 fn create_req(xid: i32, path: &str) -> Vec<u8> {
     create_with(xid, path, b"x")
-}
-
-fn reply_header(f: &[u8]) -> ReplyHeader {
-    ReplyHeader::read(&mut Reader::new(f.to_vec().into())).unwrap()
 }
 
 fn is_closed(s: &mut TcpStream) -> bool {
@@ -576,4 +536,11 @@ fn delete_container_from_a_client_only_removes_containers() {
     assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
     send_frame(&mut s, &delete_container(5, "/box"));
     assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, -101);
+}
+
+#[test]
+fn auth_and_requests_pipelined_behind_the_handshake_run_on_the_new_session() {
+    let z = Zabd::start();
+    common::raw::check_pipelined_auth(&z.addr, &z.addr, "/creator-only");
+    still_serving(&z);
 }

@@ -2,14 +2,19 @@
 //!
 //! Each run: 3 or 5 voters (sometimes plus an observer), a network that drops, duplicates,
 //! delays and reorders messages, partitions that come and go, crashes that lose the unsynced
-//! log tail and restarts from durable state, and a client proposing to whoever leads. Then
+//! log tail and restarts from durable state, pauses (a SIGSTOPped process: no ticks, nothing
+//! received, its connections' breaks noticed only when it resumes), and a client proposing
+//! to whoever leads. Then
 //! the faults stop and the ensemble must converge. Checked throughout and at the end:
 //! - at most one leader per epoch;
 //! - every member's committed sequence is a prefix of every longer one (same zxids, same
 //!   payloads, same order);
 //! - every write a leader committed (acknowledged to its client) is in every member's
 //!   committed sequence at the end;
-//! - after healing: one serving leader, everyone else up to date, identical sequences.
+//! - after healing: one serving leader, everyone else up to date, identical sequences;
+//! - `sync` as a quorum read: whenever a leader's read round is confirmed, its history
+//!   holds every write acknowledged (by any leader) before that round started, so a
+//!   paused or partitioned leader that was deposed never confirms one.
 //!
 //! A failing seed reproduces exactly: `ZAB_SEED=<seed> cargo test --test zab_sim`.
 //! `ZAB_SEEDS=<n>` sets how many seeds run (default 1000); `ZAB_TRACE=<id>` prints the
@@ -54,6 +59,7 @@ struct Faults {
     max_delay: u64,
     crash: u64,
     partition: u64,
+    pause: u64,
 }
 
 struct Sim {
@@ -73,9 +79,19 @@ struct Sim {
     acknowledged: Vec<Entry>,
     /// side[id] = which half of a partition the node is in.
     side: BTreeMap<Sid, u8>,
+    /// Paused nodes and the tick they resume at.
+    paused: BTreeMap<Sid, u64>,
+    /// Connection breaks a paused node is still to notice: (that node, the other end).
+    unnoticed: Vec<(Sid, Sid)>,
     next_payload: u64,
     /// SNAPs delivered (to show the path is exercised).
     snaps: usize,
+    /// Read rounds started and not yet confirmed: (leader, round, what had been
+    /// acknowledged when it started).
+    reads: Vec<(Sid, u64, Vec<Entry>)>,
+    next_round: u64,
+    /// Read rounds confirmed (to show the path is exercised).
+    confirmed_reads: usize,
     faults: Faults,
     seed: u64,
 }
@@ -91,12 +107,20 @@ impl Sim {
             vec![]
         };
         let ids: Vec<Sid> = voters.iter().chain(observers.iter()).copied().collect();
+        // A long syncLimit keeps a cut-off leader believing it leads for longer, while a
+        // new one may already commit: the window a quorum read must close.
+        let sync_limit = if rng.chance(50) {
+            5
+        } else {
+            10 + rng.below(30) as u32
+        };
         let faults = Faults {
             drop: rng.below(15),
             dup: rng.below(10),
             max_delay: 1 + rng.below(4),
             crash: rng.below(3),
             partition: rng.below(3),
+            pause: rng.below(3),
         };
         let mut nodes = BTreeMap::new();
         for &id in &ids {
@@ -105,7 +129,7 @@ impl Sim {
                 voters: voters.clone(),
                 observers: observers.clone(),
                 init_limit: 10,
-                sync_limit: 5,
+                sync_limit,
                 finalize_ticks: 1,
                 snap_threshold: 40,
                 log_window: 3 + rng.below(40) as usize,
@@ -135,8 +159,13 @@ impl Sim {
             leaders: BTreeMap::new(),
             acknowledged: Vec::new(),
             side,
+            paused: BTreeMap::new(),
+            unnoticed: Vec::new(),
             next_payload: 0,
             snaps: 0,
+            reads: Vec::new(),
+            next_round: 0,
+            confirmed_reads: 0,
             faults,
             seed,
         }
@@ -219,7 +248,8 @@ impl Sim {
                 Action::SaveAcceptedEpoch(e) => node.durable.accepted_epoch = e,
                 Action::SaveCurrentEpoch(e) => node.durable.current_epoch = e,
                 Action::Commit { zxid } => self.commit(id, zxid),
-                Action::Role { .. } | Action::ReadConfirmed { .. } => {}
+                Action::Role { .. } => {}
+                Action::ReadConfirmed { round } => self.check_read(id, round),
                 Action::Disconnect { peer } => self.break_link(id, peer),
             }
             // Sync the log now or later.
@@ -243,12 +273,30 @@ impl Sim {
 
     /// Tells both ends of each broken connection.
     fn report_broken(&mut self) {
+        let mut later = Vec::new();
         for (a, b) in std::mem::take(&mut self.broken) {
             for (me, other) in [(a, b), (b, a)] {
+                if self.paused.contains_key(&me) {
+                    // Noticed when it resumes.
+                    later.push((me, other));
+                    continue;
+                }
                 if let Some(p) = self.nodes.get_mut(&me).expect("node").peer.as_mut() {
                     let acts = p.disconnected(other);
                     self.perform(me, acts);
                 }
+            }
+        }
+        // Breaks a paused node has not noticed yet, and those it now can.
+        let (now, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unnoticed)
+            .into_iter()
+            .chain(later)
+            .partition(|(me, _)| !self.paused.contains_key(me));
+        self.unnoticed = wait;
+        for (me, other) in now {
+            if let Some(p) = self.nodes.get_mut(&me).expect("node").peer.as_mut() {
+                let acts = p.disconnected(other);
+                self.perform(me, acts);
             }
         }
     }
@@ -289,6 +337,53 @@ impl Sim {
         }
     }
 
+    /// Starts a read round on every node that believes it is the serving leader.
+    fn start_reads(&mut self) {
+        for id in self.ids.clone() {
+            if self.paused.contains_key(&id) {
+                continue;
+            }
+            let serving = self.nodes[&id]
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.is_serving_leader());
+            if !serving {
+                continue;
+            }
+            self.next_round += 1;
+            let round = self.next_round;
+            self.reads.push((id, round, self.acknowledged.clone()));
+            let p = self.nodes.get_mut(&id).expect("node").peer.as_mut();
+            let a = p.expect("serving").start_read_round(round);
+            self.perform(id, a);
+        }
+    }
+
+    /// A confirmed read round: the leader's history must hold every write acknowledged
+    /// before the round started (its `sync` then waits until they are applied).
+    fn check_read(&mut self, id: Sid, round: u64) {
+        let node = &self.nodes[&id];
+        let history: Vec<&Entry> = node
+            .delivered
+            .iter()
+            .chain(node.durable.log.iter())
+            .chain(node.unsynced.iter())
+            .collect();
+        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads)
+            .into_iter()
+            .partition(|(n, r, _)| *n == id && *r <= round);
+        self.reads = rest;
+        for (_, r, acked) in done {
+            if let Some(e) = acked.iter().find(|e| !history.contains(e)) {
+                self.fail(format!(
+                    "node {id} confirmed read round {r} without acknowledged write {:#x}",
+                    e.zxid
+                ));
+            }
+            self.confirmed_reads += 1;
+        }
+    }
+
     fn check_leaders(&mut self, id: Sid) {
         let Some(p) = self.nodes[&id].peer.as_ref() else {
             return;
@@ -319,7 +414,12 @@ impl Sim {
         if faulty {
             self.inject_faults();
         }
+        let now = self.now;
+        self.paused.retain(|_, until| *until > now);
         for id in self.ids.clone() {
+            if self.paused.contains_key(&id) {
+                continue;
+            }
             if let Some(p) = self.nodes.get_mut(&id).expect("node").peer.as_mut() {
                 let a = p.tick();
                 self.perform(id, a);
@@ -329,7 +429,7 @@ impl Sim {
         // Deliver what is due: links interleave at random, each link in order.
         loop {
             let due: Vec<usize> = (0..self.net.len())
-                .filter(|&i| self.net[i].0 <= self.now)
+                .filter(|&i| self.net[i].0 <= self.now && !self.paused.contains_key(&self.net[i].3))
                 .collect();
             if due.is_empty() {
                 break;
@@ -379,6 +479,9 @@ impl Sim {
         // Sync whatever is left, sometimes; now and then a host takes a snapshot of its
         // applied state and drops the log before it.
         for id in self.ids.clone() {
+            if self.paused.contains_key(&id) {
+                continue;
+            }
             if self.rng.chance(50) {
                 self.perform(id, Vec::new());
             }
@@ -399,13 +502,17 @@ impl Sim {
                 }
             }
         }
+        if self.rng.chance(20) {
+            self.start_reads();
+        }
         // The client proposes to whoever leads.
         if load && self.rng.chance(70) {
             if let Some(&leader) = self.ids.iter().find(|i| {
-                self.nodes[i]
-                    .peer
-                    .as_ref()
-                    .is_some_and(|p| p.is_serving_leader())
+                !self.paused.contains_key(i)
+                    && self.nodes[i]
+                        .peer
+                        .as_ref()
+                        .is_some_and(|p| p.is_serving_leader())
             }) {
                 self.next_payload += 1;
                 let payload = Bytes::from(format!("w{}", self.next_payload));
@@ -429,6 +536,10 @@ impl Sim {
             let node = self.nodes.get_mut(&id).expect("node");
             if node.peer.is_some() {
                 node.peer = None;
+                self.reads.retain(|(n, _, _)| *n != id);
+                self.paused.remove(&id);
+                self.unnoticed.retain(|(n, _)| *n != id);
+                let node = self.nodes.get_mut(&id).expect("node");
                 node.unsynced.clear(); // the unsynced tail is lost
                 node.delivered.clear(); // applied state is rebuilt from the snapshot on restart
                 for other in self.ids.clone() {
@@ -437,6 +548,11 @@ impl Sim {
                     }
                 }
             }
+        }
+        if self.rng.chance(self.faults.pause) {
+            let id = self.ids[self.rng.below(self.ids.len() as u64) as usize];
+            let until = self.now + 10 + self.rng.below(40);
+            self.paused.insert(id, until);
         }
         for id in self.ids.clone() {
             let node = self.nodes.get_mut(&id).expect("node");
@@ -460,6 +576,7 @@ impl Sim {
     }
 
     fn heal(&mut self) {
+        self.paused.clear();
         for id in self.ids.clone() {
             self.side.insert(id, 0);
             let node = self.nodes.get_mut(&id).expect("node");
@@ -474,6 +591,7 @@ impl Sim {
             max_delay: 1,
             crash: 0,
             partition: 0,
+            pause: 0,
         };
     }
 
@@ -522,7 +640,7 @@ fn is_prefix(a: &[Entry], b: &[Entry]) -> bool {
     a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-fn run(seed: u64) -> (usize, usize, usize) {
+fn run(seed: u64) -> (usize, usize, usize, usize) {
     let mut sim = Sim::new(seed);
     for _ in 0..300 {
         sim.step(true, true);
@@ -540,29 +658,33 @@ fn run(seed: u64) -> (usize, usize, usize) {
         sim.nodes[&sim.ids[0]].delivered.len(),
         sim.leaders.len(),
         sim.snaps,
+        sim.confirmed_reads,
     )
 }
 
 #[test]
 fn ensembles_stay_safe_and_converge_under_faults() {
     if let Ok(s) = std::env::var("ZAB_SEED") {
-        let (n, epochs, snaps) = run(s.parse().expect("a seed"));
-        println!("seed {s}: {n} committed, {epochs} epochs, {snaps} SNAP syncs");
+        let (n, epochs, snaps, reads) = run(s.parse().expect("a seed"));
+        println!("seed {s}: {n} committed, {epochs} epochs, {snaps} SNAP syncs, {reads} reads");
         return;
     }
     let seeds: u64 = std::env::var("ZAB_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
-    let (mut total, mut epochs, mut snaps) = (0, 0, 0);
+    let (mut total, mut epochs, mut snaps, mut reads) = (0, 0, 0, 0);
     for seed in 1..=seeds {
-        let (n, e, s) = run(seed);
+        let (n, e, s, r) = run(seed);
         total += n;
         epochs += e;
         snaps += s;
+        reads += r;
     }
     println!(
-        "{seeds} seeds: {total} committed transactions, {epochs} leader epochs, {snaps} SNAP syncs"
+        "{seeds} seeds: {total} committed transactions, {epochs} leader epochs, {snaps} SNAP \
+         syncs, {reads} confirmed read rounds"
     );
     assert!(snaps > 0, "the SNAP path was never exercised");
+    assert!(reads > 0, "no read round was ever confirmed");
 }

@@ -67,6 +67,8 @@ pub struct Settings {
     pub sync_limit: u32,
     pub commit_log_count: usize,
     pub read_only_mode: bool,
+    /// Testing only: the log writer waits this long before every fdatasync (a slow disk).
+    pub test_log_sync_delay_ms: u64,
     #[serde(skip)]
     pub servers: Vec<ServerSpec>,
     #[serde(rename = "servers")]
@@ -104,14 +106,16 @@ impl Default for Settings {
             sync_limit: 5,
             commit_log_count: 500,
             read_only_mode: false,
+            test_log_sync_delay_ms: 0,
             servers: Vec::new(),
             servers_raw: BTreeMap::new(),
         }
     }
 }
 
-const TOML_KEYS: [&str; 28] = [
+const TOML_KEYS: [&str; 29] = [
     "commit_log_count",
+    "test_log_sync_delay_ms",
     "read_only_mode",
     "enforce_quota",
     "snap_count",

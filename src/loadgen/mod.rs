@@ -13,8 +13,10 @@
 //! all seen its event.
 
 mod mix;
+mod staleness;
 
 pub use mix::{Mix, Op};
+pub use staleness::Staleness;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -40,6 +42,8 @@ pub struct Options {
     pub watchers: usize,
     pub session_timeout: Duration,
     pub progress: bool,
+    /// Also measure staleness between the first two servers (see `staleness.rs`).
+    pub staleness: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +58,8 @@ pub struct Report {
     pub errors: u64,
     pub ops_per_sec: f64,
     pub latency_us: Latency,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<Staleness>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,7 +91,16 @@ impl std::fmt::Display for Report {
             "{}: {} ops in {:.1} s = {:.0} ops/s, {} errors; latency us p50 {} p99 {} p99.9 {} max {} ({} sessions x {} in flight, {} B values)",
             self.mix, self.ops, self.seconds, self.ops_per_sec, self.errors, l.p50, l.p99, l.p999, l.max,
             self.sessions, self.inflight, self.value_size
-        )
+        )?;
+        if let Some(s) = &self.staleness {
+            let l = &s.latency_us;
+            write!(
+                f,
+                "\nstaleness (acknowledged on the first server -> seen on the second): {} writes, us p50 {} p99 {} max {}, {} never seen",
+                s.writes, l.p50, l.p99, l.max, s.unseen
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -175,6 +190,19 @@ pub async fn run(o: &Options) -> Result<Report, String> {
         }
     }
     tokio::time::sleep(o.warmup).await;
+    let probe = if o.staleness {
+        let node = format!("{}-staleness", root());
+        let (w, r) = staleness::prepare(o, &node).await?;
+        Some(tokio::spawn(staleness::run(
+            w,
+            r,
+            node,
+            o.clone(),
+            stop.clone(),
+        )))
+    } else {
+        None
+    };
     measuring.store(true, Ordering::SeqCst);
     let start = Instant::now();
     let end = start + o.duration;
@@ -197,6 +225,10 @@ pub async fn run(o: &Options) -> Result<Report, String> {
     for t in tasks {
         let _ = t.await;
     }
+    let staleness = match probe {
+        Some(p) => p.await.ok(),
+        None => None,
+    };
     let ops = done.load(Ordering::Relaxed);
     let h = hist.lock().expect("histogram lock");
     Ok(Report {
@@ -210,6 +242,7 @@ pub async fn run(o: &Options) -> Result<Report, String> {
         errors: errors.load(Ordering::Relaxed),
         ops_per_sec: ops as f64 / seconds,
         latency_us: Latency::of(&h),
+        staleness,
     })
 }
 
@@ -339,5 +372,6 @@ async fn fan_out(o: &Options) -> Result<Report, String> {
         errors,
         ops_per_sec: rounds as f64 / seconds,
         latency_us: Latency::of(&h),
+        staleness: None,
     })
 }

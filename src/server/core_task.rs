@@ -28,6 +28,12 @@ pub enum CoreMsg {
         handle: ConnHandle,
     },
     Event(Event),
+    /// From the log writer: every entry up to `zxid` is written and synced, after
+    /// `truncations` truncations of the log (see `disk::log_loop`).
+    Durable {
+        zxid: i64,
+        truncations: u64,
+    },
     FourLetter {
         word: &'static str,
         reply: oneshot::Sender<String>,
@@ -337,6 +343,10 @@ fn take(
                 conns.remove(&conn);
             }
             actions.extend(engine.handle(ev, clocks.now()));
+        }
+        CoreMsg::Durable { zxid, .. } => {
+            // Standalone: durable is committed.
+            actions.extend(engine.handle(Event::Committed { zxid }, clocks.now()));
         }
         CoreMsg::FourLetter { word, reply } => {
             let _ = reply.send(answer_word(word, engine, info));

@@ -12,7 +12,6 @@
 //! elsewhere; on restart, recovery keeps exactly what was synced.
 
 use super::core_task::CoreMsg;
-use crate::engine::Event;
 use crate::persist::{self, txnlog};
 use crate::txn::{Txn, TxnHeader};
 use std::fs::{File, OpenOptions};
@@ -38,6 +37,19 @@ pub struct LogConfig {
     pub dir: PathBuf,
     pub force_sync: bool,
     pub prealloc: u64,
+    /// Testing only: a pause before every sync, to play a slow disk.
+    pub sync_delay: std::time::Duration,
+}
+
+impl LogConfig {
+    pub fn from_settings(dir: PathBuf, s: &crate::config::Settings) -> LogConfig {
+        LogConfig {
+            dir,
+            force_sync: s.force_sync,
+            prealloc: s.pre_alloc_size_kb * 1024,
+            sync_delay: std::time::Duration::from_millis(s.test_log_sync_delay_ms),
+        }
+    }
 }
 
 /// Exits the process after a failed disk operation (see the module doc).
@@ -67,6 +79,9 @@ pub fn start_log_writer(cfg: LogConfig, core: UnboundedSender<CoreMsg>) -> mpsc:
 fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<CoreMsg>) {
     let mut current: Option<CurrentLog> = None;
     let mut buf = Vec::with_capacity(1 << 20);
+    // Truncations done so far: each durability report carries it, so that a report sent
+    // before a cut is never taken for the entries logged after it.
+    let mut truncations = 0u64;
     while let Ok(first) = rx.recv() {
         let mut last_zxid = None;
         let mut cmd = Some(first);
@@ -91,6 +106,9 @@ fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<Co
                     }
                     current = None;
                     truncate_logs(&cfg.dir, after);
+                    truncations += 1;
+                    // What this batch appended past `after` is gone: not durable.
+                    last_zxid = last_zxid.map(|z: i64| z.min(after));
                     let _ = done.send(());
                 }
             }
@@ -105,10 +123,7 @@ fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<Co
             flush(&cfg, cur, &mut buf);
         }
         if let Some(zxid) = last_zxid {
-            if core
-                .send(CoreMsg::Event(Event::Committed { zxid }))
-                .is_err()
-            {
+            if core.send(CoreMsg::Durable { zxid, truncations }).is_err() {
                 return;
             }
         }
@@ -155,10 +170,33 @@ fn flush(cfg: &LogConfig, cur: &mut CurrentLog, buf: &mut Vec<u8>) {
     cur.pos = end;
     buf.clear();
     if cfg.force_sync {
+        if !cfg.sync_delay.is_zero() {
+            std::thread::sleep(cfg.sync_delay);
+        }
         cur.file
             .sync_data()
             .unwrap_or_else(|e| fatal("syncing the log", &cur.path, e));
     }
+}
+
+/// Renames every snapshot newer than `zxid` to `snapshot.<zxid>.<why>`, which recovery
+/// and ZooKeeper ignore (kept for the operator, not used): they hold transactions this
+/// member's history no longer has. Failing here would leave them in use: fatal.
+pub fn set_aside_snapshots(dir: &Path, newer_than: i64, why: &str) {
+    let snaps =
+        persist::list(dir, "snapshot").unwrap_or_else(|e| fatal("listing the snapshots", dir, e));
+    for (zxid, path) in snaps.into_iter().filter(|(z, _)| *z > newer_than) {
+        let mut aside = path.clone().into_os_string();
+        aside.push(format!(".{why}"));
+        std::fs::rename(&path, &aside)
+            .unwrap_or_else(|e| fatal("setting a snapshot aside", &path, e));
+        tracing::warn!(
+            file = %path.display(),
+            zxid = format_args!("0x{zxid:x}"),
+            "snapshot set aside ({why}): this member's history no longer matches it"
+        );
+    }
+    sync_dir(dir);
 }
 
 /// Removes every logged entry after `after`: later files go, the file holding `after` is
@@ -218,6 +256,8 @@ pub enum SnapMsg {
     End(crate::persist::snapshot::Tail),
     /// The streamed snapshot is abandoned: remove its temporary file.
     Abort,
+    /// Answered once everything sent before it is done (nothing is being written then).
+    Barrier(mpsc::Sender<()>),
 }
 
 /// A streamed snapshot being written: its temporary file and running checksum.
@@ -336,6 +376,9 @@ fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
                 if let Some((s, _)) = open.take() {
                     drop_file(s);
                 }
+            }
+            SnapMsg::Barrier(done) => {
+                let _ = done.send(());
             }
         }
     }

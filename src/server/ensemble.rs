@@ -183,41 +183,6 @@ fn bracketed(host: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(lines: &[&str]) -> crate::config::Settings {
-        let mut s = crate::config::Settings::default();
-        for (i, l) in lines.iter().enumerate() {
-            let id = i as i64 + 1;
-            s.servers
-                .push(crate::config::parse_server_spec(id, l).expect("spec"));
-        }
-        s
-    }
-
-    #[test]
-    fn config_node_leaves_out_unknown_client_addresses() {
-        let s = settings(&["h1:2888:3888", "h2:2888:3888:observer", "h3:2888:3888"]);
-        assert_eq!(
-            config_node_text(&s),
-            "server.1=h1:2888:3888:participant\nserver.2=h2:2888:3888:observer\n\
-             server.3=h3:2888:3888:participant\nversion=0"
-        );
-    }
-
-    #[test]
-    fn config_node_keeps_configured_client_addresses() {
-        let s = settings(&["h1:1:2;10.0.0.1:2181", "h2:1:2:participant;2182"]);
-        assert_eq!(
-            config_node_text(&s),
-            "server.1=h1:1:2:participant;10.0.0.1:2181\n\
-             server.2=h2:1:2:participant;0.0.0.0:2182\nversion=0"
-        );
-    }
-}
-
 /// Core ticks per second: election back-off and the init/sync limits run on this clock,
 /// while ZooKeeper's tickTime keeps its meaning (limits are converted).
 const CORE_TICK_MS: u64 = 50;
@@ -299,4 +264,39 @@ pub async fn run_member(s: &crate::config::Settings) -> std::io::Result<()> {
         status,
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(lines: &[&str]) -> crate::config::Settings {
+        let mut s = crate::config::Settings::default();
+        for (i, l) in lines.iter().enumerate() {
+            let id = i as i64 + 1;
+            s.servers
+                .push(crate::config::parse_server_spec(id, l).expect("spec"));
+        }
+        s
+    }
+
+    #[test]
+    fn config_node_leaves_out_unknown_client_addresses() {
+        let s = settings(&["h1:2888:3888", "h2:2888:3888:observer", "h3:2888:3888"]);
+        assert_eq!(
+            config_node_text(&s),
+            "server.1=h1:2888:3888:participant\nserver.2=h2:2888:3888:observer\n\
+             server.3=h3:2888:3888:participant\nversion=0"
+        );
+    }
+
+    #[test]
+    fn config_node_keeps_configured_client_addresses() {
+        let s = settings(&["h1:1:2;10.0.0.1:2181", "h2:1:2:participant;2182"]);
+        assert_eq!(
+            config_node_text(&s),
+            "server.1=h1:1:2:participant;10.0.0.1:2181\n\
+             server.2=h2:1:2:participant;0.0.0.0:2182\nversion=0"
+        );
+    }
 }

@@ -22,7 +22,7 @@
 
 use super::connection::Outbound;
 use super::core_task::{self, ConnHandle, CoreMsg, Persistence, SnapshotJob};
-use super::disk::{self, LogCmd};
+use super::disk::{self, LogCmd, SnapMsg};
 use super::ensemble::{read_epoch, write_epoch, Status};
 use super::peers::{self, PeerAddrs, PeerCmd, PeerEvent};
 use super::{recovery, Clocks};
@@ -80,6 +80,11 @@ struct Member {
     sync_replies: Vec<Sid>,
     /// The read round the engine's waiting syncs need, started once per loop pass.
     read_round: Option<u64>,
+    /// Log truncations asked of the log writer (see `CoreMsg::Durable`).
+    truncations: u64,
+    /// The last and the largest time from the leader's prep of a transaction (its
+    /// header time, wall clock) to its apply here, in ms (`mntr` shows them on learners).
+    apply_lag_ms: (i64, i64),
     clocks: Clocks,
     status: Arc<Mutex<Status>>,
 }
@@ -131,14 +136,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         clocks.now(),
     );
     let (core_tx, core_rx) = mpsc::unbounded_channel();
-    let log = disk::start_log_writer(
-        disk::LogConfig {
-            dir: log_dir,
-            force_sync: s.force_sync,
-            prealloc: s.pre_alloc_size_kb * 1024,
-        },
-        core_tx.clone(),
-    );
+    let log = disk::start_log_writer(disk::LogConfig::from_settings(log_dir, &s), core_tx.clone());
     let snapshots = disk::start_snapshot_writer(snap_dir.clone());
     if s.autopurge_purge_interval_hours > 0 {
         let every = Duration::from_secs(s.autopurge_purge_interval_hours * 3600);
@@ -185,6 +183,8 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         down_since: Some(std::time::Instant::now()),
         sync_replies: Vec::new(),
         read_round: None,
+        truncations: 0,
+        apply_lag_ms: (0, 0),
         clocks,
         status: setup.status,
     };
@@ -276,12 +276,14 @@ impl Member {
                 let a = self.engine.handle(Event::Accepted { conn, ip }, now);
                 self.perform_engine(a);
             }
-            // From the log writer: synced up to `zxid`.
-            CoreMsg::Event(Event::Committed { zxid }) => {
+            // From the log writer: synced up to `zxid` (a report from before the last
+            // truncation may name entries the cut removed: ignored).
+            CoreMsg::Durable { zxid, truncations } if truncations == self.truncations => {
                 let a = self.peer.durable(zxid);
                 self.perform_peer(a);
                 self.disk.release_seal(self.peer.durable_zxid());
             }
+            CoreMsg::Durable { .. } => {}
             CoreMsg::Event(ev) => {
                 if let Event::Closed { conn } = ev {
                     self.conns.remove(&conn);
@@ -300,7 +302,7 @@ impl Member {
                         ("zk_synced_observers", observers.to_string()),
                         ("zk_pending_syncs", syncing.to_string()),
                     ],
-                    None => Vec::new(),
+                    None => self.learner_rows(),
                 };
                 let text = match word {
                     "isro" => match self.engine.mode() {
@@ -314,6 +316,27 @@ impl Member {
                 let _ = reply.send(text);
             }
         }
+    }
+
+    /// `mntr` rows of a learner: how far its applied state trails the leader.
+    fn learner_rows(&self) -> Vec<(&'static str, String)> {
+        if !matches!(self.peer.state(), State::Following | State::Observing) {
+            return Vec::new();
+        }
+        let (committed, applied) = (self.peer.committed(), self.engine.last_zxid());
+        let unapplied = if committed >> 32 == applied >> 32 {
+            (committed - applied).max(0)
+        } else {
+            self.unapplied.len() as i64
+        };
+        vec![
+            ("zabd_learner_apply_lag_ms", self.apply_lag_ms.0.to_string()),
+            (
+                "zabd_learner_apply_lag_max_ms",
+                self.apply_lag_ms.1.to_string(),
+            ),
+            ("zabd_learner_unapplied_commits", unapplied.to_string()),
+        ]
     }
 
     fn mode_name(&self) -> &'static str {
@@ -563,6 +586,7 @@ impl Member {
         {
             fatal("the log writer is gone".into());
         }
+        self.truncations += 1;
         self.unapplied.retain(|e| e.hdr.zxid <= after);
     }
 
@@ -573,10 +597,35 @@ impl Member {
         );
         self.cut_log(after);
         if self.engine.last_zxid() > after {
+            // A snapshot past `after` holds transactions the leader discarded: reloading
+            // from it would keep them. Nothing may be writing one meanwhile.
+            self.stop_snapshots();
+            disk::set_aside_snapshots(&self.snap_dir, after, "truncated");
             let (snap_dir, log_dir) = super::data_dirs(&self.settings);
             let rec = recovery::recover(&snap_dir, &log_dir, self.settings.extended_types_enabled)
                 .unwrap_or_else(|e| fatal(format!("reloading after TRUNC: {e}")));
+            if rec.tree.last_zxid != after {
+                fatal(format!(
+                    "TRUNC to 0x{after:x}: what is left on disk reaches 0x{:x}, not 0x{after:x} \
+                     (no snapshot at or below it with the logs after it); this member needs \
+                     an empty data directory to sync again",
+                    rec.tree.last_zxid
+                ));
+            }
             self.replace_engine(rec.tree, rec.sessions.into_iter().collect());
+        }
+    }
+
+    /// Abandons the snapshot being made or sealed, and waits until the snapshot thread
+    /// has finished whatever it was writing.
+    fn stop_snapshots(&mut self) {
+        if let Some(j) = self.job.take() {
+            j.abandon(&self.disk);
+        }
+        self.disk.drop_seal();
+        let (done, wait) = std::sync::mpsc::channel();
+        if self.disk.snapshots.send(SnapMsg::Barrier(done)).is_err() || wait.recv().is_err() {
+            fatal("the snapshot writer is gone".into());
         }
     }
 
@@ -629,6 +678,11 @@ impl Member {
         };
         let mut tree = loaded.tree;
         tree.last_zxid = zxid;
+        // The leader's state supersedes this member's: no snapshot of its own history may
+        // be loaded again (one past `zxid` would be, at the next start; an older one with
+        // its logs would be, after a later TRUNC below `zxid`, which now stops instead).
+        self.stop_snapshots();
+        disk::set_aside_snapshots(&self.snap_dir, i64::MIN, "superseded");
         let mut b = snapshot::Builder::new(&loaded.sessions, zxid);
         b.step(&tree, usize::MAX);
         if let Err(e) = disk::write_snapshot(&self.snap_dir, &b.finish(&tree)) {
@@ -654,12 +708,15 @@ impl Member {
             if e.hdr.zxid <= self.engine.last_zxid() {
                 continue;
             }
+            let now = self.clocks.now();
+            let lag = (now.wall_ms - e.hdr.time).max(0);
+            self.apply_lag_ms = (lag, self.apply_lag_ms.1.max(lag));
             let ev = Event::Apply {
                 hdr: e.hdr,
                 txn: e.txn,
                 digest: e.digest,
             };
-            let a = self.engine.handle(ev, self.clocks.now());
+            let a = self.engine.handle(ev, now);
             self.perform_engine(a);
         }
         if self.engine.last_zxid() < zxid {

@@ -193,11 +193,7 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let tick = std::time::Duration::from_millis((settings.tick_time / 4).clamp(10, 500));
     let log = disk::start_log_writer(
-        disk::LogConfig {
-            dir: log_dir.clone(),
-            force_sync: settings.force_sync,
-            prealloc: settings.pre_alloc_size_kb * 1024,
-        },
+        disk::LogConfig::from_settings(log_dir.clone(), &settings),
         core_tx.clone(),
     );
     let retain = settings.autopurge_snap_retain_count;

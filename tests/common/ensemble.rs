@@ -44,6 +44,11 @@ impl Ensemble {
         Ensemble::start_with(n, extra, false, 0)
     }
 
+    /// Starts `n` members, member `i` with `extra(i)` TOML of its own.
+    pub fn start_each(n: usize, extra: impl Fn(usize) -> String) -> Ensemble {
+        Ensemble::start_members(n, &extra, false, 0)
+    }
+
     /// `voters` participants and then `observers` observers.
     pub fn start_with_observers(voters: usize, observers: usize) -> Ensemble {
         Ensemble::start_with(voters + observers, "", false, observers)
@@ -56,6 +61,15 @@ impl Ensemble {
     }
 
     fn start_with(n: usize, extra: &str, proxied: bool, observers: usize) -> Ensemble {
+        Ensemble::start_members(n, &|_| extra.to_string(), proxied, observers)
+    }
+
+    fn start_members(
+        n: usize,
+        extra: &dyn Fn(usize) -> String,
+        proxied: bool,
+        observers: usize,
+    ) -> Ensemble {
         use super::proxy::Link;
         let dir = tempfile::tempdir().unwrap();
         let p = free_ports(n * 3);
@@ -92,6 +106,7 @@ impl Ensemble {
         let mut members = Vec::new();
         for i in 0..n {
             let servers = servers_for(i);
+            let extra = extra(i);
             let cfg = dir.path().join(format!("m{}.toml", i + 1));
             let text = format!(
                 "server_id = {}\ntick_time = 200\ninit_limit = 10\nsync_limit = 5\n\
@@ -152,6 +167,11 @@ impl Ensemble {
         let (child, addr) = spawn(&m.cfg, &m.cfg.with_extension("log")).expect("member restarts");
         m.child = Some(child);
         m.addr = addr;
+    }
+
+    /// The process id of member `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(|c| c.id())
     }
 
     pub fn is_up(&self, i: usize) -> bool {

@@ -78,7 +78,7 @@ impl Zabd {
             .append(true)
             .open(self.dir.path().join("zabd.log"))
             .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_zabd"))
+        let out = Command::new(zabd_bin())
             .arg("--config")
             .arg(&self.cfg)
             .stdout(Stdio::null())
@@ -129,14 +129,13 @@ pub fn spawn(cfg: &std::path::Path, log: &std::path::Path) -> Option<(Child, Str
         .append(true)
         .open(log)
         .ok()?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zabd"))
-        .arg("--config")
+    let mut cmd = Command::new(zabd_bin());
+    cmd.arg("--config")
         .arg(cfg)
         .env("ZABD_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .ok()?;
+        .stderr(Stdio::from(log));
+    let mut child = spawn_tied(cmd).ok()?;
     let stdout = child.stdout.take()?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -149,6 +148,57 @@ pub fn spawn(cfg: &std::path::Path, log: &std::path::Path) -> Option<(Child, Str
     });
     let addr = rx.recv_timeout(DEADLINE).ok()?;
     Some((child, addr))
+}
+
+/// The binary under test: this build's `zabd`, or `ZABD_TEST_BIN` (to run a test against
+/// another build, e.g. to see it fail before a fix).
+pub fn zabd_bin() -> String {
+    std::env::var("ZABD_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_zabd").to_string())
+}
+
+type SpawnJob = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `cmd` so that it is killed when this test process dies, however it dies
+/// (PR_SET_PDEATHSIG). The signal follows the spawning *thread*, so every child is
+/// spawned from one thread that lives as long as the process.
+pub fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::{mpsc, Mutex, OnceLock};
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        std::thread::spawn(move || {
+            for (mut cmd, reply) in rx {
+                // SAFETY: prctl is async-signal-safe, as pre_exec requires.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        Ok(())
+                    });
+                }
+                let _ = reply.send(cmd.spawn());
+            }
+        });
+        Mutex::new(tx)
+    });
+    let (reply, answer) = mpsc::channel();
+    spawner
+        .lock()
+        .expect("spawner lock")
+        .send((cmd, reply))
+        .map_err(|_| std::io::Error::other("spawner thread gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("spawner thread gone"))?
+}
+
+/// Sends SIGSTOP (`pause`) or SIGCONT to a process this test started.
+pub fn signal_pause(pid: u32, pause: bool) {
+    let sig = if pause { libc::SIGSTOP } else { libc::SIGCONT };
+    // SAFETY: kill(2) on a pid of our own child.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
 }
 
 /// Polls `cond` until it holds or the deadline passes.
@@ -202,3 +252,4 @@ pub fn seed() -> u64 {
 
 pub mod ensemble;
 pub mod proxy;
+pub mod raw;
