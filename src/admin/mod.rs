@@ -219,6 +219,9 @@ fn mntr(engine: &Engine, info: &ServerInfo) -> String {
             "zk_digest_mismatches_count",
             st.digest_mismatches.to_string(),
         ),
+        // What replicas compare: the last applied zxid and the tree digest there.
+        ("zabd_last_applied_zxid", engine.last_zxid().to_string()),
+        ("zabd_tree_digest", engine.tree.digest.to_string()),
         (
             "zabd_core_stall_max_ms",
             format!("{:.1}", st.core_stall_max_us as f64 / 1000.0),

@@ -44,6 +44,11 @@ impl Ensemble {
         Ensemble::start_with(n, extra, false, 0)
     }
 
+    /// `start_partitionable` with `extra(i)` TOML for member `i`.
+    pub fn start_partitionable_each(n: usize, extra: impl Fn(usize) -> String) -> Ensemble {
+        Ensemble::start_members(n, &extra, true, 0)
+    }
+
     /// Starts `n` members, member `i` with `extra(i)` TOML of its own.
     pub fn start_each(n: usize, extra: impl Fn(usize) -> String) -> Ensemble {
         Ensemble::start_members(n, &extra, false, 0)
@@ -134,6 +139,15 @@ impl Ensemble {
     pub fn isolate(&self, i: usize) {
         for ((from, to), l) in &self.links {
             if *from == i || *to == i {
+                l.iter().for_each(|x| x.block());
+            }
+        }
+    }
+
+    /// Cuts the links between members `a` and `b` only (both directions).
+    pub fn cut(&self, a: usize, b: usize) {
+        for ((from, to), l) in &self.links {
+            if (*from, *to) == (a, b) || (*from, *to) == (b, a) {
                 l.iter().for_each(|x| x.block());
             }
         }

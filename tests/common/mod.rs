@@ -251,5 +251,6 @@ pub fn seed() -> u64 {
 }
 
 pub mod ensemble;
+pub mod linearizable;
 pub mod proxy;
 pub mod raw;

@@ -14,6 +14,8 @@ import org.apache.curator.framework.recipes.shared.VersionedValue;
 import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.zookeeper.CreateMode;
 import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.ZooDefs;
+import org.apache.zookeeper.ZooKeeper;
 import org.apache.zookeeper.data.Stat;
 
 public class CuratorSuite {
@@ -179,6 +181,43 @@ public class CuratorSuite {
                 c.delete().forPath("/cur/cc/y");
                 waitFor("deleted", () -> events.contains("NODE_DELETED /cur/cc/y"));
                 cc.close();
+            }
+        });
+        check("auth pipelined behind the handshake: builder().authorization and addAuthInfo", () -> {
+            // Curator's authorization(...) and a bare addAuthInfo right after the constructor
+            // both send their auth packet before the ConnectResponse is in.
+            byte[] alice = "alice:pw".getBytes();
+            for (int round = 0; round < 5; round++) {
+                String p = "/cur-auth-" + round;
+                try (CuratorFramework c = CuratorFrameworkFactory.builder().connectString(hosts)
+                        .retryPolicy(new ExponentialBackoffRetry(100, 10))
+                        .authorization("digest", alice).build()) {
+                    c.start();
+                    c.create().withACL(ZooDefs.Ids.CREATOR_ALL_ACL).forPath(p, "secret".getBytes());
+                }
+                try (CuratorFramework c = CuratorFrameworkFactory.builder().connectString(hosts)
+                        .retryPolicy(new ExponentialBackoffRetry(100, 10))
+                        .authorization("digest", alice).build()) {
+                    c.start();
+                    c.sync().forPath(p);
+                    require(new String(c.getData().forPath(p)).equals("secret"), "Curator read " + p);
+                }
+                ZooKeeper z = new ZooKeeper(hosts, 30000, e -> {});
+                try {
+                    z.addAuthInfo("digest", alice);
+                    z.sync(p, (rc, path, ctx) -> {}, null);
+                    require(new String(z.getData(p, false, null)).equals("secret"), "ZooKeeper read " + p);
+                } finally {
+                    z.close();
+                }
+                ZooKeeper anon = new ZooKeeper(hosts, 30000, e -> {});
+                try {
+                    anon.getData(p, false, null);
+                    require(false, "read without the identity");
+                } catch (KeeperException.NoAuthException expected) {
+                } finally {
+                    anon.close();
+                }
             }
         });
         check("transaction: all or nothing", () -> {

@@ -83,7 +83,8 @@ sys.exit(1)
 PY
 }
 
-javac -nowarn -d "$work/classes" -cp "$CCP:$J/commons-cli.jar" "$here/CuratorSuite.java" "$here/DataDirCheck.java" || exit 1
+javac -nowarn -d "$work/classes" -cp "$CCP:$J/commons-cli.jar" "$here/CuratorSuite.java" "$here/DataDirCheck.java" \
+  "$here/EnsembleTracker.java" || exit 1
 status=0
 start_zabd zkcli "enforce_quota = true"
 "$here/zkcli_suite.sh" "$addr" || status=1
@@ -98,6 +99,9 @@ start_ensemble curator-ensemble
 timeout 900 java -cp "$work/classes:$CCP" CuratorSuite "$addr" || status=1
 start_ensemble kazoo-ensemble
 timeout 900 python3 "$here/kazoo_suite.py" "$addr" || status=1
+echo "== /zookeeper/config beside Apache ZooKeeper 3.8, and Curator's ensemble tracker through member kills"
+mkdir -p "$work/tracker"
+timeout 900 java -cp "$work/classes:$CCP" EnsembleTracker "$zabd" "$work/tracker" "$CCP:$J/commons-cli.jar" || status=1
 export zabd ZKCP="$CCP:$J/commons-cli.jar"
 echo "== a mixed ensemble: two zabd members and one Apache ZooKeeper 3.8 member"
 timeout 900 "$here/mixed_ensemble.sh" || status=1

@@ -1,0 +1,177 @@
+//! Checkers for the consistency test (`tests/jepsen.rs`), usable on any recorded history.
+//!
+//! **Registers** are checked for linearizability with the Wing–Gong search as Lowe
+//! improved it, with memoization of (operations linearized, register state): a
+//! configuration reached once is never explored again. A register is a znode's (data,
+//! version); operations are unconditional `setData`, compare-and-set (`setData` with an
+//! expected version) and `sync`+`getData`. An operation whose outcome is unknown
+//! (connection loss, timeout) may take effect at any point after it was invoked, or never.
+//!
+//! **Sessions**: plain reads are checked for the session guarantees only (monotonic reads
+//! and read-your-writes, by the register's mzxid), see [`SessionFloor`].
+//!
+//! **Sets**: every acknowledged create must be there at the end ([`check_set`]).
+
+use std::collections::HashSet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// setData(value, -1).
+    Write(String),
+    /// setData(value, expected version).
+    Cas { expect: i32, value: String },
+    /// sync, then getData.
+    Read,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A write or CAS that took effect, with the version it produced.
+    Written(i32),
+    /// A read's (data, version).
+    Read(String, i32),
+    /// Known not to have taken effect (BadVersion).
+    Failed,
+    /// Unknown: it may or may not have taken effect.
+    Unknown,
+}
+
+/// One operation: invoked at `call`, answered at `ret` (ns since the start; `None` when
+/// the outcome is unknown).
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub process: usize,
+    pub call: u64,
+    pub ret: Option<u64>,
+    pub kind: Call,
+    pub out: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Reg {
+    value: String,
+    version: i32,
+}
+
+/// The register's next state if `op` can take effect now with its recorded outcome;
+/// `None` if it cannot.
+fn step(s: &Reg, op: &Op) -> Option<Reg> {
+    let written = |value: &String| Reg {
+        value: value.clone(),
+        version: s.version + 1,
+    };
+    match (&op.kind, &op.out) {
+        (Call::Write(v), Outcome::Written(ver)) if *ver == s.version + 1 => Some(written(v)),
+        (Call::Write(v), Outcome::Unknown) => Some(written(v)),
+        (Call::Cas { expect, value }, Outcome::Written(ver))
+            if *expect == s.version && *ver == s.version + 1 =>
+        {
+            Some(written(value))
+        }
+        // An unknown CAS that would fail has no effect: the same as not linearizing it.
+        (Call::Cas { expect, value }, Outcome::Unknown) if *expect == s.version => {
+            Some(written(value))
+        }
+        (Call::Cas { expect, .. }, Outcome::Failed) if *expect != s.version => Some(s.clone()),
+        (Call::Read, Outcome::Read(v, ver)) if *v == s.value && *ver == s.version => {
+            Some(s.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Searches for a linearization of one register's history, starting from (`init`, 0).
+/// Err says why none exists (or that the search was cut off after `budget` states).
+pub fn check_register(init: &str, mut ops: Vec<Op>, budget: usize) -> Result<usize, String> {
+    // Reads that failed or were lost have no effect: they constrain nothing.
+    ops.retain(|o| o.kind != Call::Read || matches!(o.out, Outcome::Read(..)));
+    ops.sort_by_key(|o| o.call);
+    let n = ops.len();
+    let words = n.div_ceil(64);
+    let must: usize = ops.iter().filter(|o| o.ret.is_some()).count();
+    let mut seen: HashSet<(Vec<u64>, Reg)> = HashSet::new();
+    // Depth-first: (linearized set, state, how many answered ops are in it).
+    let start = Reg {
+        value: init.to_string(),
+        version: 0,
+    };
+    let mut stack = vec![(vec![0u64; words], start, 0usize)];
+    let mut deepest = 0;
+    while let Some((lin, state, done)) = stack.pop() {
+        if done == must {
+            return Ok(seen.len());
+        }
+        deepest = deepest.max(done);
+        if seen.len() >= budget {
+            return Err(format!(
+                "inconclusive: {budget} configurations explored ({deepest} of {must} answered ops placed)"
+            ));
+        }
+        if !seen.insert((lin.clone(), state.clone())) {
+            continue;
+        }
+        let is_in = |i: usize| lin[i / 64] & (1 << (i % 64)) != 0;
+        // The earliest answer among the operations not yet placed: anything invoked after
+        // it cannot come next.
+        let bound = (0..n)
+            .filter(|i| !is_in(*i))
+            .filter_map(|i| ops[i].ret)
+            .min()
+            .unwrap_or(u64::MAX);
+        for i in (0..n).filter(|i| !is_in(*i)) {
+            if ops[i].call > bound {
+                break;
+            }
+            if let Some(next) = step(&state, &ops[i]) {
+                let mut l = lin.clone();
+                l[i / 64] |= 1 << (i % 64);
+                stack.push((l, next, done + usize::from(ops[i].ret.is_some())));
+            }
+        }
+    }
+    let first_stuck = ops.iter().filter(|o| o.ret.is_some()).nth(deepest);
+    Err(format!(
+        "not linearizable: at most {deepest} of {must} answered operations can be placed; \
+         around {first_stuck:?}"
+    ))
+}
+
+/// Session guarantees for one session and one register: every read (plain or after
+/// sync) must show an mzxid at or above the highest this session has seen or written.
+#[derive(Debug, Default, Clone)]
+pub struct SessionFloor {
+    floor: i64,
+}
+
+impl SessionFloor {
+    /// This session's own write produced `mzxid`.
+    pub fn wrote(&mut self, mzxid: i64) {
+        self.floor = self.floor.max(mzxid);
+    }
+
+    /// A read returned `mzxid`: Err if it went back in time.
+    pub fn read(&mut self, mzxid: i64) -> Result<(), String> {
+        if mzxid < self.floor {
+            return Err(format!(
+                "read mzxid 0x{mzxid:x} after this session had seen 0x{:x}",
+                self.floor
+            ));
+        }
+        self.floor = mzxid;
+        Ok(())
+    }
+}
+
+/// Every acknowledged member of the set is present at the end.
+pub fn check_set(acknowledged: &[String], present: &[String]) -> Result<(), String> {
+    let have: HashSet<&String> = present.iter().collect();
+    let lost: Vec<&String> = acknowledged.iter().filter(|a| !have.contains(a)).collect();
+    if lost.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} acknowledged creates lost: {lost:?}",
+            lost.len()
+        ))
+    }
+}

@@ -1,0 +1,591 @@
+//! A Jepsen-style consistency test: a real 3-member zabd ensemble, a seeded nemesis, client
+//! sessions on every member, and checkers (`common::linearizable`).
+//!
+//! * **Nemesis** (seeded: the seed is printed, `ZABD_JEPSEN_SEED=<n>` replays one):
+//!   partitions through the fault-injecting peer proxies (the leader isolated, one member
+//!   cut off from a majority, a bridge where a–b and b–c stay connected but a–c is cut),
+//!   kill -9 of the leader or a follower then a restart, SIGSTOP/SIGCONT pauses longer than
+//!   syncLimit, and throughout, one member whose every log sync is slowed.
+//! * **Workload**: sessions across all members doing compare-and-set and unconditional
+//!   writes and `sync`+`getData` on two registers, plain reads, and sequential creates into
+//!   a set.
+//! * **Checks**: linearizability of the register histories (unknown outcomes may or may not
+//!   have happened); session guarantees of every read (monotonic reads and
+//!   read-your-writes by mzxid, also across reconnects); no acknowledged create lost; every
+//!   member at the same applied zxid has the same tree digest after healing.
+//!
+//! Size: `ZABD_JEPSEN_SEEDS` runs (default 3) of `ZABD_JEPSEN_SECS` seconds each (default
+//! 40). The long run and its latest figures are in `docs/consistency.md`.
+
+mod common;
+
+use common::ensemble::Ensemble;
+use common::linearizable::{check_register, check_set, Call, Op, Outcome, SessionFloor};
+use common::{signal_pause, DEADLINE};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zookeeper_client::{Acls, Client, CreateMode, Error};
+
+const REGISTERS: usize = 2;
+const CLIENTS: usize = 5;
+/// Longest a client waits for one answer before calling its outcome unknown.
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn between_ms(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi - lo))
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn register(r: usize) -> String {
+    format!("/jepsen/r{r}")
+}
+
+/// Everything the clients saw.
+#[derive(Default)]
+struct Record {
+    registers: Vec<Vec<Op>>,
+    acked_creates: Vec<String>,
+    violations: Vec<String>,
+    /// (answered, failed, unknown) counts.
+    outcomes: (u64, u64, u64),
+}
+
+struct Shared {
+    start: Instant,
+    end: Instant,
+    record: Mutex<Record>,
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    fn op(&self, r: usize, op: Op) {
+        let mut rec = self.record.lock().unwrap();
+        match op.out {
+            Outcome::Failed => rec.outcomes.1 += 1,
+            Outcome::Unknown => rec.outcomes.2 += 1,
+            _ => rec.outcomes.0 += 1,
+        }
+        rec.registers[r].push(op);
+    }
+
+    fn violation(&self, what: String) {
+        self.record.lock().unwrap().violations.push(what);
+    }
+}
+
+async fn connect(cs: &str, until: Instant) -> Option<Client> {
+    while Instant::now() < until {
+        let c = Client::connector()
+            .with_session_timeout(Duration::from_secs(6))
+            .with_connection_timeout(Duration::from_secs(2))
+            .connect(cs);
+        if let Ok(Ok(c)) = tokio::time::timeout(OP_TIMEOUT, c).await {
+            return Some(c);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// One client: a session (replaced when it expires or stops answering) doing random
+/// operations until the end, bounded in count.
+async fn client(id: usize, cs: String, seed: u64, sh: Arc<Shared>) {
+    let mut rng = Rng::new(seed ^ ((id as u64 + 1) * 7919));
+    let mut process = id * 10_000;
+    let Some(mut c) = connect(&cs, sh.end).await else {
+        return;
+    };
+    let mut floors = vec![SessionFloor::default(); REGISTERS];
+    let mut version = [0i32; REGISTERS];
+    for n in 0..200_000u64 {
+        if Instant::now() >= sh.end {
+            break;
+        }
+        let r = rng.below(REGISTERS as u64) as usize;
+        let path = register(r);
+        let value = format!("p{process}-{n}");
+        let call = sh.now();
+        let pick = rng.below(100);
+        // Some(error) when the session must be replaced.
+        let broke: Option<Error> = if pick < 55 {
+            let cas = pick >= 30;
+            let expect = version[r];
+            let res = tokio::time::timeout(
+                OP_TIMEOUT,
+                c.set_data(&path, value.as_bytes(), cas.then_some(expect)),
+            )
+            .await
+            .unwrap_or(Err(Error::Timeout));
+            let (out, broke) = match res {
+                Ok(stat) => {
+                    floors[r].wrote(stat.mzxid);
+                    version[r] = stat.version;
+                    (Outcome::Written(stat.version), None)
+                }
+                Err(Error::BadVersion) if cas => (Outcome::Failed, None),
+                Err(e) => (Outcome::Unknown, Some(e)),
+            };
+            let kind = if cas {
+                Call::Cas { expect, value }
+            } else {
+                Call::Write(value)
+            };
+            let ret = (out != Outcome::Unknown).then(|| sh.now());
+            sh.op(
+                r,
+                Op {
+                    process,
+                    call,
+                    ret,
+                    kind,
+                    out,
+                },
+            );
+            broke
+        } else if pick < 90 {
+            let synced = pick < 75;
+            let res = tokio::time::timeout(OP_TIMEOUT, async {
+                if synced {
+                    c.sync(&path).await?;
+                }
+                c.get_data(&path).await
+            })
+            .await
+            .unwrap_or(Err(Error::Timeout));
+            match res {
+                Ok((data, stat)) => {
+                    let ret = sh.now();
+                    version[r] = stat.version;
+                    if let Err(e) = floors[r].read(stat.mzxid) {
+                        sh.violation(format!("session of process {process}, {path}: {e}"));
+                    }
+                    if synced {
+                        let out =
+                            Outcome::Read(String::from_utf8_lossy(&data).into(), stat.version);
+                        let kind = Call::Read;
+                        let ret = Some(ret);
+                        sh.op(
+                            r,
+                            Op {
+                                process,
+                                call,
+                                ret,
+                                kind,
+                                out,
+                            },
+                        );
+                    }
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        } else {
+            let node = format!("/jepsen/set/{value}");
+            let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            let res = tokio::time::timeout(OP_TIMEOUT, c.create(&node, b"", &open))
+                .await
+                .unwrap_or(Err(Error::Timeout));
+            match res {
+                Ok(_) => {
+                    sh.record.lock().unwrap().acked_creates.push(value);
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        };
+        match broke {
+            None | Some(Error::ConnectionLoss) => {}
+            Some(_) => {
+                // Expired, timed out or closed: a new session, as a new process.
+                process += 1;
+                floors = vec![SessionFloor::default(); REGISTERS];
+                drop(c);
+                c = match connect(&cs, sh.end).await {
+                    Some(c) => c,
+                    None => return,
+                };
+            }
+        }
+        if matches!(broke, Some(Error::ConnectionLoss)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    IsolateLeader,
+    IsolateOne(usize),
+    /// The member in the middle stays connected to both others, which are cut apart.
+    Bridge(usize),
+    KillLeader,
+    KillOne(usize),
+    PauseLeader,
+    PauseOne(usize),
+}
+
+/// The leader among the members that answer (none paused or killed).
+fn leader(e: &Ensemble, skip: &[usize]) -> Option<usize> {
+    (0..3)
+        .filter(|i| !skip.contains(i) && e.is_up(*i))
+        .find(|i| e.role(*i).is_some_and(|(m, _)| m == "leader"))
+}
+
+/// Runs the faults until `end`; returns how many were applied.
+fn nemesis(e: &mut Ensemble, rng: &mut Rng, start: Instant, end: Instant) -> usize {
+    let mut applied = 0;
+    while Instant::now() + Duration::from_secs(5) < end {
+        std::thread::sleep(rng.between_ms(1000, 3000));
+        let one = rng.below(3) as usize;
+        let fault = match rng.below(7) {
+            0 => Fault::IsolateLeader,
+            1 => Fault::IsolateOne(one),
+            2 => Fault::Bridge(one),
+            3 => Fault::KillLeader,
+            4 => Fault::KillOne(one),
+            5 => Fault::PauseLeader,
+            _ => Fault::PauseOne(one),
+        };
+        let target = match fault {
+            Fault::IsolateLeader | Fault::KillLeader | Fault::PauseLeader => {
+                leader(e, &[]).unwrap_or(one)
+            }
+            Fault::IsolateOne(i) | Fault::Bridge(i) | Fault::KillOne(i) | Fault::PauseOne(i) => i,
+        };
+        eprintln!(
+            "  {:>5.1} s  nemesis: {fault:?} on member {}",
+            start.elapsed().as_secs_f64(),
+            target + 1
+        );
+        let lasting = rng.between_ms(1000, 4000);
+        match fault {
+            Fault::IsolateLeader | Fault::IsolateOne(_) => {
+                e.isolate(target);
+                std::thread::sleep(lasting);
+                e.heal();
+            }
+            Fault::Bridge(mid) => {
+                let ends: Vec<usize> = (0..3).filter(|i| *i != mid).collect();
+                e.cut(ends[0], ends[1]);
+                std::thread::sleep(lasting);
+                e.heal();
+            }
+            Fault::KillLeader | Fault::KillOne(_) => {
+                e.kill9(target);
+                std::thread::sleep(lasting);
+                e.restart(target);
+            }
+            Fault::PauseLeader | Fault::PauseOne(_) => {
+                let pid = e.pid(target).expect("running");
+                signal_pause(pid, true);
+                std::thread::sleep(lasting);
+                signal_pause(pid, false);
+            }
+        }
+        applied += 1;
+    }
+    applied
+}
+
+/// Waits until every member reports the same applied zxid, then compares their digests.
+fn converged(e: &Ensemble) -> Result<(i64, String), String> {
+    let row = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('\t'))
+            .map(str::to_string)
+    };
+    let mut last = Vec::new();
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        let rows: Vec<(Option<String>, Option<String>)> = (0..3)
+            .map(|i| {
+                let m = e.four(i, "mntr");
+                (
+                    row(&m, "zabd_last_applied_zxid"),
+                    row(&m, "zabd_tree_digest"),
+                )
+            })
+            .collect();
+        if rows
+            .iter()
+            .all(|(z, d)| z.is_some() && d.is_some() && *z == rows[0].0)
+        {
+            let digests: Vec<&String> = rows.iter().filter_map(|(_, d)| d.as_ref()).collect();
+            if digests.iter().all(|d| *d == digests[0]) {
+                let zxid = rows[0].0.as_ref().unwrap().parse().unwrap_or(0);
+                return Ok((zxid, digests[0].clone()));
+            }
+            return Err(format!("same zxid, different digests: {rows:?}"));
+        }
+        last = rows;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("members never reached the same zxid: {last:?}"))
+}
+
+/// One seeded run; returns its summary line, or the violations found.
+fn run(seed: u64, secs: u64) -> Result<String, String> {
+    let mut rng = Rng::new(seed);
+    let slow = rng.below(3) as usize;
+    let mut e = Ensemble::start_partitionable_each(3, |i| {
+        if i == slow {
+            "test_log_sync_delay_ms = 8".into()
+        } else {
+            String::new()
+        }
+    });
+    e.wait_settled();
+    let cs = e.connect_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let setup = rt.block_on(async {
+        let c = connect(&cs, Instant::now() + DEADLINE).await?;
+        let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        for p in ["/jepsen", "/jepsen/set"]
+            .into_iter()
+            .map(String::from)
+            .chain((0..REGISTERS).map(register))
+        {
+            c.create(&p, b"init", &open).await.ok()?;
+        }
+        Some(())
+    });
+    setup.ok_or("could not create the test's nodes")?;
+    let start = Instant::now();
+    let sh = Arc::new(Shared {
+        start,
+        end: start + Duration::from_secs(secs),
+        record: Mutex::new(Record {
+            registers: vec![Vec::new(); REGISTERS],
+            ..Record::default()
+        }),
+    });
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| rt.spawn(client(i, cs.clone(), seed, sh.clone())))
+        .collect();
+    let faults = nemesis(&mut e, &mut rng, start, sh.end);
+    e.heal();
+    rt.block_on(async {
+        for c in clients {
+            let _ = c.await;
+        }
+    });
+    e.wait_settled();
+    // The final state, read with sync through a fresh session.
+    let (finals, present) = rt
+        .block_on(async {
+            let c = connect(&cs, Instant::now() + DEADLINE).await?;
+            let mut finals = Vec::new();
+            for r in 0..REGISTERS {
+                let call = sh.now();
+                c.sync(&register(r)).await.ok()?;
+                let (data, stat) = c.get_data(&register(r)).await.ok()?;
+                let out = Outcome::Read(String::from_utf8_lossy(&data).into(), stat.version);
+                finals.push(Op {
+                    process: usize::MAX,
+                    call,
+                    ret: Some(sh.now()),
+                    kind: Call::Read,
+                    out,
+                });
+            }
+            c.sync("/jepsen/set").await.ok()?;
+            let present = c.list_children("/jepsen/set").await.ok()?;
+            Some((finals, present))
+        })
+        .ok_or("the healed ensemble did not answer the final reads")?;
+    let rec = std::mem::take(&mut *sh.record.lock().unwrap());
+    let mut problems = rec.violations.clone();
+    let mut explored = 0;
+    for (r, (ops, last)) in rec.registers.iter().zip(finals).enumerate() {
+        let mut ops = ops.clone();
+        ops.push(last);
+        match check_register("init", ops, 5_000_000) {
+            Ok(n) => explored += n,
+            Err(e) => problems.push(format!("register {r}: {e}")),
+        }
+    }
+    if let Err(e) = check_set(&rec.acked_creates, &present) {
+        problems.push(e);
+    }
+    let converged = converged(&e);
+    if let Err(e) = &converged {
+        problems.push(e.clone());
+    }
+    let ops: usize = rec.registers.iter().map(Vec::len).sum();
+    let (ok, failed, unknown) = rec.outcomes;
+    let summary = format!(
+        "seed {seed}: {secs} s, {faults} faults (slow disk on member {}), {ops} register ops \
+         ({ok} answered, {failed} failed, {unknown} unknown), {} acknowledged creates, \
+         {explored} configurations searched, converged at {:?}",
+        slow + 1,
+        rec.acked_creates.len(),
+        converged.ok()
+    );
+    if problems.is_empty() {
+        Ok(summary)
+    } else {
+        Err(format!("{summary}\nVIOLATIONS:\n{}", problems.join("\n")))
+    }
+}
+
+#[test]
+fn ensemble_histories_are_linearizable_under_faults() {
+    let secs = env_u64("ZABD_JEPSEN_SECS", 40);
+    let seeds: Vec<u64> = match std::env::var("ZABD_JEPSEN_SEED") {
+        Ok(s) => vec![s.parse().expect("a seed")],
+        Err(_) => {
+            let base = common::seed() % 1_000_000;
+            (0..env_u64("ZABD_JEPSEN_SEEDS", 3))
+                .map(|i| base + i)
+                .collect()
+        }
+    };
+    for seed in seeds {
+        eprintln!("jepsen: seed {seed} (replay with ZABD_JEPSEN_SEED={seed})");
+        match run(seed, secs) {
+            Ok(summary) => eprintln!("jepsen: {summary}"),
+            Err(report) => panic!("jepsen: {report}"),
+        }
+    }
+}
+
+// ---- the checkers on known histories ------------------------------------------------
+
+fn op(call: u64, ret: Option<u64>, kind: Call, out: Outcome) -> Op {
+    Op {
+        process: 0,
+        call,
+        ret,
+        kind,
+        out,
+    }
+}
+
+fn w(v: &str) -> Call {
+    Call::Write(v.into())
+}
+
+fn read(v: &str, ver: i32) -> Outcome {
+    Outcome::Read(v.into(), ver)
+}
+
+#[test]
+fn checker_accepts_a_linearizable_history_with_unknown_outcomes() {
+    let h = vec![
+        op(0, Some(10), w("a"), Outcome::Written(1)),
+        // Concurrent with the read below, outcome unknown: it took effect.
+        op(5, None, w("b"), Outcome::Unknown),
+        op(12, Some(20), Call::Read, read("b", 2)),
+        // Unknown and never took effect.
+        op(21, None, w("lost"), Outcome::Unknown),
+        op(
+            30,
+            Some(40),
+            Call::Cas {
+                expect: 2,
+                value: "c".into(),
+            },
+            Outcome::Written(3),
+        ),
+        op(
+            41,
+            Some(50),
+            Call::Cas {
+                expect: 2,
+                value: "d".into(),
+            },
+            Outcome::Failed,
+        ),
+        op(51, Some(60), Call::Read, read("c", 3)),
+    ];
+    assert!(check_register("init", h, 10_000).is_ok());
+}
+
+#[test]
+fn checker_rejects_a_stale_read_after_a_completed_write() {
+    let h = vec![
+        op(0, Some(10), w("a"), Outcome::Written(1)),
+        op(20, Some(30), Call::Read, read("init", 0)),
+    ];
+    let e = check_register("init", h, 10_000).unwrap_err();
+    assert!(e.contains("not linearizable"), "{e}");
+}
+
+#[test]
+fn checker_rejects_two_cas_from_one_version_both_succeeding() {
+    let h = vec![
+        op(
+            0,
+            Some(10),
+            Call::Cas {
+                expect: 0,
+                value: "a".into(),
+            },
+            Outcome::Written(1),
+        ),
+        op(
+            5,
+            Some(15),
+            Call::Cas {
+                expect: 0,
+                value: "b".into(),
+            },
+            Outcome::Written(1),
+        ),
+    ];
+    assert!(check_register("init", h, 10_000).is_err());
+}
+
+#[test]
+fn checker_rejects_a_lost_acknowledged_write() {
+    // A register: the write was acknowledged, and a later read shows the old value with a
+    // later version (someone else's write replaced it, but the acknowledged one vanished).
+    let h = vec![
+        op(0, Some(10), w("mine"), Outcome::Written(1)),
+        op(20, Some(30), w("theirs"), Outcome::Written(2)),
+        op(40, Some(50), Call::Read, read("theirs", 1)),
+    ];
+    assert!(check_register("init", h, 10_000).is_err());
+    // A set: an acknowledged create missing at the end.
+    let acked = vec!["a".to_string(), "b".to_string()];
+    let e = check_set(&acked, &["a".to_string()]).unwrap_err();
+    assert!(e.contains("\"b\""), "{e}");
+}
+
+#[test]
+fn session_floor_rejects_reads_going_back() {
+    let mut s = SessionFloor::default();
+    s.wrote(10);
+    assert!(s.read(9).is_err(), "read-your-writes");
+    assert!(s.read(12).is_ok());
+    assert!(s.read(11).is_err(), "monotonic reads");
+}
