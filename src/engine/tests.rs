@@ -253,3 +253,212 @@ fn requests_before_the_connect_response_wait_for_it() {
     assert_eq!(a.len(), 2);
     assert_eq!(replies(&a[1..], 1)[0].xid, -2);
 }
+
+// ---- ensemble: sync and reply order --------------------------------------------------
+
+fn zx(counter: u32) -> i64 {
+    crate::quorum::make_zxid(1, counter)
+}
+
+/// An engine in `mode` with a session on connection 1 whose createSession applied at zx(1).
+fn member(mode: Mode) -> (Engine, i64) {
+    let mut e = engine();
+    e.handle(
+        Event::Mode {
+            mode,
+            last_zxid: zx(0),
+        },
+        clock(0),
+    );
+    e.handle(
+        Event::Accepted {
+            conn: 1,
+            ip: "127.0.0.1".into(),
+        },
+        clock(0),
+    );
+    let req = new_session_request();
+    let a = e.handle(Event::Handshake { conn: 1, req }, clock(0));
+    let session = a
+        .iter()
+        .find_map(|a| match a {
+            Action::Forward { session, .. } => Some(*session),
+            Action::Log { hdr, .. } => Some(hdr.client_id),
+            _ => None,
+        })
+        .expect("createSession forwarded or logged");
+    let hdr = TxnHeader {
+        client_id: session,
+        cxid: 0,
+        zxid: zx(1),
+        time: 0,
+        op: op::CREATE_SESSION,
+    };
+    let txn = Txn::CreateSession { timeout: 10_000 };
+    let a = e.handle(
+        Event::Apply {
+            hdr,
+            txn,
+            digest: None,
+        },
+        clock(0),
+    );
+    assert!(
+        matches!(a.first(), Some(Action::Send { .. })),
+        "ConnectResponse: {a:?}"
+    );
+    (e, session)
+}
+
+fn sync_req() -> Request {
+    Request::Sync { path: "/".into() }
+}
+
+#[test]
+fn a_write_applied_before_an_earlier_sync_completes_is_answered_after_it() {
+    let (mut e, session) = member(Mode::Follower);
+    let a = e.handle(
+        Event::Request {
+            conn: 1,
+            xid: 1,
+            req: sync_req(),
+            body: Bytes::new(),
+        },
+        clock(1),
+    );
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Forward { op: op::SYNC, .. })));
+    e.handle(
+        Event::Request {
+            conn: 1,
+            xid: 2,
+            req: create("/a"),
+            body: Bytes::new(),
+        },
+        clock(1),
+    );
+    // The write's COMMIT comes before the leader's SYNC answer.
+    let hdr = TxnHeader {
+        client_id: session,
+        cxid: 2,
+        zxid: zx(2),
+        time: 0,
+        op: op::CREATE,
+    };
+    let txn = Txn::Create {
+        op: op::CREATE,
+        path: "/a".into(),
+        data: None,
+        acl: open_acl(),
+        kind: crate::txn::CreateKind::Persistent,
+        parent_cversion: 1,
+    };
+    let a = e.handle(
+        Event::Apply {
+            hdr,
+            txn,
+            digest: None,
+        },
+        clock(2),
+    );
+    assert!(
+        replies(&a, 1).is_empty(),
+        "nothing may overtake the sync: {a:?}"
+    );
+    // The SYNC answer: both replies, in request order, and pings flow again.
+    let a = e.handle(Event::Synced { zxid: zx(2) }, clock(3));
+    let r: Vec<(i32, i32)> = replies(&a, 1).iter().map(|h| (h.xid, h.err)).collect();
+    assert_eq!(r, vec![(1, 0), (2, 0)]);
+    let a = e.handle(
+        Event::Request {
+            conn: 1,
+            xid: -2,
+            req: Request::Ping,
+            body: Bytes::new(),
+        },
+        clock(4),
+    );
+    assert_eq!(replies(&a, 1).len(), 1);
+}
+
+#[test]
+fn a_learner_sync_completes_only_once_the_leaders_zxid_is_applied_here() {
+    let (mut e, _) = member(Mode::Follower);
+    e.handle(
+        Event::Request {
+            conn: 1,
+            xid: 1,
+            req: sync_req(),
+            body: Bytes::new(),
+        },
+        clock(1),
+    );
+    // The leader had applied zx(2); this member has zx(1) only.
+    let a = e.handle(Event::Synced { zxid: zx(2) }, clock(2));
+    assert!(replies(&a, 1).is_empty(), "{a:?}");
+    let hdr = TxnHeader {
+        client_id: 0,
+        cxid: 0,
+        zxid: zx(2),
+        time: 0,
+        op: op::CREATE,
+    };
+    let txn = Txn::Create {
+        op: op::CREATE,
+        path: "/b".into(),
+        data: None,
+        acl: open_acl(),
+        kind: crate::txn::CreateKind::Persistent,
+        parent_cversion: 1,
+    };
+    let a = e.handle(
+        Event::Apply {
+            hdr,
+            txn,
+            digest: None,
+        },
+        clock(3),
+    );
+    assert_eq!(
+        replies(&a, 1).iter().map(|h| h.xid).collect::<Vec<_>>(),
+        vec![1]
+    );
+}
+
+#[test]
+fn a_leader_answers_sync_only_after_its_read_round_is_confirmed() {
+    let (mut e, _) = member(Mode::Leader);
+    let a = e.handle(
+        Event::Request {
+            conn: 1,
+            xid: 1,
+            req: sync_req(),
+            body: Bytes::new(),
+        },
+        clock(1),
+    );
+    assert!(replies(&a, 1).is_empty(), "{a:?}");
+    assert!(a.contains(&Action::ConfirmLeadership { round: 1 }));
+    let a = e.handle(
+        Event::Forwarded {
+            origin: 2,
+            session: 0,
+            cxid: 5,
+            op: op::SYNC,
+            body: Bytes::new(),
+            ids: Vec::new(),
+        },
+        clock(1),
+    );
+    assert!(a.contains(&Action::ConfirmLeadership { round: 2 }));
+    assert!(!a.iter().any(|a| matches!(a, Action::SyncDone { .. })));
+    let a = e.handle(Event::LeadershipConfirmed { round: 1 }, clock(2));
+    assert_eq!(
+        replies(&a, 1).iter().map(|h| h.xid).collect::<Vec<_>>(),
+        vec![1]
+    );
+    assert!(!a.iter().any(|a| matches!(a, Action::SyncDone { .. })));
+    let a = e.handle(Event::LeadershipConfirmed { round: 2 }, clock(3));
+    assert_eq!(a, vec![Action::SyncDone { origin: 2 }]);
+}

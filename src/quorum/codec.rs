@@ -12,6 +12,7 @@
 //! | `Proposal(entry)`               | PROPOSAL, zxid, data = the log entry body (TxnHeader, txn, TxnDigest) |
 //! | `NewLeader{z}`                  | NEWLEADER, zxid z, data = the ensemble config text             |
 //! | `Ack{z}` / `Commit{z}`          | ACK / COMMIT, zxid z                                           |
+//! | `Inform(entry)`                 | INFORM (to observers: a committed proposal), data as PROPOSAL's |
 //! | `UpToDate`                      | UPTODATE, zxid -1                                              |
 //! | `Ping` (leader) / `PingReply` (learner) | PING; the learner's carries its sessions' touches       |
 //!
@@ -117,6 +118,7 @@ pub fn encode_packet(
         Msg::Trunc { zxid } => p(packet::TRUNC, *zxid, None),
         Msg::Snap { zxid } => p(packet::SNAP, *zxid, None),
         Msg::Proposal(e) => p(packet::PROPOSAL, e.zxid, Some(e.payload.clone())),
+        Msg::Inform(e) => p(packet::INFORM, e.zxid, Some(e.payload.clone())),
         Msg::NewLeader { zxid } => p(packet::NEWLEADER, *zxid, Some(config.clone())),
         Msg::Ack { zxid } => p(packet::ACK, *zxid, None),
         Msg::UpToDate => p(packet::UPTODATE, -1, None),
@@ -153,6 +155,10 @@ pub fn decode_packet(p: &QuorumPacket, from_leader: bool) -> Result<Msg, DecodeE
         packet::TRUNC => Msg::Trunc { zxid: p.zxid },
         packet::SNAP => Msg::Snap { zxid: p.zxid },
         packet::PROPOSAL => Msg::Proposal(Entry {
+            zxid: p.zxid,
+            payload: data(),
+        }),
+        packet::INFORM => Msg::Inform(Entry {
             zxid: p.zxid,
             payload: data(),
         }),

@@ -112,6 +112,8 @@ pub enum Msg {
         zxid: Zxid,
     },
     Proposal(Entry),
+    /// To an observer: a committed proposal, in one message (ZooKeeper's INFORM).
+    Inform(Entry),
     NewLeader {
         zxid: Zxid,
     },

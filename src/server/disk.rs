@@ -426,3 +426,67 @@ mod tests {
         assert_eq!(file, snapshot::encode(&tree, &vec![(5, 4000)], 7));
     }
 }
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+    use crate::txn::{Txn, TxnHeader};
+
+    fn append(zxid: i64) -> LogCmd {
+        LogCmd::Append {
+            hdr: TxnHeader {
+                client_id: 1,
+                cxid: 0,
+                zxid,
+                time: 0,
+                op: crate::proto::op::CREATE_SESSION,
+            },
+            txn: Txn::CreateSession { timeout: 4000 },
+            digest: None,
+        }
+    }
+
+    /// A durability report made after a cut never names what the cut removed: reports
+    /// carry the truncation count, and those counting the cut name nothing past it.
+    #[test]
+    fn durability_reports_after_a_truncation_never_name_cut_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let cfg = LogConfig {
+            dir: dir.path().to_path_buf(),
+            force_sync: true,
+            prealloc: 0,
+            sync_delay: std::time::Duration::ZERO,
+        };
+        let log = start_log_writer(cfg, core);
+        for z in 1..=3 {
+            log.send(append(z)).unwrap();
+        }
+        let (done, wait) = mpsc::channel();
+        log.send(LogCmd::Truncate { after: 1, done }).unwrap();
+        wait.recv().unwrap();
+        log.send(append(2)).unwrap();
+        let mut after_cut = Vec::new();
+        while after_cut.last() != Some(&2) {
+            match reports.blocking_recv().expect("the log writer reports") {
+                CoreMsg::Durable {
+                    zxid,
+                    truncations: 1,
+                } => after_cut.push(zxid),
+                CoreMsg::Durable { truncations: 0, .. } => {}
+                _ => panic!("unexpected message"),
+            }
+        }
+        assert!(
+            after_cut[..after_cut.len() - 1].iter().all(|z| *z <= 1),
+            "{after_cut:?}"
+        );
+        let logs = persist::list(dir.path(), "log").unwrap();
+        let zxids: Vec<i64> = logs
+            .iter()
+            .flat_map(|(_, p)| txnlog::parse(&std::fs::read(p).unwrap()).unwrap().entries)
+            .map(|(_, e)| e.hdr.zxid)
+            .collect();
+        assert_eq!(zxids, vec![1, 2]);
+    }
+}

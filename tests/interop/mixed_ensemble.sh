@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
-# A mixed ensemble: zabd members 1 and 2, Apache ZooKeeper 3.8 member 3, one zoo.cfg shape.
-# Clients (zkCli) write through every member, whoever leads; each implementation brings the
-# other up to date by SNAP; ZooKeeper and zabd take turns leading.
+# A mixed ensemble: zabd voters 1 and 2, Apache ZooKeeper 3.8 voter 3, a ZooKeeper observer 4
+# and a zabd observer 5, one zoo.cfg shape. Clients (zkCli) write through every member,
+# whoever leads; each implementation brings the other up to date by DIFF (with writes going on
+# right after it) and by SNAP; both observers apply what either leader INFORMs them of;
+# ZooKeeper and zabd take turns leading.
 # Usage: mixed_ensemble.sh. Needs $zabd and $ZKCP; one line per check, then a count.
 set -u
 work=$(mktemp -d)
 passed=0
 failed=0
-pids=(0 0 0 0)
+pids=(0 0 0 0 0 0)
 trap 'for p in "${pids[@]}"; do [ "$p" != 0 ] && kill -9 "$p" 2>/dev/null; done; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 
 ok() { passed=$((passed + 1)); echo "ok - $1"; }
 bad() { failed=$((failed + 1)); echo "FAILED - $1"; }
 ports=($(python3 -c 'import socket
-ss=[socket.socket() for _ in range(9)]
+ss=[socket.socket() for _ in range(15)]
 [s.bind(("127.0.0.1",0)) for s in ss]
 print(" ".join(str(s.getsockname()[1]) for s in ss))'))
 client() { echo "127.0.0.1:${ports[($1 - 1) * 3 + 2]}"; }
 
-for i in 1 2 3; do
+for i in 1 2 3 4 5; do
   mkdir -p "$work/m$i"
   echo "$i" >"$work/m$i/myid"
   {
@@ -27,19 +29,22 @@ for i in 1 2 3; do
     printf '4lw.commands.whitelist=*\nadmin.enableServer=false\n'
     # Few transactions kept for DIFF, so a member that lost its data gets SNAP.
     printf 'zookeeper.commitLogCount=5\n'
-    for j in 1 2 3; do
-      printf 'server.%s=127.0.0.1:%s:%s;127.0.0.1:%s\n' "$j" "${ports[(j - 1) * 3]}" "${ports[(j - 1) * 3 + 1]}" "${ports[(j - 1) * 3 + 2]}"
+    [ "$i" -ge 4 ] && printf 'peerType=observer\n'
+    for j in 1 2 3 4 5; do
+      role=""
+      [ "$j" -ge 4 ] && role=":observer"
+      printf 'server.%s=127.0.0.1:%s:%s%s;127.0.0.1:%s\n' "$j" "${ports[(j - 1) * 3]}" "${ports[(j - 1) * 3 + 1]}" "$role" "${ports[(j - 1) * 3 + 2]}"
     done
   } >"$work/m$i.cfg"
 done
 
 start() {
   local i=$1
-  if [ "$i" = 3 ]; then
+  if [ "$i" = 3 ] || [ "$i" = 4 ]; then
     # ZooKeeper's log through a simple slf4j binding, so its sync kind can be checked.
     local cp=${ZKCP//slf4j-nop.jar/maven3-slf4j-provider.jar}:/usr/share/java/maven-shared-utils.jar:/usr/share/java/jansi.jar
     java -Xmx512m -Dzookeeper.commitLogCount=5 -Dzookeeper.snapshotSizeFactor=-1 -cp "$cp" \
-      org.apache.zookeeper.server.quorum.QuorumPeerMain "$work/m3.cfg" >>"$work/m3.log" 2>&1 &
+      org.apache.zookeeper.server.quorum.QuorumPeerMain "$work/m$i.cfg" >>"$work/m$i.log" 2>&1 &
   else
     ZABD_LOG=info "$zabd" --config "$work/m$i.cfg" >/dev/null 2>>"$work/m$i.log" &
   fi
@@ -56,7 +61,9 @@ wait_roles() {
   for _ in $(seq 1 600); do
     if [ "$(mode "$leader")" = leader ]; then
       local all=1
-      for f in "$@"; do [ "$(mode "$f")" = follower ] || all=0; done
+      for f in "$@"; do
+        case "$(mode "$f")" in follower | observer) ;; *) all=0 ;; esac
+      done
       [ "$all" = 1 ] && return 0
     fi
     sleep 0.2
@@ -64,6 +71,9 @@ wait_roles() {
   for f in "$leader" "$@"; do echo "member $f: $(mode "$f")"; done
   return 1
 }
+
+# count FILE PATTERN: lines of FILE matching PATTERN (0 when none).
+count() { grep -c -- "$2" "$1" 2>/dev/null || true; }
 
 zkcli() {
   timeout 120 java -cp "$ZKCP" org.apache.zookeeper.ZooKeeperMain -server "$1" 2>&1 \
@@ -90,6 +100,29 @@ out=$(printf 'create /mixed/z "from-zabd"\nsync /\nquit\n' | zkcli "$(client 1)"
 out=$(printf 'sync /\nget /mixed/z\nquit\n' | zkcli "$(client 3)")
 expect "writes through a zabd follower reach the ZooKeeper follower" '^from-zabd$' "$out"
 
+# Observers of both kinds under the zabd leader: INFORM carries each committed write.
+start 4; start 5
+wait_roles 2 1 3 4 5 || bad "observers join the zabd leader"
+out=$(printf 'create /mixed/obs1 "informed"\nquit\n' | zkcli "$(client 1)")
+for o in 4 5; do
+  out=$(printf 'sync /mixed\nget /mixed/obs1\nquit\n' | zkcli "$(client $o)")
+  expect "observer $o (ZooKeeper: 4, zabd: 5) applies the zabd leader's INFORM" '^informed$' "$out"
+done
+
+# ZooKeeper, a few writes behind, is brought up to date by zabd's DIFF; writes right after
+# it must not stop it (each committed proposal of the DIFF comes with its COMMIT).
+stop 3
+diffs=$(count "$work/m3.log" "Getting a diff from the leader")
+printf 'create /mixed/d1 x\n' | zkcli "$(client 1)" >/dev/null
+start 3
+wait_roles 2 1 3 || bad "ZooKeeper rejoins by DIFF"
+[ "$(count "$work/m3.log" "Getting a diff from the leader")" -gt "$diffs" ] && ok "zabd leader syncs ZooKeeper by DIFF" || bad "zabd leader syncs ZooKeeper by DIFF"
+for n in 1 2 3; do printf 'create /mixed/after-diff%s x\n' "$n"; done | zkcli "$(client 1)" >/dev/null
+out=$(printf 'sync /mixed\nls /mixed\nquit\n' | zkcli "$(client 3)")
+expect "ZooKeeper serves the DIFF and the writes after it" 'after-diff3' "$out"
+expect "... and the DIFF's own writes" 'd1' "$out"
+[ "$(mode 3)" = follower ] && ok "ZooKeeper still follows after the live COMMITs" || bad "ZooKeeper still follows after the live COMMITs"
+
 # ZooKeeper, far behind with an empty directory, is brought up to date by zabd's SNAP.
 stop 3; wipe 3
 for n in $(seq 1 12); do printf 'create /mixed/s%s x\n' "$n"; done | zkcli "$(client 2)" >/dev/null
@@ -106,6 +139,13 @@ out=$(printf 'create /mixed/under-zk x\nset /mixed "set-via-zabd"\nquit\n' | zkc
 expect "writes through a zabd follower commit on the ZooKeeper leader" 'Created /mixed/under-zk' "$out"
 out=$(printf 'sync /\nget /mixed\nquit\n' | zkcli "$(client 3)")
 expect "the ZooKeeper leader serves them" '^set-via-zabd$' "$out"
+wait_roles 3 1 4 5 || bad "observers follow the ZooKeeper leader"
+out=$(printf 'create /mixed/obs2 "informed-by-zk"\nquit\n' | zkcli "$(client 3)")
+for o in 4 5; do
+  out=$(printf 'sync /mixed\nget /mixed/obs2\nquit\n' | zkcli "$(client $o)")
+  expect "observer $o (ZooKeeper: 4, zabd: 5) applies the ZooKeeper leader's INFORM" '^informed-by-zk$' "$out"
+done
+
 
 # zabd, far behind with an empty directory, is brought up to date by ZooKeeper's SNAP.
 wipe 2
@@ -118,6 +158,18 @@ expect "zabd serves the state it got by SNAP" 't12' "$out"
 expect "... with the data set under the zabd leader" '^set-via-zabd$' "$out"
 out=$(printf 'create /mixed/after-snap y\nquit\n' | zkcli "$(client 2)")
 expect "and takes writes again" 'Created /mixed/after-snap' "$out"
+
+# zabd, a few writes behind, is brought up to date by ZooKeeper's DIFF, writes going on.
+stop 1
+diffs=$(count "$work/m1.log" "sync with the leader by DIFF")
+printf 'create /mixed/zd1 x\n' | zkcli "$(client 3)" >/dev/null
+start 1
+wait_roles 3 1 || bad "zabd rejoins ZooKeeper by DIFF"
+[ "$(count "$work/m1.log" "sync with the leader by DIFF")" -gt "$diffs" ] && ok "ZooKeeper leader syncs zabd by DIFF" || bad "ZooKeeper leader syncs zabd by DIFF"
+for n in 1 2 3; do printf 'create /mixed/zafter%s x\n' "$n"; done | zkcli "$(client 3)" >/dev/null
+out=$(printf 'sync /mixed\nls /mixed\nquit\n' | zkcli "$(client 1)")
+expect "zabd serves ZooKeeper's DIFF and the writes after it" 'zafter3' "$out"
+expect "... and the DIFF's own writes" 'zd1' "$out"
 
 echo "mixed ensemble: $passed passed, $failed failed"
 [ "$failed" = 0 ]

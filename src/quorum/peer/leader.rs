@@ -129,17 +129,12 @@ impl Peer {
             msgs.push(Msg::Trunc { zxid: last });
         } else if known {
             msgs.push(Msg::Diff { zxid: last });
-            msgs.extend(self.log[idx..].iter().cloned().map(Msg::Proposal));
+            self.proposals_with_commits(idx, &mut msgs);
         } else {
             // The learner's tail diverges: cut back to the last entry we share.
             let keep = self.log[..idx].last().map_or(self.base, |e| e.zxid);
             msgs.push(Msg::Trunc { zxid: keep });
-            msgs.extend(self.log[idx..].iter().cloned().map(Msg::Proposal));
-        }
-        if self.committed > 0 && !matches!(msgs[0], Msg::Snap { .. }) {
-            msgs.push(Msg::Commit {
-                zxid: self.committed.min(last),
-            });
+            self.proposals_with_commits(idx, &mut msgs);
         }
         msgs.push(Msg::NewLeader {
             zxid: make_zxid(epoch, 0),
@@ -149,6 +144,20 @@ impl Peer {
         }
         if let Some(st) = self.leading().learners.get_mut(&s) {
             st.phase = Some(LearnerPhase::Syncing);
+        }
+    }
+
+    /// The log from `idx` for a learner's DIFF or TRUNC: each proposal, followed by its
+    /// COMMIT when it is committed, as ZooKeeper's `LearnerHandler.queueCommittedProposals`
+    /// sends them (its learner applies each committed one on that COMMIT during sync, and
+    /// stops at a later COMMIT that matches no proposal it holds).
+    fn proposals_with_commits(&self, idx: usize, msgs: &mut Vec<Msg>) {
+        for e in &self.log[idx..] {
+            let zxid = e.zxid;
+            msgs.push(Msg::Proposal(e.clone()));
+            if zxid <= self.committed {
+                msgs.push(Msg::Commit { zxid });
+            }
         }
     }
 
@@ -333,13 +342,12 @@ impl Peer {
             let entry = self.log.iter().rev().find(|e| e.zxid == zxid).cloned();
             // (Trimming waits until the observers have been sent this entry.)
             for (s, observer) in targets {
-                if observer {
+                match (observer, &entry) {
                     // INFORM: observers only ever see committed proposals.
-                    if let Some(e) = entry.clone() {
-                        self.send(s, Msg::Proposal(e));
-                    }
+                    (true, Some(e)) => self.send(s, Msg::Inform(e.clone())),
+                    (true, None) => {}
+                    (false, _) => self.send(s, Msg::Commit { zxid }),
                 }
-                self.send(s, Msg::Commit { zxid });
             }
         }
         self.trim();

@@ -81,6 +81,15 @@ impl Peer {
                 l.commit_target = l.commit_target.max(zxid);
             }
             Msg::Proposal(e) => self.learner_proposal(e),
+            Msg::Inform(e) => {
+                // An observer's committed proposal: logged and committed at once.
+                let zxid = e.zxid;
+                self.learner_proposal(e);
+                if let Role::Learning(l) = &mut self.role {
+                    l.commit_target = l.commit_target.max(zxid);
+                }
+                self.deliver();
+            }
             Msg::NewLeader { zxid } => {
                 // The new epoch is adopted (and persisted) only once everything received
                 // before NEWLEADER is durable, in `ack_durable`: persisting it first and then

@@ -440,7 +440,15 @@ impl Peer {
         }
         let broadcasting = l.broadcasting;
         let started = l.ticks;
-        let targets: Vec<Sid> = l.learners.keys().copied().filter(|s| *s != me).collect();
+        // Only learners already syncing: ZooKeeper's learner takes nothing but LEADERINFO,
+        // then DIFF/TRUNC/SNAP, before that (it exits on a PING there), and its
+        // LearnerHandler pings only once the sync is queued.
+        let targets: Vec<Sid> = l
+            .learners
+            .iter()
+            .filter(|(s, st)| **s != me && st.phase >= Some(LearnerPhase::Syncing))
+            .map(|(s, _)| *s)
+            .collect();
         for s in targets {
             self.ping(s);
         }
