@@ -314,6 +314,73 @@ fn versus(
     (ma, mb)
 }
 
+/// 3-member ensembles of each: the loads in `mixes`, then staleness under 32x16 setData.
+fn ensemble(rows: &mut Vec<Row>, work: &Path, secs: u64, rounds: u64, mixes: &[&str]) {
+    let (zc, za) = common::start_ensemble(&work.join("zabd-ens"), 3, "warn");
+    let ea = Server {
+        name: "zabd",
+        children: zc,
+        addr: za,
+        restart: Box::new(|| unreachable!()),
+    };
+    let ports: Vec<u16> = (0..9).map(|_| free_port()).collect();
+    let (kc, ka) = start_zk_ensemble(&work.join("zk-ens"), &ports);
+    let eb = Server {
+        name: "zookeeper",
+        children: kc,
+        addr: ka,
+        restart: Box::new(|| unreachable!()),
+    };
+    for mix in mixes {
+        versus(
+            rows,
+            &format!("3 members {mix}, 32 sessions x 16"),
+            &ea,
+            &eb,
+            &load_args(mix, 32, 16, secs),
+            rounds,
+        );
+    }
+    staleness(rows, &ea, &eb, &load_args("set", 32, 16, secs), rounds);
+}
+
+/// How long after a write is acknowledged on the first member of the connect string a
+/// reader polling the second sees it (`zabd bench --staleness`), under the load `args`:
+/// medians over alternating rounds of the p50, p99 and max.
+fn staleness(rows: &mut Vec<Row>, a: &Server, b: &Server, args: &[String], rounds: u64) {
+    let mut args = args.to_vec();
+    args.push("--staleness".into());
+    let mut got: [[Vec<f64>; 3]; 2] = Default::default();
+    let keys = ["p50", "p99", "max"];
+    for r in 0..rounds {
+        let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            let s = if k == 0 { a } else { b };
+            let _ = Command::new("sync").status();
+            let rep = bench(s, &args);
+            let st = &rep["staleness"]["latency_us"];
+            eprintln!(
+                "  3 members set 32x16 staleness {}: p50 {} us, p99 {} us, max {} us ({} writes)",
+                s.name, st["p50"], st["p99"], st["max"], rep["staleness"]["writes"]
+            );
+            for (i, key) in keys.iter().enumerate() {
+                got[k][i].push(st[*key].as_f64().unwrap_or(f64::NAN));
+            }
+        }
+    }
+    for (i, key) in keys.iter().enumerate() {
+        rows.push(Row {
+            figure: format!(
+                "3 members set 32x16: staleness (acked on one member, seen on another) {key}"
+            ),
+            unit: "us",
+            zabd: median(got[0][i].clone()),
+            zk: median(got[1][i].clone()),
+            higher_better: false,
+        });
+    }
+}
+
 fn load_args(mix: &str, sessions: usize, inflight: usize, secs: u64) -> Vec<String> {
     vec![
         "--mix".into(),
@@ -716,6 +783,14 @@ fn main() {
     let _ = std::fs::remove_dir_all(&work);
     let mut rows = Vec::new();
     let only = std::env::var("VERSUS_ONLY").unwrap_or_default();
+    if only == "staleness" {
+        ensemble(&mut rows, &work, secs, rounds, &[]);
+        let md = table(&rows);
+        println!("{md}");
+        std::fs::write(out.join("report-staleness.md"), &md).unwrap();
+        let _ = std::fs::remove_dir_all(&work);
+        return;
+    }
     if only == "bigtree" || only == "failover" {
         if only == "bigtree" {
             let mut a = zabd_server(&work);
@@ -803,31 +878,7 @@ fn main() {
     drop(a);
     drop(b);
     if env_u64("VERSUS_ENSEMBLE", 0) == 1 {
-        let (zc, za) = common::start_ensemble(&work.join("zabd-ens"), 3, "warn");
-        let ea = Server {
-            name: "zabd",
-            children: zc,
-            addr: za,
-            restart: Box::new(|| unreachable!()),
-        };
-        let ports: Vec<u16> = (0..9).map(|_| free_port()).collect();
-        let (kc, ka) = start_zk_ensemble(&work.join("zk-ens"), &ports);
-        let eb = Server {
-            name: "zookeeper",
-            children: kc,
-            addr: ka,
-            restart: Box::new(|| unreachable!()),
-        };
-        for mix in ["create", "get", "read90"] {
-            versus(
-                &mut rows,
-                &format!("3 members {mix}, 32 sessions x 16"),
-                &ea,
-                &eb,
-                &load_args(mix, 32, 16, secs),
-                rounds,
-            );
-        }
+        ensemble(&mut rows, &work, secs, rounds, &["create", "get", "read90"]);
     }
     let md = table(&rows) + &floor_note(&rows, floor);
     println!("{md}");

@@ -195,3 +195,94 @@ fn auth_pipelined_behind_the_handshake_works_on_followers() {
     common::raw::check_pipelined_auth(&addr(f[0]), &addr(f[1]), "/creator-only");
     common::raw::check_pipelined_auth(&addr(leader), &addr(f[0]), "/creator-only-2");
 }
+
+/// The snapshot files in member `i`'s data directory.
+fn snapshots(e: &Ensemble, i: usize) -> usize {
+    let dir = e.dir.path().join(format!("m{}", i + 1)).join("version-2");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|f| {
+                    let n = f.file_name();
+                    let n = n.to_string_lossy();
+                    n.starts_with("snapshot.") && !n.contains(".tmp")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A learner applies commits before its own slow log sync of them, and snapshots often:
+/// killed with -9 right after a snapshot, it must recover and converge with the others
+/// (a snapshot holding transactions its log had not synced would not replay cleanly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_killed_after_snapshotting_unsynced_commits_recovers_and_converges() {
+    let mut e = Ensemble::start_each(3, |i| {
+        if i == 0 {
+            "test_log_sync_delay_ms = 100\nsnap_count = 2000".into()
+        } else {
+            "snap_count = 2000".into()
+        }
+    });
+    let leader = e.wait_settled();
+    let load_at = (1..3).find(|i| *i != leader).unwrap_or(leader);
+    // A tree large enough that a snapshot's walk spans many passes, so transactions
+    // apply while it runs (a fuzzy snapshot).
+    let bulk = e.client(load_at).await;
+    bulk.create("/bulk", b"", &persistent()).await.unwrap();
+    let mut creates = Vec::new();
+    for t in 0..16 {
+        let c = bulk.clone();
+        creates.push(tokio::spawn(async move {
+            for n in 0..1250 {
+                c.create(&format!("/bulk/{t}-{n}"), b"x", &persistent())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for c in creates {
+        c.await.unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for k in 0..4 {
+        let c = e.client(load_at).await;
+        let key = format!("/snap-load{k}");
+        load.push(tokio::spawn(background_writes(
+            c,
+            key,
+            stop.clone(),
+            done.clone(),
+        )));
+    }
+    for round in 0..3 {
+        let before = snapshots(&e, 0);
+        common::wait_until("member 1 writes another snapshot", || {
+            snapshots(&e, 0) > before
+        });
+        e.kill9(0);
+        e.restart(0);
+        common::wait_until("member 1 serves again", || {
+            e.role(0)
+                .is_some_and(|(m, _)| m == "follower" || m == "leader")
+        });
+        eprintln!(
+            "round {round}: member 1 killed after its snapshot {}",
+            before + 1
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    e.wait_settled();
+    let (zxid, digest) = e.converged().expect("members converge");
+    let m = e.four(0, "mntr");
+    assert!(m.contains("zk_digest_mismatches_count\t0"), "{m}");
+    eprintln!(
+        "converged at 0x{zxid:x} (digest {digest}) after {} writes",
+        done.load(Ordering::Relaxed)
+    );
+}

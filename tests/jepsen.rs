@@ -312,42 +312,6 @@ fn nemesis(e: &mut Ensemble, rng: &mut Rng, start: Instant, end: Instant) -> usi
     applied
 }
 
-/// Waits until every member reports the same applied zxid, then compares their digests.
-fn converged(e: &Ensemble) -> Result<(i64, String), String> {
-    let row = |text: &str, key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('\t'))
-            .map(str::to_string)
-    };
-    let mut last = Vec::new();
-    let end = Instant::now() + DEADLINE;
-    while Instant::now() < end {
-        let rows: Vec<(Option<String>, Option<String>)> = (0..3)
-            .map(|i| {
-                let m = e.four(i, "mntr");
-                (
-                    row(&m, "zabd_last_applied_zxid"),
-                    row(&m, "zabd_tree_digest"),
-                )
-            })
-            .collect();
-        if rows
-            .iter()
-            .all(|(z, d)| z.is_some() && d.is_some() && *z == rows[0].0)
-        {
-            let digests: Vec<&String> = rows.iter().filter_map(|(_, d)| d.as_ref()).collect();
-            if digests.iter().all(|d| *d == digests[0]) {
-                let zxid = rows[0].0.as_ref().unwrap().parse().unwrap_or(0);
-                return Ok((zxid, digests[0].clone()));
-            }
-            return Err(format!("same zxid, different digests: {rows:?}"));
-        }
-        last = rows;
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("members never reached the same zxid: {last:?}"))
-}
-
 /// One seeded run; returns its summary line, or the violations found.
 fn run(seed: u64, secs: u64) -> Result<String, String> {
     let mut rng = Rng::new(seed);
@@ -436,7 +400,7 @@ fn run(seed: u64, secs: u64) -> Result<String, String> {
     if let Err(e) = check_set(&rec.acked_creates, &present) {
         problems.push(e);
     }
-    let converged = converged(&e);
+    let converged = e.converged();
     if let Err(e) = &converged {
         problems.push(e.clone());
     }

@@ -88,7 +88,9 @@ pub enum Event {
     },
     /// The connection is gone (closed by either side).
     Closed { conn: ConnId },
-    /// Every transaction up to `zxid` is durable (and, later, quorum-committed).
+    /// Standalone: every transaction up to `zxid` is durable, which is committed there (an
+    /// ensemble member hears durability as `server::core_task::CoreMsg::Durable`, hands it
+    /// to ZAB, and applies quorum commits as [`Event::Apply`]).
     Committed { zxid: i64 },
     /// Time has passed: expire sessions, check containers.
     Tick,

@@ -9,7 +9,7 @@
 
 use super::{histogram, open, Latency, Options};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zookeeper_client::Client;
@@ -57,11 +57,22 @@ pub async fn run(
     stop: Arc<AtomicBool>,
 ) -> Staleness {
     let start = Instant::now();
-    let reader_stop = stop.clone();
+    // The writer's final count once it has stopped (u64::MAX until then): the reader goes
+    // on until it has seen that value, for a few seconds at most.
+    let last = Arc::new(AtomicU64::new(u64::MAX));
+    let reader_last = last.clone();
     let reader_node = node.clone();
     let reader = tokio::spawn(async move {
         let mut seen: Vec<Duration> = Vec::new();
-        while !reader_stop.load(Ordering::Relaxed) {
+        let mut deadline = None;
+        loop {
+            let want = reader_last.load(Ordering::Relaxed);
+            if want != u64::MAX {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(5));
+                if seen.len() as u64 >= want || Instant::now() > d {
+                    break;
+                }
+            }
             let Ok((data, _)) = r.get_data(&reader_node).await else {
                 continue;
             };
@@ -86,6 +97,7 @@ pub async fn run(
             acked.insert(n, start.elapsed());
         }
     }
+    last.store(n, Ordering::Relaxed);
     let seen = reader.await.unwrap_or_default();
     let mut h = histogram();
     let mut unseen = 0;

@@ -5,7 +5,7 @@ use super::{spawn, DEADLINE};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Child;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Member {
     child: Option<Child>,
@@ -252,6 +252,42 @@ impl Ensemble {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("the ensemble did not settle on one leader");
+    }
+
+    /// Waits until every member reports the same applied zxid, then compares their digests.
+    pub fn converged(&self) -> Result<(i64, String), String> {
+        let row = |text: &str, key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('\t'))
+                .map(str::to_string)
+        };
+        let mut last = Vec::new();
+        let end = Instant::now() + DEADLINE;
+        while Instant::now() < end {
+            let rows: Vec<(Option<String>, Option<String>)> = (0..self.members.len())
+                .map(|i| {
+                    let m = self.four(i, "mntr");
+                    (
+                        row(&m, "zabd_last_applied_zxid"),
+                        row(&m, "zabd_tree_digest"),
+                    )
+                })
+                .collect();
+            if rows
+                .iter()
+                .all(|(z, d)| z.is_some() && d.is_some() && *z == rows[0].0)
+            {
+                let digests: Vec<&String> = rows.iter().filter_map(|(_, d)| d.as_ref()).collect();
+                if digests.iter().all(|d| *d == digests[0]) {
+                    let zxid = rows[0].0.as_ref().unwrap().parse().unwrap_or(0);
+                    return Ok((zxid, digests[0].clone()));
+                }
+                return Err(format!("same zxid, different digests: {rows:?}"));
+            }
+            last = rows;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("members never reached the same zxid: {last:?}"))
     }
 
     /// A client of member `i` alone.
