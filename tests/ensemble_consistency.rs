@@ -42,6 +42,29 @@ async fn background_writes(c: Client, key: String, stop: Arc<AtomicBool>, done: 
     }
 }
 
+/// Background writes through member `at`: four sessions, one key each, until the returned
+/// flag is set; the counter counts the acknowledged ones.
+async fn start_load(
+    e: &Ensemble,
+    at: usize,
+    prefix: &str,
+) -> (
+    Arc<AtomicBool>,
+    Arc<AtomicU64>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for k in 0..4 {
+        let c = e.client(at).await;
+        let key = format!("/{prefix}{k}");
+        let task = background_writes(c, key, stop.clone(), done.clone());
+        load.push(tokio::spawn(task));
+    }
+    (stop, done, load)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_then_read_on_another_member_sees_every_acknowledged_write() {
     // Member 1 plays a slow disk: every log sync there waits 15 ms more.
@@ -57,19 +80,7 @@ async fn sync_then_read_on_another_member_sees_every_acknowledged_write() {
     let writer = (1..3).find(|i| *i != leader).expect("a second follower");
     let load_at = (0..3).find(|i| *i != reader && *i != writer).unwrap();
     let (w, r) = (e.client(writer).await, e.client(reader).await);
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let mut load = Vec::new();
-    for k in 0..4 {
-        let c = e.client(load_at).await;
-        let key = format!("/load{k}");
-        load.push(tokio::spawn(background_writes(
-            c,
-            key,
-            stop.clone(),
-            done.clone(),
-        )));
-    }
+    let (stop, done, load) = start_load(&e, load_at, "load").await;
     w.create("/reg", b"v0", &persistent()).await.unwrap();
     let rounds = env_or("ZABD_SYNC_ROUNDS", 1500);
     for i in 1..=rounds {
@@ -244,19 +255,7 @@ async fn a_learner_killed_after_snapshotting_unsynced_commits_recovers_and_conve
     for c in creates {
         c.await.unwrap();
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let mut load = Vec::new();
-    for k in 0..4 {
-        let c = e.client(load_at).await;
-        let key = format!("/snap-load{k}");
-        load.push(tokio::spawn(background_writes(
-            c,
-            key,
-            stop.clone(),
-            done.clone(),
-        )));
-    }
+    let (stop, done, load) = start_load(&e, load_at, "snap-load").await;
     for round in 0..3 {
         let before = snapshots(&e, 0);
         common::wait_until("member 1 writes another snapshot", || {

@@ -21,7 +21,7 @@ mod common;
 
 use common::ensemble::Ensemble;
 use common::linearizable::{check_register, check_set, Call, Op, Outcome, SessionFloor};
-use common::{signal_pause, DEADLINE};
+use common::{signal_pause, Rng, DEADLINE};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zookeeper_client::{Acls, Client, CreateMode, Error};
@@ -31,24 +31,9 @@ const CLIENTS: usize = 5;
 /// Longest a client waits for one answer before calling its outcome unknown.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn between_ms(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo))
-    }
+/// A random duration in [lo, hi) ms.
+fn between_ms(rng: &mut Rng, lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(lo + rng.below(hi - lo))
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -98,6 +83,13 @@ impl Shared {
     }
 }
 
+/// `f`'s result, or Timeout once [`OP_TIMEOUT`] has passed (the outcome is then unknown).
+async fn within<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::time::timeout(OP_TIMEOUT, f)
+        .await
+        .unwrap_or(Err(Error::Timeout))
+}
+
 async fn connect(cs: &str, until: Instant) -> Option<Client> {
     while Instant::now() < until {
         let c = Client::connector()
@@ -135,12 +127,7 @@ async fn client(id: usize, cs: String, seed: u64, sh: Arc<Shared>) {
         let broke: Option<Error> = if pick < 55 {
             let cas = pick >= 30;
             let expect = version[r];
-            let res = tokio::time::timeout(
-                OP_TIMEOUT,
-                c.set_data(&path, value.as_bytes(), cas.then_some(expect)),
-            )
-            .await
-            .unwrap_or(Err(Error::Timeout));
+            let res = within(c.set_data(&path, value.as_bytes(), cas.then_some(expect))).await;
             let (out, broke) = match res {
                 Ok(stat) => {
                     floors[r].wrote(stat.mzxid);
@@ -169,14 +156,13 @@ async fn client(id: usize, cs: String, seed: u64, sh: Arc<Shared>) {
             broke
         } else if pick < 90 {
             let synced = pick < 75;
-            let res = tokio::time::timeout(OP_TIMEOUT, async {
+            let res = within(async {
                 if synced {
                     c.sync(&path).await?;
                 }
                 c.get_data(&path).await
             })
-            .await
-            .unwrap_or(Err(Error::Timeout));
+            .await;
             match res {
                 Ok((data, stat)) => {
                     let ret = sh.now();
@@ -207,9 +193,7 @@ async fn client(id: usize, cs: String, seed: u64, sh: Arc<Shared>) {
         } else {
             let node = format!("/jepsen/set/{value}");
             let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
-            let res = tokio::time::timeout(OP_TIMEOUT, c.create(&node, b"", &open))
-                .await
-                .unwrap_or(Err(Error::Timeout));
+            let res = within(c.create(&node, b"", &open)).await;
             match res {
                 Ok(_) => {
                     sh.record.lock().unwrap().acked_creates.push(value);
@@ -260,7 +244,7 @@ fn leader(e: &Ensemble, skip: &[usize]) -> Option<usize> {
 fn nemesis(e: &mut Ensemble, rng: &mut Rng, start: Instant, end: Instant) -> usize {
     let mut applied = 0;
     while Instant::now() + Duration::from_secs(5) < end {
-        std::thread::sleep(rng.between_ms(1000, 3000));
+        std::thread::sleep(between_ms(rng, 1000, 3000));
         let one = rng.below(3) as usize;
         let fault = match rng.below(7) {
             0 => Fault::IsolateLeader,
@@ -282,7 +266,7 @@ fn nemesis(e: &mut Ensemble, rng: &mut Rng, start: Instant, end: Instant) -> usi
             start.elapsed().as_secs_f64(),
             target + 1
         );
-        let lasting = rng.between_ms(1000, 4000);
+        let lasting = between_ms(rng, 1000, 4000);
         match fault {
             Fault::IsolateLeader | Fault::IsolateOne(_) => {
                 e.isolate(target);

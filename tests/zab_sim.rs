@@ -20,26 +20,12 @@
 //! `ZAB_SEEDS=<n>` sets how many seeds run (default 1000); `ZAB_TRACE=<id>` prints the
 //! messages to and from one member.
 
+mod common;
+
 use bytes::Bytes;
+use common::Rng;
 use std::collections::{BTreeMap, VecDeque};
 use zabd::quorum::{Action, Config, Durable, Entry, Msg, Peer, Sid, State, Zxid};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 struct Node {
     cfg: Config,
@@ -98,7 +84,7 @@ struct Sim {
 
 impl Sim {
     fn new(seed: u64) -> Sim {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Rng::new(seed);
         let voters_n = if rng.chance(50) { 3 } else { 5 };
         let voters: Vec<Sid> = (1..=voters_n).collect();
         let observers: Vec<Sid> = if rng.chance(30) {

@@ -287,27 +287,41 @@ fn member(mode: Mode) -> (Engine, i64) {
             _ => None,
         })
         .expect("createSession forwarded or logged");
-    let hdr = TxnHeader {
-        client_id: session,
-        cxid: 0,
-        zxid: zx(1),
-        time: 0,
-        op: op::CREATE_SESSION,
-    };
+    let hdr = hdr(session, 0, zx(1), op::CREATE_SESSION);
     let txn = Txn::CreateSession { timeout: 10_000 };
-    let a = e.handle(
-        Event::Apply {
-            hdr,
-            txn,
-            digest: None,
-        },
-        clock(0),
-    );
+    let a = apply(&mut e, hdr, txn, 0);
     assert!(
         matches!(a.first(), Some(Action::Send { .. })),
         "ConnectResponse: {a:?}"
     );
     (e, session)
+}
+
+fn hdr(client_id: i64, cxid: i32, zxid: i64, op: i32) -> TxnHeader {
+    TxnHeader {
+        client_id,
+        cxid,
+        zxid,
+        time: 0,
+        op,
+    }
+}
+
+fn create_txn(path: &str) -> Txn {
+    Txn::Create {
+        op: op::CREATE,
+        path: path.into(),
+        data: None,
+        acl: open_acl(),
+        kind: crate::txn::CreateKind::Persistent,
+        parent_cversion: 1,
+    }
+}
+
+/// A quorum commit applied on `e`.
+fn apply(e: &mut Engine, hdr: TxnHeader, txn: Txn, ms: i64) -> Vec<Action> {
+    let digest = None;
+    e.handle(Event::Apply { hdr, txn, digest }, clock(ms))
 }
 
 fn sync_req() -> Request {
@@ -339,29 +353,9 @@ fn a_write_applied_before_an_earlier_sync_completes_is_answered_after_it() {
         clock(1),
     );
     // The write's COMMIT comes before the leader's SYNC answer.
-    let hdr = TxnHeader {
-        client_id: session,
-        cxid: 2,
-        zxid: zx(2),
-        time: 0,
-        op: op::CREATE,
-    };
-    let txn = Txn::Create {
-        op: op::CREATE,
-        path: "/a".into(),
-        data: None,
-        acl: open_acl(),
-        kind: crate::txn::CreateKind::Persistent,
-        parent_cversion: 1,
-    };
-    let a = e.handle(
-        Event::Apply {
-            hdr,
-            txn,
-            digest: None,
-        },
-        clock(2),
-    );
+    let hdr = hdr(session, 2, zx(2), op::CREATE);
+    let txn = create_txn("/a");
+    let a = apply(&mut e, hdr, txn, 2);
     assert!(
         replies(&a, 1).is_empty(),
         "nothing may overtake the sync: {a:?}"
@@ -397,29 +391,9 @@ fn a_learner_sync_completes_only_once_the_leaders_zxid_is_applied_here() {
     // The leader had applied zx(2); this member has zx(1) only.
     let a = e.handle(Event::Synced { zxid: zx(2) }, clock(2));
     assert!(replies(&a, 1).is_empty(), "{a:?}");
-    let hdr = TxnHeader {
-        client_id: 0,
-        cxid: 0,
-        zxid: zx(2),
-        time: 0,
-        op: op::CREATE,
-    };
-    let txn = Txn::Create {
-        op: op::CREATE,
-        path: "/b".into(),
-        data: None,
-        acl: open_acl(),
-        kind: crate::txn::CreateKind::Persistent,
-        parent_cversion: 1,
-    };
-    let a = e.handle(
-        Event::Apply {
-            hdr,
-            txn,
-            digest: None,
-        },
-        clock(3),
-    );
+    let hdr = hdr(0, 0, zx(2), op::CREATE);
+    let txn = create_txn("/b");
+    let a = apply(&mut e, hdr, txn, 3);
     assert_eq!(
         replies(&a, 1).iter().map(|h| h.xid).collect::<Vec<_>>(),
         vec![1]
