@@ -11,7 +11,26 @@
 pub mod snapshot;
 pub mod txnlog;
 
+use crate::jute::DecodeError;
 use std::path::Path;
+
+/// Why a log entry, log file or snapshot cannot be read. Recovery names the file with it and
+/// refuses to start; a bad SNAP stream closes that learner connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("{len} bytes is too short for a {what} header")]
+    TooShort { len: usize, what: &'static str },
+    #[error("bad magic 0x{magic:08x}, not a ZooKeeper {what}")]
+    BadMagic { magic: i32, what: &'static str },
+    #[error("checksum mismatch at offset {at}")]
+    Checksum { at: usize },
+    #[error("incomplete snapshot (no end seal)")]
+    Unsealed,
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// "ZKLG"
 pub const LOG_MAGIC: i32 = 0x5a4b_4c47;

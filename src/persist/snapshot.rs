@@ -25,7 +25,7 @@
 //! digest. The zxid digest is taken when the walk ends, so for a fuzzy snapshot its zxid
 //! can be past the file's name; recovery checks the digest when replay reaches that zxid. A file whose last five bytes are not `00 00 00 01 '/'` is not a complete snapshot.
 
-use super::{file_header, SNAP_DBID, SNAP_MAGIC};
+use super::{file_header, Error, SNAP_DBID, SNAP_MAGIC};
 use crate::jute::records::{read_acls, write_acls, Acl, StatPersisted};
 use crate::jute::{Reader, Record, Writer};
 use crate::tree::acl_cache::{AclCache, OPEN_ACL_ID};
@@ -337,7 +337,7 @@ pub struct Loaded {
 /// Reads a snapshot file; any inconsistency is an error naming what is wrong.
 /// Takes the file's bytes by value: node data is copied out of them, and they are dropped
 /// when loading ends.
-pub fn decode(file: Bytes, extended_types: bool) -> Result<Loaded, String> {
+pub fn decode(file: Bytes, extended_types: bool) -> Result<Loaded, Error> {
     decode_with(file, extended_types, Checksum::default)
 }
 
@@ -380,25 +380,27 @@ pub fn decode_with(
     file: Bytes,
     extended_types: bool,
     prefix: impl FnOnce() -> Checksum,
-) -> Result<Loaded, String> {
+) -> Result<Loaded, Error> {
     if !looks_complete(&file) {
-        return Err("incomplete snapshot (no end seal)".into());
+        return Err(Error::Unsealed);
     }
     let mut r = Reader::new(file.clone());
-    let e = |x: crate::jute::DecodeError| x.to_string();
-    let magic = r.i32().map_err(e)?;
+    let magic = r.i32()?;
     if magic != SNAP_MAGIC {
-        return Err(format!("bad magic 0x{magic:08x}, not a ZooKeeper snapshot"));
+        return Err(Error::BadMagic {
+            magic,
+            what: "snapshot",
+        });
     }
-    r.i32().map_err(e)?;
-    r.i64().map_err(e)?;
+    r.i32()?;
+    r.i64()?;
     let (sessions, mut tree) = read_state(&mut r, extended_types)?;
     let mut sum = prefix();
     check_seal(&file, &mut r, &mut sum)?;
     let digest = if r.remaining() > 0 {
-        let zxid = r.i64().map_err(e)?;
-        r.i32().map_err(e)?;
-        let d = r.i64().map_err(e)? as u64;
+        let zxid = r.i64()?;
+        r.i32()?;
+        let d = r.i64()? as u64;
         check_seal(&file, &mut r, &mut sum)?;
         (zxid > 0).then_some((zxid, d))
     } else {
@@ -413,33 +415,32 @@ pub fn decode_with(
 }
 
 /// Sessions, ACL cache and nodes, up to and including the "/" end marker.
-fn read_state(r: &mut Reader, extended_types: bool) -> Result<(SessionList, DataTree), String> {
-    let e = |x: crate::jute::DecodeError| x.to_string();
-    let count = r.i32().map_err(e)?;
+fn read_state(r: &mut Reader, extended_types: bool) -> Result<(SessionList, DataTree), Error> {
+    let count = r.i32()?;
     if count < 0 {
-        return Err(format!("negative session count {count}"));
+        return Err(Error::Invalid(format!("negative session count {count}")));
     }
     let mut sessions = Vec::new();
     for _ in 0..count {
-        sessions.push((r.i64().map_err(e)?, r.i32().map_err(e)?));
+        sessions.push((r.i64()?, r.i32()?));
     }
     let mut tree = Loader::new(DataTree::empty(extended_types));
-    let acl_count = r.i32().map_err(e)?;
+    let acl_count = r.i32()?;
     for _ in 0..acl_count.max(0) {
-        let id = r.i64().map_err(e)?;
-        let list = read_acls(r).map_err(e)?;
+        let id = r.i64()?;
+        let list = read_acls(r)?;
         tree.tree_mut().acls.load(id, list);
     }
     loop {
-        let p = r.string().map_err(e)?;
+        let p = r.string()?;
         if p == "/" {
             break;
         }
-        let data = r.buffer_owned().map_err(e)?;
-        let acl = r.i64().map_err(e)?;
-        let stat = StatPersisted::read(r).map_err(e)?;
+        let data = r.buffer_owned()?;
+        let acl = r.i64()?;
+        let stat = StatPersisted::read(r)?;
         let p = if p.is_empty() { "/".to_string() } else { p };
-        tree.node(p, data, acl, stat)?;
+        tree.node(p, data, acl, stat).map_err(Error::Invalid)?;
     }
     Ok((sessions, tree.finish()))
 }
@@ -464,12 +465,14 @@ impl Parts {
 }
 
 /// Reads the state sent after SNAP.
-pub fn decode_stream(b: Bytes, extended_types: bool) -> Result<Loaded, String> {
+pub fn decode_stream(b: Bytes, extended_types: bool) -> Result<Loaded, Error> {
     let mut r = Reader::new(b);
     let (sessions, mut tree) = read_state(&mut r, extended_types)?;
-    let sig = r.string().map_err(|x| x.to_string())?;
+    let sig = r.string()?;
     if sig != SIGNATURE {
-        return Err(format!("bad signature {sig:?} after the snapshot"));
+        return Err(Error::Invalid(format!(
+            "bad signature {sig:?} after the snapshot"
+        )));
     }
     tree.finish_load();
     Ok(Loaded {
@@ -481,16 +484,16 @@ pub fn decode_stream(b: Bytes, extended_types: bool) -> Result<Loaded, String> {
 
 /// Length of the SNAP state at the start of `b` once it has all arrived (`None` until
 /// then), so the transport can cut it from the stream without decoding it.
-pub fn stream_len(b: &[u8]) -> Result<Option<usize>, String> {
+pub fn stream_len(b: &[u8]) -> Result<Option<usize>, Error> {
     let mut at = 0usize;
     let int = |at: &mut usize| -> Option<i32> {
         let x = b.get(*at..*at + 4)?;
         *at += 4;
         Some(i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
     };
-    let skip = |at: &mut usize, n: i32| -> Result<(), String> {
+    let skip = |at: &mut usize, n: i32| -> Result<(), Error> {
         if !(-1..=(64 << 20)).contains(&n) {
-            return Err(format!("length {n} in the SNAP state"));
+            return Err(Error::Invalid(format!("length {n} in the SNAP state")));
         }
         *at += n.max(0) as usize;
         Ok(())
@@ -533,12 +536,12 @@ pub fn stream_len(b: &[u8]) -> Result<Option<usize>, String> {
     Ok((b.len() >= at).then_some(at))
 }
 
-fn check_seal(file: &[u8], r: &mut Reader, sum: &mut Checksum) -> Result<(), String> {
+fn check_seal(file: &[u8], r: &mut Reader, sum: &mut Checksum) -> Result<(), Error> {
     let at = r.position();
-    let stored = r.i64().map_err(|x| x.to_string())?;
-    let slash = r.string().map_err(|x| x.to_string())?;
+    let stored = r.i64()?;
+    let slash = r.string()?;
     if stored != sum.extend_to(file, at) as i64 || slash != "/" {
-        return Err(format!("checksum mismatch at offset {at}"));
+        return Err(Error::Checksum { at });
     }
     Ok(())
 }

@@ -19,7 +19,7 @@
 //! what a crash in the middle of a write leaves. Anything else is corruption.
 
 use super::adler32;
-use crate::jute::{Reader, Record, Writer};
+use crate::jute::{DecodeError, Reader, Record, Writer};
 use crate::txn::{Txn, TxnHeader};
 use bytes::Bytes;
 
@@ -57,13 +57,13 @@ pub struct Entry {
 }
 
 /// Decodes an entry body: header, record, optional digest.
-pub fn decode_body(body: Bytes) -> Result<Entry, String> {
+pub fn decode_body(body: Bytes) -> Result<Entry, DecodeError> {
     let mut r = Reader::new(body);
-    let hdr = TxnHeader::read(&mut r).map_err(|e| e.to_string())?;
-    let txn = Txn::read(hdr.op, &mut r).map_err(|e| e.to_string())?;
+    let hdr = TxnHeader::read(&mut r)?;
+    let txn = Txn::read(hdr.op, &mut r)?;
     let digest = if r.remaining() >= 12 {
-        r.i32().map_err(|e| e.to_string())?;
-        Some(r.i64().map_err(|e| e.to_string())? as u64)
+        r.i32()?;
+        Some(r.i64()? as u64)
     } else {
         None
     };
@@ -87,18 +87,19 @@ pub struct Parsed {
 }
 
 /// Parses a whole log file.
-pub fn parse(file: &[u8]) -> Result<Parsed, String> {
+pub fn parse(file: &[u8]) -> Result<Parsed, super::Error> {
     if file.len() < 16 {
-        return Err(format!(
-            "{} bytes is too short for a log file header",
-            file.len()
-        ));
+        return Err(super::Error::TooShort {
+            len: file.len(),
+            what: "log file",
+        });
     }
     let magic = i32::from_be_bytes(file[..4].try_into().expect("4 bytes"));
     if magic != super::LOG_MAGIC {
-        return Err(format!(
-            "bad magic 0x{magic:08x}, not a ZooKeeper transaction log"
-        ));
+        return Err(super::Error::BadMagic {
+            magic,
+            what: "transaction log",
+        });
     }
     let last_nonzero = file
         .iter()

@@ -597,8 +597,15 @@ async fn accept_quorum(
     }
 }
 
+/// A quorum packet whose framing cannot be right: the connection closes.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("quorum packet data of {0} bytes (at most {MAX_PEER_FRAME})")]
+    TooLarge(i32),
+}
+
 /// Length of the QuorumPacket at the start of `b`, if it is whole.
-fn packet_len(b: &[u8]) -> Result<Option<usize>, String> {
+fn packet_len(b: &[u8]) -> Result<Option<usize>, FrameError> {
     let int_at = |at: usize| -> Option<i32> {
         b.get(at..at + 4)
             .map(|x| i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
@@ -608,7 +615,7 @@ fn packet_len(b: &[u8]) -> Result<Option<usize>, String> {
     at += 4;
     if n > 0 {
         if n as usize > MAX_PEER_FRAME {
-            return Err(format!("quorum packet data of {n} bytes"));
+            return Err(FrameError::TooLarge(n));
         }
         at += n as usize;
     }

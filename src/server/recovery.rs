@@ -34,10 +34,10 @@ pub struct Recovered {
     pub entries: Vec<txnlog::Entry>,
 }
 
-fn corrupt(file: &Path, msg: impl Into<String>) -> RecoveryError {
+fn corrupt(file: &Path, msg: impl ToString) -> RecoveryError {
     RecoveryError::Corrupt {
         file: file.display().to_string(),
-        msg: msg.into(),
+        msg: msg.to_string(),
     }
 }
 
