@@ -341,6 +341,17 @@ fn run(seed: u64, secs: u64) -> Result<String, String> {
         .collect();
     let faults = nemesis(&mut e, &mut rng, start, sh.end);
     e.heal();
+    for i in 0..3 {
+        if let Some(code) = e.exited(i) {
+            let log = e.log(i);
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            return Err(format!(
+                "member {} exited by itself with {code:?}; its log ends:\n{}",
+                i + 1,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+    }
     rt.block_on(async {
         for c in clients {
             let _ = c.await;

@@ -107,8 +107,11 @@ fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<Co
                     current = None;
                     truncate_logs(&cfg.dir, after);
                     truncations += 1;
-                    // What this batch appended past `after` is gone: not durable.
-                    last_zxid = last_zxid.map(|z: i64| z.min(after));
+                    // What this batch appended past `after` is gone, and everything up to
+                    // `after` is on disk: say so under the new count, even when this batch
+                    // appended nothing (the reports from before the cut are ignored, and a
+                    // learner waits for this one to acknowledge NEWLEADER).
+                    last_zxid = Some(after);
                     let _ = done.send(());
                 }
             }
@@ -488,5 +491,49 @@ mod log_tests {
             .map(|(_, e)| e.hdr.zxid)
             .collect();
         assert_eq!(zxids, vec![1, 2]);
+    }
+
+    /// A cut with nothing appended after it is still reported, under the new count: a
+    /// learner TRUNCated right before NEWLEADER waits for exactly this to acknowledge it.
+    #[test]
+    fn a_truncation_alone_reports_what_is_durable_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let cfg = LogConfig {
+            dir: dir.path().to_path_buf(),
+            force_sync: true,
+            prealloc: 0,
+            sync_delay: std::time::Duration::ZERO,
+        };
+        let log = start_log_writer(cfg, core);
+        for z in 1..=3 {
+            log.send(append(z)).unwrap();
+        }
+        // The appends are synced and reported first, so the cut comes alone.
+        while !matches!(
+            reports.blocking_recv(),
+            Some(CoreMsg::Durable { zxid: 3, .. })
+        ) {}
+        let (done, wait) = mpsc::channel();
+        log.send(LogCmd::Truncate { after: 2, done }).unwrap();
+        wait.recv().unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match reports.try_recv() {
+                Ok(CoreMsg::Durable {
+                    zxid,
+                    truncations: 1,
+                }) => {
+                    assert_eq!(zxid, 2);
+                    break;
+                }
+                Ok(CoreMsg::Durable { truncations: 0, .. }) => {}
+                Ok(_) => panic!("unexpected message"),
+                Err(_) => {
+                    assert!(std::time::Instant::now() < end, "no report after the cut");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        }
     }
 }

@@ -188,6 +188,12 @@ impl Ensemble {
         self.members[i].child.as_ref().map(|c| c.id())
     }
 
+    /// Member `i`'s exit code, if it has ended by itself (it was not killed by the test).
+    pub fn exited(&mut self, i: usize) -> Option<Option<i32>> {
+        let c = self.members[i].child.as_mut()?;
+        c.try_wait().ok().flatten().map(|st| st.code())
+    }
+
     pub fn is_up(&self, i: usize) -> bool {
         self.members[i].child.is_some()
     }
@@ -251,7 +257,8 @@ impl Ensemble {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the ensemble did not settle on one leader");
+        let roles: Vec<_> = (0..self.members.len()).map(|i| self.role(i)).collect();
+        panic!("the ensemble did not settle on one leader: (mode, zxid) per member {roles:?}");
     }
 
     /// Waits until every member reports the same applied zxid, then compares their digests.
@@ -304,6 +311,23 @@ impl Drop for Ensemble {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
             self.kill9(i);
+        }
+        if std::thread::panicking() {
+            // Keep the members' logs and configurations for the post-mortem.
+            let keep = std::env::temp_dir().join(format!(
+                "zabd-failed-ensemble-{}-{}",
+                std::process::id(),
+                self.members[0].addr.replace([':', '.'], "-")
+            ));
+            let _ = std::fs::create_dir_all(&keep);
+            for m in &self.members {
+                for f in [m.cfg.with_extension("log"), m.cfg.clone()] {
+                    if let Some(name) = f.file_name() {
+                        let _ = std::fs::copy(&f, keep.join(name));
+                    }
+                }
+            }
+            eprintln!("member logs kept in {}", keep.display());
         }
     }
 }
