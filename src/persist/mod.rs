@@ -58,16 +58,20 @@ pub fn snapshot_name(zxid: i64) -> String {
     format!("snapshot.{zxid:x}")
 }
 
-/// The zxid in a `prefix.<hex>` file name.
-/// A file still being written (`<name>.tmp`, renamed into place once synced) has none.
+/// The zxid in a `prefix.<hex>` file name, or `prefix.<hex>.snappy` / `.gz` (ZooKeeper's
+/// compressed snapshots). Any other name has none: a file still being written
+/// (`<name>.tmp`, renamed into place once synced) or one set aside (`<name>.truncated`,
+/// `<name>.superseded`) is never loaded, listed or purged.
 pub fn zxid_from_name(name: &str, prefix: &str) -> Option<i64> {
-    if name.ends_with(TMP_SUFFIX) {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('.')?;
+    let rest = [".snappy", ".gz"]
+        .iter()
+        .find_map(|ext| rest.strip_suffix(ext))
+        .unwrap_or(rest);
+    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let rest = name.strip_prefix(prefix)?.strip_prefix('.')?;
-    u64::from_str_radix(rest.split('.').next()?, 16)
-        .ok()
-        .map(|v| v as i64)
+    u64::from_str_radix(rest, 16).ok().map(|v| v as i64)
 }
 
 /// Marks a snapshot file still being written (see `server::disk`).
@@ -110,6 +114,8 @@ mod tests {
         assert_eq!(zxid_from_name("snapshot.1a.snappy", "snapshot"), Some(0x1a));
         assert_eq!(zxid_from_name("log.zz", "log"), None);
         assert_eq!(zxid_from_name("snapshot.1a.tmp", "snapshot"), None);
+        assert_eq!(zxid_from_name("snapshot.1a.truncated", "snapshot"), None);
+        assert_eq!(zxid_from_name("snapshot.0.superseded", "snapshot"), None);
         assert_eq!(&file_header(LOG_MAGIC, 0)[..4], b"ZKLG");
         assert_eq!(&file_header(SNAP_MAGIC, -1)[..4], b"ZKSN");
         // java.util.zip.Adler32 of "abc"

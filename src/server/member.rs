@@ -678,11 +678,10 @@ impl Member {
         };
         let mut tree = loaded.tree;
         tree.last_zxid = zxid;
-        // The leader's state supersedes this member's: no snapshot of its own history may
-        // be loaded again (one past `zxid` would be, at the next start; an older one with
-        // its logs would be, after a later TRUNC below `zxid`, which now stops instead).
+        // The leader's state supersedes this member's: a snapshot of its own history past
+        // `zxid` would be loaded at the next start instead of the leader's.
         self.stop_snapshots();
-        disk::set_aside_snapshots(&self.snap_dir, i64::MIN, "superseded");
+        disk::set_aside_snapshots(&self.snap_dir, zxid, "superseded");
         let mut b = snapshot::Builder::new(&loaded.sessions, zxid);
         b.step(&tree, usize::MAX);
         if let Err(e) = disk::write_snapshot(&self.snap_dir, &b.finish(&tree)) {
