@@ -80,6 +80,52 @@ fn step(s: &Reg, op: &Op) -> Option<Reg> {
     }
 }
 
+/// Which operations are linearized, compactly: every answered operation before `frontier`
+/// (in call order) is, and `extra` (sorted) names the others that are: answered ones past
+/// the frontier and unknown ones anywhere. Both stay small, so a configuration costs a few
+/// words however long the history is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Placed {
+    frontier: usize,
+    extra: Vec<u32>,
+}
+
+impl Placed {
+    fn has(&self, ops: &[Op], i: usize) -> bool {
+        (i < self.frontier && ops[i].ret.is_some()) || self.extra.binary_search(&(i as u32)).is_ok()
+    }
+
+    fn with(&self, ops: &[Op], i: usize) -> Placed {
+        let mut p = self.clone();
+        let at = p.extra.binary_search(&(i as u32)).unwrap_err();
+        p.extra.insert(at, i as u32);
+        p.advance(ops);
+        p
+    }
+
+    fn with_nothing(mut self, ops: &[Op]) -> Placed {
+        self.advance(ops);
+        self
+    }
+
+    /// Moves the frontier past every answered operation placed (and unknown ones, which
+    /// `extra` tracks wherever they are).
+    fn advance(&mut self, ops: &[Op]) {
+        let p = self;
+        while p.frontier < ops.len() {
+            let f = p.frontier;
+            if ops[f].ret.is_none() {
+                p.frontier += 1;
+            } else if let Ok(k) = p.extra.binary_search(&(f as u32)) {
+                p.extra.remove(k);
+                p.frontier += 1;
+            } else {
+                break;
+            }
+        }
+    }
+}
+
 /// Searches for a linearization of one register's history, starting from (`init`, 0).
 /// Err says why none exists (or that the search was cut off after `budget` states).
 pub fn check_register(init: &str, mut ops: Vec<Op>, budget: usize) -> Result<usize, String> {
@@ -87,17 +133,22 @@ pub fn check_register(init: &str, mut ops: Vec<Op>, budget: usize) -> Result<usi
     ops.retain(|o| o.kind != Call::Read || matches!(o.out, Outcome::Read(..)));
     ops.sort_by_key(|o| o.call);
     let n = ops.len();
-    let words = n.div_ceil(64);
-    let must: usize = ops.iter().filter(|o| o.ret.is_some()).count();
-    let mut seen: HashSet<(Vec<u64>, Reg)> = HashSet::new();
-    // Depth-first: (linearized set, state, how many answered ops are in it).
+    let unknown: Vec<usize> = (0..n).filter(|i| ops[*i].ret.is_none()).collect();
+    let must: usize = n - unknown.len();
+    let mut seen: HashSet<(Placed, Reg)> = HashSet::new();
     let start = Reg {
         value: init.to_string(),
         version: 0,
     };
-    let mut stack = vec![(vec![0u64; words], start, 0usize)];
+    let first = Placed {
+        frontier: 0,
+        extra: Vec::new(),
+    }
+    .with_nothing(&ops);
+    // Depth-first: (placed, state, how many answered ops are placed).
+    let mut stack = vec![(first, start, 0usize)];
     let mut deepest = 0;
-    while let Some((lin, state, done)) = stack.pop() {
+    while let Some((placed, state, done)) = stack.pop() {
         if done == must {
             return Ok(seen.len());
         }
@@ -107,25 +158,37 @@ pub fn check_register(init: &str, mut ops: Vec<Op>, budget: usize) -> Result<usi
                 "inconclusive: {budget} configurations explored ({deepest} of {must} answered ops placed)"
             ));
         }
-        if !seen.insert((lin.clone(), state.clone())) {
+        if !seen.insert((placed.clone(), state.clone())) {
             continue;
         }
-        let is_in = |i: usize| lin[i / 64] & (1 << (i % 64)) != 0;
         // The earliest answer among the operations not yet placed: anything invoked after
-        // it cannot come next.
-        let bound = (0..n)
-            .filter(|i| !is_in(*i))
-            .filter_map(|i| ops[i].ret)
-            .min()
-            .unwrap_or(u64::MAX);
-        for i in (0..n).filter(|i| !is_in(*i)) {
+        // it cannot come next. Past the frontier, calls only grow, so the scan stops once
+        // a call is beyond the answer found so far.
+        let mut bound = u64::MAX;
+        let mut candidates: Vec<usize> = unknown
+            .iter()
+            .copied()
+            .filter(|i| *i < placed.frontier && !placed.has(&ops, *i))
+            .collect();
+        for i in placed.frontier..n {
             if ops[i].call > bound {
                 break;
             }
+            if placed.has(&ops, i) {
+                continue;
+            }
+            candidates.push(i);
+            if let Some(r) = ops[i].ret {
+                bound = bound.min(r);
+            }
+        }
+        for i in candidates {
+            if ops[i].call > bound {
+                continue;
+            }
             if let Some(next) = step(&state, &ops[i]) {
-                let mut l = lin.clone();
-                l[i / 64] |= 1 << (i % 64);
-                stack.push((l, next, done + usize::from(ops[i].ret.is_some())));
+                let d = done + usize::from(ops[i].ret.is_some());
+                stack.push((placed.with(&ops, i), next, d));
             }
         }
     }
