@@ -449,12 +449,14 @@ mod log_tests {
         }
     }
 
-    /// A durability report made after a cut never names what the cut removed: reports
-    /// carry the truncation count, and those counting the cut name nothing past it.
-    #[test]
-    fn durability_reports_after_a_truncation_never_name_cut_entries() {
+    /// A log writer in a fresh directory, sent entries 1, 2 and 3; and its reports.
+    fn writer_with_three_entries() -> (
+        tempfile::TempDir,
+        mpsc::Sender<LogCmd>,
+        tokio::sync::mpsc::UnboundedReceiver<CoreMsg>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let (core, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let (core, reports) = tokio::sync::mpsc::unbounded_channel();
         let cfg = LogConfig {
             dir: dir.path().to_path_buf(),
             force_sync: true,
@@ -465,6 +467,14 @@ mod log_tests {
         for z in 1..=3 {
             log.send(append(z)).unwrap();
         }
+        (dir, log, reports)
+    }
+
+    /// A durability report made after a cut never names what the cut removed: reports
+    /// carry the truncation count, and those counting the cut name nothing past it.
+    #[test]
+    fn durability_reports_after_a_truncation_never_name_cut_entries() {
+        let (dir, log, mut reports) = writer_with_three_entries();
         let (done, wait) = mpsc::channel();
         log.send(LogCmd::Truncate { after: 1, done }).unwrap();
         wait.recv().unwrap();
@@ -497,18 +507,7 @@ mod log_tests {
     /// learner TRUNCated right before NEWLEADER waits for exactly this to acknowledge it.
     #[test]
     fn a_truncation_alone_reports_what_is_durable_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let (core, mut reports) = tokio::sync::mpsc::unbounded_channel();
-        let cfg = LogConfig {
-            dir: dir.path().to_path_buf(),
-            force_sync: true,
-            prealloc: 0,
-            sync_delay: std::time::Duration::ZERO,
-        };
-        let log = start_log_writer(cfg, core);
-        for z in 1..=3 {
-            log.send(append(z)).unwrap();
-        }
+        let (_dir, log, mut reports) = writer_with_three_entries();
         // The appends are synced and reported first, so the cut comes alone.
         while !matches!(
             reports.blocking_recv(),
