@@ -389,6 +389,11 @@ fn run(seed: u64, secs: u64) -> Result<String, String> {
         ops.push(last);
         match check_register("init", ops, 5_000_000) {
             Ok(n) => explored += n,
+            // Undecided is not a violation: said loudly, but it does not fail the run
+            // (long release runs outgrow the search; see docs/consistency.md).
+            Err(e) if e.starts_with("inconclusive") => {
+                eprintln!("jepsen: seed {seed}: register {r}: {e}");
+            }
             Err(e) => problems.push(format!("register {r}: {e}")),
         }
     }
