@@ -423,8 +423,9 @@ impl Engine {
             }
             let item = &c.queue[i];
             if i == 0 && item.done.is_some() {
-                let item = c.queue.pop_front().expect("front");
-                if !self.complete(conn, item) {
+                let mut item = c.queue.pop_front().expect("front");
+                let done = item.done.take().expect("checked");
+                if !self.complete(conn, item, done) {
                     return;
                 }
                 continue;
@@ -631,10 +632,10 @@ impl Engine {
     }
 
     /// Sends a finished request's outcome; false once the connection is closing.
-    fn complete(&mut self, conn: ConnId, item: Queued) -> bool {
+    fn complete(&mut self, conn: ConnId, item: Queued, done: Done) -> bool {
         self.stats.record_latency(self.now.mono_ms - item.arrived);
-        match item.done {
-            Some(Done::Reply(frame, op)) => {
+        match done {
+            Done::Reply(frame, op) => {
                 self.send(conn, frame, true);
                 if op == op::CLOSE_SESSION {
                     self.out.push(Action::Close {
@@ -645,7 +646,7 @@ impl Engine {
                     return false;
                 }
             }
-            Some(Done::Synced) | None => self.answer_read(conn, item.xid, item.req),
+            Done::Synced => self.answer_read(conn, item.xid, item.req),
         }
         true
     }

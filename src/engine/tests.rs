@@ -89,15 +89,7 @@ fn a_read_waits_behind_its_connections_uncommitted_write() {
     let mut e = engine();
     open(&mut e, 1);
     open(&mut e, 2);
-    let a = e.handle(
-        Event::Request {
-            conn: 1,
-            xid: 1,
-            req: create("/a"),
-            body: Bytes::new(),
-        },
-        clock(1),
-    );
+    let a = request(&mut e, 1, create("/a"), 1);
     let z = logged(&a);
     assert_eq!(z.len(), 1);
     let read = Request::Exists {
@@ -105,15 +97,7 @@ fn a_read_waits_behind_its_connections_uncommitted_write() {
         watch: false,
     };
     // Same connection: held back. Another connection: answered at once, from committed state.
-    let a = e.handle(
-        Event::Request {
-            conn: 1,
-            xid: 2,
-            req: read.clone(),
-            body: Bytes::new(),
-        },
-        clock(1),
-    );
+    let a = request(&mut e, 2, read.clone(), 1);
     assert!(replies(&a, 1).is_empty());
     let a = e.handle(
         Event::Request {
@@ -136,33 +120,9 @@ fn a_read_waits_behind_its_connections_uncommitted_write() {
 fn pipelined_writes_are_prepared_against_each_other() {
     let mut e = engine();
     open(&mut e, 1);
-    let a1 = e.handle(
-        Event::Request {
-            conn: 1,
-            xid: 1,
-            req: create("/p"),
-            body: Bytes::new(),
-        },
-        clock(1),
-    );
-    let a2 = e.handle(
-        Event::Request {
-            conn: 1,
-            xid: 2,
-            req: create("/p/c"),
-            body: Bytes::new(),
-        },
-        clock(1),
-    );
-    let a3 = e.handle(
-        Event::Request {
-            conn: 1,
-            xid: 3,
-            req: create("/p"),
-            body: Bytes::new(),
-        },
-        clock(1),
-    );
+    let a1 = request(&mut e, 1, create("/p"), 1);
+    let a2 = request(&mut e, 2, create("/p/c"), 1);
+    let a3 = request(&mut e, 3, create("/p"), 1);
     let (z1, z3) = (logged(&a1)[0], logged(&a3)[0]);
     assert_eq!(
         logged(&a2).len(),
@@ -189,15 +149,7 @@ fn expiry_is_a_close_session_transaction() {
         flags: 1,
         ttl: -1,
     });
-    let a = e.handle(
-        Event::Request {
-            conn: 1,
-            xid: 1,
-            req: eph,
-            body: Bytes::new(),
-        },
-        clock(1),
-    );
+    let a = request(&mut e, 1, eph, 1);
     e.handle(
         Event::Committed {
             zxid: logged(&a)[0],
@@ -236,15 +188,7 @@ fn requests_before_the_connect_response_wait_for_it() {
     let req = new_session_request();
     let a = e.handle(Event::Handshake { conn: 1, req }, clock(0));
     let z = logged(&a)[0];
-    let a = e.handle(
-        Event::Request {
-            conn: 1,
-            xid: -2,
-            req: Request::Ping,
-            body: Bytes::new(),
-        },
-        clock(0),
-    );
+    let a = request(&mut e, -2, Request::Ping, 0);
     assert!(
         a.is_empty(),
         "nothing may overtake the ConnectResponse: {a:?}"
@@ -324,6 +268,20 @@ fn apply(e: &mut Engine, hdr: TxnHeader, txn: Txn, ms: i64) -> Vec<Action> {
     e.handle(Event::Apply { hdr, txn, digest }, clock(ms))
 }
 
+/// A request frame on connection 1.
+fn request(e: &mut Engine, xid: i32, req: Request, ms: i64) -> Vec<Action> {
+    let body = Bytes::new();
+    e.handle(
+        Event::Request {
+            conn: 1,
+            xid,
+            req,
+            body,
+        },
+        clock(ms),
+    )
+}
+
 fn sync_req() -> Request {
     Request::Sync { path: "/".into() }
 }
@@ -331,27 +289,11 @@ fn sync_req() -> Request {
 #[test]
 fn a_write_applied_before_an_earlier_sync_completes_is_answered_after_it() {
     let (mut e, session) = member(Mode::Follower);
-    let a = e.handle(
-        Event::Request {
-            conn: 1,
-            xid: 1,
-            req: sync_req(),
-            body: Bytes::new(),
-        },
-        clock(1),
-    );
+    let a = request(&mut e, 1, sync_req(), 1);
     assert!(a
         .iter()
         .any(|a| matches!(a, Action::Forward { op: op::SYNC, .. })));
-    e.handle(
-        Event::Request {
-            conn: 1,
-            xid: 2,
-            req: create("/a"),
-            body: Bytes::new(),
-        },
-        clock(1),
-    );
+    request(&mut e, 2, create("/a"), 1);
     // The write's COMMIT comes before the leader's SYNC answer.
     let hdr = hdr(session, 2, zx(2), op::CREATE);
     let txn = create_txn("/a");
@@ -364,30 +306,14 @@ fn a_write_applied_before_an_earlier_sync_completes_is_answered_after_it() {
     let a = e.handle(Event::Synced { zxid: zx(2) }, clock(3));
     let r: Vec<(i32, i32)> = replies(&a, 1).iter().map(|h| (h.xid, h.err)).collect();
     assert_eq!(r, vec![(1, 0), (2, 0)]);
-    let a = e.handle(
-        Event::Request {
-            conn: 1,
-            xid: -2,
-            req: Request::Ping,
-            body: Bytes::new(),
-        },
-        clock(4),
-    );
+    let a = request(&mut e, -2, Request::Ping, 4);
     assert_eq!(replies(&a, 1).len(), 1);
 }
 
 #[test]
 fn a_learner_sync_completes_only_once_the_leaders_zxid_is_applied_here() {
     let (mut e, _) = member(Mode::Follower);
-    e.handle(
-        Event::Request {
-            conn: 1,
-            xid: 1,
-            req: sync_req(),
-            body: Bytes::new(),
-        },
-        clock(1),
-    );
+    request(&mut e, 1, sync_req(), 1);
     // The leader had applied zx(2); this member has zx(1) only.
     let a = e.handle(Event::Synced { zxid: zx(2) }, clock(2));
     assert!(replies(&a, 1).is_empty(), "{a:?}");
@@ -403,15 +329,7 @@ fn a_learner_sync_completes_only_once_the_leaders_zxid_is_applied_here() {
 #[test]
 fn a_leader_answers_sync_only_after_its_read_round_is_confirmed() {
     let (mut e, _) = member(Mode::Leader);
-    let a = e.handle(
-        Event::Request {
-            conn: 1,
-            xid: 1,
-            req: sync_req(),
-            body: Bytes::new(),
-        },
-        clock(1),
-    );
+    let a = request(&mut e, 1, sync_req(), 1);
     assert!(replies(&a, 1).is_empty(), "{a:?}");
     assert!(a.contains(&Action::ConfirmLeadership { round: 1 }));
     let a = e.handle(
