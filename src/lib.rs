@@ -4,11 +4,11 @@
 //!
 //! ```text
 //!            ┌──────────────── src/server/ (tokio: sockets, timers) ───────────────┐
-//!  client ──>│ connection task ──Event──> core task ──> engine::Engine ──Action──> │──> client
+//!  client ──>│ connection task ──Event──> core task ──> engine::Engine ──EngineAction─> │──> client
 //!            └─────────────────────────────────────────────────────────────────────┘
-//!  engine::Engine (pure): proto (codec) → prep (request → txn) → Log → Committed → tree::apply
+//!  engine::Engine (pure): proto (codec) → prep (request → txn) → Log → Durable → tree::apply
 //!                         sessions (expiry), tree::watch (notifications), auth (ACLs)
-//!  server::disk threads: log writer (group commit, fdatasync) → Committed; snapshot writer
+//!  server::disk threads: log writer (group commit, fdatasync) → Durable; snapshot writer
 //!  persist (pure): ZooKeeper's log and snapshot formats; server::recovery reads them back
 //!  quorum (pure): ZAB; server::member runs it with the engine on an ensemble member
 //!  loadgen: `zabd bench`, a client-side load generator for any ZooKeeper-compatible server

@@ -25,7 +25,7 @@ mod common;
 use bytes::Bytes;
 use common::Rng;
 use std::collections::{BTreeMap, VecDeque};
-use zabd::quorum::{Action, Config, Durable, Entry, Msg, Peer, Sid, State, Zxid};
+use zabd::quorum::{Config, Durable, Entry, Msg, Peer, PeerAction, Sid, State, Zxid};
 
 struct Node {
     cfg: Config,
@@ -180,12 +180,12 @@ impl Sim {
     }
 
     /// Performs a node's actions; syncing may produce more, handled in turn.
-    fn perform(&mut self, id: Sid, actions: Vec<Action>) {
-        let mut queue: VecDeque<Action> = actions.into();
+    fn perform(&mut self, id: Sid, actions: Vec<PeerAction>) {
+        let mut queue: VecDeque<PeerAction> = actions.into();
         while let Some(a) = queue.pop_front() {
             let node = self.nodes.get_mut(&id).expect("node");
             match a {
-                Action::Send { to, msg } => {
+                PeerAction::Send { to, msg } => {
                     if self.rng.chance(self.faults.drop) || self.side[&id] != self.side[&to] {
                         // A connection breaks as a whole: what is in flight on it is lost
                         // and both ends find out.
@@ -221,8 +221,8 @@ impl Sim {
                             .push((due, self.seq, id, to, msg.clone(), state.clone()));
                     }
                 }
-                Action::Append(e) => node.unsynced.push(e),
-                Action::Truncate { after } => {
+                PeerAction::Append(e) => node.unsynced.push(e),
+                PeerAction::Truncate { after } => {
                     node.durable.log.retain(|e| e.zxid <= after);
                     node.unsynced.retain(|e| e.zxid <= after);
                     if node.delivered.last().is_some_and(|e| e.zxid > after) {
@@ -231,12 +231,12 @@ impl Sim {
                         ));
                     }
                 }
-                Action::SaveAcceptedEpoch(e) => node.durable.accepted_epoch = e,
-                Action::SaveCurrentEpoch(e) => node.durable.current_epoch = e,
-                Action::Commit { zxid } => self.commit(id, zxid),
-                Action::Role { .. } => {}
-                Action::ReadConfirmed { round } => self.check_read(id, round),
-                Action::Disconnect { peer } => self.break_link(id, peer),
+                PeerAction::SaveAcceptedEpoch(e) => node.durable.accepted_epoch = e,
+                PeerAction::SaveCurrentEpoch(e) => node.durable.current_epoch = e,
+                PeerAction::Commit { zxid } => self.commit(id, zxid),
+                PeerAction::Role { .. } => {}
+                PeerAction::ReadConfirmed { round } => self.check_read(id, round),
+                PeerAction::Disconnect { peer } => self.break_link(id, peer),
             }
             // Sync the log now or later.
             let node = self.nodes.get_mut(&id).expect("node");

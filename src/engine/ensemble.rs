@@ -10,7 +10,7 @@
 //!   [`Event::Touch`](super::Event::Touch)) and deletes containers. A learner's `sync` is
 //!   answered once everything logged before it has been applied.
 //! * **Follower / observer**: forwards writes, new sessions and `sync` to the leader
-//!   ([`Action::Forward`](super::Action::Forward)), applies what the quorum commits, and
+//!   ([`EngineAction::Forward`](super::EngineAction::Forward)), applies what the quorum commits, and
 //!   answers a local client when its own transaction (same session and cxid) applies.
 //!   Reads are answered locally, in order behind the connection's pending writes.
 //! * **Down** (looking for a leader): holds client handshakes until it serves (see
@@ -25,7 +25,7 @@
 //! brings a session to asks the leader (REVALIDATE) before taking it, as the leader alone
 //! knows which sessions it is expiring.
 
-use super::{Action, ConnId, Done, Engine, Pending, Waiter};
+use super::{ConnId, Done, Engine, EngineAction, Pending, Waiter};
 use crate::jute::records::{ConnectRequest, Id};
 use crate::proto::request::{self, Request};
 use crate::proto::{op, ZkError};
@@ -145,7 +145,7 @@ impl Engine {
         if matches!(req, Request::CloseSession) {
             let f = crate::proto::response::header_only(x, zxid, 0);
             self.send(conn, f, true);
-            self.out.push(Action::Close {
+            self.out.push(EngineAction::Close {
                 conn,
                 reason: "session closed by client",
                 linger: true,
@@ -220,7 +220,7 @@ impl Engine {
         if matches!(req, Request::Sync { .. }) {
             self.ensemble.syncs.push_back((conn, x));
         }
-        self.out.push(Action::Forward {
+        self.out.push(EngineAction::Forward {
             session,
             cxid: x,
             op: req.opcode(),
@@ -233,7 +233,7 @@ impl Engine {
         self.ensemble.handshakes.insert(id, (conn, timeout));
         let mut b = BytesMut::with_capacity(4);
         b.put_i32(timeout);
-        self.out.push(Action::Forward {
+        self.out.push(EngineAction::Forward {
             session: id,
             cxid: 0,
             op: op::CREATE_SESSION,
@@ -316,7 +316,7 @@ impl Engine {
                 self.close(old, "session moved to a new connection");
             }
         }
-        self.out.push(Action::Revalidate {
+        self.out.push(EngineAction::Revalidate {
             session: id,
             timeout,
         });
@@ -413,7 +413,7 @@ impl Engine {
     fn wait_for_sync(&mut self, from: SyncFrom) {
         self.ensemble.read_round += 1;
         let round = self.ensemble.read_round;
-        self.out.push(Action::ConfirmLeadership { round });
+        self.out.push(EngineAction::ConfirmLeadership { round });
         self.ensemble.leader_syncs.push_back(SyncWait {
             zxid: self.last_logged,
             round,
@@ -436,7 +436,7 @@ impl Engine {
             }
             self.ensemble.leader_syncs.pop_front();
             match w.from {
-                SyncFrom::Learner(origin) => self.out.push(Action::SyncDone { origin }),
+                SyncFrom::Learner(origin) => self.out.push(EngineAction::SyncDone { origin }),
                 SyncFrom::Local(conn, x) => self.set_done(conn, x, Done::Synced),
             }
         }

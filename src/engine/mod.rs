@@ -2,15 +2,15 @@
 //!
 //! Owns: the data tree, the session table, prep's outstanding changes, the per-connection
 //! request queues, and the transactions between prep and apply. It takes [`Event`]s (with
-//! the time) and emits [`Action`]s; `crate::server` performs them. No I/O, no clock.
+//! the time) and emits [`EngineAction`]s; `crate::server` performs them. No I/O, no clock.
 //!
 //! A write: `Request` → prep (against tree + outstanding changes) → txn with the next zxid
-//! → [`Action::Log`] → the log stage answers [`Event::Committed`] → apply to the tree →
+//! → [`EngineAction::Log`] → the log stage answers [`Event::Durable`] → apply to the tree →
 //! watch notifications → the reply. Replies leave in request order per connection: a read
 //! that arrives behind a write of the same connection waits in that connection's queue until
 //! the write has been applied and answered; later writes are prepared at once (pipelined).
 //! The tree changes only from committed transactions, so replication can later sit between
-//! `Log` and `Committed` without touching this flow.
+//! `Log` and `Durable` without touching this flow.
 
 mod connect;
 mod ensemble;
@@ -89,9 +89,9 @@ pub enum Event {
     /// The connection is gone (closed by either side).
     Closed { conn: ConnId },
     /// Standalone: every transaction up to `zxid` is durable, which is committed there (an
-    /// ensemble member hears durability as `server::core_task::CoreMsg::Durable`, hands it
-    /// to ZAB, and applies quorum commits as [`Event::Apply`]).
-    Committed { zxid: i64 },
+    /// ensemble member hands durability to ZAB in `node::Node`, and applies quorum commits
+    /// as [`Event::Apply`]).
+    Durable { zxid: i64 },
     /// Time has passed: expire sessions, check containers.
     Tick,
     /// Ensemble: a quorum-committed transaction, in zxid order (see `ensemble.rs`).
@@ -126,7 +126,7 @@ pub enum Event {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum EngineAction {
     /// Write a frame on a connection. `completes` marks replies to client requests (the
     /// connection's outstanding-request count goes down); notifications don't.
     Send {
@@ -142,7 +142,7 @@ pub enum Action {
         reason: &'static str,
         linger: bool,
     },
-    /// Make this transaction durable, then answer with `Event::Committed`. `digest` is the
+    /// Make this transaction durable, then answer with `Event::Durable`. `digest` is the
     /// tree digest once it applies (written beside it, as ZooKeeper's TxnDigest).
     Log {
         hdr: TxnHeader,
@@ -232,7 +232,7 @@ pub struct Engine {
     last_logged: i64,
     now: Clock,
     next_container_check: i64,
-    out: Vec<Action>,
+    out: Vec<EngineAction>,
     pub stats: Stats,
     /// Standalone, or this member's role in an ensemble.
     mode: Mode,
@@ -303,7 +303,7 @@ impl Engine {
     }
 
     /// Feeds one event; returns the actions it caused, in order.
-    pub fn handle(&mut self, event: Event, now: Clock) -> Vec<Action> {
+    pub fn handle(&mut self, event: Event, now: Clock) -> Vec<EngineAction> {
         self.now = now;
         match event {
             Event::Accepted { conn, ip } => self.on_accepted(conn, ip),
@@ -315,7 +315,7 @@ impl Engine {
                 body,
             } => self.on_request(conn, xid, req, body),
             Event::Closed { conn } => self.on_closed(conn),
-            Event::Committed { zxid } => self.on_committed(zxid),
+            Event::Durable { zxid } => self.on_committed(zxid),
             Event::Tick => self.on_tick(),
             Event::Apply { hdr, txn, digest } => self.on_apply(hdr, txn, digest),
             Event::Forwarded {
@@ -340,7 +340,7 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stats.sent += 1;
         }
-        self.out.push(Action::Send {
+        self.out.push(EngineAction::Send {
             conn,
             frame,
             completes,
@@ -348,7 +348,7 @@ impl Engine {
     }
 
     fn close(&mut self, conn: ConnId, reason: &'static str) {
-        self.out.push(Action::Close {
+        self.out.push(EngineAction::Close {
             conn,
             reason,
             linger: false,
@@ -468,7 +468,7 @@ impl Engine {
 
     fn log(&mut self, hdr: TxnHeader, txn: Txn, waiter: Waiter) {
         let digest = self.prep.digest(&self.tree);
-        self.out.push(Action::Log {
+        self.out.push(EngineAction::Log {
             hdr,
             txn: txn.clone(),
             digest,
@@ -638,7 +638,7 @@ impl Engine {
             Done::Reply(frame, op) => {
                 self.send(conn, frame, true);
                 if op == op::CLOSE_SESSION {
-                    self.out.push(Action::Close {
+                    self.out.push(EngineAction::Close {
                         conn,
                         reason: "session closed by client",
                         linger: true,

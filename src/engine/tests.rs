@@ -19,11 +19,11 @@ fn engine() -> Engine {
 }
 
 /// Frames sent to `conn`, as (xid, zxid, err) reply headers.
-fn replies(actions: &[Action], conn: ConnId) -> Vec<ReplyHeader> {
+fn replies(actions: &[EngineAction], conn: ConnId) -> Vec<ReplyHeader> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { conn: c, frame, .. } if *c == conn && frame.len() >= 20 => {
+            EngineAction::Send { conn: c, frame, .. } if *c == conn && frame.len() >= 20 => {
                 ReplyHeader::read(&mut Reader::new(frame.slice(4..))).ok()
             }
             _ => None,
@@ -31,11 +31,11 @@ fn replies(actions: &[Action], conn: ConnId) -> Vec<ReplyHeader> {
         .collect()
 }
 
-fn logged(actions: &[Action]) -> Vec<i64> {
+fn logged(actions: &[EngineAction]) -> Vec<i64> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Log { hdr, .. } => Some(hdr.zxid),
+            EngineAction::Log { hdr, .. } => Some(hdr.zxid),
             _ => None,
         })
         .collect()
@@ -64,8 +64,8 @@ fn open(e: &mut Engine, conn: ConnId) -> i64 {
     let req = new_session_request();
     let a = e.handle(Event::Handshake { conn, req }, clock(0));
     let z = logged(&a)[0];
-    let a = e.handle(Event::Committed { zxid: z }, clock(0));
-    let Action::Send { frame, .. } = &a[0] else {
+    let a = e.handle(Event::Durable { zxid: z }, clock(0));
+    let EngineAction::Send { frame, .. } = &a[0] else {
         panic!("expected the ConnectResponse, got {a:?}")
     };
     ConnectResponse::from_bytes(frame.slice(4..))
@@ -110,7 +110,7 @@ fn a_read_waits_behind_its_connections_uncommitted_write() {
     );
     assert_eq!(replies(&a, 2)[0].err, ZkError::NoNode.code());
     // The commit releases the write's reply, then the read's, in order.
-    let a = e.handle(Event::Committed { zxid: z[0] }, clock(2));
+    let a = e.handle(Event::Durable { zxid: z[0] }, clock(2));
     let r = replies(&a, 1);
     assert_eq!((r[0].xid, r[0].zxid, r[0].err), (1, z[0], 0));
     assert_eq!((r[1].xid, r[1].err), (2, 0));
@@ -129,7 +129,7 @@ fn pipelined_writes_are_prepared_against_each_other() {
         1,
         "the child create is prepared before /p is applied"
     );
-    let a = e.handle(Event::Committed { zxid: z3 }, clock(2));
+    let a = e.handle(Event::Durable { zxid: z3 }, clock(2));
     let r = replies(&a, 1);
     assert_eq!(r.iter().map(|h| h.xid).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert_eq!(r[0].zxid, z1);
@@ -151,7 +151,7 @@ fn expiry_is_a_close_session_transaction() {
     });
     let a = request(&mut e, 1, eph, 1);
     e.handle(
-        Event::Committed {
+        Event::Durable {
             zxid: logged(&a)[0],
         },
         clock(1),
@@ -159,7 +159,7 @@ fn expiry_is_a_close_session_transaction() {
     e.handle(Event::Closed { conn: 1 }, clock(2));
     assert!(logged(&e.handle(Event::Tick, clock(5_000))).is_empty());
     let a = e.handle(Event::Tick, clock(20_000));
-    let Some(Action::Log { hdr, txn, .. }) = a.first() else {
+    let Some(EngineAction::Log { hdr, txn, .. }) = a.first() else {
         panic!("expected a closeSession txn, got {a:?}")
     };
     assert_eq!(hdr.client_id, s);
@@ -169,7 +169,7 @@ fn expiry_is_a_close_session_transaction() {
             paths: vec!["/e".into()]
         }
     );
-    e.handle(Event::Committed { zxid: hdr.zxid }, clock(20_001));
+    e.handle(Event::Durable { zxid: hdr.zxid }, clock(20_001));
     assert!(e.tree.get("/e").is_none());
     assert_eq!(e.stats.digest_mismatches, 0);
     assert!(!e.sessions.is_live(s));
@@ -193,7 +193,7 @@ fn requests_before_the_connect_response_wait_for_it() {
         a.is_empty(),
         "nothing may overtake the ConnectResponse: {a:?}"
     );
-    let a = e.handle(Event::Committed { zxid: z }, clock(0));
+    let a = e.handle(Event::Durable { zxid: z }, clock(0));
     assert_eq!(a.len(), 2);
     assert_eq!(replies(&a[1..], 1)[0].xid, -2);
 }
@@ -226,8 +226,8 @@ fn member(mode: Mode) -> (Engine, i64) {
     let session = a
         .iter()
         .find_map(|a| match a {
-            Action::Forward { session, .. } => Some(*session),
-            Action::Log { hdr, .. } => Some(hdr.client_id),
+            EngineAction::Forward { session, .. } => Some(*session),
+            EngineAction::Log { hdr, .. } => Some(hdr.client_id),
             _ => None,
         })
         .expect("createSession forwarded or logged");
@@ -235,7 +235,7 @@ fn member(mode: Mode) -> (Engine, i64) {
     let txn = Txn::CreateSession { timeout: 10_000 };
     let a = apply(&mut e, hdr, txn, 0);
     assert!(
-        matches!(a.first(), Some(Action::Send { .. })),
+        matches!(a.first(), Some(EngineAction::Send { .. })),
         "ConnectResponse: {a:?}"
     );
     (e, session)
@@ -263,13 +263,13 @@ fn create_txn(path: &str) -> Txn {
 }
 
 /// A quorum commit applied on `e`.
-fn apply(e: &mut Engine, hdr: TxnHeader, txn: Txn, ms: i64) -> Vec<Action> {
+fn apply(e: &mut Engine, hdr: TxnHeader, txn: Txn, ms: i64) -> Vec<EngineAction> {
     let digest = None;
     e.handle(Event::Apply { hdr, txn, digest }, clock(ms))
 }
 
 /// A request frame on connection 1.
-fn request(e: &mut Engine, xid: i32, req: Request, ms: i64) -> Vec<Action> {
+fn request(e: &mut Engine, xid: i32, req: Request, ms: i64) -> Vec<EngineAction> {
     let body = Bytes::new();
     e.handle(
         Event::Request {
@@ -292,7 +292,7 @@ fn a_write_applied_before_an_earlier_sync_completes_is_answered_after_it() {
     let a = request(&mut e, 1, sync_req(), 1);
     assert!(a
         .iter()
-        .any(|a| matches!(a, Action::Forward { op: op::SYNC, .. })));
+        .any(|a| matches!(a, EngineAction::Forward { op: op::SYNC, .. })));
     request(&mut e, 2, create("/a"), 1);
     // The write's COMMIT comes before the leader's SYNC answer.
     let hdr = hdr(session, 2, zx(2), op::CREATE);
@@ -331,7 +331,7 @@ fn a_leader_answers_sync_only_after_its_read_round_is_confirmed() {
     let (mut e, _) = member(Mode::Leader);
     let a = request(&mut e, 1, sync_req(), 1);
     assert!(replies(&a, 1).is_empty(), "{a:?}");
-    assert!(a.contains(&Action::ConfirmLeadership { round: 1 }));
+    assert!(a.contains(&EngineAction::ConfirmLeadership { round: 1 }));
     let a = e.handle(
         Event::Forwarded {
             origin: 2,
@@ -343,14 +343,14 @@ fn a_leader_answers_sync_only_after_its_read_round_is_confirmed() {
         },
         clock(1),
     );
-    assert!(a.contains(&Action::ConfirmLeadership { round: 2 }));
-    assert!(!a.iter().any(|a| matches!(a, Action::SyncDone { .. })));
+    assert!(a.contains(&EngineAction::ConfirmLeadership { round: 2 }));
+    assert!(!a.iter().any(|a| matches!(a, EngineAction::SyncDone { .. })));
     let a = e.handle(Event::LeadershipConfirmed { round: 1 }, clock(2));
     assert_eq!(
         replies(&a, 1).iter().map(|h| h.xid).collect::<Vec<_>>(),
         vec![1]
     );
-    assert!(!a.iter().any(|a| matches!(a, Action::SyncDone { .. })));
+    assert!(!a.iter().any(|a| matches!(a, EngineAction::SyncDone { .. })));
     let a = e.handle(Event::LeadershipConfirmed { round: 2 }, clock(3));
-    assert_eq!(a, vec![Action::SyncDone { origin: 2 }]);
+    assert_eq!(a, vec![EngineAction::SyncDone { origin: 2 }]);
 }

@@ -1,6 +1,6 @@
 //! ZAB: leader election and atomic broadcast for a replicated ensemble, as a pure state
 //! machine (sans-I/O, like raft-rs): `Peer::step(from, msg)`, `tick()`, `durable(zxid)` and
-//! `propose(payload)` in; [`Action`]s out. No sockets, files or clocks: the server wires the
+//! `propose(payload)` in; [`PeerAction`]s out. No sockets, files or clocks: the server wires the
 //! actions to ZooKeeper's election and quorum ports (formats in [`wire`]) and to the log,
 //! and `tests/zab_sim.rs` drives whole ensembles through loss, reordering, partitions and
 //! crashes from a seed.
@@ -129,7 +129,7 @@ pub enum Msg {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum PeerAction {
     Send {
         to: Sid,
         msg: Msg,

@@ -6,7 +6,7 @@ use super::disk::LogCmd;
 use super::disk::SnapMsg;
 use super::Clocks;
 use crate::admin::{self, ServerInfo};
-use crate::engine::{Action, ConnId, Engine, Event};
+use crate::engine::{ConnId, Engine, EngineAction, Event};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -331,7 +331,7 @@ fn take(
     conns: &mut HashMap<ConnId, ConnHandle>,
     msg: CoreMsg,
     clocks: &Clocks,
-    actions: &mut Vec<Action>,
+    actions: &mut Vec<EngineAction>,
 ) {
     match msg {
         CoreMsg::Register { conn, ip, handle } => {
@@ -346,7 +346,7 @@ fn take(
         }
         CoreMsg::Durable { zxid, .. } => {
             // Standalone: durable is committed.
-            actions.extend(engine.handle(Event::Committed { zxid }, clocks.now()));
+            actions.extend(engine.handle(Event::Durable { zxid }, clocks.now()));
         }
         CoreMsg::FourLetter { word, reply } => {
             let _ = reply.send(answer_word(word, engine, info));
@@ -387,21 +387,25 @@ fn version_dir_bytes(dir: &str) -> u64 {
 }
 
 /// Performs actions: frames to connections, transactions to the log writer (which answers
-/// with `Event::Committed` once they are synced).
-fn perform(conns: &mut HashMap<ConnId, ConnHandle>, actions: Vec<Action>, disk: &mut Persistence) {
+/// with `Event::Durable` once they are synced).
+fn perform(
+    conns: &mut HashMap<ConnId, ConnHandle>,
+    actions: Vec<EngineAction>,
+    disk: &mut Persistence,
+) {
     for a in actions {
         match a {
-            Action::Send {
+            EngineAction::Send {
                 conn,
                 frame,
                 completes,
             } => send(conns, conn, Outbound::Frame(frame, completes)),
-            Action::Close {
+            EngineAction::Close {
                 conn,
                 reason,
                 linger,
             } => send(conns, conn, Outbound::Close(reason, linger)),
-            Action::Log { hdr, txn, digest } => {
+            EngineAction::Log { hdr, txn, digest } => {
                 disk.since_snapshot += 1;
                 if disk
                     .log
@@ -417,10 +421,10 @@ fn perform(conns: &mut HashMap<ConnId, ConnHandle>, actions: Vec<Action>, disk: 
                 }
             }
             // Ensemble actions; a standalone engine makes none.
-            Action::Forward { .. }
-            | Action::SyncDone { .. }
-            | Action::Revalidate { .. }
-            | Action::ConfirmLeadership { .. } => {}
+            EngineAction::Forward { .. }
+            | EngineAction::SyncDone { .. }
+            | EngineAction::Revalidate { .. }
+            | EngineAction::ConfirmLeadership { .. } => {}
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::config::Settings;
 use crate::engine::{self, ConnId, Engine, Event, Mode};
 use crate::jute::records::Id;
 use crate::persist::{snapshot, txnlog};
-use crate::quorum::{codec, make_zxid, Action, Config, Durable, Entry, Msg, Peer, Sid, State};
+use crate::quorum::{codec, make_zxid, Config, Durable, Entry, Msg, Peer, PeerAction, Sid, State};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -429,20 +429,20 @@ impl Member {
         }
     }
 
-    fn perform_engine(&mut self, actions: Vec<engine::Action>) {
+    fn perform_engine(&mut self, actions: Vec<engine::EngineAction>) {
         for a in actions {
             match a {
-                engine::Action::Send {
+                engine::EngineAction::Send {
                     conn,
                     frame,
                     completes,
                 } => core_task::send(&mut self.conns, conn, Outbound::Frame(frame, completes)),
-                engine::Action::Close {
+                engine::EngineAction::Close {
                     conn,
                     reason,
                     linger,
                 } => core_task::send(&mut self.conns, conn, Outbound::Close(reason, linger)),
-                engine::Action::Log { hdr, txn, digest } => {
+                engine::EngineAction::Log { hdr, txn, digest } => {
                     let body = txnlog::encode_body(&hdr, &txn, Some(digest));
                     let (zxid, acts) = self.peer.propose(body);
                     match zxid {
@@ -459,7 +459,7 @@ impl Member {
                     }
                     self.perform_peer(acts);
                 }
-                engine::Action::Forward {
+                engine::EngineAction::Forward {
                     session,
                     cxid,
                     op,
@@ -473,11 +473,11 @@ impl Member {
                     let packet = codec::encode_request(session, cxid, op, &body, auth);
                     let _ = self.transport.send(PeerCmd::Raw { to: leader, packet });
                 }
-                engine::Action::SyncDone { origin } => self.sync_replies.push(origin),
-                engine::Action::ConfirmLeadership { round } => {
+                engine::EngineAction::SyncDone { origin } => self.sync_replies.push(origin),
+                engine::EngineAction::ConfirmLeadership { round } => {
                     self.read_round = self.read_round.max(Some(round));
                 }
-                engine::Action::Revalidate { session, timeout } => {
+                engine::EngineAction::Revalidate { session, timeout } => {
                     let Some(leader) = self.peer.leader() else {
                         continue;
                     };
@@ -488,25 +488,25 @@ impl Member {
         }
     }
 
-    fn perform_peer(&mut self, actions: Vec<Action>) {
-        let mut queue: VecDeque<Action> = actions.into();
+    fn perform_peer(&mut self, actions: Vec<PeerAction>) {
+        let mut queue: VecDeque<PeerAction> = actions.into();
         while let Some(a) = queue.pop_front() {
             match a {
-                Action::Send { to, msg } => self.send(to, msg),
-                Action::Disconnect { peer } => {
+                PeerAction::Send { to, msg } => self.send(to, msg),
+                PeerAction::Disconnect { peer } => {
                     let _ = self.transport.send(PeerCmd::Disconnect { peer });
                 }
-                Action::SaveAcceptedEpoch(e) => self.save_epoch("acceptedEpoch", e),
-                Action::SaveCurrentEpoch(e) => self.save_epoch("currentEpoch", e),
-                Action::Append(e) => self.append(e),
-                Action::Truncate { after } => self.truncate(after),
-                Action::Commit { zxid } => self.apply_upto(zxid),
-                Action::ReadConfirmed { round } => {
+                PeerAction::SaveAcceptedEpoch(e) => self.save_epoch("acceptedEpoch", e),
+                PeerAction::SaveCurrentEpoch(e) => self.save_epoch("currentEpoch", e),
+                PeerAction::Append(e) => self.append(e),
+                PeerAction::Truncate { after } => self.truncate(after),
+                PeerAction::Commit { zxid } => self.apply_upto(zxid),
+                PeerAction::ReadConfirmed { round } => {
                     let ev = Event::LeadershipConfirmed { round };
                     let a = self.engine.handle(ev, self.clocks.now());
                     self.perform_engine(a);
                 }
-                Action::Role {
+                PeerAction::Role {
                     state,
                     leader,
                     epoch,

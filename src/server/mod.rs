@@ -5,8 +5,8 @@
 //!
 //! ```text
 //!  listener ──accept──> connection task (reader) ──CoreMsg──> core task (Engine)
-//!                        │                                     │ Action::Send / Close
-//!                        └── writer task <──── Outbound ───────┘ Action::Log → log stage
+//!                        │                                     │ EngineAction::Send / Close
+//!                        └── writer task <──── Outbound ───────┘ EngineAction::Log → log stage
 //! ```
 //!
 //! The log stage is, for now, immediate: every transaction logged in one pass of the core

@@ -25,7 +25,7 @@ impl Peer {
             ticks: 0,
             reads: Default::default(),
         });
-        self.out.push(Action::Role {
+        self.out.push(PeerAction::Role {
             state: State::Leading,
             leader: Some(self.cfg.id),
             epoch: self.current_epoch,
@@ -73,7 +73,7 @@ impl Peer {
                 .unwrap_or(0)
                 + 1;
             self.accepted_epoch = epoch;
-            self.out.push(Action::SaveAcceptedEpoch(epoch));
+            self.out.push(PeerAction::SaveAcceptedEpoch(epoch));
             self.leading().epoch = Some(epoch);
             let me = self.cfg.id;
             let others: Vec<Sid> = self
@@ -199,7 +199,7 @@ impl Peer {
             }
         }
         self.current_epoch = epoch;
-        self.out.push(Action::SaveCurrentEpoch(epoch));
+        self.out.push(PeerAction::SaveCurrentEpoch(epoch));
         // QuorumPeer.updateElectionVote: followers report the same leader and epoch, so a
         // newcomer sees a quorum agree on them (FastLeaderElection's rule).
         self.vote.peer_epoch = epoch;
@@ -209,11 +209,11 @@ impl Peer {
         // The whole history is committed by the new epoch.
         if self.last_zxid() > self.committed {
             self.committed = self.last_zxid();
-            self.out.push(Action::Commit {
+            self.out.push(PeerAction::Commit {
                 zxid: self.committed,
             });
         }
-        self.out.push(Action::Role {
+        self.out.push(PeerAction::Role {
             state: State::Leading,
             leader: Some(me),
             epoch,
@@ -332,7 +332,7 @@ impl Peer {
             }
             l.acks.remove(&zxid);
             self.committed = zxid;
-            self.out.push(Action::Commit { zxid });
+            self.out.push(PeerAction::Commit { zxid });
             let targets: Vec<(Sid, bool)> = l
                 .learners
                 .iter()
@@ -373,7 +373,7 @@ impl Peer {
 
     /// Proposes a transaction. Only a broadcasting leader can; None otherwise (or when the
     /// zxid counter would overflow, which starts a new election as ZooKeeper does).
-    pub fn propose(&mut self, payload: bytes::Bytes) -> (Option<Zxid>, Vec<Action>) {
+    pub fn propose(&mut self, payload: bytes::Bytes) -> (Option<Zxid>, Vec<PeerAction>) {
         let me = self.cfg.id;
         let Role::Leading(l) = &mut self.role else {
             return (None, self.take());
@@ -396,7 +396,7 @@ impl Peer {
             .collect();
         let e = Entry { zxid, payload };
         self.log.push(e.clone());
-        self.out.push(Action::Append(e.clone()));
+        self.out.push(PeerAction::Append(e.clone()));
         for s in targets {
             self.send(s, Msg::Proposal(e.clone()));
         }
@@ -412,9 +412,9 @@ impl Peer {
 /// epoch again).
 impl Peer {
     /// Leader: starts read round `round` (covering every earlier one): PINGs every synced
-    /// learner now. [`Action::ReadConfirmed`] follows once a quorum of voters has answered.
+    /// learner now. [`PeerAction::ReadConfirmed`] follows once a quorum of voters has answered.
     /// Not leading: nothing (the host drops its waiting syncs on the role change).
-    pub fn start_read_round(&mut self, round: u64) -> Vec<Action> {
+    pub fn start_read_round(&mut self, round: u64) -> Vec<PeerAction> {
         let me = self.cfg.id;
         let Role::Leading(l) = &mut self.role else {
             return self.take();
@@ -483,7 +483,7 @@ impl Peer {
             l.reads.pop_front();
         }
         if let Some(round) = confirmed {
-            self.out.push(Action::ReadConfirmed { round });
+            self.out.push(PeerAction::ReadConfirmed { round });
         }
     }
 }

@@ -19,7 +19,7 @@ impl Peer {
             to_ack: BTreeSet::new(),
             commit_target: self.committed,
         });
-        self.out.push(Action::Role {
+        self.out.push(PeerAction::Role {
             state: if observer {
                 State::Observing
             } else {
@@ -54,7 +54,7 @@ impl Peer {
                 let counts = epoch > self.accepted_epoch;
                 if counts {
                     self.accepted_epoch = epoch;
-                    self.out.push(Action::SaveAcceptedEpoch(epoch));
+                    self.out.push(PeerAction::SaveAcceptedEpoch(epoch));
                 }
                 let (current_epoch, last_zxid) = (self.current_epoch, self.last_zxid());
                 self.send(
@@ -70,7 +70,7 @@ impl Peer {
             Msg::Trunc { zxid } => {
                 self.log.retain(|e| e.zxid <= zxid);
                 self.durable_zxid = self.durable_zxid.min(zxid);
-                self.out.push(Action::Truncate { after: zxid });
+                self.out.push(PeerAction::Truncate { after: zxid });
             }
             Msg::Snap { zxid } => {
                 // The host has loaded (and persisted) the leader's state at `zxid`.
@@ -116,7 +116,7 @@ impl Peer {
                 } else {
                     State::Following
                 };
-                self.out.push(Action::Role {
+                self.out.push(PeerAction::Role {
                     state,
                     leader: Some(leader),
                     epoch: self.current_epoch,
@@ -152,7 +152,7 @@ impl Peer {
             l.to_ack.insert(e.zxid);
         }
         self.log.push(e.clone());
-        self.out.push(Action::Append(e));
+        self.out.push(PeerAction::Append(e));
     }
 
     /// Sends what durability now allows: NEWLEADER's ACK, proposal ACKs.
@@ -174,7 +174,7 @@ impl Peer {
         }
         if let Some(epoch) = adopt {
             self.current_epoch = epoch;
-            self.out.push(Action::SaveCurrentEpoch(epoch));
+            self.out.push(PeerAction::SaveCurrentEpoch(epoch));
             // QuorumPeer.updateElectionVote: report the established epoch from now on.
             self.vote.peer_epoch = epoch;
         }
@@ -212,7 +212,7 @@ impl Peer {
         let upto = target.min(self.last_zxid());
         if upto > self.committed {
             self.committed = upto;
-            self.out.push(Action::Commit { zxid: upto });
+            self.out.push(PeerAction::Commit { zxid: upto });
             self.trim();
         }
     }

@@ -8,7 +8,7 @@ mod leader;
 mod learner;
 
 use super::election::{Election, Outcome};
-use super::{epoch_of, make_zxid, quorum_of, Action, Entry, Msg, Sid, State, Vote, Zxid};
+use super::{epoch_of, make_zxid, quorum_of, Entry, Msg, PeerAction, Sid, State, Vote, Zxid};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone)]
@@ -137,7 +137,7 @@ pub struct Peer {
     /// FOLLOWERINFOs that arrived while still looking (a learner can decide first); handled
     /// if this peer becomes the leader.
     early_learners: Vec<(Sid, Msg)>,
-    out: Vec<Action>,
+    out: Vec<PeerAction>,
 }
 
 impl Peer {
@@ -236,10 +236,10 @@ impl Peer {
     }
 
     fn send(&mut self, to: Sid, msg: Msg) {
-        self.out.push(Action::Send { to, msg });
+        self.out.push(PeerAction::Send { to, msg });
     }
 
-    fn take(&mut self) -> Vec<Action> {
+    fn take(&mut self) -> Vec<PeerAction> {
         std::mem::take(&mut self.out)
     }
 
@@ -258,7 +258,7 @@ impl Peer {
             Role::Looking(_) => Vec::new(),
         };
         for peer in peers {
-            self.out.push(Action::Disconnect { peer });
+            self.out.push(PeerAction::Disconnect { peer });
         }
         let e = Election::start(
             self.cfg.id,
@@ -269,7 +269,7 @@ impl Peer {
         );
         self.clock = e.clock;
         self.role = Role::Looking(e);
-        self.out.push(Action::Role {
+        self.out.push(PeerAction::Role {
             state: State::Looking,
             leader: None,
             epoch: self.current_epoch,
@@ -338,7 +338,7 @@ impl Peer {
     // ---- events ---------------------------------------------------------------------------
 
     /// A message from another peer.
-    pub fn step(&mut self, from: Sid, msg: Msg) -> Vec<Action> {
+    pub fn step(&mut self, from: Sid, msg: Msg) -> Vec<PeerAction> {
         match msg {
             Msg::Notify(v) => self.on_notify(from, v),
             other => match self.role {
@@ -369,7 +369,7 @@ impl Peer {
 
     /// The connection to `peer` broke (TCP closed or reset): a learner that loses its
     /// leader starts looking; a leader forgets the learner until it reconnects and syncs.
-    pub fn disconnected(&mut self, peer: Sid) -> Vec<Action> {
+    pub fn disconnected(&mut self, peer: Sid) -> Vec<PeerAction> {
         // An early FOLLOWERINFO belongs to its connection.
         self.early_learners.retain(|(s, _)| *s != peer);
         match &mut self.role {
@@ -387,7 +387,7 @@ impl Peer {
     }
 
     /// The log is synced up to `zxid`.
-    pub fn durable(&mut self, zxid: Zxid) -> Vec<Action> {
+    pub fn durable(&mut self, zxid: Zxid) -> Vec<PeerAction> {
         if zxid > self.durable_zxid {
             self.durable_zxid = zxid.min(self.last_zxid());
         }
@@ -406,7 +406,7 @@ impl Peer {
     }
 
     /// One tick of time.
-    pub fn tick(&mut self) -> Vec<Action> {
+    pub fn tick(&mut self) -> Vec<PeerAction> {
         match &mut self.role {
             Role::Looking(e) => {
                 let mut outcomes = Vec::new();
@@ -487,16 +487,20 @@ mod tests {
     }
 
     /// Runs three peers with instant, lossless delivery until `done` holds.
-    fn settle(peers: &mut [Peer], mut actions: Vec<(Sid, Action)>, done: impl Fn(&[Peer]) -> bool) {
+    fn settle(
+        peers: &mut [Peer],
+        mut actions: Vec<(Sid, PeerAction)>,
+        done: impl Fn(&[Peer]) -> bool,
+    ) {
         for _ in 0..200 {
             while let Some((from, a)) = actions.pop() {
                 let idx = |s: Sid| (s - 1) as usize;
                 match a {
-                    Action::Send { to, msg } => {
+                    PeerAction::Send { to, msg } => {
                         let out = peers[idx(to)].step(from, msg);
                         actions.extend(out.into_iter().map(|a| (to, a)));
                     }
-                    Action::Append(e) => {
+                    PeerAction::Append(e) => {
                         let out = peers[idx(from)].durable(e.zxid);
                         actions.extend(out.into_iter().map(|a| (from, a)));
                     }
@@ -519,7 +523,7 @@ mod tests {
         let mut peers: Vec<Peer> = (1..=3)
             .map(|i| Peer::new(cfg(i), Durable::default()))
             .collect();
-        let start: Vec<(Sid, Action)> = Vec::new();
+        let start: Vec<(Sid, PeerAction)> = Vec::new();
         settle(&mut peers, start, |p| {
             p.iter().any(|x| x.is_serving_leader())
         });
