@@ -22,6 +22,7 @@ pub mod config;
 pub mod engine;
 pub mod jute;
 pub mod loadgen;
+pub mod node;
 pub mod persist;
 pub mod prep;
 pub mod proto;

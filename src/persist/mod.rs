@@ -12,7 +12,26 @@ pub mod snapshot;
 pub mod txnlog;
 
 use crate::jute::DecodeError;
+use crate::tree::DataTree;
+use crate::txn::Txn;
+use std::collections::BTreeMap;
 use std::path::Path;
+
+/// Replays one logged transaction over `tree` and the session table (id → timeout), as
+/// recovery does; false when the entry carries a digest the tree does not reach.
+pub fn replay(tree: &mut DataTree, sessions: &mut BTreeMap<i64, i32>, e: &txnlog::Entry) -> bool {
+    tree.apply(&e.hdr, &e.txn, &mut Vec::new());
+    match &e.txn {
+        Txn::CreateSession { timeout } => {
+            sessions.insert(e.hdr.client_id, *timeout);
+        }
+        Txn::CloseSession { .. } => {
+            sessions.remove(&e.hdr.client_id);
+        }
+        _ => {}
+    }
+    e.digest.is_none_or(|d| d == tree.digest)
+}
 
 /// Why a log entry, log file or snapshot cannot be read. Recovery names the file with it and
 /// refuses to start; a bad SNAP stream closes that learner connection.

@@ -1,6 +1,6 @@
 //! Ensemble networking: ZooKeeper 3.8's election connections (QuorumCnxManager) and learner
 //! connections (the quorum port), carrying `crate::quorum` messages. One task owns every
-//! connection; readers report to the ZAB host as [`PeerEvent`]s.
+//! connection; readers report to the member's node as [`PeerEvent`]s.
 //!
 //! Election port: the side that connects sends `long -65535 (protocol V2), long sid,
 //! int length, "host:port"`; of two peers only the connection opened by the larger id is
@@ -19,83 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-/// What the transport reports to the ZAB host.
-#[derive(Debug)]
-pub enum PeerEvent {
-    Msg {
-        from: Sid,
-        msg: Msg,
-    },
-    Disconnected {
-        peer: Sid,
-    },
-    /// Leader side: a client request a learner forwarded (REQUEST).
-    Request {
-        from: Sid,
-        session: i64,
-        cxid: i32,
-        op: i32,
-        body: Bytes,
-        auth: Vec<(String, String)>,
-    },
-    /// Leader side: the sessions a learner's clients touched (its PING's data).
-    Touches {
-        from: Sid,
-        sessions: Vec<(i64, i32)>,
-    },
-    /// Leader side: a learner asks whether a session a client brought to it is still live
-    /// (REVALIDATE: `long sessionId, int timeout`).
-    Revalidate {
-        from: Sid,
-        session: i64,
-        timeout: i32,
-    },
-    /// Learner side: the leader's answer to REVALIDATE (`long sessionId, boolean valid`).
-    Revalidated {
-        from: Sid,
-        session: i64,
-        valid: bool,
-    },
-    /// Learner side: the leader answered a forwarded sync (SYNC), carrying the zxid it
-    /// had applied then (0 from Apache ZooKeeper, whose SYNC carries none).
-    Synced {
-        from: Sid,
-        zxid: i64,
-    },
-    /// Learner side: SNAP and the state that followed it on the stream.
-    Snap {
-        from: Sid,
-        zxid: i64,
-        state: Bytes,
-    },
-}
-
-/// What the ZAB host asks of the transport.
-pub enum PeerCmd {
-    Send {
-        to: Sid,
-        msg: Msg,
-    },
-    /// Open (or keep) the learner connection to this leader.
-    ConnectLeader {
-        leader: Sid,
-    },
-    /// Close the quorum connection to this peer.
-    Disconnect {
-        peer: Sid,
-    },
-    /// A quorum packet the core does not make (REQUEST, SYNC, a PING with touches).
-    Raw {
-        to: Sid,
-        packet: QuorumPacket,
-    },
-    /// SNAP followed by the state (`persist::snapshot::Parts::to_stream`).
-    SendSnap {
-        to: Sid,
-        zxid: i64,
-        state: Bytes,
-    },
-}
+pub use crate::node::{PeerCmd, PeerEvent};
 
 #[derive(Clone, Debug)]
 pub struct PeerAddrs {
@@ -634,48 +558,6 @@ fn packet_len(b: &[u8]) -> Result<Option<usize>, FrameError> {
     Ok(if b.len() >= at { Some(at) } else { None })
 }
 
-/// The server's share of a quorum packet: forwarded requests, syncs, session touches.
-fn session_event(from: Sid, p: &QuorumPacket, to_leader: bool) -> Option<PeerEvent> {
-    match p.kind {
-        packet::REQUEST if !to_leader => match codec::decode_request(p) {
-            Ok((session, cxid, op, body)) => Some(PeerEvent::Request {
-                from,
-                session,
-                cxid,
-                op,
-                body,
-                auth: p.auth.clone(),
-            }),
-            Err(e) => {
-                tracing::warn!(from, error = %e, "undecodable REQUEST");
-                None
-            }
-        },
-        packet::SYNC if to_leader => Some(PeerEvent::Synced { from, zxid: p.zxid }),
-        packet::REVALIDATE if to_leader => {
-            let (session, valid) = codec::decode_revalidate_answer(p).ok()?;
-            Some(PeerEvent::Revalidated {
-                from,
-                session,
-                valid,
-            })
-        }
-        packet::REVALIDATE if !to_leader => {
-            let (session, timeout) = codec::decode_revalidate(p).ok()?;
-            Some(PeerEvent::Revalidate {
-                from,
-                session,
-                timeout,
-            })
-        }
-        packet::PING if !to_leader => {
-            let sessions = codec::decode_touches(p.data.clone().unwrap_or_default()).ok()?;
-            (!sessions.is_empty()).then_some(PeerEvent::Touches { from, sessions })
-        }
-        _ => None,
-    }
-}
-
 /// A learner connection. `sid` is known on the learner's side (its leader); on the leader's
 /// side it comes from the first packet.
 async fn run_quorum_conn(
@@ -771,19 +653,8 @@ async fn run_quorum_conn(
                         snap = Some(p.zxid);
                         continue;
                     }
-                    if let Some(e) = session_event(from, &p, to_leader) {
+                    for e in crate::node::packet_events(from, &p, to_leader) {
                         let _ = ev.send(e);
-                        if p.kind != packet::PING {
-                            continue;
-                        }
-                    }
-                    match codec::decode_packet(&p, to_leader) {
-                        Ok(msg) => {
-                            let _ = ev.send(PeerEvent::Msg { from, msg });
-                        }
-                        Err(e) => {
-                            tracing::debug!(from, error = %e, "quorum packet the core does not take")
-                        }
                     }
                 }
             }

@@ -11,7 +11,6 @@
 
 use crate::persist::{self, snapshot, txnlog};
 use crate::tree::DataTree;
-use crate::txn::Txn;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -210,24 +209,12 @@ fn check_snapshot_digest(tree: &DataTree, expect: &mut Option<(i64, u64)>, r: &m
 }
 
 fn replay(tree: &mut DataTree, r: &mut Recovered, e: &txnlog::Entry) {
-    tree.apply(&e.hdr, &e.txn, &mut Vec::new());
     r.replayed += 1;
-    match &e.txn {
-        Txn::CreateSession { timeout } => {
-            r.sessions.insert(e.hdr.client_id, *timeout);
-        }
-        Txn::CloseSession { .. } => {
-            r.sessions.remove(&e.hdr.client_id);
-        }
-        _ => {}
-    }
-    if let Some(d) = e.digest {
-        if d != tree.digest {
-            r.digest_mismatches += 1;
-            tracing::warn!(
-                zxid = format_args!("0x{:x}", e.hdr.zxid),
-                "tree digest differs from the logged one"
-            );
-        }
+    if !persist::replay(tree, &mut r.sessions, e) {
+        r.digest_mismatches += 1;
+        tracing::warn!(
+            zxid = format_args!("0x{:x}", e.hdr.zxid),
+            "tree digest differs from the logged one"
+        );
     }
 }

@@ -200,6 +200,13 @@ impl Peer {
         }
     }
 
+    /// A learner syncing with `from` as its leader, before NEWLEADER: the one time the
+    /// leader's SNAP state may replace this peer's (a late SNAP from a leader it has left
+    /// must not).
+    pub fn expects_snap_from(&self, from: Sid) -> bool {
+        matches!(&self.role, Role::Learning(l) if l.leader == from && !l.up_to_date && l.newleader.is_none())
+    }
+
     pub fn last_zxid(&self) -> Zxid {
         self.log.last().map_or(self.base, |e| e.zxid)
     }

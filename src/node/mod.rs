@@ -1,0 +1,623 @@
+//! An ensemble member as a pure node (sans-I/O, in the style of raft-rs's RawNode): the
+//! client engine (`crate::engine`) and the ZAB peer (`crate::quorum::Peer`), wired together.
+//!
+//! Owns: the engine, the peer, the logged-but-unapplied entries, what the engine was last
+//! told about the member's role, the syncs waiting to be answered and the read round they
+//! need, and the count of log cuts (to tell stale durability reports). It must not touch
+//! sockets, files, threads or clocks: [`Node::handle`] takes an [`Input`] and the time and
+//! returns [`Io`] commands, which the host (`server::member`) performs in order; the
+//! simulation in `tests/node_sim.rs` performs them on an in-memory disk and network.
+//!
+//! Decisions made here (and nowhere else):
+//! * **Writes.** The leader's engine prepares a write and asks to log it; it becomes
+//!   `Peer::propose` with the txn log entry body as the PROPOSAL payload, and the zxid ZAB
+//!   assigns must be the one prep used (otherwise [`Diverged`]). A learner's engine forwards
+//!   writes as REQUEST packets; PING replies carry the sessions its clients touched.
+//! * **Durability.** ZAB's appends become [`Io::Append`]; the log writer's "synced up to"
+//!   reports come back as [`Input::Durable`] and go to `Peer::durable`, unless they predate
+//!   the last log cut this node asked for (they may name entries the cut removed).
+//! * **Commits.** A commit applies the logged entries up to it, in zxid order, to the
+//!   engine at once (`Event::Apply`, which answers the local client waiting for each); a
+//!   learner does not wait for its own log sync. Entries the engine already holds (its
+//!   recovered state) are skipped.
+//! * **Sync.** A learner's forwarded sync is answered (SYNC, carrying the applied zxid)
+//!   only after every COMMIT handled in the same batch has been applied, so the answer
+//!   follows them on the stream. A leader's waiting syncs ask for a read round; one round
+//!   is started per host pass ([`Input::PassEnd`]).
+//! * **SNAP.** A leader sends its engine's state labelled with the zxid it has applied (its
+//!   whole history, which the NEWLEADER quorum then commits; ZooKeeper's LearnerHandler
+//!   labels it the same way). A learner that receives one stops snapshotting, sets aside its
+//!   snapshots past the leader's zxid, writes the leader's state as a snapshot, cuts its log
+//!   after that zxid and starts a fresh engine on it.
+//! * **TRUNC.** The log is cut after the given zxid. If the engine had applied past it, the
+//!   snapshots past the cut are set aside and the state reloaded from disk
+//!   ([`Io::Reload`] → [`Input::Reloaded`]); a reload that does not end exactly at the cut
+//!   is [`Diverged`].
+//! * **Role.** The engine is told when the member starts or stops serving, when its leader
+//!   changes, and, if `read_only_mode` is on, when it has had no leader for long enough.
+
+mod zab;
+
+use crate::engine::{Clock, ConnId, Engine, EngineAction, EngineConfig, Event, Mode};
+use crate::persist::{snapshot, txnlog};
+use crate::quorum::wire::{packet, QuorumPacket};
+use crate::quorum::{codec, Config, Durable, Msg, Peer, Sid, State, Zxid};
+use crate::tree::DataTree;
+use crate::txn::{Txn, TxnHeader};
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+/// What the transport reports to the node.
+#[derive(Debug)]
+pub enum PeerEvent {
+    Msg {
+        from: Sid,
+        msg: Msg,
+    },
+    Disconnected {
+        peer: Sid,
+    },
+    /// Leader side: a client request a learner forwarded (REQUEST).
+    Request {
+        from: Sid,
+        session: i64,
+        cxid: i32,
+        op: i32,
+        body: Bytes,
+        auth: Vec<(String, String)>,
+    },
+    /// Leader side: the sessions a learner's clients touched (its PING's data).
+    Touches {
+        from: Sid,
+        sessions: Vec<(i64, i32)>,
+    },
+    /// Leader side: a learner asks whether a session a client brought to it is still live
+    /// (REVALIDATE: `long sessionId, int timeout`).
+    Revalidate {
+        from: Sid,
+        session: i64,
+        timeout: i32,
+    },
+    /// Learner side: the leader's answer to REVALIDATE (`long sessionId, boolean valid`).
+    Revalidated {
+        from: Sid,
+        session: i64,
+        valid: bool,
+    },
+    /// Learner side: the leader answered a forwarded sync (SYNC), carrying the zxid it
+    /// had applied then (0 from Apache ZooKeeper, whose SYNC carries none).
+    Synced {
+        from: Sid,
+        zxid: i64,
+    },
+    /// Learner side: SNAP and the state that followed it on the stream.
+    Snap {
+        from: Sid,
+        zxid: i64,
+        state: Bytes,
+    },
+}
+
+/// What the node asks of the transport.
+#[derive(Debug)]
+pub enum PeerCmd {
+    Send {
+        to: Sid,
+        msg: Msg,
+    },
+    /// Open (or keep) the learner connection to this leader.
+    ConnectLeader {
+        leader: Sid,
+    },
+    /// Close the quorum connection to this peer.
+    Disconnect {
+        peer: Sid,
+    },
+    /// A quorum packet ZAB does not make (REQUEST, SYNC, a PING with touches).
+    Raw {
+        to: Sid,
+        packet: QuorumPacket,
+    },
+    /// SNAP followed by the state (`persist::snapshot::Parts::to_stream`).
+    SendSnap {
+        to: Sid,
+        zxid: i64,
+        state: Bytes,
+    },
+}
+
+/// What a quorum packet from `from` means to the node; `to_leader` when it arrived on this
+/// member's connection to its leader. The session side (forwarded requests, sync answers,
+/// revalidation, a PING's touches) comes first, then the ZAB message, if any (a PING is
+/// both). Packets neither takes are logged and dropped.
+pub fn packet_events(from: Sid, p: &QuorumPacket, to_leader: bool) -> Vec<PeerEvent> {
+    let mut out = Vec::with_capacity(1);
+    if let Some(e) = session_event(from, p, to_leader) {
+        out.push(e);
+        if p.kind != packet::PING {
+            return out;
+        }
+    }
+    match codec::decode_packet(p, to_leader) {
+        Ok(msg) => out.push(PeerEvent::Msg { from, msg }),
+        Err(e) => tracing::debug!(from, error = %e, "quorum packet ZAB does not take"),
+    }
+    out
+}
+
+/// The session side's share of a quorum packet.
+fn session_event(from: Sid, p: &QuorumPacket, to_leader: bool) -> Option<PeerEvent> {
+    match p.kind {
+        packet::REQUEST if !to_leader => match codec::decode_request(p) {
+            Ok((session, cxid, op, body)) => Some(PeerEvent::Request {
+                from,
+                session,
+                cxid,
+                op,
+                body,
+                auth: p.auth.clone(),
+            }),
+            Err(e) => {
+                tracing::warn!(from, error = %e, "undecodable REQUEST");
+                None
+            }
+        },
+        packet::SYNC if to_leader => Some(PeerEvent::Synced { from, zxid: p.zxid }),
+        packet::REVALIDATE if to_leader => {
+            let (session, valid) = codec::decode_revalidate_answer(p).ok()?;
+            Some(PeerEvent::Revalidated {
+                from,
+                session,
+                valid,
+            })
+        }
+        packet::REVALIDATE if !to_leader => {
+            let (session, timeout) = codec::decode_revalidate(p).ok()?;
+            Some(PeerEvent::Revalidate {
+                from,
+                session,
+                timeout,
+            })
+        }
+        packet::PING if !to_leader => {
+            let sessions = codec::decode_touches(p.data.clone().unwrap_or_default()).ok()?;
+            (!sessions.is_empty()).then_some(PeerEvent::Touches { from, sessions })
+        }
+        _ => None,
+    }
+}
+
+/// An input to the node.
+pub enum Input {
+    /// From a client connection: `Accepted`, `Handshake`, `Request` or `Closed`.
+    Client(Event),
+    /// From the transport.
+    Peer(PeerEvent),
+    /// The log writer has synced everything up to `zxid`; `truncations` is how many log
+    /// cuts it had made by then.
+    Durable { zxid: Zxid, truncations: u64 },
+    /// ZAB's tick (every core tick).
+    PeerTick,
+    /// The engine's tick: session expiry, container checks.
+    EngineTick,
+    /// The end of one pass of the host's loop: one read round for every sync that waits.
+    PassEnd,
+    /// The answer to [`Io::Reload`]: what the data directory holds now.
+    Reloaded {
+        tree: Box<DataTree>,
+        sessions: Vec<(i64, i32)>,
+    },
+}
+
+/// A command for the host. They are performed in the order given; the ones marked
+/// "synchronously" are complete before the next one starts.
+pub enum Io {
+    /// To a client connection: a frame (`completes`: the reply to a request).
+    Send {
+        conn: ConnId,
+        frame: Bytes,
+        completes: bool,
+    },
+    /// Close a client connection once what was sent before is written.
+    Close {
+        conn: ConnId,
+        reason: &'static str,
+        linger: bool,
+    },
+    Peer(PeerCmd),
+    /// Synchronously write the `acceptedEpoch` or `currentEpoch` file.
+    SaveEpoch {
+        file: &'static str,
+        epoch: u32,
+    },
+    /// Append to the log; its sync is reported as [`Input::Durable`].
+    Append {
+        hdr: TxnHeader,
+        txn: Txn,
+        digest: Option<u64>,
+    },
+    /// Synchronously drop every logged entry after `after`; the log writer counts the cut.
+    CutLog {
+        after: Zxid,
+    },
+    /// Synchronously abandon the snapshot being made or sealed and wait for the snapshot
+    /// writer: the state is about to be replaced.
+    StopSnapshots,
+    /// Rename the snapshots past `newer_than` out of the way (suffix `why`).
+    SetAsideSnapshots {
+        newer_than: Zxid,
+        why: &'static str,
+    },
+    /// Synchronously write this snapshot.
+    WriteSnapshot(snapshot::Parts),
+    /// Recover the state from the data directory again and answer with
+    /// [`Input::Reloaded`] before anything else.
+    Reload,
+}
+
+/// Something that would make this member's state diverge from the ensemble's: the host
+/// stops the member.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Diverged(pub String);
+
+/// The node's settings (a subset of the server configuration).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub engine: EngineConfig,
+    pub extended_types: bool,
+    /// Serve reads with no leader (`readonlymode.enabled`), after `read_only_after_ms`.
+    pub read_only_mode: bool,
+    pub read_only_after_ms: i64,
+    /// The content of `/zookeeper/config` (this member's own view, also after SNAP).
+    pub config_node: Bytes,
+}
+
+pub struct Node {
+    cfg: NodeConfig,
+    engine: Engine,
+    peer: Peer,
+    /// Logged entries not yet applied to the engine, in zxid order.
+    unapplied: VecDeque<txnlog::Entry>,
+    /// What the engine was last told: its mode, the leader and the epoch.
+    served: (Mode, Option<Sid>, u32),
+    /// Since when (monotonic ms) this member has had no leader.
+    down_since: Option<i64>,
+    /// Learners whose sync may be answered once this batch of actions is done.
+    sync_replies: Vec<Sid>,
+    /// The read round the engine's waiting syncs need, started at the end of the pass.
+    read_round: Option<u64>,
+    /// Log cuts asked of the host.
+    truncations: u64,
+    /// The last and the largest time from the leader's prep of a transaction (its header
+    /// time, wall clock) to its apply here, in ms.
+    apply_lag_ms: (i64, i64),
+    /// After a TRUNC that needs a reload: the cut, and the ZAB actions held back until the
+    /// host answers [`Io::Reload`].
+    held: Option<(Zxid, VecDeque<crate::quorum::PeerAction>)>,
+    out: Vec<Io>,
+    diverged: Option<Diverged>,
+    now: Clock,
+}
+
+impl Node {
+    /// A node over recovered state: `tree` and `sessions` as the engine starts, `durable`
+    /// as ZAB starts (the snapshot's zxid as its base, every entry logged after it as its
+    /// log; the engine has them all applied).
+    pub fn new(
+        cfg: NodeConfig,
+        zab: Config,
+        durable: Durable,
+        tree: DataTree,
+        sessions: Vec<(i64, i32)>,
+        now: Clock,
+    ) -> Node {
+        let engine = Self::fresh_engine(&cfg, tree, sessions, now);
+        Node {
+            cfg,
+            engine,
+            peer: Peer::new(zab, durable),
+            unapplied: VecDeque::new(),
+            served: (Mode::Down, None, 0),
+            down_since: Some(now.mono_ms),
+            sync_replies: Vec::new(),
+            read_round: None,
+            truncations: 0,
+            apply_lag_ms: (0, 0),
+            held: None,
+            out: Vec::new(),
+            diverged: None,
+            now,
+        }
+    }
+
+    fn fresh_engine(
+        cfg: &NodeConfig,
+        tree: DataTree,
+        sessions: Vec<(i64, i32)>,
+        now: Clock,
+    ) -> Engine {
+        let mut engine = Engine::recovered(cfg.engine.clone(), tree, sessions, now);
+        engine
+            .tree
+            .set_config_data(cfg.config_node.clone(), now.wall_ms);
+        let down = Event::Mode {
+            mode: Mode::Down,
+            last_zxid: 0,
+        };
+        engine.handle(down, now);
+        engine
+    }
+
+    /// Handles one input. The commands come back in the order they must be performed.
+    pub fn handle(&mut self, input: Input, now: Clock) -> Result<Vec<Io>, Diverged> {
+        self.now = now;
+        if self.held.is_some() {
+            let Input::Reloaded { tree, sessions } = input else {
+                panic!("the host sent an input before answering Io::Reload");
+            };
+            self.reloaded(*tree, sessions);
+        } else {
+            self.take(input);
+        }
+        match self.diverged.take() {
+            Some(d) => Err(d),
+            None => Ok(std::mem::take(&mut self.out)),
+        }
+    }
+
+    fn take(&mut self, input: Input) {
+        match input {
+            Input::Client(ev) => self.engine_event(ev),
+            Input::Peer(e) => self.peer_event(e),
+            Input::Durable { zxid, truncations } if truncations == self.truncations => {
+                let a = self.peer.durable(zxid);
+                self.perform_peer(a);
+            }
+            Input::Durable { .. } => {}
+            Input::PeerTick => {
+                let a = self.peer.tick();
+                self.perform_peer(a);
+            }
+            Input::EngineTick => self.engine_event(Event::Tick),
+            Input::PassEnd => {
+                if let Some(round) = self.read_round.take() {
+                    let a = self.peer.start_read_round(round);
+                    self.perform_peer(a);
+                }
+            }
+            Input::Reloaded { .. } => panic!("Input::Reloaded without Io::Reload"),
+        }
+    }
+
+    fn engine_event(&mut self, ev: Event) {
+        let a = self.engine.handle(ev, self.now);
+        self.perform_engine(a);
+    }
+
+    fn peer_event(&mut self, e: PeerEvent) {
+        match e {
+            PeerEvent::Msg { from, msg } => {
+                match &msg {
+                    Msg::Diff { zxid } => tracing::info!(
+                        from,
+                        zxid = format_args!("0x{zxid:x}"),
+                        "sync with the leader by DIFF"
+                    ),
+                    Msg::Trunc { zxid } => tracing::info!(
+                        from,
+                        zxid = format_args!("0x{zxid:x}"),
+                        "sync with the leader by TRUNC"
+                    ),
+                    _ => {}
+                }
+                let a = self.peer.step(from, msg);
+                self.perform_peer(a);
+            }
+            PeerEvent::Disconnected { peer } => {
+                let a = self.peer.disconnected(peer);
+                self.perform_peer(a);
+            }
+            PeerEvent::Request {
+                from,
+                session,
+                cxid,
+                op,
+                body,
+                auth,
+            } => {
+                let ids = auth
+                    .iter()
+                    .map(|(s, i)| crate::jute::records::Id::new(s, i))
+                    .collect();
+                self.engine_event(Event::Forwarded {
+                    origin: from,
+                    session,
+                    cxid,
+                    op,
+                    body,
+                    ids,
+                });
+            }
+            PeerEvent::Touches { sessions, .. } => self.engine_event(Event::Touch { sessions }),
+            PeerEvent::Revalidate {
+                from,
+                session,
+                timeout,
+            } => {
+                let valid = self.engine.revalidate(session, timeout, self.now);
+                let packet = codec::encode_revalidate_answer(session, valid);
+                self.out.push(Io::Peer(PeerCmd::Raw { to: from, packet }));
+            }
+            PeerEvent::Revalidated {
+                from,
+                session,
+                valid,
+            } => {
+                if self.peer.leader() == Some(from) {
+                    self.engine_event(Event::Revalidated { session, valid });
+                }
+            }
+            PeerEvent::Synced { from, zxid } => {
+                if self.peer.leader() == Some(from) {
+                    self.engine_event(Event::Synced { zxid });
+                }
+            }
+            PeerEvent::Snap { from, zxid, state } => self.load_snap(from, zxid, state),
+        }
+    }
+
+    fn perform_engine(&mut self, actions: Vec<EngineAction>) {
+        for a in actions {
+            match a {
+                EngineAction::Send {
+                    conn,
+                    frame,
+                    completes,
+                } => self.out.push(Io::Send {
+                    conn,
+                    frame,
+                    completes,
+                }),
+                EngineAction::Close {
+                    conn,
+                    reason,
+                    linger,
+                } => self.out.push(Io::Close {
+                    conn,
+                    reason,
+                    linger,
+                }),
+                EngineAction::Log { hdr, txn, digest } => self.propose(hdr, txn, digest),
+                EngineAction::Forward {
+                    session,
+                    cxid,
+                    op,
+                    body,
+                    ids,
+                } => {
+                    let Some(leader) = self.peer.leader() else {
+                        continue;
+                    };
+                    let auth = ids.into_iter().map(|i| (i.scheme, i.id)).collect();
+                    let packet = codec::encode_request(session, cxid, op, &body, auth);
+                    self.out.push(Io::Peer(PeerCmd::Raw { to: leader, packet }));
+                }
+                EngineAction::SyncDone { origin } => self.sync_replies.push(origin),
+                EngineAction::ConfirmLeadership { round } => {
+                    self.read_round = self.read_round.max(Some(round));
+                }
+                EngineAction::Revalidate { session, timeout } => {
+                    let Some(leader) = self.peer.leader() else {
+                        continue;
+                    };
+                    let packet = codec::encode_revalidate(session, timeout);
+                    self.out.push(Io::Peer(PeerCmd::Raw { to: leader, packet }));
+                }
+            }
+        }
+    }
+
+    /// A prepared write: ZAB must number it as prep did.
+    fn propose(&mut self, hdr: TxnHeader, txn: Txn, digest: u64) {
+        let body = txnlog::encode_body(&hdr, &txn, Some(digest));
+        let (zxid, acts) = self.peer.propose(body);
+        match zxid {
+            Some(z) if z == hdr.zxid => {}
+            Some(z) => {
+                return self.diverge(format!(
+                    "ZAB assigned zxid 0x{z:x} to a transaction prepared as 0x{:x}",
+                    hdr.zxid
+                ))
+            }
+            // No longer leading: the role change resets the engine.
+            None => tracing::info!(
+                zxid = format_args!("0x{:x}", hdr.zxid),
+                "not leading any more; dropping a prepared transaction"
+            ),
+        }
+        self.perform_peer(acts);
+    }
+
+    fn diverge(&mut self, what: String) {
+        if self.diverged.is_none() {
+            self.diverged = Some(Diverged(what));
+        }
+    }
+
+    // ---- queries for the host (four-letter words, status) ----
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The count of log cuts asked for so far (the log writer's count must match).
+    pub fn truncations(&self) -> u64 {
+        self.truncations
+    }
+
+    /// `srvr`/`mntr`'s server state.
+    pub fn mode_name(&self) -> &'static str {
+        if self.engine.mode() == Mode::ReadOnly {
+            return "read-only";
+        }
+        match (self.peer.state(), self.peer.leader()) {
+            (State::Leading, Some(_)) => "leader",
+            (State::Following, Some(_)) => "follower",
+            (State::Observing, Some(_)) => "observer",
+            _ => "looking",
+        }
+    }
+
+    /// `isro`'s answer.
+    pub fn read_only_word(&self) -> &'static str {
+        match self.engine.mode() {
+            Mode::ReadOnly => "ro",
+            Mode::Down => "null",
+            _ => "rw",
+        }
+    }
+
+    /// `mntr`'s ensemble rows: a leader's learners, or how far a learner's applied state
+    /// trails the leader.
+    pub fn ensemble_rows(&self) -> Vec<(&'static str, String)> {
+        if let Some((learners, followers, observers, syncing)) = self.peer.learner_counts() {
+            return vec![
+                ("zk_learners", learners.to_string()),
+                ("zk_followers", learners.to_string()),
+                ("zk_synced_followers", followers.to_string()),
+                ("zk_synced_non_voting_followers", "0".to_string()),
+                ("zk_synced_observers", observers.to_string()),
+                ("zk_pending_syncs", syncing.to_string()),
+            ];
+        }
+        if !matches!(self.peer.state(), State::Following | State::Observing) {
+            return Vec::new();
+        }
+        let (committed, applied) = (self.peer.committed(), self.engine.last_zxid());
+        let unapplied = if committed >> 32 == applied >> 32 {
+            (committed - applied).max(0)
+        } else {
+            self.unapplied.len() as i64
+        };
+        vec![
+            ("zabd_learner_apply_lag_ms", self.apply_lag_ms.0.to_string()),
+            (
+                "zabd_learner_apply_lag_max_ms",
+                self.apply_lag_ms.1.to_string(),
+            ),
+            ("zabd_learner_unapplied_commits", unapplied.to_string()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests;

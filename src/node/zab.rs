@@ -1,0 +1,280 @@
+//! The node's side of ZAB: what each `quorum::PeerAction` means for the engine, the log and
+//! the snapshots (see the module header of `node` for the rules), and telling the engine
+//! when the member's role changes.
+
+use super::{Io, Node, PeerCmd};
+use crate::engine::{Event, Mode};
+use crate::persist::{snapshot, txnlog};
+use crate::quorum::{codec, make_zxid, Entry, Msg, PeerAction, Sid, State, Zxid};
+use crate::tree::DataTree;
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+impl Node {
+    /// The first actions: ZAB's first tick (it starts looking).
+    pub fn start(&mut self) -> Vec<Io> {
+        let a = self.peer.tick();
+        self.perform_peer(a);
+        std::mem::take(&mut self.out)
+    }
+
+    pub(super) fn perform_peer(&mut self, actions: Vec<PeerAction>) {
+        self.run_peer_actions(actions.into());
+    }
+
+    fn run_peer_actions(&mut self, mut queue: VecDeque<PeerAction>) {
+        while let Some(a) = queue.pop_front() {
+            if self.diverged.is_some() {
+                return;
+            }
+            match a {
+                PeerAction::Send { to, msg } => self.send(to, msg),
+                PeerAction::Disconnect { peer } => {
+                    self.out.push(Io::Peer(PeerCmd::Disconnect { peer }));
+                }
+                PeerAction::SaveAcceptedEpoch(epoch) => self.out.push(Io::SaveEpoch {
+                    file: "acceptedEpoch",
+                    epoch,
+                }),
+                PeerAction::SaveCurrentEpoch(epoch) => self.out.push(Io::SaveEpoch {
+                    file: "currentEpoch",
+                    epoch,
+                }),
+                PeerAction::Append(e) => self.append(e),
+                PeerAction::Truncate { after } => {
+                    if self.truncate(after) {
+                        // The rest waits for the reloaded state.
+                        self.held = Some((after, queue));
+                        return;
+                    }
+                }
+                PeerAction::Commit { zxid } => self.apply_upto(zxid),
+                PeerAction::ReadConfirmed { round } => {
+                    self.engine_event(Event::LeadershipConfirmed { round });
+                }
+                PeerAction::Role {
+                    state,
+                    leader,
+                    epoch,
+                } => self.role(state, leader, epoch),
+            }
+        }
+        self.update_mode();
+        // After every COMMIT of this batch, so a learner applies them before the answer.
+        for to in std::mem::take(&mut self.sync_replies) {
+            let packet = codec::sync_answer(self.engine.last_zxid());
+            self.out.push(Io::Peer(PeerCmd::Raw { to, packet }));
+        }
+    }
+
+    fn send(&mut self, to: Sid, msg: Msg) {
+        let cmd = match msg {
+            Msg::PingReply => PeerCmd::Raw {
+                to,
+                packet: codec::ping_reply(self.peer.last_zxid(), &self.engine.take_touches()),
+            },
+            Msg::Snap { .. } => {
+                // The engine's whole state, named by the zxid it has applied (at or past
+                // what ZAB committed; the learner skips proposals it already holds).
+                let zxid = self.engine.last_zxid();
+                let state = snapshot_of(&self.engine.tree, &self.engine.session_list(), zxid);
+                let state = Bytes::from(state.to_stream());
+                tracing::info!(
+                    to,
+                    zxid = format_args!("0x{zxid:x}"),
+                    bytes = state.len(),
+                    "sending SNAP"
+                );
+                PeerCmd::SendSnap { to, zxid, state }
+            }
+            msg => PeerCmd::Send { to, msg },
+        };
+        self.out.push(Io::Peer(cmd));
+    }
+
+    fn append(&mut self, e: Entry) {
+        let entry = match txnlog::decode_body(e.payload) {
+            Ok(x) => x,
+            Err(err) => {
+                return self.diverge(format!("cannot decode proposal 0x{:x}: {err}", e.zxid))
+            }
+        };
+        self.out.push(Io::Append {
+            hdr: entry.hdr,
+            txn: entry.txn.clone(),
+            digest: entry.digest,
+        });
+        self.unapplied.push_back(entry);
+    }
+
+    fn cut_log(&mut self, after: Zxid) {
+        self.out.push(Io::CutLog { after });
+        self.truncations += 1;
+        self.unapplied.retain(|e| e.hdr.zxid <= after);
+    }
+
+    /// TRUNC: cuts the log; true when the state must be reloaded from disk first.
+    fn truncate(&mut self, after: Zxid) -> bool {
+        tracing::info!(
+            after = format_args!("0x{after:x}"),
+            "TRUNC: dropping the log after this zxid"
+        );
+        self.cut_log(after);
+        if self.engine.last_zxid() <= after {
+            return false;
+        }
+        // A snapshot past `after` holds transactions the leader discarded: reloading from
+        // it would keep them. Nothing may be writing one meanwhile.
+        self.out.push(Io::StopSnapshots);
+        self.out.push(Io::SetAsideSnapshots {
+            newer_than: after,
+            why: "truncated",
+        });
+        self.out.push(Io::Reload);
+        true
+    }
+
+    /// The host's answer to `Io::Reload` after a TRUNC: it must end exactly at the cut.
+    pub(super) fn reloaded(&mut self, tree: DataTree, sessions: Vec<(i64, i32)>) {
+        let (after, queue) = self.held.take().expect("a TRUNC waiting for its reload");
+        if tree.last_zxid != after {
+            return self.diverge(format!(
+                "TRUNC to 0x{after:x}: what is left on disk reaches 0x{:x}, not 0x{after:x} \
+                 (no snapshot at or below it with the logs after it); this member needs an \
+                 empty data directory to sync again",
+                tree.last_zxid
+            ));
+        }
+        self.replace_engine(tree, sessions);
+        self.run_peer_actions(queue);
+    }
+
+    pub(super) fn load_snap(&mut self, from: Sid, zxid: Zxid, state: Bytes) {
+        if !self.peer.expects_snap_from(from) {
+            tracing::warn!(
+                from,
+                "ignoring a SNAP from a peer this member is not syncing with"
+            );
+            return;
+        }
+        let loaded = match snapshot::decode_stream(state, self.cfg.extended_types) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(from, error = %e, "bad SNAP state from the leader; reconnecting");
+                self.out.push(Io::Peer(PeerCmd::Disconnect { peer: from }));
+                let a = self.peer.disconnected(from);
+                return self.perform_peer(a);
+            }
+        };
+        let mut tree = loaded.tree;
+        tree.last_zxid = zxid;
+        // The leader's state supersedes this member's: a snapshot of its own history past
+        // `zxid` would be loaded at the next start instead of the leader's.
+        self.out.push(Io::StopSnapshots);
+        self.out.push(Io::SetAsideSnapshots {
+            newer_than: zxid,
+            why: "superseded",
+        });
+        self.out.push(Io::WriteSnapshot(snapshot_of(
+            &tree,
+            &loaded.sessions,
+            zxid,
+        )));
+        self.cut_log(zxid);
+        self.unapplied.clear();
+        tracing::info!(
+            from,
+            zxid = format_args!("0x{zxid:x}"),
+            nodes = tree.node_count(),
+            "loaded the leader's state (SNAP)"
+        );
+        self.replace_engine(tree, loaded.sessions);
+        let a = self.peer.step(from, Msg::Snap { zxid });
+        self.perform_peer(a);
+    }
+
+    fn replace_engine(&mut self, tree: DataTree, sessions: Vec<(i64, i32)>) {
+        let down = Event::Mode {
+            mode: Mode::Down,
+            last_zxid: 0,
+        };
+        self.engine_event(down);
+        let stats = std::mem::take(&mut self.engine.stats);
+        self.engine = Self::fresh_engine(&self.cfg, tree, sessions, self.now);
+        self.engine.stats = stats;
+        self.served = (Mode::Down, None, 0);
+    }
+
+    /// Applies every logged entry up to `zxid` that the engine has not applied yet.
+    fn apply_upto(&mut self, zxid: Zxid) {
+        while self.unapplied.front().is_some_and(|e| e.hdr.zxid <= zxid) {
+            let e = self.unapplied.pop_front().expect("front");
+            if e.hdr.zxid <= self.engine.last_zxid() {
+                continue;
+            }
+            let lag = (self.now.wall_ms - e.hdr.time).max(0);
+            self.apply_lag_ms = (lag, self.apply_lag_ms.1.max(lag));
+            self.engine_event(Event::Apply {
+                hdr: e.hdr,
+                txn: e.txn,
+                digest: e.digest,
+            });
+        }
+        if self.engine.last_zxid() < zxid {
+            self.diverge(format!(
+                "ZAB committed up to 0x{zxid:x} but the log here ends at 0x{:x}",
+                self.engine.last_zxid()
+            ));
+        }
+    }
+
+    fn role(&mut self, state: State, leader: Option<Sid>, epoch: u32) {
+        if matches!(state, State::Following | State::Observing) {
+            if let Some(leader) = leader {
+                self.out.push(Io::Peer(PeerCmd::ConnectLeader { leader }));
+            }
+        }
+        if state == State::Looking {
+            tracing::info!(id = self.peer.id(), "looking for a leader");
+        } else {
+            tracing::info!(id = self.peer.id(), ?state, ?leader, epoch, "role");
+        }
+    }
+
+    /// Tells the engine when this member starts or stops serving, or its leader changes.
+    fn update_mode(&mut self) {
+        let leader = self.peer.leader();
+        let mode = match (self.peer.state(), leader) {
+            (State::Leading, Some(_)) => Mode::Leader,
+            (State::Following | State::Observing, Some(_)) => Mode::Follower,
+            _ => Mode::Down,
+        };
+        let mode = if mode == Mode::Down {
+            let since = *self.down_since.get_or_insert(self.now.mono_ms);
+            let waited = self.now.mono_ms - since;
+            if self.cfg.read_only_mode && waited >= self.cfg.read_only_after_ms {
+                Mode::ReadOnly
+            } else {
+                Mode::Down
+            }
+        } else {
+            self.down_since = None;
+            mode
+        };
+        let epoch = self.peer.current_epoch();
+        if self.served == (mode, leader, epoch) {
+            return;
+        }
+        self.served = (mode, leader, epoch);
+        let last_zxid = make_zxid(epoch, 0);
+        tracing::info!(?mode, ?leader, epoch, "client service");
+        self.engine_event(Event::Mode { mode, last_zxid });
+    }
+}
+
+/// A whole snapshot of `tree` at `zxid`.
+fn snapshot_of(tree: &DataTree, sessions: &snapshot::SessionList, zxid: Zxid) -> snapshot::Parts {
+    let mut b = snapshot::Builder::new(sessions, zxid);
+    b.step(tree, usize::MAX);
+    b.finish(tree)
+}
