@@ -10,7 +10,8 @@
 //!                         sessions (expiry), tree::watch (notifications), auth (ACLs)
 //!  server::disk threads: log writer (group commit, fdatasync) → Durable; snapshot writer
 //!  persist (pure): ZooKeeper's log and snapshot formats; server::recovery reads them back
-//!  quorum (pure): ZAB; server::member runs it with the engine on an ensemble member
+//!  quorum (pure): ZAB. node (pure): an ensemble member, engine + quorum::Peer, Input in and
+//!                Io out; server::member performs its Io
 //!  loadgen: `zabd bench`, a client-side load generator for any ZooKeeper-compatible server
 //! ```
 //!

@@ -16,21 +16,28 @@
 //! * **Durability.** ZAB's appends become [`Io::Append`]; the log writer's "synced up to"
 //!   reports come back as [`Input::Durable`] and go to `Peer::durable`, unless they predate
 //!   the last log cut this node asked for (they may name entries the cut removed).
-//! * **Commits.** A commit applies the logged entries up to it, in zxid order, to the
-//!   engine at once (`Event::Apply`, which answers the local client waiting for each); a
-//!   learner does not wait for its own log sync. Entries the engine already holds (its
-//!   recovered state) are skipped.
+//! * **Commits.** The engine holds exactly what ZAB has committed. A commit applies the
+//!   logged entries up to it, in zxid order, to the engine at once (`Event::Apply`, which
+//!   answers the local client waiting for each); a learner does not wait for its own log
+//!   sync. At startup (and after a reload) the engine is the newest snapshot's state and the
+//!   entries logged after it wait for their commit like any other: the next leader may cut
+//!   some of them off.
 //! * **Sync.** A learner's forwarded sync is answered (SYNC, carrying the applied zxid)
 //!   only after every COMMIT handled in the same batch has been applied, so the answer
 //!   follows them on the stream. A leader's waiting syncs ask for a read round; one round
 //!   is started per host pass ([`Input::PassEnd`]).
-//! * **SNAP.** A leader sends its engine's state labelled with the zxid it has applied (its
-//!   whole history, which the NEWLEADER quorum then commits; ZooKeeper's LearnerHandler
-//!   labels it the same way). A learner that receives one stops snapshotting, sets aside its
-//!   snapshots past the leader's zxid, writes the leader's state as a snapshot, cuts its log
-//!   after that zxid and starts a fresh engine on it.
-//! * **TRUNC.** The log is cut after the given zxid. If the engine had applied past it, the
-//!   snapshots past the cut are set aside and the state reloaded from disk
+//! * **SNAP.** A leader sends its engine's state labelled with ZAB's committed zxid, which
+//!   is what the engine holds; the proposals after it follow. (ZooKeeper's LearnerHandler
+//!   labels it with its data tree's zxid, which on a leader still establishing its epoch
+//!   includes an uncommitted tail; a learner's snapshot of it can then hold transactions a
+//!   later leader cuts off.) Only the leader a learner is syncing with, before NEWLEADER,
+//!   may replace its state: the learner stops snapshotting, sets aside its snapshots past
+//!   the leader's zxid, writes the leader's state as a snapshot, cuts its log after that
+//!   zxid and starts a fresh engine on it.
+//! * **TRUNC.** The log is cut after the given zxid, with the unapplied entries past it.
+//!   The engine never applied them; only a snapshot written elsewhere (by ZooKeeper, or by
+//!   an older zabd) can hold an uncommitted tail. If the engine is past the cut all the same,
+//!   the snapshots past the cut are set aside and the state reloaded from disk
 //!   ([`Io::Reload`] → [`Input::Reloaded`]); a reload that does not end exactly at the cut
 //!   is [`Diverged`].
 //! * **Role.** The engine is told when the member starts or stops serving, when its leader
@@ -202,10 +209,12 @@ pub enum Input {
     EngineTick,
     /// The end of one pass of the host's loop: one read round for every sync that waits.
     PassEnd,
-    /// The answer to [`Io::Reload`]: what the data directory holds now.
+    /// The answer to [`Io::Reload`]: what the data directory holds now, as at startup: the
+    /// newest snapshot's state and the entries logged after it (not applied).
     Reloaded {
         tree: Box<DataTree>,
         sessions: Vec<(i64, i32)>,
+        logged: Vec<txnlog::Entry>,
     },
 }
 
@@ -301,9 +310,12 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node over recovered state: `tree` and `sessions` as the engine starts, `durable`
-    /// as ZAB starts (the snapshot's zxid as its base, every entry logged after it as its
-    /// log; the engine has them all applied).
+    /// A node over recovered state: `tree` and `sessions` (the newest snapshot's) as the
+    /// engine starts, `durable` as ZAB starts (the snapshot's zxid as its base, every entry
+    /// logged after it as its log). The logged entries are applied once ZAB commits them:
+    /// the next leader may cut some of them off, and a state that never held an uncommitted
+    /// transaction is what a SNAP sends and a snapshot keeps. An entry that does not decode
+    /// is [`Diverged`].
     pub fn new(
         cfg: NodeConfig,
         zab: Config,
@@ -311,13 +323,20 @@ impl Node {
         tree: DataTree,
         sessions: Vec<(i64, i32)>,
         now: Clock,
-    ) -> Node {
+    ) -> Result<Node, Diverged> {
+        let mut unapplied = VecDeque::with_capacity(durable.log.len());
+        for e in &durable.log {
+            let entry = txnlog::decode_body(e.payload.clone()).map_err(|err| {
+                Diverged(format!("cannot decode logged entry 0x{:x}: {err}", e.zxid))
+            })?;
+            unapplied.push_back(entry);
+        }
         let engine = Self::fresh_engine(&cfg, tree, sessions, now);
-        Node {
+        Ok(Node {
             cfg,
             engine,
             peer: Peer::new(zab, durable),
-            unapplied: VecDeque::new(),
+            unapplied,
             served: (Mode::Down, None, 0),
             down_since: Some(now.mono_ms),
             sync_replies: Vec::new(),
@@ -328,7 +347,7 @@ impl Node {
             out: Vec::new(),
             diverged: None,
             now,
-        }
+        })
     }
 
     fn fresh_engine(
@@ -353,10 +372,15 @@ impl Node {
     pub fn handle(&mut self, input: Input, now: Clock) -> Result<Vec<Io>, Diverged> {
         self.now = now;
         if self.held.is_some() {
-            let Input::Reloaded { tree, sessions } = input else {
+            let Input::Reloaded {
+                tree,
+                sessions,
+                logged,
+            } = input
+            else {
                 panic!("the host sent an input before answering Io::Reload");
             };
-            self.reloaded(*tree, sessions);
+            self.reloaded(*tree, sessions, logged);
         } else {
             self.take(input);
         }

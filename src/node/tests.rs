@@ -30,7 +30,7 @@ fn node(id: Sid) -> Node {
         log_window: 100,
     };
     let tree = DataTree::new(false);
-    Node::new(cfg, zab, Durable::default(), tree, Vec::new(), clock(0))
+    Node::new(cfg, zab, Durable::default(), tree, Vec::new(), clock(0)).expect("a node")
 }
 
 fn leaders_state() -> Bytes {

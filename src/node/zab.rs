@@ -73,10 +73,16 @@ impl Node {
                 to,
                 packet: codec::ping_reply(self.peer.last_zxid(), &self.engine.take_touches()),
             },
-            Msg::Snap { .. } => {
-                // The engine's whole state, named by the zxid it has applied (at or past
-                // what ZAB committed; the learner skips proposals it already holds).
-                let zxid = self.engine.last_zxid();
+            Msg::Snap { zxid } => {
+                // The engine's whole state at what ZAB has committed (the proposals after
+                // it follow). The engine applies exactly what ZAB commits, never an
+                // uncommitted tail, so a learner's copy holds nothing a later leader may cut.
+                if self.engine.last_zxid() != zxid {
+                    return self.diverge(format!(
+                        "a SNAP at 0x{zxid:x} asked of an engine at 0x{:x}",
+                        self.engine.last_zxid()
+                    ));
+                }
                 let state = snapshot_of(&self.engine.tree, &self.engine.session_list(), zxid);
                 let state = Bytes::from(state.to_stream());
                 tracing::info!(
@@ -134,18 +140,25 @@ impl Node {
         true
     }
 
-    /// The host's answer to `Io::Reload` after a TRUNC: it must end exactly at the cut.
-    pub(super) fn reloaded(&mut self, tree: DataTree, sessions: Vec<(i64, i32)>) {
+    /// The host's answer to `Io::Reload` after a TRUNC: the snapshot's state, and the
+    /// entries logged after it (applied once committed), which must end exactly at the cut.
+    pub(super) fn reloaded(
+        &mut self,
+        tree: DataTree,
+        sessions: Vec<(i64, i32)>,
+        logged: Vec<txnlog::Entry>,
+    ) {
         let (after, queue) = self.held.take().expect("a TRUNC waiting for its reload");
-        if tree.last_zxid != after {
+        let end = logged.last().map_or(tree.last_zxid, |e| e.hdr.zxid);
+        if end != after {
             return self.diverge(format!(
-                "TRUNC to 0x{after:x}: what is left on disk reaches 0x{:x}, not 0x{after:x} \
+                "TRUNC to 0x{after:x}: what is left on disk reaches 0x{end:x}, not 0x{after:x} \
                  (no snapshot at or below it with the logs after it); this member needs an \
-                 empty data directory to sync again",
-                tree.last_zxid
+                 empty data directory to sync again"
             ));
         }
         self.replace_engine(tree, sessions);
+        self.unapplied = logged.into();
         self.run_peer_actions(queue);
     }
 

@@ -8,8 +8,9 @@
 //! hand each to the node and perform its [`Io`] in order, then end the pass
 //! (`Input::PassEnd`: one read round for the syncs that arrived) and advance the snapshot.
 //!
-//! At startup the newest snapshot is ZAB's base and every entry logged after it is ZAB's
-//! log (its commit state decided by the next leader); the engine has them all applied.
+//! At startup the newest snapshot is ZAB's base and the engine's state; every entry logged
+//! after it is ZAB's log (its commit state decided by the next leader), applied only once
+//! committed.
 
 use super::connection::Outbound;
 use super::core_task::{self, ConnHandle, CoreMsg, Persistence, SnapshotJob};
@@ -76,28 +77,23 @@ fn fatal(what: String) -> ! {
 pub async fn run(setup: Setup) -> std::io::Result<()> {
     let s = setup.settings;
     let (snap_dir, log_dir) = super::data_dirs(&s);
-    let rec = recovery::recover_keeping(&snap_dir, &log_dir, s.extended_types_enabled, true)
+    let rec = recovery::recover_unapplied(&snap_dir, &log_dir, s.extended_types_enabled)
         .map_err(|e| std::io::Error::other(format!("cannot recover the data directory: {e}")))?;
     tracing::info!(
         snapshot = format_args!("0x{:x}", rec.snapshot_zxid),
         logged_after_it = rec.entries.len(),
-        last_zxid = format_args!("0x{:x}", rec.tree.last_zxid),
-        "data directory recovered"
+        last_logged = format_args!(
+            "0x{:x}",
+            rec.entries.last().map_or(rec.snapshot_zxid, |e| e.hdr.zxid)
+        ),
+        "data directory recovered (the logged entries apply once ZAB commits them)"
     );
     let clocks = Clocks::new();
-    let log: Vec<Entry> = rec
-        .entries
-        .iter()
-        .map(|e| Entry {
-            zxid: e.hdr.zxid,
-            payload: txnlog::encode_body(&e.hdr, &e.txn, e.digest),
-        })
-        .collect();
     let durable = Durable {
         accepted_epoch: read_epoch(&s.data_dir, "acceptedEpoch")?,
         current_epoch: read_epoch(&s.data_dir, "currentEpoch")?,
         base: rec.snapshot_zxid,
-        log,
+        log: zab_log(&rec.entries),
     };
     let node_cfg = NodeConfig {
         engine: super::engine_config(&s),
@@ -114,7 +110,8 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         rec.tree,
         sessions,
         clocks.now(),
-    );
+    )
+    .map_err(|d| std::io::Error::other(format!("cannot start on the logged entries: {d}")))?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let log = disk::start_log_writer(disk::LogConfig::from_settings(log_dir, &s), core_tx.clone());
     let snapshots = disk::start_snapshot_writer(snap_dir.clone());
@@ -161,6 +158,17 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         shown: (State::Looking, None, 0),
     };
     m.run(core_rx, ev_rx, setup.core_tick).await
+}
+
+/// Logged entries as ZAB's log: each entry's body is its payload.
+fn zab_log(entries: &[txnlog::Entry]) -> Vec<Entry> {
+    entries
+        .iter()
+        .map(|e| Entry {
+            zxid: e.hdr.zxid,
+            payload: txnlog::encode_body(&e.hdr, &e.txn, e.digest),
+        })
+        .collect()
 }
 
 impl Member {
@@ -314,11 +322,12 @@ impl Member {
                 Io::Reload => {
                     let (snap_dir, log_dir) = super::data_dirs(&self.settings);
                     let extended = self.settings.extended_types_enabled;
-                    let rec = recovery::recover(&snap_dir, &log_dir, extended)
+                    let rec = recovery::recover_unapplied(&snap_dir, &log_dir, extended)
                         .unwrap_or_else(|e| fatal(format!("reloading after TRUNC: {e}")));
                     let input = Input::Reloaded {
                         tree: Box::new(rec.tree),
                         sessions: rec.sessions.into_iter().collect(),
+                        logged: rec.entries,
                     };
                     let more = match self.node.handle(input, self.clocks.now()) {
                         Ok(more) => more,

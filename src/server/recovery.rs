@@ -29,7 +29,7 @@ pub struct Recovered {
     pub snapshot_zxid: i64,
     pub replayed: usize,
     pub digest_mismatches: usize,
-    /// The replayed entries, when asked for (an ensemble member's log after its snapshot).
+    /// [`recover_unapplied`]: the entries logged after the snapshot, not applied to `tree`.
     pub entries: Vec<txnlog::Entry>,
 }
 
@@ -97,15 +97,25 @@ pub fn recover(
     log_dir: &Path,
     extended: bool,
 ) -> Result<Recovered, RecoveryError> {
-    recover_keeping(snap_dir, log_dir, extended, false)
+    recover_with(snap_dir, log_dir, extended, false)
 }
 
-/// [`recover`], also returning the replayed entries when `keep` is set.
-pub fn recover_keeping(
+/// An ensemble member's recovery: the newest snapshot's state, and every entry logged after
+/// it in `entries`, checked but not applied. Their fate is ZAB's to decide (the next leader
+/// may commit them or cut them off), so the member applies them only once committed.
+pub fn recover_unapplied(
     snap_dir: &Path,
     log_dir: &Path,
     extended: bool,
-    keep: bool,
+) -> Result<Recovered, RecoveryError> {
+    recover_with(snap_dir, log_dir, extended, true)
+}
+
+fn recover_with(
+    snap_dir: &Path,
+    log_dir: &Path,
+    extended: bool,
+    unapplied: bool,
 ) -> Result<Recovered, RecoveryError> {
     std::fs::create_dir_all(snap_dir)?;
     std::fs::create_dir_all(log_dir)?;
@@ -148,7 +158,7 @@ pub fn recover_keeping(
         let bytes = std::fs::read(path)?;
         let parsed = txnlog::parse(&bytes).map_err(|m| corrupt(path, m))?;
         for (off, e) in parsed.entries {
-            if e.hdr.zxid <= tree.last_zxid {
+            if e.hdr.zxid <= prev {
                 continue;
             }
             if !follows(prev, e.hdr.zxid) {
@@ -161,10 +171,11 @@ pub fn recover_keeping(
                 ));
             }
             prev = e.hdr.zxid;
-            replay(&mut tree, &mut r, &e);
-            if keep {
+            if unapplied {
                 r.entries.push(e);
+                continue;
             }
+            replay(&mut tree, &mut r, &e);
             check_snapshot_digest(&tree, &mut expect, &mut r);
         }
         match parsed.tail {

@@ -2,10 +2,11 @@
 # A mixed ensemble: zabd voters 1 and 2, Apache ZooKeeper 3.8 voter 3, a ZooKeeper observer 4
 # and a zabd observer 5, one zoo.cfg shape. Clients (zkCli) write through every member,
 # whoever leads; each implementation brings the other up to date by DIFF (with writes going on
-# right after it) and by SNAP; both observers apply what either leader INFORMs them of;
-# ZooKeeper and zabd take turns leading.
+# right after it), by SNAP and by TRUNC (a deposed leader's tail that nobody else logged); both
+# observers apply what either leader INFORMs them of; ZooKeeper and zabd take turns leading.
 # Usage: mixed_ensemble.sh. Needs $zabd and $ZKCP; one line per check, then a count.
 set -u
+here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 passed=0
 failed=0
@@ -70,6 +71,26 @@ wait_roles() {
   done
   for f in "$leader" "$@"; do echo "member $f: $(mode "$f")"; done
   return 1
+}
+
+# tail_write LEADER PATH VOTERS...: the leader alone logs create(PATH). Its voters are
+# stopped (SIGSTOP) before the write reaches it, so the proposal waits unread in their
+# sockets, and are killed with it afterwards: nobody else ever logs it.
+tail_write() {
+  local leader=$1 path=$2 line f wpid
+  shift 2
+  coproc W { python3 "$here/raw_write.py" "$(client "$leader")" "$path"; }
+  wpid=$W_PID
+  read -r -t 60 line <&"${W[0]}"
+  [ "$line" = ready ] || bad "a session on member $leader for the tail write"
+  for f in "$@"; do kill -STOP "${pids[$f]}"; done
+  echo go >&"${W[1]}"
+  read -r -t 60 line <&"${W[0]}"
+  # Time for the leader to log it; it stays logged when the leader steps down.
+  sleep 2
+  for f in "$@"; do stop "$f"; done
+  stop "$leader"
+  wait "$wpid" 2>/dev/null
 }
 
 # count FILE PATTERN: lines of FILE matching PATTERN (0 when none).
@@ -170,6 +191,42 @@ for n in 1 2 3; do printf 'create /mixed/zafter%s x\n' "$n"; done | zkcli "$(cli
 out=$(printf 'sync /mixed\nls /mixed\nquit\n' | zkcli "$(client 1)")
 expect "zabd serves ZooKeeper's DIFF and the writes after it" 'zafter3' "$out"
 expect "... and the DIFF's own writes" 'zd1' "$out"
+
+# --- TRUNC both ways ----------------------------------------------------------------------
+# ZooKeeper (3) leads zabd followers 1 and 2. It alone logs /mixed/orphan-zk; zabd 2 then
+# leads and writes on; ZooKeeper comes back with that tail and zabd tells it to cut it.
+wait_roles 3 1 2 || bad "ZooKeeper leads both zabd members"
+tail_write 3 /mixed/orphan-zk 1 2
+start 1; start 2
+wait_roles 2 1 || bad "zabd members elect without ZooKeeper"
+printf 'create /mixed/after-zk-tail x\n' | zkcli "$(client 2)" >/dev/null
+truncs=$(count "$work/m3.log" "Truncating log to get in sync with the leader")
+start 3
+wait_roles 2 1 3 4 5 && ok "ZooKeeper with a tail of its own rejoins the zabd leader" || bad "ZooKeeper with a tail rejoins"
+[ "$(count "$work/m3.log" "Truncating log to get in sync with the leader")" -gt "$truncs" ] && ok "zabd leader syncs ZooKeeper by TRUNC" || bad "zabd leader syncs ZooKeeper by TRUNC"
+out=$(printf 'sync /mixed\nls /mixed\nquit\n' | zkcli "$(client 3)")
+expect "ZooKeeper serves the zabd leader's writes after the TRUNC" 'after-zk-tail' "$out"
+printf '%s\n' "$out" | grep -q orphan-zk && bad "ZooKeeper still holds its truncated tail" || ok "ZooKeeper dropped its truncated tail"
+out=$(printf 'create /mixed/after-trunc-zk x\nquit\n' | zkcli "$(client 3)")
+expect "and ZooKeeper takes writes again" 'Created /mixed/after-trunc-zk' "$out"
+
+# zabd 2 leads; it alone logs /mixed/orphan-zabd; ZooKeeper (3) then leads zabd 1; zabd 2
+# comes back with that tail and ZooKeeper tells it to cut it. (ZooKeeper sends TRUNC only
+# while its history has nothing newer than the tail in another epoch, so before any write;
+# after one it sends SNAP: "Cannot send TRUNC to peer ... peer zxid is from different epoch".)
+tail_write 2 /mixed/orphan-zabd 1 3
+start 1; start 3
+wait_roles 3 1 || bad "ZooKeeper leads zabd 1 without zabd 2"
+truncs=$(count "$work/m2.log" "sync with the leader by TRUNC")
+start 2
+wait_roles 3 1 2 4 5 && ok "zabd with a tail of its own rejoins the ZooKeeper leader" || bad "zabd with a tail rejoins"
+[ "$(count "$work/m2.log" "sync with the leader by TRUNC")" -gt "$truncs" ] && ok "ZooKeeper leader syncs zabd by TRUNC" || bad "ZooKeeper leader syncs zabd by TRUNC"
+printf 'create /mixed/after-zabd-tail x\n' | zkcli "$(client 3)" >/dev/null
+out=$(printf 'sync /mixed\nls /mixed\nquit\n' | zkcli "$(client 2)")
+expect "zabd serves the ZooKeeper leader's writes after the TRUNC" 'after-zabd-tail' "$out"
+printf '%s\n' "$out" | grep -q orphan-zabd && bad "zabd still holds its truncated tail" || ok "zabd dropped its truncated tail"
+out=$(printf 'create /mixed/after-trunc-zabd x\nquit\n' | zkcli "$(client 2)")
+expect "and zabd takes writes again" 'Created /mixed/after-trunc-zabd' "$out"
 
 echo "mixed ensemble: $passed passed, $failed failed"
 [ "$failed" = 0 ]
