@@ -494,6 +494,66 @@ fn checker_accepts_a_linearizable_history_with_unknown_outcomes() {
     assert!(check_register("init", h, 10_000).is_ok());
 }
 
+/// A long linearizable history made by a sequential register: each operation takes
+/// effect at its own moment, its interval spans up to 40 units around it (so several
+/// overlap), and one in 200 has an unknown outcome (half of those took effect).
+fn long_history(n: usize, seed: u64) -> Vec<Op> {
+    let mut rng = Rng::new(seed);
+    let (mut value, mut version) = ("init".to_string(), 0i32);
+    let mut h = Vec::with_capacity(n);
+    for k in 0..n {
+        let at = 100 + k as u64 * 10;
+        let (call, ret) = (at - rng.below(40), at + rng.below(40));
+        let unknown = rng.chance(1) && rng.chance(50);
+        let fresh = format!("v{k}");
+        let (kind, out) = match rng.below(3) {
+            0 => (Call::Read, read(&value, version)),
+            1 => (w(&fresh), Outcome::Written(version + 1)),
+            _ => {
+                let expect = version - i32::from(rng.chance(40));
+                let cas = Call::Cas {
+                    expect,
+                    value: fresh.clone(),
+                };
+                let out = if expect == version {
+                    Outcome::Written(version + 1)
+                } else {
+                    Outcome::Failed
+                };
+                (cas, out)
+            }
+        };
+        let took_effect = matches!(out, Outcome::Written(_)) && (!unknown || rng.chance(50));
+        if took_effect {
+            (value, version) = (fresh, version + 1);
+        }
+        let (ret, out) = match (unknown, &kind) {
+            (true, Call::Read) => (None, Outcome::Unknown),
+            (true, _) if took_effect || matches!(out, Outcome::Written(_)) => {
+                (None, Outcome::Unknown)
+            }
+            _ => (Some(ret), out),
+        };
+        h.push(Op {
+            process: k % 5,
+            call,
+            ret,
+            kind,
+            out,
+        });
+    }
+    h
+}
+
+#[test]
+fn checker_decides_long_linearizable_histories() {
+    for seed in 1..=3 {
+        let h = long_history(200_000, seed);
+        let explored = check_register("init", h, 1_000_000).expect("linearizable");
+        assert_eq!(explored, 0, "the version witness sufficed");
+    }
+}
+
 #[test]
 fn checker_rejects_a_stale_read_after_a_completed_write() {
     let h = vec![

@@ -28,7 +28,7 @@ mod common;
 use bytes::Bytes;
 use common::{raw, Rng};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use zabd::engine::{Clock, ConnId, EngineConfig, Event};
+use zabd::engine::{Clock, ConnId, EngineConfig, Event, ToClient};
 use zabd::jute::records::{ConnectRequest, ReplyHeader};
 use zabd::jute::{Reader, Record};
 use zabd::node::{packet_events, Input, Io, Node, NodeConfig, PeerCmd, PeerEvent};
@@ -369,8 +369,8 @@ impl Sim {
             });
             let m = self.members.get_mut(&id).expect("member");
             match cmd {
-                Io::Send { conn, frame, .. } => self.client_frame(conn, frame),
-                Io::Close { conn, .. } => self.drop_conn(conn),
+                Io::Client(ToClient::Send { conn, frame, .. }) => self.client_frame(conn, frame),
+                Io::Client(ToClient::Close { conn, .. }) => self.drop_conn(conn),
                 Io::Peer(cmd) => self.transport(id, cmd),
                 Io::SaveEpoch { file, epoch } => match file {
                     "acceptedEpoch" => m.disk.accepted_epoch = epoch,
@@ -570,9 +570,14 @@ impl Sim {
         let (Some(conn), member) = (self.clients[c].conn, self.clients[c].member) else {
             return;
         };
-        let payload = Bytes::from(raw::request(-2, 11, |_| {}));
-        let (hdr, req) = zabd::proto::request::decode(payload.clone()).expect("a ping");
+        self.submit(member, conn, raw::request(-2, 11, |_| {}));
+    }
+
+    /// A request frame's payload, as the connection task hands it to the member.
+    fn submit(&mut self, member: Sid, conn: ConnId, payload: Vec<u8>) {
+        let payload = Bytes::from(payload);
         let body = payload.slice(8..);
+        let (hdr, req) = zabd::proto::request::decode(payload).expect("a valid request");
         let ev = Event::Request {
             conn,
             xid: hdr.xid,
@@ -606,16 +611,7 @@ impl Sim {
         };
         cl.sent.push_back((xid, op));
         let member = cl.member;
-        let payload = Bytes::from(payload);
-        let body = payload.slice(8..);
-        let (hdr, req) = zabd::proto::request::decode(payload).expect("a valid request");
-        let ev = Event::Request {
-            conn,
-            xid: hdr.xid,
-            req,
-            body,
-        };
-        self.input(member, Input::Client(ev));
+        self.submit(member, conn, payload);
     }
 
     fn client_frame(&mut self, conn: ConnId, frame: Bytes) {

@@ -145,11 +145,11 @@ impl Engine {
         if matches!(req, Request::CloseSession) {
             let f = crate::proto::response::header_only(x, zxid, 0);
             self.send(conn, f, true);
-            self.out.push(EngineAction::Close {
+            self.out.push(EngineAction::Client(super::ToClient::Close {
                 conn,
                 reason: "session closed by client",
                 linger: true,
-            });
+            }));
             return;
         }
         let f = crate::proto::response::header_only(x, zxid, ZkError::NotReadOnly.code());

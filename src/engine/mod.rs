@@ -125,8 +125,9 @@ pub enum Event {
     Mode { mode: Mode, last_zxid: i64 },
 }
 
+/// What goes to a client connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EngineAction {
+pub enum ToClient {
     /// Write a frame on a connection. `completes` marks replies to client requests (the
     /// connection's outstanding-request count goes down); notifications don't.
     Send {
@@ -142,6 +143,12 @@ pub enum EngineAction {
         reason: &'static str,
         linger: bool,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineAction {
+    /// A frame for, or the close of, a client connection.
+    Client(ToClient),
     /// Make this transaction durable, then answer with `Event::Durable`. `digest` is the
     /// tree digest once it applies (written beside it, as ZooKeeper's TxnDigest).
     Log {
@@ -340,19 +347,19 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stats.sent += 1;
         }
-        self.out.push(EngineAction::Send {
+        self.out.push(EngineAction::Client(ToClient::Send {
             conn,
             frame,
             completes,
-        });
+        }));
     }
 
     fn close(&mut self, conn: ConnId, reason: &'static str) {
-        self.out.push(EngineAction::Close {
+        self.out.push(EngineAction::Client(ToClient::Close {
             conn,
             reason,
             linger: false,
-        });
+        }));
     }
 
     fn on_accepted(&mut self, conn: ConnId, ip: String) {
@@ -638,11 +645,11 @@ impl Engine {
             Done::Reply(frame, op) => {
                 self.send(conn, frame, true);
                 if op == op::CLOSE_SESSION {
-                    self.out.push(EngineAction::Close {
+                    self.out.push(EngineAction::Client(ToClient::Close {
                         conn,
                         reason: "session closed by client",
                         linger: true,
-                    });
+                    }));
                     return false;
                 }
             }

@@ -23,7 +23,9 @@ fn replies(actions: &[EngineAction], conn: ConnId) -> Vec<ReplyHeader> {
     actions
         .iter()
         .filter_map(|a| match a {
-            EngineAction::Send { conn: c, frame, .. } if *c == conn && frame.len() >= 20 => {
+            EngineAction::Client(ToClient::Send { conn: c, frame, .. })
+                if *c == conn && frame.len() >= 20 =>
+            {
                 ReplyHeader::read(&mut Reader::new(frame.slice(4..))).ok()
             }
             _ => None,
@@ -65,7 +67,7 @@ fn open(e: &mut Engine, conn: ConnId) -> i64 {
     let a = e.handle(Event::Handshake { conn, req }, clock(0));
     let z = logged(&a)[0];
     let a = e.handle(Event::Durable { zxid: z }, clock(0));
-    let EngineAction::Send { frame, .. } = &a[0] else {
+    let EngineAction::Client(ToClient::Send { frame, .. }) = &a[0] else {
         panic!("expected the ConnectResponse, got {a:?}")
     };
     ConnectResponse::from_bytes(frame.slice(4..))
@@ -235,7 +237,7 @@ fn member(mode: Mode) -> (Engine, i64) {
     let txn = Txn::CreateSession { timeout: 10_000 };
     let a = apply(&mut e, hdr, txn, 0);
     assert!(
-        matches!(a.first(), Some(EngineAction::Send { .. })),
+        matches!(a.first(), Some(EngineAction::Client(ToClient::Send { .. }))),
         "ConnectResponse: {a:?}"
     );
     (e, session)

@@ -45,7 +45,7 @@
 
 mod zab;
 
-use crate::engine::{Clock, ConnId, Engine, EngineAction, EngineConfig, Event, Mode};
+use crate::engine::{Clock, Engine, EngineAction, EngineConfig, Event, Mode, ToClient};
 use crate::persist::{snapshot, txnlog};
 use crate::quorum::wire::{packet, QuorumPacket};
 use crate::quorum::{codec, Config, Durable, Msg, Peer, Sid, State, Zxid};
@@ -221,18 +221,8 @@ pub enum Input {
 /// A command for the host. They are performed in the order given; the ones marked
 /// "synchronously" are complete before the next one starts.
 pub enum Io {
-    /// To a client connection: a frame (`completes`: the reply to a request).
-    Send {
-        conn: ConnId,
-        frame: Bytes,
-        completes: bool,
-    },
-    /// Close a client connection once what was sent before is written.
-    Close {
-        conn: ConnId,
-        reason: &'static str,
-        linger: bool,
-    },
+    /// A frame for, or the close of, a client connection.
+    Client(ToClient),
     Peer(PeerCmd),
     /// Synchronously write the `acceptedEpoch` or `currentEpoch` file.
     SaveEpoch {
@@ -494,24 +484,7 @@ impl Node {
     fn perform_engine(&mut self, actions: Vec<EngineAction>) {
         for a in actions {
             match a {
-                EngineAction::Send {
-                    conn,
-                    frame,
-                    completes,
-                } => self.out.push(Io::Send {
-                    conn,
-                    frame,
-                    completes,
-                }),
-                EngineAction::Close {
-                    conn,
-                    reason,
-                    linger,
-                } => self.out.push(Io::Close {
-                    conn,
-                    reason,
-                    linger,
-                }),
+                EngineAction::Client(out) => self.out.push(Io::Client(out)),
                 EngineAction::Log { hdr, txn, digest } => self.propose(hdr, txn, digest),
                 EngineAction::Forward {
                     session,

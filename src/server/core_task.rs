@@ -6,7 +6,7 @@ use super::disk::LogCmd;
 use super::disk::SnapMsg;
 use super::Clocks;
 use crate::admin::{self, ServerInfo};
-use crate::engine::{ConnId, Engine, EngineAction, Event};
+use crate::engine::{ConnId, Engine, EngineAction, Event, ToClient};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -395,16 +395,7 @@ fn perform(
 ) {
     for a in actions {
         match a {
-            EngineAction::Send {
-                conn,
-                frame,
-                completes,
-            } => send(conns, conn, Outbound::Frame(frame, completes)),
-            EngineAction::Close {
-                conn,
-                reason,
-                linger,
-            } => send(conns, conn, Outbound::Close(reason, linger)),
+            EngineAction::Client(out) => to_client(conns, out),
             EngineAction::Log { hdr, txn, digest } => {
                 disk.since_snapshot += 1;
                 if disk
@@ -426,6 +417,22 @@ fn perform(
             | EngineAction::Revalidate { .. }
             | EngineAction::ConfirmLeadership { .. } => {}
         }
+    }
+}
+
+/// Hands a frame or a close to its connection's writer.
+pub(super) fn to_client(conns: &mut HashMap<ConnId, ConnHandle>, out: ToClient) {
+    match out {
+        ToClient::Send {
+            conn,
+            frame,
+            completes,
+        } => send(conns, conn, Outbound::Frame(frame, completes)),
+        ToClient::Close {
+            conn,
+            reason,
+            linger,
+        } => send(conns, conn, Outbound::Close(reason, linger)),
     }
 }
 

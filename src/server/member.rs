@@ -12,7 +12,6 @@
 //! after it is ZAB's log (its commit state decided by the next leader), applied only once
 //! committed.
 
-use super::connection::Outbound;
 use super::core_task::{self, ConnHandle, CoreMsg, Persistence, SnapshotJob};
 use super::disk::{self, LogCmd, SnapMsg};
 use super::ensemble::{read_epoch, write_epoch, Status};
@@ -280,16 +279,7 @@ impl Member {
         let mut queue: VecDeque<Io> = io.into();
         while let Some(cmd) = queue.pop_front() {
             match cmd {
-                Io::Send {
-                    conn,
-                    frame,
-                    completes,
-                } => core_task::send(&mut self.conns, conn, Outbound::Frame(frame, completes)),
-                Io::Close {
-                    conn,
-                    reason,
-                    linger,
-                } => core_task::send(&mut self.conns, conn, Outbound::Close(reason, linger)),
+                Io::Client(out) => core_task::to_client(&mut self.conns, out),
                 Io::Peer(cmd) => {
                     let _ = self.transport.send(cmd);
                 }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  listener ──accept──> connection task (reader) ──CoreMsg──> core task (Engine)
-//!                        │                                     │ EngineAction::Send / Close
+//!                        │                                     │ EngineAction::Client
 //!                        └── writer task <──── Outbound ───────┘ EngineAction::Log → log stage
 //! ```
 //!

@@ -1,8 +1,11 @@
 //! Checkers for the consistency test (`tests/jepsen.rs`), usable on any recorded history.
 //!
-//! **Registers** are checked for linearizability with the Wing–Gong search as Lowe
-//! improved it, with memoization of (operations linearized, register state): a
-//! configuration reached once is never explored again. A register is a znode's (data,
+//! **Registers** are checked for linearizability first by the witness ZooKeeper's versions
+//! point to (every successful write names the version it made, so the order of writes is
+//! known and only the timing has to be checked), then, if that finds none, by the
+//! Wing–Gong search as Lowe improved it, with memoization of (operations linearized,
+//! register state): a configuration reached once is never explored again. A violation is
+//! only ever reported by the search. A register is a znode's (data,
 //! version); operations are unconditional `setData`, compare-and-set (`setData` with an
 //! expected version) and `sync`+`getData`. An operation whose outcome is unknown
 //! (connection loss, timeout) may take effect at any point after it was invoked, or never.
@@ -126,12 +129,137 @@ impl Placed {
     }
 }
 
-/// Searches for a linearization of one register's history, starting from (`init`, 0).
-/// Err says why none exists (or that the search was cut off after `budget` states).
+/// Checks one register's history for linearizability, starting from (`init`, 0): first by
+/// building the witness the versions point to ([`version_order`]), in O(n log n); when that
+/// finds none, by the exhaustive search ([`search`]), which proves a violation or gives up
+/// after `budget` configurations. Ok gives the configurations the search explored (0 when
+/// the witness sufficed).
 pub fn check_register(init: &str, mut ops: Vec<Op>, budget: usize) -> Result<usize, String> {
     // Reads that failed or were lost have no effect: they constrain nothing.
     ops.retain(|o| o.kind != Call::Read || matches!(o.out, Outcome::Read(..)));
     ops.sort_by_key(|o| o.call);
+    if version_order(init, &ops) {
+        return Ok(0);
+    }
+    search(init, ops, budget)
+}
+
+/// Tries the linearization that ZooKeeper's versions point to: every successful write
+/// names the version it produced, so the writes' order is known; each read goes between
+/// the write of its version and the next; an unknown write or CAS fills a version nobody
+/// else produced (the one whose value a read saw, else the earliest invoked that fits), and
+/// the other unknown ones never happened. The order is then laid out in time, each
+/// operation at the earliest moment at or after its call and the operation before it
+/// (reads of one version by earliest answer), and must stay within every answer; a
+/// BadVersion CAS needs a moment in its interval when the version was not its expected
+/// one. True only with such a witness; false says nothing (the search decides).
+fn version_order(init: &str, ops: &[Op]) -> bool {
+    use std::collections::BTreeMap;
+    let mut writer: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut reads: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    let mut failed = Vec::new();
+    let mut unknown = Vec::new();
+    for (i, o) in ops.iter().enumerate() {
+        match &o.out {
+            Outcome::Written(v) => {
+                if writer.insert(*v, i).is_some() {
+                    return false;
+                }
+            }
+            Outcome::Read(_, v) => reads.entry(*v).or_default().push(i),
+            Outcome::Failed => failed.push(i),
+            Outcome::Unknown => unknown.push(i),
+        }
+    }
+    let value_of = |i: usize| match &ops[i].kind {
+        Call::Write(v) | Call::Cas { value: v, .. } => Some(v.as_str()),
+        Call::Read => None,
+    };
+    let top = writer
+        .keys()
+        .chain(reads.keys())
+        .copied()
+        .max()
+        .unwrap_or(0);
+    let mut used = vec![false; ops.len()];
+    for v in 1..=top {
+        if writer.contains_key(&v) {
+            continue;
+        }
+        let seen = reads
+            .get(&v)
+            .and_then(|r| r.first())
+            .and_then(|&r| match &ops[r].out {
+                Outcome::Read(value, _) => Some(value.clone()),
+                _ => None,
+            });
+        let fits = |i: &usize| {
+            !used[*i]
+                && match &ops[*i].kind {
+                    Call::Cas { expect, .. } => *expect == v - 1,
+                    _ => true,
+                }
+                && seen.as_deref().is_none_or(|s| value_of(*i) == Some(s))
+        };
+        let Some(&i) = unknown.iter().find(|i| fits(i)) else {
+            return false;
+        };
+        used[i] = true;
+        writer.insert(v, i);
+    }
+    // Lay the order out in time: writes at their versions, reads of each version after it.
+    let mut at = 0u64;
+    let mut point = vec![0u64; top as usize + 2];
+    let mut value = init;
+    for v in 0..=top {
+        if v > 0 {
+            let w = &ops[writer[&v]];
+            if let Call::Cas { expect, .. } = &w.kind {
+                if *expect != v - 1 {
+                    return false;
+                }
+            }
+            at = at.max(w.call);
+            if w.ret.is_some_and(|r| at > r) {
+                return false;
+            }
+            point[v as usize] = at;
+            value = value_of(writer[&v]).unwrap_or("");
+        }
+        let mut rs = reads.get(&v).cloned().unwrap_or_default();
+        rs.sort_by_key(|&r| ops[r].ret);
+        for r in rs {
+            let Outcome::Read(seen, _) = &ops[r].out else {
+                return false;
+            };
+            at = at.max(ops[r].call);
+            if seen != value || ops[r].ret.is_some_and(|ret| at > ret) {
+                return false;
+            }
+        }
+    }
+    point[top as usize + 1] = u64::MAX;
+    // A BadVersion CAS: some moment in [call, ret] outside [write(expect), write(expect+1)).
+    failed.iter().all(|&i| {
+        let (Call::Cas { expect, .. }, Some(ret)) = (&ops[i].kind, ops[i].ret) else {
+            return false;
+        };
+        if *expect < 0 || *expect > top {
+            return true;
+        }
+        let from = if *expect == 0 {
+            0
+        } else {
+            point[*expect as usize]
+        };
+        let until = point[*expect as usize + 1];
+        ops[i].call < from || ret >= until
+    })
+}
+
+/// The exhaustive search for a linearization (Wing–Gong as Lowe improved it, memoized).
+/// Err says why none exists, or that it was cut off after `budget` configurations.
+fn search(init: &str, ops: Vec<Op>, budget: usize) -> Result<usize, String> {
     let n = ops.len();
     let unknown: Vec<usize> = (0..n).filter(|i| ops[*i].ret.is_none()).collect();
     let must: usize = n - unknown.len();
