@@ -555,6 +555,38 @@ fn checker_decides_long_linearizable_histories() {
 }
 
 #[test]
+fn checker_finds_a_stale_read_hidden_in_a_long_history() {
+    let mut h = long_history(3_000, 7);
+    let written = |h: &[Op], v: i32| {
+        h.iter()
+            .position(|o| o.out == Outcome::Written(v))
+            .expect("a writer")
+    };
+    // A read, late in the history, of a version whose write had completed before the read
+    // was invoked: it is made to return the version before.
+    let r = (1_500..h.len())
+        .find(|&i| match &h[i].out {
+            Outcome::Read(_, v) if *v >= 2 => {
+                let w = written(&h, *v);
+                h[w].ret.is_some_and(|ret| ret < h[i].call)
+                    && h.iter().any(|o| o.out == Outcome::Written(v - 1))
+            }
+            _ => false,
+        })
+        .expect("such a read");
+    let Outcome::Read(_, v) = h[r].out.clone() else {
+        unreachable!()
+    };
+    let (Call::Write(old) | Call::Cas { value: old, .. }) = h[written(&h, v - 1)].kind.clone()
+    else {
+        unreachable!()
+    };
+    h[r].out = read(&old, v - 1);
+    let e = check_register("init", h, 5_000_000).unwrap_err();
+    assert!(e.starts_with("not linearizable"), "{e}");
+}
+
+#[test]
 fn checker_rejects_a_stale_read_after_a_completed_write() {
     let h = vec![
         op(0, Some(10), w("a"), Outcome::Written(1)),
