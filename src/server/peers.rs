@@ -15,6 +15,8 @@ use crate::quorum::{Msg, Sid};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -30,13 +32,74 @@ pub struct PeerAddrs {
 /// How long a learner keeps trying to reach its new leader's quorum port.
 const LEADER_CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Largest notification or quorum packet accepted from a peer.
+/// Largest quorum packet accepted from a peer (its data, and the whole packet with its
+/// authinfo).
 const MAX_PEER_FRAME: usize = 64 << 20;
+/// Largest election message accepted (ZooKeeper's QuorumCnxManager.PACKETMAXSIZE).
+const MAX_ELECTION_MESSAGE: usize = 512 << 10;
+/// Most authinfo entries in one REQUEST (a session's identities; real ones have a few).
+const MAX_AUTH_ENTRIES: i32 = 1024;
+/// Bytes queued for one peer connection and not yet written; past it the peer is too far
+/// behind (stopped, or its network is) and the connection is closed. A SNAP's state is not
+/// counted: it is sent once, whatever its size.
+const MAX_PEER_QUEUE: usize = 64 << 20;
+/// Most connections open at once on each peer port (an ensemble needs a few per member).
+const MAX_PEER_PORT_CONNS: usize = 256;
+/// How long a new connection on a peer port may take to say who it is.
+const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection's writer: what to write, and whether it counts against [`MAX_PEER_QUEUE`].
+type Outgoing = (Bytes, bool);
 
 struct Conn {
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    /// Counted bytes queued and not yet written.
+    queued: Arc<AtomicUsize>,
     /// Distinguishes a connection from its replacement, so a stale reader's end is ignored.
     id: u64,
+}
+
+impl Conn {
+    /// Queues bytes for the writer; false (nothing queued) when the budget is spent.
+    fn push(&self, b: Bytes) -> bool {
+        let n = b.len();
+        if self.queued.load(Ordering::Relaxed) + n > MAX_PEER_QUEUE {
+            return false;
+        }
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        let _ = self.tx.send((b, true));
+        true
+    }
+
+    /// Queues bytes outside the budget (a SNAP's state).
+    fn push_uncounted(&self, b: Bytes) {
+        let _ = self.tx.send((b, false));
+    }
+}
+
+/// A connection's writer task: writes what is queued, in order, until the queue closes or
+/// a write fails.
+fn spawn_writer(
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+) -> (
+    mpsc::UnboundedSender<Outgoing>,
+    Arc<AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let left = queued.clone();
+    let writer = tokio::spawn(async move {
+        while let Some((b, counted)) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                return;
+            }
+            if counted {
+                left.fetch_sub(b.len(), Ordering::Relaxed);
+            }
+        }
+    });
+    (tx, queued, writer)
 }
 
 enum Internal {
@@ -252,7 +315,9 @@ impl Transport {
                     auth: Vec::new(),
                 };
                 self.send_bytes(to, p.encode());
-                self.send_bytes(to, state);
+                if let Some(c) = self.quorum.get(&to) {
+                    c.push_uncounted(state);
+                }
             }
             PeerCmd::ConnectLeader { leader } => self.connect_leader(leader),
             PeerCmd::Disconnect { peer } => {
@@ -275,7 +340,14 @@ impl Transport {
                 let mut f = BytesMut::with_capacity(4 + body.len());
                 f.extend_from_slice(&(body.len() as i32).to_be_bytes());
                 f.extend_from_slice(&body);
-                let _ = c.tx.send(f.freeze());
+                if !c.push(f.freeze()) {
+                    tracing::warn!(
+                        peer = to,
+                        bytes = MAX_PEER_QUEUE,
+                        "election connection not draining; closing it"
+                    );
+                    self.election.remove(&to);
+                }
             }
             return;
         }
@@ -288,12 +360,26 @@ impl Transport {
     /// Bytes on the quorum connection to `to` (queued while it is being opened).
     fn send_bytes(&mut self, to: Sid, bytes: Bytes) {
         if let Some(c) = self.quorum.get(&to) {
-            let _ = c.tx.send(bytes);
+            if !c.push(bytes) {
+                self.drop_stuck(to);
+            }
         } else if let Some((leader, _, queue)) = self.pending_leader.as_mut() {
             if *leader == to {
                 queue.push(bytes);
             }
         }
+    }
+
+    /// A quorum connection whose peer has not read [`MAX_PEER_QUEUE`] bytes: closed, as
+    /// ZooKeeper closes a learner that falls behind; the node hears it as a disconnect.
+    fn drop_stuck(&mut self, peer: Sid) {
+        tracing::warn!(
+            peer,
+            bytes = MAX_PEER_QUEUE,
+            "quorum connection not draining (peer stopped or too slow); closing it"
+        );
+        self.quorum.remove(&peer);
+        let _ = self.events.send(PeerEvent::Disconnected { peer });
     }
 
     fn connect_leader(&mut self, leader: Sid) {
@@ -351,7 +437,7 @@ impl Transport {
                 if let Some((leader, attempt, queue)) = self.pending_leader.take() {
                     if leader == sid && attempt == conn.id {
                         for b in queue {
-                            let _ = conn.tx.send(b);
+                            conn.push(b);
                         }
                     } else {
                         self.pending_leader = Some((leader, attempt, queue));
@@ -401,6 +487,73 @@ fn hello(me: Sid, my_addr: &str) -> Vec<u8> {
     h
 }
 
+/// Accepts connections on a peer port for as long as the member runs. An accept error
+/// (EMFILE, ENFILE, ...) is logged and retried after a pause that grows to a second; past
+/// [`MAX_PEER_PORT_CONNS`] open connections a new one is closed at once, with a log line.
+async fn accept_peers<F, Fut>(l: TcpListener, port: &'static str, mut handle: F)
+where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let live = Arc::new(AtomicUsize::new(0));
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let (s, peer) = match l.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(port, error = %e, "accept failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                continue;
+            }
+        };
+        pause = std::time::Duration::from_millis(10);
+        if live.load(Ordering::Relaxed) >= MAX_PEER_PORT_CONNS {
+            tracing::warn!(port, %peer, max = MAX_PEER_PORT_CONNS, "too many connections on this peer port; closing");
+            continue;
+        }
+        live.fetch_add(1, Ordering::Relaxed);
+        let conn = handle(s, peer);
+        let live = live.clone();
+        tokio::spawn(async move {
+            conn.await;
+            live.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// The election handshake a connecting peer sends: its id (protocol V0: the first long;
+/// V2: version, id, then its election address). None if it is malformed or late.
+async fn election_hello(s: &mut TcpStream, peer: SocketAddr) -> Option<i64> {
+    let read = async {
+        let mut head = [0u8; 8];
+        s.read_exact(&mut head).await.ok()?;
+        let first = i64::from_be_bytes(head);
+        if first >= 0 {
+            return Some(first);
+        }
+        s.read_exact(&mut head).await.ok()?;
+        let sid = i64::from_be_bytes(head);
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.ok()?;
+        let n = i32::from_be_bytes(len);
+        if !(0..=4096).contains(&n) {
+            tracing::warn!(%peer, n, "election handshake with a bad address length; closing");
+            return None;
+        }
+        let mut addr = vec![0u8; n as usize];
+        s.read_exact(&mut addr).await.ok()?;
+        Some(sid)
+    };
+    match tokio::time::timeout(HANDSHAKE_DEADLINE, read).await {
+        Ok(sid) => sid,
+        Err(_) => {
+            tracing::warn!(%peer, "no election handshake within {HANDSHAKE_DEADLINE:?}; closing");
+            None
+        }
+    }
+}
+
 async fn accept_election(
     l: TcpListener,
     me: Sid,
@@ -408,36 +561,12 @@ async fn accept_election(
     ev: mpsc::UnboundedSender<PeerEvent>,
 ) {
     let mut next = 1u64 << 40;
-    while let Ok((mut s, peer)) = l.accept().await {
+    accept_peers(l, "election", move |mut s, peer| {
         next += 1;
         let (tx, ev, id) = (tx.clone(), ev.clone(), next);
-        tokio::spawn(async move {
-            let mut head = [0u8; 8];
-            if s.read_exact(&mut head).await.is_err() {
+        async move {
+            let Some(sid) = election_hello(&mut s, peer).await else {
                 return;
-            }
-            let first = i64::from_be_bytes(head);
-            let sid = if first >= 0 {
-                first // protocol V0: the first long is the sid
-            } else {
-                if s.read_exact(&mut head).await.is_err() {
-                    return;
-                }
-                let sid = i64::from_be_bytes(head);
-                let mut len = [0u8; 4];
-                if s.read_exact(&mut len).await.is_err() {
-                    return;
-                }
-                let n = i32::from_be_bytes(len);
-                if !(0..=4096).contains(&n) {
-                    tracing::warn!(%peer, n, "election handshake with a bad address length; closing");
-                    return;
-                }
-                let mut addr = vec![0u8; n as usize];
-                if s.read_exact(&mut addr).await.is_err() {
-                    return;
-                }
-                sid
             };
             if sid < 0 || (sid as Sid) <= me {
                 // The larger id keeps the connection; we call it back ourselves.
@@ -445,8 +574,9 @@ async fn accept_election(
             }
             let _ = s.set_nodelay(true);
             run_election_conn(s, sid as Sid, id, tx, ev).await;
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn run_election_conn(
@@ -456,18 +586,15 @@ async fn run_election_conn(
     tx: mpsc::UnboundedSender<Internal>,
     ev: mpsc::UnboundedSender<PeerEvent>,
 ) {
-    let (mut rd, mut wr) = s.into_split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
+    let (mut rd, wr) = s.into_split();
+    let (out_tx, queued, writer) = spawn_writer(wr);
     let _ = tx.send(Internal::ElectionUp {
         sid,
-        conn: Conn { tx: out_tx, id },
-    });
-    let writer = tokio::spawn(async move {
-        while let Some(b) = out_rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
-                return;
-            }
-        }
+        conn: Conn {
+            tx: out_tx,
+            queued,
+            id,
+        },
     });
     loop {
         let mut len = [0u8; 4];
@@ -475,8 +602,13 @@ async fn run_election_conn(
             break;
         }
         let n = i32::from_be_bytes(len);
-        if n < 0 || n as usize > MAX_PEER_FRAME {
-            tracing::warn!(sid, n, "election message with a bad length; closing");
+        if n < 0 || n as usize > MAX_ELECTION_MESSAGE {
+            tracing::warn!(
+                sid,
+                n,
+                max = MAX_ELECTION_MESSAGE,
+                "election message with a bad length; closing"
+            );
             break;
         }
         let mut body = vec![0u8; n as usize];
@@ -507,25 +639,21 @@ async fn accept_quorum(
     ev: mpsc::UnboundedSender<PeerEvent>,
 ) {
     let mut next = 1u64 << 50;
-    while let Ok((s, _)) = l.accept().await {
+    accept_peers(l, "quorum", move |s, _| {
         next += 1;
         let _ = s.set_nodelay(true);
-        tokio::spawn(run_quorum_conn(
-            s,
-            None,
-            next,
-            tx.clone(),
-            ev.clone(),
-            false,
-        ));
-    }
+        run_quorum_conn(s, None, next, tx.clone(), ev.clone(), false)
+    })
+    .await;
 }
 
 /// A quorum packet whose framing cannot be right: the connection closes.
 #[derive(Debug, thiserror::Error)]
 enum FrameError {
-    #[error("quorum packet data of {0} bytes (at most {MAX_PEER_FRAME})")]
-    TooLarge(i32),
+    #[error("a quorum packet of {0} bytes or more (at most {MAX_PEER_FRAME})")]
+    TooLarge(usize),
+    #[error("{0} authinfo entries in a quorum packet (at most {MAX_AUTH_ENTRIES})")]
+    TooManyIds(i32),
 }
 
 /// Length of the QuorumPacket at the start of `b`, if it is whole.
@@ -539,7 +667,7 @@ fn packet_len(b: &[u8]) -> Result<Option<usize>, FrameError> {
     at += 4;
     if n > 0 {
         if n as usize > MAX_PEER_FRAME {
-            return Err(FrameError::TooLarge(n));
+            return Err(FrameError::TooLarge(n as usize));
         }
         at += n as usize;
     }
@@ -547,12 +675,18 @@ fn packet_len(b: &[u8]) -> Result<Option<usize>, FrameError> {
         return Ok(None);
     };
     at += 4;
+    if count > MAX_AUTH_ENTRIES {
+        return Err(FrameError::TooManyIds(count));
+    }
     for _ in 0..count.max(0) {
         for _ in 0..2 {
             let Some(len) = int_at(at) else {
                 return Ok(None);
             };
             at += 4 + len.max(0) as usize;
+            if at > MAX_PEER_FRAME + 16 {
+                return Err(FrameError::TooLarge(at));
+            }
         }
     }
     Ok(if b.len() >= at { Some(at) } else { None })
@@ -568,19 +702,16 @@ async fn run_quorum_conn(
     ev: mpsc::UnboundedSender<PeerEvent>,
     to_leader: bool,
 ) {
-    let (mut rd, mut wr) = s.into_split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
-    let writer = tokio::spawn(async move {
-        while let Some(b) = out_rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (mut rd, wr) = s.into_split();
+    let (out_tx, queued, writer) = spawn_writer(wr);
     let mut out_tx = Some(out_tx);
     if let Some(s) = sid {
         if let Some(t) = out_tx.take() {
-            let conn = Conn { tx: t, id };
+            let conn = Conn {
+                tx: t,
+                queued: queued.clone(),
+                id,
+            };
             let _ = tx.send(Internal::QuorumUp {
                 sid: s,
                 conn,
@@ -588,6 +719,7 @@ async fn run_quorum_conn(
             });
         }
     }
+    let handshake_until = tokio::time::Instant::now() + HANDSHAKE_DEADLINE;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     // The zxid of a SNAP whose state is still arriving.
     let mut snap: Option<i64> = None;
@@ -637,7 +769,11 @@ async fn run_quorum_conn(
                             break 'read;
                         };
                         if let Some(t) = out_tx.take() {
-                            let conn = Conn { tx: t, id };
+                            let conn = Conn {
+                                tx: t,
+                                queued: queued.clone(),
+                                id,
+                            };
                             let first = Some(PeerEvent::Msg { from: s, msg });
                             let _ = tx.send(Internal::QuorumUp {
                                 sid: s,
@@ -659,7 +795,20 @@ async fn run_quorum_conn(
                 }
             }
         }
-        match rd.read_buf(&mut buf).await {
+        let read = if sid.is_some() {
+            rd.read_buf(&mut buf).await
+        } else {
+            match tokio::time::timeout_at(handshake_until, rd.read_buf(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(
+                        "closing quorum connection: no FOLLOWERINFO/OBSERVERINFO within {HANDSHAKE_DEADLINE:?}"
+                    );
+                    break;
+                }
+            }
+        };
+        match read {
             Ok(0) => {
                 tracing::debug!(?sid, "quorum connection closed by the other side");
                 break;
@@ -683,5 +832,47 @@ async fn run_quorum_conn(
             id,
             quorum: true,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A QuorumPacket's head: type, zxid, then the data length.
+    fn head(data_len: i32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&packet::REQUEST.to_be_bytes());
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&data_len.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn a_whole_packet_is_measured_and_a_partial_one_waits() {
+        let mut b = head(3);
+        b.extend_from_slice(b"abc");
+        b.extend_from_slice(&1i32.to_be_bytes());
+        for s in ["digest", "u:p"] {
+            b.extend_from_slice(&(s.len() as i32).to_be_bytes());
+            b.extend_from_slice(s.as_bytes());
+        }
+        assert_eq!(packet_len(&b).unwrap(), Some(b.len()));
+        assert_eq!(packet_len(&b[..b.len() - 1]).unwrap(), None);
+    }
+
+    #[test]
+    fn claimed_sizes_past_the_bounds_close_the_connection_before_anything_is_buffered() {
+        // Data larger than a frame may be.
+        assert!(packet_len(&head(MAX_PEER_FRAME as i32 + 1)).is_err());
+        // An authinfo count no session has.
+        let mut b = head(0);
+        b.extend_from_slice(&i32::MAX.to_be_bytes());
+        assert!(matches!(packet_len(&b), Err(FrameError::TooManyIds(_))));
+        // An authinfo string claiming 2 GiB: refused at once, not waited for.
+        let mut b = head(0);
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&i32::MAX.to_be_bytes());
+        assert!(matches!(packet_len(&b), Err(FrameError::TooLarge(_))));
     }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Member {
     child: Option<Child>,
     pub addr: String,
+    /// The quorum and election ports the member listens on.
+    pub peer_ports: (u16, u16),
     cfg: std::path::PathBuf,
 }
 
@@ -125,6 +127,7 @@ impl Ensemble {
             members.push(Member {
                 child: Some(child),
                 addr,
+                peer_ports: (p[i * 3], p[i * 3 + 1]),
                 cfg,
             });
         }

@@ -107,8 +107,13 @@ impl Peer {
                 };
                 l.up_to_date = true;
                 l.synced = true;
-                if let Some((_, before)) = l.newleader {
-                    l.commit_target = l.commit_target.max(before);
+                // The NEWLEADER quorum committed the leader's history from earlier epochs:
+                // everything this learner got before NEWLEADER, up to the new epoch. A
+                // proposal of the new epoch in the sync (a leader already broadcasting
+                // sends the ones still in flight) is committed only by its own COMMIT,
+                // as ZooKeeper's learner keeps them in `packetsNotCommitted`.
+                if let Some((newleader, before)) = l.newleader {
+                    l.commit_target = l.commit_target.max(before.min(newleader));
                 }
                 let leader = l.leader;
                 let state = if l.observer {
@@ -209,7 +214,12 @@ impl Peer {
             Role::Leading(_) => self.committed,
             _ => return,
         };
-        let upto = target.min(self.last_zxid());
+        // The last entry held at or below the target (which may fall between entries,
+        // e.g. the new epoch's first zxid at UPTODATE).
+        let upto = match self.log.partition_point(|e| e.zxid <= target) {
+            0 => self.base,
+            n => self.log[n - 1].zxid,
+        };
         if upto > self.committed {
             self.committed = upto;
             self.out.push(PeerAction::Commit { zxid: upto });
