@@ -2,7 +2,10 @@
 //! (engine frames → socket). Also answers four-letter words.
 //!
 //! The reader stops reading while the connection has `max_outstanding` requests without a
-//! reply (backpressure). A frame over the size limit or one that does not decode closes
+//! reply (backpressure). A client that does not read its replies is closed once more than
+//! `max_queued_bytes` wait for it (the core says so through `ConnHandle::kill`, which
+//! tears the connection down past a writer stuck on the socket) or once one write has
+//! stalled for [`WRITE_STALL`]; either way the engine hears `Event::Closed`. A frame over the size limit or one that does not decode closes
 //! this connection — logged with the peer and the reason — and nothing else.
 
 use super::core_task::{ConnHandle, CoreMsg};
@@ -27,6 +30,10 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 
 /// How long a connection stays open after closeSession for the client to close it first.
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Longest a single write to a client may stall (the client reads nothing) before the
+/// connection is closed.
+const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub enum Outbound {
     /// A frame; `true` when it answers a request.
@@ -59,26 +66,40 @@ pub async fn serve(
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let permits = Arc::new(Semaphore::new(limits.max_outstanding));
+    let kill = Arc::new(tokio::sync::Notify::new());
     let handle = ConnHandle {
         tx,
         queued: queued.clone(),
         max_queued: limits.max_queued_bytes,
+        kill: kill.clone(),
     };
     let ip = peer.ip().to_string();
     if core.send(CoreMsg::Register { conn, ip, handle }).is_err() {
         return;
     }
     let (stop_tx, stop_rx) = oneshot::channel();
-    let writer = tokio::spawn(write_loop(wr, rx, queued, permits.clone(), stop_tx));
+    let writer = tokio::spawn(write_loop(wr, rx, queued.clone(), permits.clone(), stop_tx));
+    let stuck = writer.abort_handle();
     let reason = tokio::select! {
         r = read_loop(conn, &mut rd, buf, &core, limits, &permits) => r,
         _ = stop_rx => None,
+        _ = kill.notified() => {
+            stuck.abort();
+            Some(format!(
+                "client is not reading its replies ({} bytes queued, at most {})",
+                queued.load(Ordering::Relaxed),
+                limits.max_queued_bytes
+            ))
+        }
     };
     if let Some(reason) = reason {
         tracing::warn!(%peer, conn, "closing connection: {reason}");
     }
     let _ = core.send(CoreMsg::Event(Event::Closed { conn }));
-    let _ = writer.await;
+    // What is left to write goes out, unless the client stopped reading it.
+    if tokio::time::timeout(WRITE_STALL, writer).await.is_err() {
+        stuck.abort();
+    }
 }
 
 /// Reads until `buf` holds at least `n` bytes; false on EOF or error.
@@ -193,7 +214,7 @@ async fn write_loop(
             match out {
                 Outbound::Frame(f, completes) => {
                     queued.fetch_sub(f.len(), Ordering::Relaxed);
-                    if w.write_all(&f).await.is_err() {
+                    if !written(tokio::time::timeout(WRITE_STALL, w.write_all(&f)).await) {
                         let _ = stop.send(());
                         return;
                     }
@@ -217,9 +238,24 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if w.flush().await.is_err() {
+        if !written(tokio::time::timeout(WRITE_STALL, w.flush()).await) {
             let _ = stop.send(());
             return;
+        }
+    }
+}
+
+/// Whether a write went out; a stall is logged (a failed write is a client gone).
+fn written(r: Result<std::io::Result<()>, tokio::time::error::Elapsed>) -> bool {
+    match r {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "write to the client failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("closing connection: a write to the client stalled for {WRITE_STALL:?}");
+            false
         }
     }
 }

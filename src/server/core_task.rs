@@ -19,6 +19,8 @@ pub struct ConnHandle {
     /// Bytes queued in `tx` not yet written to the socket.
     pub queued: Arc<AtomicUsize>,
     pub max_queued: usize,
+    /// Tears the connection down at once, past whatever its writer is stuck on.
+    pub kill: Arc<tokio::sync::Notify>,
 }
 
 pub enum CoreMsg {
@@ -443,15 +445,9 @@ pub(super) fn send(conns: &mut HashMap<ConnId, ConnHandle>, conn: ConnId, out: O
     if let Outbound::Frame(f, _) = &out {
         let queued = h.queued.fetch_add(f.len(), Ordering::Relaxed) + f.len();
         if queued > h.max_queued {
-            tracing::warn!(
-                conn,
-                queued,
-                "client is not reading its replies; closing connection"
-            );
-            let _ = h.tx.send(Outbound::Close(
-                "client fell too far behind reading replies",
-                false,
-            ));
+            // Not queued behind the frames it does not read: the connection task drops
+            // the socket and its writer now, and reports the connection closed.
+            h.kill.notify_one();
             conns.remove(&conn);
             return;
         }

@@ -230,11 +230,13 @@ pub fn truncate_logs(dir: &Path, after: i64) {
     sync_dir(dir);
 }
 
-/// Makes a directory entry (a new file, a rename) durable.
+/// Makes a directory entry (a new file, a rename) durable. Failing here is a disk failure
+/// like any other: the member stops (exit code 3) rather than acknowledge on an entry that
+/// may vanish.
 pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .unwrap_or_else(|e| fatal("syncing the directory", dir, e));
 }
 
 /// Writes a snapshot atomically: a temporary file, fsync, rename, directory fsync.

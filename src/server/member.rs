@@ -194,7 +194,10 @@ impl Member {
             };
             let busy_from = std::time::Instant::now();
             match woke {
-                Woke::Core(None) | Woke::Peer(None) => return Ok(()),
+                Woke::Core(None) => return Err(std::io::Error::other("the client side stopped")),
+                Woke::Peer(None) => {
+                    return Err(std::io::Error::other("the peer transport stopped"))
+                }
                 Woke::Core(Some(m)) => {
                     self.take(m);
                     for _ in 0..core_task::BATCH {

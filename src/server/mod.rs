@@ -206,14 +206,17 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
         let every = std::time::Duration::from_secs(settings.autopurge_purge_interval_hours * 3600);
         tokio::spawn(autopurge(snap_dir, log_dir, retain, every));
     }
-    tokio::spawn(core_task::run(
-        engine,
-        info,
-        core_rx,
-        clocks,
-        tick,
-        persistence,
-    ));
+    supervise(
+        "core",
+        tokio::spawn(core_task::run(
+            engine,
+            info,
+            core_rx,
+            clocks,
+            tick,
+            persistence,
+        )),
+    );
 
     let limits = ConnLimits {
         max_frame: settings.jute_max_buffer + crate::proto::frame::HEADER_ALLOWANCE,
@@ -221,6 +224,22 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
         max_queued_bytes: settings.max_queued_bytes_per_connection,
     };
     accept_loop(listener, core_tx, limits, settings.max_client_cnxns).await
+}
+
+/// Watches a task that owns state: if it panics or ends, the process stops with code 70
+/// and one line saying which. A supervisor restarts it; it never lingers half-alive
+/// (accepting connections nobody answers).
+pub(super) fn supervise<T: Send + 'static>(name: &'static str, task: tokio::task::JoinHandle<T>) {
+    tokio::spawn(async move {
+        let why = match task.await {
+            Err(e) if e.is_panic() => "panicked",
+            Err(_) => "was cancelled",
+            Ok(_) => "stopped",
+        };
+        tracing::error!(task = name, "the {name} task {why}; stopping");
+        eprintln!("zabd: the {name} task {why}; stopping");
+        std::process::exit(70);
+    });
 }
 
 pub(super) async fn autopurge(

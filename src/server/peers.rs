@@ -174,7 +174,10 @@ pub fn start(
         next_id: 1,
         report_in: 20,
     };
-    tokio::spawn(t.run(cmd_rx, internal_rx, me_addr));
+    super::supervise(
+        "peer transport",
+        tokio::spawn(t.run(cmd_rx, internal_rx, me_addr)),
+    );
     cmd_tx
 }
 
