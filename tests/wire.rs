@@ -324,6 +324,23 @@ fn max_client_cnxns_limits_one_address() {
 }
 
 #[test]
+fn max_cnxns_limits_all_connections() {
+    let z = Zabd::start_with("max_cnxns = 2");
+    let (a, _) = session(&z);
+    let (_b, _) = session(&z);
+    let mut c = raw(&z);
+    send_frame(&mut c, &connect_req(0, vec![0; 16], None, 0));
+    assert!(read_frame(&mut c).is_none(), "third connection refused");
+    assert!(z.log().contains("Too many connections, max allowed is 2"));
+    drop(a);
+    wait_until("a slot frees up", || {
+        let mut d = raw(&z);
+        send_frame(&mut d, &connect_req(0, vec![0; 16], None, 0));
+        read_frame(&mut d).is_some()
+    });
+}
+
+#[test]
 fn a_client_that_never_reads_is_disconnected() {
     let z = Zabd::start_with("max_queued_bytes_per_connection = 2000000");
     let (mut w, _) = session(&z);

@@ -47,6 +47,7 @@ pub struct Settings {
     pub client_port: u16,
     pub client_port_address: String,
     pub max_client_cnxns: u32,
+    pub max_cnxns: u32,
     pub min_session_timeout: i32,
     pub max_session_timeout: i32,
     pub four_letter_words: Vec<String>,
@@ -84,6 +85,7 @@ impl Default for Settings {
             client_port: 2181,
             client_port_address: "0.0.0.0".into(),
             max_client_cnxns: 60,
+            max_cnxns: 0,
             min_session_timeout: 0,
             max_session_timeout: 0,
             four_letter_words: ["ruok", "srvr", "stat", "mntr", "envi", "conf", "isro"]
@@ -113,7 +115,7 @@ impl Default for Settings {
     }
 }
 
-const TOML_KEYS: [&str; 29] = [
+const TOML_KEYS: [&str; 30] = [
     "commit_log_count",
     "test_log_sync_delay_ms",
     "read_only_mode",
@@ -129,6 +131,7 @@ const TOML_KEYS: [&str; 29] = [
     "client_port",
     "client_port_address",
     "max_client_cnxns",
+    "max_cnxns",
     "min_session_timeout",
     "max_session_timeout",
     "four_letter_words",

@@ -55,6 +55,7 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
                 s.client_port_address = value.to_string()
             }
             "maxClientCnxns" => s.max_client_cnxns = ranged(value, u32::MAX as i64)? as u32,
+            "maxCnxns" => s.max_cnxns = ranged(value, u32::MAX as i64)? as u32,
             "minSessionTimeout" => s.min_session_timeout = num(value)? as i32,
             "maxSessionTimeout" => s.max_session_timeout = num(value)? as i32,
             "4lw.commands.whitelist" => {

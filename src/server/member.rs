@@ -142,6 +142,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         core_tx,
         limits,
         s.max_client_cnxns,
+        s.max_cnxns,
     ));
     let m = Member {
         node,

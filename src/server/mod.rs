@@ -79,26 +79,40 @@ pub struct ConnLimits {
 
 /// Counts connections per client address for maxClientCnxns.
 #[derive(Clone, Default)]
-pub struct AddrCounts(Arc<Mutex<HashMap<IpAddr, u32>>>);
+pub struct AddrCounts(Arc<Mutex<(HashMap<IpAddr, u32>, u32)>>);
+
+/// Which connection limit a new connection ran into.
+enum Refused {
+    PerAddress(u32),
+    Total(u32),
+}
 
 impl AddrCounts {
-    /// Takes a slot for `ip`, or refuses when `max` (non-zero) are in use.
-    fn try_take(&self, ip: IpAddr, max: u32) -> bool {
-        let mut m = self.0.lock().expect("addr counts lock");
-        let n = m.entry(ip).or_insert(0);
-        if max != 0 && *n >= max {
-            return false;
+    /// Takes a slot for `ip`, or says which limit (non-zero) is reached: `per_ip` from one
+    /// address (maxClientCnxns), `total` in all (maxCnxns).
+    fn try_take(&self, ip: IpAddr, per_ip: u32, total: u32) -> Result<(), Refused> {
+        let mut g = self.0.lock().expect("addr counts lock");
+        let (by_ip, all) = &mut *g;
+        if total != 0 && *all >= total {
+            return Err(Refused::Total(total));
+        }
+        let n = by_ip.entry(ip).or_insert(0);
+        if per_ip != 0 && *n >= per_ip {
+            return Err(Refused::PerAddress(per_ip));
         }
         *n += 1;
-        true
+        *all += 1;
+        Ok(())
     }
 
     fn give_back(&self, ip: IpAddr) {
-        let mut m = self.0.lock().expect("addr counts lock");
-        if let Some(n) = m.get_mut(&ip) {
+        let mut g = self.0.lock().expect("addr counts lock");
+        let (by_ip, all) = &mut *g;
+        if let Some(n) = by_ip.get_mut(&ip) {
             *n -= 1;
+            *all -= 1;
             if *n == 0 {
-                m.remove(&ip);
+                by_ip.remove(&ip);
             }
         }
     }
@@ -223,7 +237,14 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
         max_outstanding: settings.max_outstanding_per_connection,
         max_queued_bytes: settings.max_queued_bytes_per_connection,
     };
-    accept_loop(listener, core_tx, limits, settings.max_client_cnxns).await
+    accept_loop(
+        listener,
+        core_tx,
+        limits,
+        settings.max_client_cnxns,
+        settings.max_cnxns,
+    )
+    .await
 }
 
 /// Watches a task that owns state: if it panics or ends, the process stops with code 70
@@ -265,6 +286,7 @@ pub(super) async fn accept_loop(
     core_tx: mpsc::UnboundedSender<CoreMsg>,
     limits: ConnLimits,
     max_per_ip: u32,
+    max_total: u32,
 ) -> std::io::Result<()> {
     let counts = AddrCounts::default();
     let mut next_conn = 1u64;
@@ -277,10 +299,16 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        if !counts.try_take(peer.ip(), max_per_ip) {
-            tracing::warn!(%peer, max_per_ip, "too many connections from this address (maxClientCnxns); closing");
-            drop(stream);
-            continue;
+        match counts.try_take(peer.ip(), max_per_ip, max_total) {
+            Ok(()) => {}
+            Err(Refused::PerAddress(max)) => {
+                tracing::warn!(%peer, max, "too many connections from this address (maxClientCnxns); closing");
+                continue;
+            }
+            Err(Refused::Total(max)) => {
+                tracing::warn!(%peer, "Too many connections, max allowed is {max} (maxCnxns); closing");
+                continue;
+            }
         }
         let _ = stream.set_nodelay(true);
         let conn = next_conn;
