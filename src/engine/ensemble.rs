@@ -99,8 +99,8 @@ pub(super) struct State {
     local_sessions: Vec<i64>,
     /// Learner: reconnects waiting for the leader's REVALIDATE answer.
     revalidating: HashMap<i64, (ConnId, i32)>,
-    /// Handshakes that arrived while this member had no leader.
-    parked: Vec<(ConnId, ConnectRequest)>,
+    /// Handshakes that arrived while this member had no leader, and when (monotonic ms).
+    parked: Vec<(ConnId, ConnectRequest, i64)>,
 }
 
 impl Engine {
@@ -163,7 +163,7 @@ impl Engine {
             .conns
             .keys()
             .copied()
-            .filter(|c| !parked.iter().any(|(p, _)| p == c))
+            .filter(|c| !parked.iter().any(|(p, _, _)| p == c))
             .collect();
         for c in conns {
             self.close(c, "this member's ensemble role changed; reconnect");
@@ -197,8 +197,14 @@ impl Engine {
             }
         }
         // Now serving (or still not): take the held handshakes up again, or keep holding.
-        for (conn, req) in parked {
+        for (conn, req, since) in parked {
             self.on_handshake(conn, req);
+            // Still not serving: it keeps its place in the wait.
+            if let Some(p) = self.ensemble.parked.last_mut() {
+                if p.0 == conn {
+                    p.2 = since;
+                }
+            }
         }
     }
 
@@ -208,8 +214,34 @@ impl Engine {
     /// the connect string), which made a failover take that long; held here, its session
     /// is answered as soon as the election is over. A client that gives up first just
     /// closes the connection.
+    /// A held handshake waits at most its session timeout (the client has given up on this
+    /// member by then); its connection goes with the client ([`Self::unpark`]).
     pub(super) fn park_handshake(&mut self, conn: ConnId, req: ConnectRequest) {
-        self.ensemble.parked.push((conn, req));
+        self.ensemble.parked.push((conn, req, self.now.mono_ms));
+    }
+
+    /// A connection that closed no longer waits.
+    pub(super) fn unpark(&mut self, conn: ConnId) {
+        self.ensemble.parked.retain(|(c, _, _)| *c != conn);
+    }
+
+    /// Closes the held handshakes that have waited longer than their session timeout.
+    pub(super) fn expire_parked(&mut self) {
+        let now = self.now.mono_ms;
+        let (min, max) = (self.cfg.min_session_timeout, self.cfg.max_session_timeout);
+        let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ensemble.parked)
+            .into_iter()
+            .partition(|(_, req, since)| now - since > req.timeout.clamp(min, max) as i64);
+        self.ensemble.parked = keep;
+        for (conn, _, _) in late {
+            self.close(conn, "no leader within the session timeout");
+            self.conns.remove(&conn);
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn parked_len(&self) -> usize {
+        self.ensemble.parked.len()
     }
 
     /// Learner: sends a client's write (or sync) to the leader.

@@ -379,6 +379,7 @@ impl Engine {
     }
 
     fn on_closed(&mut self, conn: ConnId) {
+        self.unpark(conn);
         if let Some(c) = self.conns.remove(&conn) {
             if let Some(s) = c.session {
                 if self.session_conn.get(&s) == Some(&conn) {
@@ -659,6 +660,7 @@ impl Engine {
     }
 
     fn on_tick(&mut self) {
+        self.expire_parked();
         if !self.mode.decides_expiry() {
             return;
         }

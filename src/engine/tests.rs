@@ -356,3 +356,44 @@ fn a_leader_answers_sync_only_after_its_read_round_is_confirmed() {
     let a = e.handle(Event::LeadershipConfirmed { round: 2 }, clock(3));
     assert_eq!(a, vec![EngineAction::SyncDone { origin: 2 }]);
 }
+
+/// An engine of a member with no leader, and a client whose handshake it holds.
+fn down_with_a_held_handshake(conn: ConnId) -> Engine {
+    let mut e = engine();
+    let down = Event::Mode {
+        mode: Mode::Down,
+        last_zxid: 0,
+    };
+    e.handle(down, clock(0));
+    let ip = "127.0.0.1".to_string();
+    e.handle(Event::Accepted { conn, ip }, clock(0));
+    let req = new_session_request();
+    let a = e.handle(Event::Handshake { conn, req }, clock(0));
+    assert!(a.is_empty(), "held, not answered: {a:?}");
+    assert_eq!(e.parked_len(), 1);
+    e
+}
+
+#[test]
+fn a_held_handshake_goes_with_its_connection() {
+    let mut e = down_with_a_held_handshake(7);
+    e.handle(Event::Closed { conn: 7 }, clock(100));
+    assert_eq!(e.parked_len(), 0);
+}
+
+#[test]
+fn a_held_handshake_is_closed_after_its_session_timeout() {
+    let mut e = down_with_a_held_handshake(7);
+    // The request asked for 10 s.
+    let a = e.handle(Event::Tick, clock(9_000));
+    assert!(a.is_empty() && e.parked_len() == 1, "still waiting: {a:?}");
+    let a = e.handle(Event::Tick, clock(10_001));
+    assert!(
+        matches!(
+            a.as_slice(),
+            [EngineAction::Client(ToClient::Close { conn: 7, .. })]
+        ),
+        "{a:?}"
+    );
+    assert_eq!(e.parked_len(), 0);
+}
