@@ -442,7 +442,7 @@ fn read_state(r: &mut Reader, extended_types: bool) -> Result<(SessionList, Data
         let p = if p.is_empty() { "/".to_string() } else { p };
         tree.node(p, data, acl, stat).map_err(Error::Invalid)?;
     }
-    Ok((sessions, tree.finish()))
+    Ok((sessions, tree.finish().map_err(Error::Invalid)?))
 }
 
 /// Marks the end of the state sent after SNAP.
@@ -552,6 +552,37 @@ mod tests {
     use crate::proto::op;
     use crate::tree::acl_cache;
     use crate::txn::{CreateKind, Txn, TxnHeader};
+
+    /// Inputs the fuzzer (`fuzz/fuzz_targets/snap_stream.rs`) found making the loader
+    /// panic; each must now be a plain error.
+    #[test]
+    fn fuzzer_finds_decode_to_errors() {
+        let found: [&[u8]; 1] = [include_bytes!(
+            "../../fuzz/regressions/snap_stream/open-node-missing.bin"
+        )];
+        for input in found {
+            let b = Bytes::copy_from_slice(input);
+            assert!(decode_stream(b, false).is_err());
+        }
+    }
+
+    #[test]
+    fn a_node_listed_twice_or_a_malformed_path_is_an_error() {
+        use crate::jute::records::StatPersisted;
+        use crate::tree::load::Loader;
+        let load = |paths: &[&str]| {
+            let mut l = Loader::new(DataTree::empty(false));
+            for p in paths {
+                l.node(p.to_string(), None, -1, StatPersisted::default())?;
+            }
+            l.finish()
+        };
+        assert!(load(&["/", "/a", "/a/b"]).is_ok());
+        assert!(load(&["/", "/a", "/a"]).is_err());
+        assert!(load(&["/", "a"]).is_err());
+        assert!(load(&["/", "/a/"]).is_err());
+        assert!(load(&["/", "/a//b"]).is_err());
+    }
 
     #[test]
     fn round_trip_keeps_every_node_stat_acl_and_digest() {

@@ -652,7 +652,7 @@ async fn accept_quorum(
 
 /// A quorum packet whose framing cannot be right: the connection closes.
 #[derive(Debug, thiserror::Error)]
-enum FrameError {
+pub enum FrameError {
     #[error("a quorum packet of {0} bytes or more (at most {MAX_PEER_FRAME})")]
     TooLarge(usize),
     #[error("{0} authinfo entries in a quorum packet (at most {MAX_AUTH_ENTRIES})")]
@@ -660,7 +660,7 @@ enum FrameError {
 }
 
 /// Length of the QuorumPacket at the start of `b`, if it is whole.
-fn packet_len(b: &[u8]) -> Result<Option<usize>, FrameError> {
+pub fn packet_len(b: &[u8]) -> Result<Option<usize>, FrameError> {
     let int_at = |at: usize| -> Option<i32> {
         b.get(at..at + 4)
             .map(|x| i32::from_be_bytes([x[0], x[1], x[2], x[3]]))

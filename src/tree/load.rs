@@ -37,7 +37,8 @@ impl Loader {
         &mut self.tree
     }
 
-    /// Adds the next node; its parent must have been loaded before it.
+    /// Adds the next node; its parent must have been loaded before it. A path ZooKeeper
+    /// would not have created, or a node listed twice, is an error (the snapshot is bad).
     pub fn node(
         &mut self,
         p: String,
@@ -45,13 +46,18 @@ impl Loader {
         acl: i64,
         stat: StatPersisted,
     ) -> Result<(), String> {
+        let well_formed = p == "/"
+            || (p.starts_with('/') && !p.ends_with('/') && !p.contains("//") && !p.contains('\0'));
+        if !well_formed {
+            return Err(format!("invalid path {p:?} in the snapshot"));
+        }
         if p != "/" {
             let parent = path::parent(&p);
             while let Some(&(len, _)) = self.open.last() {
                 if &self.path[..len] == parent {
                     break;
                 }
-                self.close_last();
+                self.close_last()?;
             }
             let name: Box<str> = path::name(&p).into();
             match self.open.last_mut() {
@@ -73,28 +79,32 @@ impl Loader {
     }
 
     /// The tree, every child attached (then call [`DataTree::finish_load`]).
-    pub fn finish(mut self) -> DataTree {
+    pub fn finish(mut self) -> Result<DataTree, String> {
         while !self.open.is_empty() {
-            self.close_last();
+            self.close_last()?;
         }
-        self.tree
+        Ok(self.tree)
     }
 
-    fn close_last(&mut self) {
-        let (len, names) = self.open.pop().expect("an open node");
+    fn close_last(&mut self) -> Result<(), String> {
+        let Some((len, names)) = self.open.pop() else {
+            return Ok(());
+        };
         if names.is_empty() {
-            return;
+            return Ok(());
         }
-        let node = self
-            .tree
-            .nodes
-            .get_mut(&self.path[..len])
-            .expect("an open node is in the map");
+        let open = &self.path[..len];
+        let Some(node) = self.tree.nodes.get_mut(open) else {
+            return Err(format!(
+                "invalid tree: {open} has children but is not loaded"
+            ));
+        };
         if node.children.is_empty() {
             node.children = BTreeSet::from_iter(names);
         } else {
             node.children.extend(names);
         }
+        Ok(())
     }
 }
 
@@ -107,7 +117,7 @@ mod tests {
         for p in paths {
             l.node(p.to_string(), None, -1, StatPersisted::default())?;
         }
-        Ok(l.finish())
+        l.finish()
     }
 
     fn children(t: &DataTree, p: &str) -> Vec<String> {

@@ -175,8 +175,10 @@ impl DataTree {
             children: BTreeSet::new(),
             digest: 0,
         };
-        self.insert_node(p, node);
-        Ok(())
+        match self.insert_node(p, node) {
+            None => Ok(()),
+            Some(_) => Err("a node is listed twice".to_string()),
+        }
     }
 
     /// After the last node of a snapshot ([`load::Loader`]): drop unused ACLs, recount quota
@@ -217,10 +219,16 @@ impl DataTree {
     }
 
     /// Puts a node in the map, adding its digest to the tree's.
-    pub fn insert_node(&mut self, p: String, mut node: Node) {
+    /// Inserts a node and counts it in the tree digest; gives back the node it replaced,
+    /// if any (whose digest it takes out again).
+    pub fn insert_node(&mut self, p: String, mut node: Node) -> Option<Node> {
         node.digest = digest::node_digest(&p, node.data.as_deref(), &node.stat);
         self.digest = self.digest.wrapping_add(node.digest);
-        self.nodes.insert(p, node);
+        let old = self.nodes.insert(p, node);
+        if let Some(o) = &old {
+            self.digest = self.digest.wrapping_sub(o.digest);
+        }
+        old
     }
 
     /// Re-computes a changed node's digest and the tree's.
