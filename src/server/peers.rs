@@ -437,16 +437,21 @@ impl Transport {
                 self.election.insert(sid, conn);
             }
             Internal::QuorumUp { sid, conn, first } => {
+                // What was queued while the connection was being opened goes first, all
+                // of it or (past the budget) none: a stream with a gap is worse than none.
+                let mut whole = true;
                 if let Some((leader, attempt, queue)) = self.pending_leader.take() {
                     if leader == sid && attempt == conn.id {
-                        for b in queue {
-                            conn.push(b);
-                        }
+                        whole = queue.into_iter().all(|b| conn.push(b));
                     } else {
                         self.pending_leader = Some((leader, attempt, queue));
                     }
                 }
                 self.quorum.insert(sid, conn);
+                if !whole {
+                    self.drop_stuck(sid);
+                    return;
+                }
                 if let Some(e) = first {
                     let _ = self.events.send(e);
                 }

@@ -460,29 +460,7 @@ impl Peer {
             .filter(|(s, st)| **s != me && st.phase >= Some(LearnerPhase::Syncing))
             .map(|(s, _)| *s)
             .collect();
-        // A learner silent for longer than it may be is dropped, as ZooKeeper's
-        // LearnerHandler closes it: syncLimit ticks once up to date, initLimit before (a
-        // SNAP may take that long to load). It connects and syncs again; meanwhile nothing
-        // is queued for it.
-        let silent: Vec<Sid> = l
-            .learners
-            .iter()
-            .filter(|(s, st)| {
-                let limit = if st.phase == Some(LearnerPhase::UpToDate) {
-                    sync_limit
-                } else {
-                    init_limit
-                };
-                **s != me && st.heard > limit
-            })
-            .map(|(s, _)| *s)
-            .collect();
-        for &s in &silent {
-            self.forget_learner(s);
-            self.out.push(PeerAction::Disconnect { peer: s });
-        }
-        let dropped = silent;
-        for s in targets.into_iter().filter(|s| !dropped.contains(s)) {
+        for s in targets {
             self.ping(s);
         }
         let q = quorum_of(self.cfg.voters.len());
@@ -549,49 +527,6 @@ mod tests {
             }
         }
         panic!("did not settle");
-    }
-
-    #[test]
-    fn a_leader_drops_a_learner_silent_past_sync_limit() {
-        let mut peers: Vec<Peer> = (1..=3)
-            .map(|i| Peer::new(cfg(i), Durable::default()))
-            .collect();
-        settle(&mut peers, Vec::new(), |p| {
-            p.iter().filter(|x| x.leader().is_some()).count() == 3
-        });
-        let leader = peers
-            .iter()
-            .position(|p| p.is_serving_leader())
-            .expect("a leader");
-        let lid = peers[leader].id();
-        let (quiet, talking) = match lid {
-            1 => (2, 3),
-            2 => (3, 1),
-            _ => (1, 2),
-        };
-        // Only the leader and `talking` exchange messages; `quiet` hears and says nothing.
-        let mut dropped = false;
-        for _ in 0..(cfg(1).sync_limit + 3) {
-            let mut actions: Vec<(Sid, PeerAction)> =
-                peers[leader].tick().into_iter().map(|a| (lid, a)).collect();
-            while let Some((from, a)) = actions.pop() {
-                match a {
-                    PeerAction::Disconnect { peer } if from == lid && peer == quiet => {
-                        dropped = true;
-                    }
-                    PeerAction::Send { to, msg }
-                        if to == talking || (to == lid && from == talking) =>
-                    {
-                        let out = peers[(to - 1) as usize].step(from, msg);
-                        actions.extend(out.into_iter().map(|a| (to, a)));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        assert!(dropped, "the silent learner was not dropped");
-        assert!(peers[leader].is_serving_leader(), "a quorum is still there");
-        assert_eq!(peers[leader].learner_counts().map(|c| c.0), Some(1));
     }
 
     #[test]
