@@ -418,11 +418,6 @@ impl Node {
         &self.peer
     }
 
-    /// The count of log cuts asked for so far (the log writer's count must match).
-    pub fn truncations(&self) -> u64 {
-        self.truncations
-    }
-
     /// `srvr`/`mntr`'s server state.
     pub fn mode_name(&self) -> &'static str {
         if self.engine.mode() == Mode::ReadOnly {
