@@ -153,7 +153,7 @@ impl Prep {
         }
         tree.get(p).map(|n| Shadow {
             stat: n.stat,
-            child_count: n.children.len() as i32,
+            child_count: n.child_count,
             acl: tree.acl_of(n),
             data: n.data.clone(),
             digest: n.digest,

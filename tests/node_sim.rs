@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use zabd::engine::{Clock, ConnId, EngineConfig, Event, ToClient};
 use zabd::jute::records::{ConnectRequest, ReplyHeader};
 use zabd::jute::{Reader, Record};
-use zabd::node::{packet_events, Input, Io, Node, NodeConfig, PeerCmd, PeerEvent};
+use zabd::node::{packet_events, Input, Io, Node, NodeConfig, PeerCmd, PeerEvent, ReceivedSnap};
 use zabd::persist::{snapshot, txnlog};
 use zabd::quorum::wire::QuorumPacket;
 use zabd::quorum::{Config, Durable, Entry, Msg, Sid, State, Zxid};
@@ -56,6 +56,9 @@ struct Disk {
     reports: VecDeque<(u64, Zxid, u64)>,
     /// Appended since the last snapshot.
     since_snapshot: usize,
+    /// A SNAP's state being written (`Io::WriteSnap`): (due step, zxid, state). Lost in
+    /// a crash before it is due.
+    snap_write: Option<(u64, Zxid, Bytes)>,
 }
 
 impl Disk {
@@ -276,6 +279,7 @@ impl Sim {
         let (tree, sessions, base, after) = m.disk.recover();
         m.disk.log.truncate(m.disk.synced);
         m.disk.reports.clear();
+        m.disk.snap_write = None;
         // A new process, a new log writer: its count of cuts starts again.
         m.disk.cuts = 0;
         let durable = Durable {
@@ -319,6 +323,7 @@ impl Sim {
         m.node = None;
         m.disk.log.truncate(m.disk.synced);
         m.disk.reports.clear();
+        m.disk.snap_write = None;
         for other in self.ids.clone() {
             if other != id {
                 self.break_link(id, other);
@@ -361,7 +366,7 @@ impl Sim {
                 Io::SetAsideSnapshots { newer_than, .. } => {
                     format!("set aside snapshots past 0x{newer_than:x}")
                 }
-                Io::WriteSnapshot(p) => format!("write snapshot 0x{:x}", p.zxid),
+                Io::WriteSnap { zxid, .. } => format!("write SNAP state 0x{zxid:x}"),
                 Io::Reload => "reload".into(),
                 Io::Append { hdr, .. } => format!("append 0x{:x}", hdr.zxid),
                 Io::Peer(PeerCmd::Send { to, msg }) => format!("to {to}: {msg:?}"),
@@ -392,11 +397,13 @@ impl Sim {
                 Io::SetAsideSnapshots { newer_than, .. } => {
                     m.disk.snapshots.retain(|z, _| *z <= newer_than);
                 }
-                Io::WriteSnapshot(parts) => {
-                    m.disk
-                        .snapshots
-                        .insert(parts.zxid, Bytes::from(parts.to_stream()));
+                Io::WriteSnap { zxid, state, .. } => {
+                    // Written off the member task: done after the disk's delay, and the
+                    // node takes nothing from its peers meanwhile.
+                    assert!(m.disk.snap_write.is_none(), "two SNAP writes at once");
+                    m.disk.snap_write = Some((self.step + m.sync_delay, zxid, state));
                 }
+                Io::Discard(_) => {}
                 // Only a snapshot holding an uncommitted tail makes a TRUNC reload, and
                 // the engine never holds one.
                 Io::Reload => self.fail(format!(
@@ -414,7 +421,10 @@ impl Sim {
                 let leading = self.state(from) == Some(State::Leading);
                 self.post(from, to, Wire::Raw(packet, leading));
             }
-            PeerCmd::SendSnap { to, zxid, state } => self.post(from, to, Wire::Snap(zxid, state)),
+            PeerCmd::SendSnap { to, zxid, state } => {
+                let state = Bytes::from(state.to_stream());
+                self.post(from, to, Wire::Snap(zxid, state))
+            }
             PeerCmd::ConnectLeader { .. } => {}
             PeerCmd::Disconnect { peer } => self.break_link(from, peer),
         }
@@ -483,7 +493,8 @@ impl Sim {
                 }
                 Wire::Snap(zxid, state) => {
                     self.snaps_loaded += 1;
-                    let e = PeerEvent::Snap { from, zxid, state };
+                    let snap = Box::new(ReceivedSnap::decode(state, false));
+                    let e = PeerEvent::Snap { from, zxid, snap };
                     self.input(to, Input::Peer(e));
                 }
             }
@@ -509,8 +520,21 @@ impl Sim {
             while m.disk.reports.front().is_some_and(|r| r.0 <= step) {
                 due.push(m.disk.reports.pop_front().expect("front"));
             }
+            let written = match m.disk.snap_write.take() {
+                Some((due, zxid, state)) if due <= step => {
+                    m.disk.snapshots.insert(zxid, state);
+                    Some(zxid)
+                }
+                pending => {
+                    m.disk.snap_write = pending;
+                    None
+                }
+            };
             for (_, zxid, truncations) in due {
                 self.input(id, Input::Durable { zxid, truncations });
+            }
+            if let Some(zxid) = written {
+                self.input(id, Input::SnapWritten { zxid });
             }
             self.snapshot(id);
         }
@@ -520,6 +544,9 @@ impl Sim {
     fn snapshot(&mut self, id: Sid) {
         let m = self.members.get_mut(&id).expect("member");
         let Some(node) = m.node.as_ref() else { return };
+        if node.waiting() {
+            return;
+        }
         let engine = node.engine();
         let durable = m.disk.log[..m.disk.synced].last().map_or(0, |e| e.hdr.zxid);
         if m.disk.since_snapshot < 20 || durable < engine.last_zxid() {

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 /// Starts zabd with its data under `dir` (config `dir.toml`, log `dir.log`), no per-address
 /// connection limit; returns the process and its client address.
+#[allow(dead_code)]
 pub fn start_zabd(dir: &Path, log_level: &str) -> (Child, String) {
     start_with(
         dir,
@@ -85,14 +86,30 @@ fn start_with(dir: &Path, log_level: &str, extra: &str) -> (Child, String) {
         ),
     )
     .expect("write config");
+    spawn(&cfg, dir, log_level)
+}
+
+/// The binary benches run: `ZABD_BIN` when set (to measure an older build), else this
+/// crate's.
+pub fn zabd_bin() -> String {
+    std::env::var("ZABD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_zabd").to_string())
+}
+
+/// Starts zabd on the config a bench wrote before (`dir.toml`), as after a restart.
+#[allow(dead_code)]
+pub fn restart(dir: &Path, log_level: &str) -> (Child, String) {
+    spawn(&dir.with_extension("toml"), dir, log_level)
+}
+
+fn spawn(cfg: &Path, dir: &Path, log_level: &str) -> (Child, String) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.with_extension("log"))
         .expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zabd"))
+    let mut child = Command::new(zabd_bin())
         .arg("--config")
-        .arg(&cfg)
+        .arg(cfg)
         .env("ZABD_LOG", log_level)
         .stdout(Stdio::piped())
         .stderr(log)

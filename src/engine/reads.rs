@@ -203,7 +203,7 @@ impl Engine {
     ) -> Result<(Vec<String>, crate::jute::records::Stat), ZkError> {
         let n = self.tree.get(path).ok_or(ZkError::NoNode)?;
         auth::check(&self.tree.acl_of(n), perms::READ, ids)?;
-        let out = (self.tree.children_sorted(n), self.tree.stat(n));
+        let out = (self.tree.children_sorted(path), self.tree.stat(n));
         if watch {
             self.tree.watches.add(session, WatchKind::Child, path);
         }

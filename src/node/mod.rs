@@ -46,10 +46,10 @@
 mod transport;
 mod zab;
 
-pub use transport::{packet_events, PeerCmd, PeerEvent};
+pub use transport::{packet_events, PeerCmd, PeerEvent, ReceivedSnap};
 
 use crate::engine::{Clock, Engine, EngineAction, EngineConfig, Event, Mode, ToClient};
-use crate::persist::{snapshot, txnlog};
+use crate::persist::txnlog;
 use crate::quorum::{codec, Config, Durable, Msg, Peer, Sid, State, Zxid};
 use crate::tree::DataTree;
 use crate::txn::{Txn, TxnHeader};
@@ -78,6 +78,8 @@ pub enum Input {
         sessions: Vec<(i64, i32)>,
         logged: Vec<txnlog::Entry>,
     },
+    /// The answer to [`Io::WriteSnap`]: the snapshot `snapshot.<zxid>` is durable.
+    SnapWritten { zxid: Zxid },
 }
 
 /// A command for the host. They are performed in the order given; the ones marked
@@ -109,11 +111,33 @@ pub enum Io {
         newer_than: Zxid,
         why: &'static str,
     },
-    /// Synchronously write this snapshot.
-    WriteSnapshot(snapshot::Parts),
-    /// Recover the state from the data directory again and answer with
-    /// [`Input::Reloaded`] before anything else.
+    /// Write a SNAP's state as the snapshot `snapshot.<zxid>` (the state is the file's body;
+    /// `digest` is the tree digest at `zxid` for its tail), off the member task, and answer
+    /// [`Input::SnapWritten`] once it is synced and in place. Until then the node takes
+    /// nothing from its peers (see [`Node::handle`]).
+    WriteSnap {
+        zxid: Zxid,
+        state: Bytes,
+        digest: u64,
+    },
+    /// Recover the state from the data directory again, off the member task, and answer
+    /// with [`Input::Reloaded`].
     Reload,
+    /// Drop this off the member task (a replaced engine: freeing a large tree takes long).
+    Discard(Box<dyn std::any::Any + Send>),
+}
+
+/// What the node waits for from the host before it takes anything from its peers again.
+enum Wait {
+    /// After a TRUNC that needs a reload: the cut, and the ZAB actions held back until the
+    /// host answers [`Io::Reload`].
+    Reload {
+        after: Zxid,
+        queue: VecDeque<crate::quorum::PeerAction>,
+    },
+    /// After SNAP: the leader's state must be durable before anything that follows it is
+    /// logged or acknowledged (as a ZooKeeper learner takes its snapshot before it reads on).
+    SnapWrite { zxid: Zxid },
 }
 
 /// Something that would make this member's state diverge from the ensemble's: the host
@@ -153,9 +177,10 @@ pub struct Node {
     /// The last and the largest time from the leader's prep of a transaction (its header
     /// time, wall clock) to its apply here, in ms.
     apply_lag_ms: (i64, i64),
-    /// After a TRUNC that needs a reload: the cut, and the ZAB actions held back until the
-    /// host answers [`Io::Reload`].
-    held: Option<(Zxid, VecDeque<crate::quorum::PeerAction>)>,
+    /// What the host is doing for the node that peer inputs must wait for.
+    wait: Option<Wait>,
+    /// Inputs that arrived while waiting, taken in order once the wait ends.
+    deferred: VecDeque<Input>,
     out: Vec<Io>,
     diverged: Option<Diverged>,
     now: Clock,
@@ -195,7 +220,8 @@ impl Node {
             read_round: None,
             truncations: 0,
             apply_lag_ms: (0, 0),
-            held: None,
+            wait: None,
+            deferred: VecDeque::new(),
             out: Vec::new(),
             diverged: None,
             now,
@@ -221,24 +247,69 @@ impl Node {
     }
 
     /// Handles one input. The commands come back in the order they must be performed.
+    ///
+    /// While the host reloads the state (TRUNC) or writes a SNAP, peer messages, durability
+    /// reports and (during a reload, when the engine is about to be replaced) client events
+    /// are deferred and taken in order when the answer comes; ticks are skipped. During a
+    /// SNAP's write the new engine serves its clients (four-letter words, pings, handshakes
+    /// parked until it syncs) as usual.
     pub fn handle(&mut self, input: Input, now: Clock) -> Result<Vec<Io>, Diverged> {
         self.now = now;
-        if self.held.is_some() {
-            let Input::Reloaded {
-                tree,
-                sessions,
-                logged,
-            } = input
-            else {
-                panic!("the host sent an input before answering Io::Reload");
+        match self.wait.take() {
+            None => self.take(input),
+            Some(w) => self.while_waiting(w, input),
+        }
+        while self.wait.is_none() && self.diverged.is_none() {
+            let Some(next) = self.deferred.pop_front() else {
+                break;
             };
-            self.reloaded(*tree, sessions, logged);
-        } else {
-            self.take(input);
+            self.take(next);
         }
         match self.diverged.take() {
             Some(d) => Err(d),
             None => Ok(std::mem::take(&mut self.out)),
+        }
+    }
+
+    /// Whether the node waits for the host (a reload, a SNAP's write).
+    pub fn waiting(&self) -> bool {
+        self.wait.is_some()
+    }
+
+    fn while_waiting(&mut self, w: Wait, input: Input) {
+        match (w, input) {
+            (
+                Wait::Reload { after, queue },
+                Input::Reloaded {
+                    tree,
+                    sessions,
+                    logged,
+                },
+            ) => self.reloaded(after, queue, *tree, sessions, logged),
+            (Wait::SnapWrite { zxid }, Input::SnapWritten { zxid: z }) if z == zxid => {
+                tracing::info!(
+                    zxid = format_args!("0x{zxid:x}"),
+                    deferred = self.deferred.len(),
+                    "the leader's state is durable; taking the sync on"
+                );
+            }
+            (w @ Wait::SnapWrite { .. }, Input::Client(ev)) => {
+                self.wait = Some(w);
+                self.engine_event(ev);
+            }
+            (w @ Wait::SnapWrite { .. }, Input::EngineTick) => {
+                self.wait = Some(w);
+                self.engine_event(Event::Tick);
+            }
+            (w, Input::PeerTick | Input::PassEnd | Input::EngineTick) => self.wait = Some(w),
+            (w, Input::Reloaded { .. } | Input::SnapWritten { .. }) => {
+                self.wait = Some(w);
+                self.diverge("the host answered a request the node did not make".into());
+            }
+            (w, input) => {
+                self.wait = Some(w);
+                self.deferred.push_back(input);
+            }
         }
     }
 
@@ -262,7 +333,9 @@ impl Node {
                     self.perform_peer(a);
                 }
             }
-            Input::Reloaded { .. } => panic!("Input::Reloaded without Io::Reload"),
+            Input::Reloaded { .. } | Input::SnapWritten { .. } => {
+                self.diverge("the host answered a request the node did not make".into())
+            }
         }
     }
 
@@ -339,7 +412,7 @@ impl Node {
                     self.engine_event(Event::Synced { zxid });
                 }
             }
-            PeerEvent::Snap { from, zxid, state } => self.load_snap(from, zxid, state),
+            PeerEvent::Snap { from, zxid, snap } => self.load_snap(from, zxid, *snap),
         }
     }
 

@@ -33,12 +33,11 @@ fn node(id: Sid) -> Node {
     Node::new(cfg, zab, Durable::default(), tree, Vec::new(), clock(0)).expect("a node")
 }
 
-fn leaders_state() -> Bytes {
+fn leaders_state() -> Box<ReceivedSnap> {
     let mut tree = DataTree::new(false);
     tree.last_zxid = 0x5_0000_0007;
-    let mut b = snapshot::Builder::new(&vec![(77, 30_000)], tree.last_zxid);
-    b.step(&tree, usize::MAX);
-    Bytes::from(b.finish(&tree).to_stream())
+    let view = snapshot::View::of(&tree, vec![(77, 30_000)], tree.last_zxid);
+    Box::new(ReceivedSnap::decode(Bytes::from(view.to_stream()), false))
 }
 
 #[test]
@@ -48,14 +47,14 @@ fn a_snap_from_a_peer_the_member_is_not_syncing_with_leaves_its_state_alone() {
     let snap = PeerEvent::Snap {
         from: 2,
         zxid: 0x5_0000_0007,
-        state: leaders_state(),
+        snap: leaders_state(),
     };
     let io = n
         .handle(Input::Peer(snap), clock(10))
         .expect("no divergence");
     assert!(
         !io.iter()
-            .any(|c| matches!(c, Io::WriteSnapshot(_) | Io::CutLog { .. })),
+            .any(|c| matches!(c, Io::WriteSnap { .. } | Io::CutLog { .. })),
         "a stray SNAP touched the disk"
     );
     assert_eq!(n.engine().last_zxid(), 0);

@@ -3,6 +3,7 @@
 //! arrived on a learner connection turns into those events (decoding only; the framing is
 //! the transport's). Pure.
 
+use crate::persist::snapshot;
 use crate::quorum::wire::{packet, QuorumPacket};
 use crate::quorum::{codec, Msg, Sid};
 use bytes::Bytes;
@@ -50,12 +51,38 @@ pub enum PeerEvent {
         from: Sid,
         zxid: i64,
     },
-    /// Learner side: SNAP and the state that followed it on the stream.
+    /// Learner side: SNAP and the state that followed it on the stream, decoded by the
+    /// transport off the member task ([`ReceivedSnap::decode`]).
     Snap {
         from: Sid,
         zxid: i64,
-        state: Bytes,
+        snap: Box<ReceivedSnap>,
     },
+}
+
+/// A SNAP's state as it arrived, and what decoding it gave.
+pub struct ReceivedSnap {
+    /// The bytes as sent (the snapshot file's body: see `persist::snapshot`).
+    pub state: Bytes,
+    pub loaded: Result<snapshot::Loaded, String>,
+}
+
+impl ReceivedSnap {
+    /// Decodes `state` (slow for a large tree: a transport does it on a blocking thread).
+    pub fn decode(state: Bytes, extended_types: bool) -> ReceivedSnap {
+        let loaded =
+            snapshot::decode_stream(state.clone(), extended_types).map_err(|e| e.to_string());
+        ReceivedSnap { state, loaded }
+    }
+}
+
+impl std::fmt::Debug for ReceivedSnap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedSnap")
+            .field("bytes", &self.state.len())
+            .field("ok", &self.loaded.is_ok())
+            .finish()
+    }
 }
 
 /// What the node asks of the transport.
@@ -78,11 +105,13 @@ pub enum PeerCmd {
         to: Sid,
         packet: QuorumPacket,
     },
-    /// SNAP followed by the state (`persist::snapshot::Parts::to_stream`).
+    /// SNAP followed by the state: the transport serializes the frozen view on another
+    /// thread and streams it (`persist::snapshot::View::write_stream`), ahead of anything
+    /// queued for that peer after this command.
     SendSnap {
         to: Sid,
         zxid: i64,
-        state: Bytes,
+        state: Box<snapshot::View>,
     },
 }
 

@@ -7,7 +7,6 @@ use crate::engine::{Event, Mode};
 use crate::persist::{snapshot, txnlog};
 use crate::quorum::{codec, make_zxid, Entry, Msg, PeerAction, Sid, State, Zxid};
 use crate::tree::DataTree;
-use bytes::Bytes;
 use std::collections::VecDeque;
 
 impl Node {
@@ -44,7 +43,7 @@ impl Node {
                 PeerAction::Truncate { after } => {
                     if self.truncate(after) {
                         // The rest waits for the reloaded state.
-                        self.held = Some((after, queue));
+                        self.wait = Some(super::Wait::Reload { after, queue });
                         return;
                     }
                 }
@@ -83,14 +82,16 @@ impl Node {
                         self.engine.last_zxid()
                     ));
                 }
-                let state = snapshot_of(&self.engine.tree, &self.engine.session_list(), zxid);
-                let state = Bytes::from(state.to_stream());
+                // A frozen view, serialized by the transport on another thread.
+                let sessions = self.engine.session_list();
+                let state = snapshot::View::of(&self.engine.tree, sessions, zxid);
                 tracing::info!(
                     to,
                     zxid = format_args!("0x{zxid:x}"),
-                    bytes = state.len(),
+                    nodes = state.node_count(),
                     "sending SNAP"
                 );
+                let state = Box::new(state);
                 PeerCmd::SendSnap { to, zxid, state }
             }
             msg => PeerCmd::Send { to, msg },
@@ -144,11 +145,12 @@ impl Node {
     /// entries logged after it (applied once committed), which must end exactly at the cut.
     pub(super) fn reloaded(
         &mut self,
+        after: Zxid,
+        queue: VecDeque<PeerAction>,
         tree: DataTree,
         sessions: Vec<(i64, i32)>,
         logged: Vec<txnlog::Entry>,
     ) {
-        let (after, queue) = self.held.take().expect("a TRUNC waiting for its reload");
         let end = logged.last().map_or(tree.last_zxid, |e| e.hdr.zxid);
         if end != after {
             return self.diverge(format!(
@@ -162,7 +164,7 @@ impl Node {
         self.run_peer_actions(queue);
     }
 
-    pub(super) fn load_snap(&mut self, from: Sid, zxid: Zxid, state: Bytes) {
+    pub(super) fn load_snap(&mut self, from: Sid, zxid: Zxid, snap: super::ReceivedSnap) {
         if !self.peer.expects_snap_from(from) {
             tracing::warn!(
                 from,
@@ -170,7 +172,8 @@ impl Node {
             );
             return;
         }
-        let loaded = match snapshot::decode_stream(state, self.cfg.extended_types) {
+        let super::ReceivedSnap { state, loaded } = snap;
+        let loaded = match loaded {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(from, error = %e, "bad SNAP state from the leader; reconnecting");
@@ -188,11 +191,11 @@ impl Node {
             newer_than: zxid,
             why: "superseded",
         });
-        self.out.push(Io::WriteSnapshot(snapshot_of(
-            &tree,
-            &loaded.sessions,
+        self.out.push(Io::WriteSnap {
             zxid,
-        )));
+            state,
+            digest: tree.digest,
+        });
         self.cut_log(zxid);
         self.unapplied.clear();
         tracing::info!(
@@ -204,6 +207,7 @@ impl Node {
         self.replace_engine(tree, loaded.sessions);
         let a = self.peer.step(from, Msg::Snap { zxid });
         self.perform_peer(a);
+        self.wait = Some(super::Wait::SnapWrite { zxid });
     }
 
     fn replace_engine(&mut self, tree: DataTree, sessions: Vec<(i64, i32)>) {
@@ -213,7 +217,9 @@ impl Node {
         };
         self.engine_event(down);
         let stats = std::mem::take(&mut self.engine.stats);
-        self.engine = Self::fresh_engine(&self.cfg, tree, sessions, self.now);
+        let fresh = Self::fresh_engine(&self.cfg, tree, sessions, self.now);
+        let old = std::mem::replace(&mut self.engine, fresh);
+        self.out.push(Io::Discard(Box::new(old)));
         self.engine.stats = stats;
         self.served = (Mode::Down, None, 0);
     }
@@ -283,11 +289,4 @@ impl Node {
         tracing::info!(?mode, ?leader, epoch, "client service");
         self.engine_event(Event::Mode { mode, last_zxid });
     }
-}
-
-/// A whole snapshot of `tree` at `zxid`.
-fn snapshot_of(tree: &DataTree, sessions: &snapshot::SessionList, zxid: Zxid) -> snapshot::Parts {
-    let mut b = snapshot::Builder::new(sessions, zxid);
-    b.step(tree, usize::MAX);
-    b.finish(tree)
 }

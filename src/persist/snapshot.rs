@@ -147,7 +147,7 @@ impl Builder {
             let Some((parent, mut after)) = self.stack.pop() else {
                 break;
             };
-            let Some(pn) = tree.get(&parent) else {
+            let Some(names) = tree.child_names(&parent) else {
                 continue;
             };
             let from = match &after {
@@ -157,7 +157,7 @@ impl Builder {
             let mut last: Option<&str> = None;
             let mut descend = false;
             let mut exhausted = true;
-            for name in pn.children.range::<str, _>((from, Unbounded)) {
+            for name in names.range::<str, _>((from, Unbounded)) {
                 if left == 0 {
                     exhausted = false;
                     break;
@@ -172,7 +172,7 @@ impl Builder {
                 child.push_str(name);
                 if let Some(n) = tree.get(&child) {
                     self.write_node(&mut w, tree, &child, n);
-                    if !n.children.is_empty() {
+                    if n.child_count > 0 {
                         descend = true;
                         exhausted = false;
                         break;
@@ -236,6 +236,24 @@ impl Builder {
 pub struct Tail {
     zxid: i64,
     digest: u64,
+}
+
+impl Tail {
+    pub fn new(zxid: i64, digest: u64) -> Tail {
+        Tail { zxid, digest }
+    }
+}
+
+/// The part of a SNAP state that is also a snapshot file's body (sessions, ACL cache,
+/// nodes; no end marker, no signature): a learner writes it as it came. `None` if the
+/// state does not end as one does.
+pub fn stream_body(state: &Bytes) -> Option<Bytes> {
+    let mut end = END_MARKER.to_vec();
+    end.extend_from_slice(&(SIGNATURE.len() as i32).to_be_bytes());
+    end.extend_from_slice(SIGNATURE.as_bytes());
+    state
+        .ends_with(&end)
+        .then(|| state.slice(..state.len() - end.len()))
 }
 
 /// Writes a snapshot file piece by piece, keeping its running Adler-32 and length.
@@ -464,6 +482,96 @@ impl Parts {
     }
 }
 
+/// The state at one zxid, frozen: what a leader sends after SNAP, taken on the member task
+/// in microseconds (the node map is copy-on-write, see `tree/nodes.rs`) and serialized on
+/// another thread while the tree keeps changing. Unlike [`Builder`]'s walk it is exact,
+/// not fuzzy: every node as it was at `zxid`.
+pub struct View {
+    pub zxid: i64,
+    sessions: SessionList,
+    acls: Vec<(i64, Arc<Vec<Acl>>)>,
+    nodes: crate::tree::nodes::Frozen<crate::tree::Node>,
+    /// The tree digest at `zxid`.
+    pub digest: u64,
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("zxid", &format_args!("0x{:x}", self.zxid))
+            .field("nodes", &self.nodes.len())
+            .finish()
+    }
+}
+
+impl View {
+    /// Freezes `tree` (applied up to `zxid`) and the session table.
+    pub fn of(tree: &DataTree, sessions: SessionList, zxid: i64) -> View {
+        View {
+            zxid,
+            sessions,
+            acls: tree.acls.entries(),
+            nodes: tree.freeze_nodes(),
+            digest: tree.digest,
+        }
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Serializes the SNAP state (the layout of [`Parts::to_stream`]) and hands it to `out`
+    /// in chunks of about `chunk` bytes. Stops, returning false, as soon as `out` does.
+    ///
+    /// Nodes go parents first, depth first with children in name order (the order
+    /// [`Builder`] writes): sorting the paths with `/` below every other byte gives exactly
+    /// that, with no child lists (which a frozen view does not have).
+    pub fn write_stream(&self, chunk: usize, mut out: impl FnMut(Bytes) -> bool) -> bool {
+        let mut w = Writer::with_capacity(chunk + 4096);
+        w.i32(self.sessions.len() as i32);
+        for (id, timeout) in &self.sessions {
+            w.i64(*id).i32(*timeout);
+        }
+        w.i32(self.acls.len() as i32);
+        for (id, list) in &self.acls {
+            w.i64(*id);
+            write_acls(&mut w, list);
+        }
+        let mut nodes: Vec<(&str, &crate::tree::Node)> = self.nodes.iter().collect();
+        nodes.sort_unstable_by(|a, b| depth_first(a.0, b.0));
+        for (p, n) in nodes {
+            w.string(if p == "/" { "" } else { p });
+            w.buffer(n.data.as_deref()).i64(n.acl);
+            n.stat.write(&mut w);
+            if w.len() >= chunk {
+                let full = std::mem::replace(&mut w, Writer::with_capacity(chunk + 4096));
+                if !out(full.into_bytes()) {
+                    return false;
+                }
+            }
+        }
+        w.raw(&END_MARKER);
+        w.string(SIGNATURE);
+        out(w.into_bytes())
+    }
+
+    /// The whole SNAP state in one buffer.
+    pub fn to_stream(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.write_stream(1 << 20, |b| {
+            v.extend_from_slice(&b);
+            true
+        });
+        v
+    }
+}
+
+/// Path order for a depth-first walk: as bytes, with `/` before every other byte.
+fn depth_first(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |c: u8| if c == b'/' { 0 } else { c };
+    a.bytes().map(key).cmp(b.bytes().map(key))
+}
+
 /// Reads the state sent after SNAP.
 pub fn decode_stream(b: Bytes, extended_types: bool) -> Result<Loaded, Error> {
     let mut r = Reader::new(b);
@@ -485,55 +593,134 @@ pub fn decode_stream(b: Bytes, extended_types: bool) -> Result<Loaded, Error> {
 /// Length of the SNAP state at the start of `b` once it has all arrived (`None` until
 /// then), so the transport can cut it from the stream without decoding it.
 pub fn stream_len(b: &[u8]) -> Result<Option<usize>, Error> {
-    let mut at = 0usize;
-    let int = |at: &mut usize| -> Option<i32> {
-        let x = b.get(*at..*at + 4)?;
+    StreamScan::default().advance(b)
+}
+
+/// Measures a SNAP state as it arrives, in linear time: [`StreamScan::advance`] is called
+/// with the whole buffer after every read and resumes at the first record it could not
+/// finish (a session, an ACL entry, a node), so no byte is scanned twice but for the one
+/// incomplete record at the end. Lengths are checked, never trusted: nothing is allocated.
+#[derive(Debug, Default, Clone)]
+pub struct StreamScan {
+    /// Where the next record starts.
+    at: usize,
+    phase: ScanPhase,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum ScanPhase {
+    #[default]
+    SessionCount,
+    Sessions(usize),
+    AclCount,
+    Acls(i32),
+    Nodes,
+    Signature,
+    Done,
+}
+
+impl StreamScan {
+    /// Bytes the state takes once it has all arrived in `b` (which grows between calls and
+    /// keeps its start).
+    pub fn advance(&mut self, b: &[u8]) -> Result<Option<usize>, Error> {
+        loop {
+            let mut at = self.at;
+            let next = match self.phase {
+                ScanPhase::SessionCount => match int(b, &mut at) {
+                    None => return Ok(None),
+                    Some(n) => ScanPhase::Sessions(n.max(0) as usize),
+                },
+                ScanPhase::Sessions(n) => {
+                    at = at.saturating_add(n.saturating_mul(12));
+                    if b.len() < at {
+                        return Ok(None);
+                    }
+                    ScanPhase::AclCount
+                }
+                ScanPhase::AclCount => match int(b, &mut at) {
+                    None => return Ok(None),
+                    Some(n) => ScanPhase::Acls(n.max(0)),
+                },
+                ScanPhase::Acls(0) => ScanPhase::Nodes,
+                ScanPhase::Acls(left) => match acl_entry(b, &mut at)? {
+                    None => return Ok(None),
+                    Some(()) => ScanPhase::Acls(left - 1),
+                },
+                ScanPhase::Nodes => match node_record(b, &mut at)? {
+                    None => return Ok(None),
+                    Some(true) => ScanPhase::Signature,
+                    Some(false) => ScanPhase::Nodes,
+                },
+                ScanPhase::Signature => {
+                    let Some(l) = int(b, &mut at) else {
+                        return Ok(None);
+                    };
+                    skip(&mut at, l)?;
+                    if b.len() < at {
+                        return Ok(None);
+                    }
+                    ScanPhase::Done
+                }
+                ScanPhase::Done => return Ok(Some(self.at)),
+            };
+            self.at = at;
+            self.phase = next;
+        }
+    }
+}
+
+fn int(b: &[u8], at: &mut usize) -> Option<i32> {
+    let x = b.get(*at..at.checked_add(4)?)?;
+    *at += 4;
+    Some(i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
+}
+
+fn skip(at: &mut usize, n: i32) -> Result<(), Error> {
+    if !(-1..=(64 << 20)).contains(&n) {
+        return Err(Error::Invalid(format!("length {n} in the SNAP state")));
+    }
+    *at += n.max(0) as usize;
+    Ok(())
+}
+
+/// One ACL cache entry: long id, vector of (int perms, ustring scheme, ustring id).
+fn acl_entry(b: &[u8], at: &mut usize) -> Result<Option<()>, Error> {
+    *at += 8;
+    let Some(n) = int(b, at) else {
+        return Ok(None);
+    };
+    for _ in 0..n.max(0) {
         *at += 4;
-        Some(i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
+        for _ in 0..2 {
+            let Some(l) = int(b, at) else {
+                return Ok(None);
+            };
+            skip(at, l)?;
+        }
+    }
+    Ok((b.len() >= *at).then_some(()))
+}
+
+/// One node (ustring path, buffer data, long acl, StatPersisted), or the "/" end marker
+/// (`Some(true)`).
+fn node_record(b: &[u8], at: &mut usize) -> Result<Option<bool>, Error> {
+    let Some(l) = int(b, at) else {
+        return Ok(None);
     };
-    let skip = |at: &mut usize, n: i32| -> Result<(), Error> {
-        if !(-1..=(64 << 20)).contains(&n) {
-            return Err(Error::Invalid(format!("length {n} in the SNAP state")));
-        }
-        *at += n.max(0) as usize;
-        Ok(())
+    let start = *at;
+    skip(at, l)?;
+    if b.len() < *at {
+        return Ok(None);
+    }
+    if l == 1 && b[start] == b'/' {
+        return Ok(Some(true));
+    }
+    let Some(d) = int(b, at) else {
+        return Ok(None);
     };
-    macro_rules! need {
-        ($e:expr) => {
-            match $e {
-                Some(x) => x,
-                None => return Ok(None),
-            }
-        };
-    }
-    let sessions = need!(int(&mut at));
-    at += 12 * sessions.max(0) as usize;
-    let acls = need!(int(&mut at));
-    for _ in 0..acls.max(0) {
-        at += 8;
-        let n = need!(int(&mut at));
-        for _ in 0..n.max(0) {
-            at += 4;
-            for _ in 0..2 {
-                let l = need!(int(&mut at));
-                skip(&mut at, l)?;
-            }
-        }
-    }
-    loop {
-        let l = need!(int(&mut at));
-        let start = at;
-        skip(&mut at, l)?;
-        if l == 1 && b.get(start) == Some(&b'/') {
-            break;
-        }
-        let d = need!(int(&mut at));
-        skip(&mut at, d)?;
-        at += 8 + StatPersisted::LEN;
-    }
-    let l = need!(int(&mut at));
-    skip(&mut at, l)?;
-    Ok((b.len() >= at).then_some(at))
+    skip(at, d)?;
+    *at += 8 + StatPersisted::LEN;
+    Ok((b.len() >= *at).then_some(false))
 }
 
 fn check_seal(file: &[u8], r: &mut Reader, sum: &mut Checksum) -> Result<(), Error> {
@@ -623,8 +810,8 @@ mod tests {
         for p in ["/", "/a", "/a/b", "/c", "/zookeeper/config"] {
             let (x, y) = (t.get(p).unwrap(), l.tree.get(p).unwrap());
             assert_eq!(
-                (x.stat, &x.data, &x.children),
-                (y.stat, &y.data, &y.children),
+                (x.stat, &x.data, t.child_names(p), x.child_count),
+                (y.stat, &y.data, l.tree.child_names(p), y.child_count),
                 "{p}"
             );
             assert_eq!(t.acl_of(x), l.tree.acl_of(y), "{p}");
@@ -733,5 +920,77 @@ mod tests {
             }
         });
         assert_eq!(abandoned, None);
+    }
+
+    #[test]
+    fn a_frozen_view_streams_the_state_at_its_zxid_while_the_tree_moves_on() {
+        let mut t = DataTree::new(false);
+        create(&mut t, 1, "/a", acl_cache::read_acl());
+        create(&mut t, 2, "/a/b", acl_cache::open_acl());
+        create(&mut t, 3, "/a-c", acl_cache::open_acl());
+        create(&mut t, 4, "/d", acl_cache::open_acl());
+        for i in 0..40 {
+            create(&mut t, 5 + i, &format!("/d/x{i:02}"), acl_cache::read_acl());
+        }
+        create(&mut t, 45, "/d/x07/deep", acl_cache::open_acl());
+        let sessions = vec![(9, 30000)];
+        let mut b = Builder::new(&sessions, t.last_zxid);
+        b.step(&t, usize::MAX);
+        let walked = b.finish(&t).to_stream();
+        let view = View::of(&t, sessions.clone(), t.last_zxid);
+        let digest = t.digest;
+        // The tree moves on: the view does not.
+        create(&mut t, 46, "/d/x07/later", acl_cache::open_acl());
+        create(&mut t, 47, "/z", acl_cache::open_acl());
+        assert_eq!(view.to_stream(), walked, "the walk's order and bytes");
+        // In small chunks, with an early stop honoured.
+        let mut chunks = Vec::new();
+        assert!(view.write_stream(64, |c| {
+            chunks.push(c);
+            true
+        }));
+        assert!(chunks.len() > 5);
+        assert_eq!(chunks.concat(), walked);
+        let mut calls = 0;
+        assert!(!view.write_stream(64, |_| {
+            calls += 1;
+            calls < 2
+        }));
+        assert_eq!(calls, 2);
+        let back = decode_stream(Bytes::from(walked), false).unwrap();
+        assert_eq!((back.tree.digest, view.digest), (digest, digest));
+        assert!(back.tree.get("/z").is_none());
+    }
+
+    #[test]
+    fn the_stream_scan_resumes_where_it_stopped_and_agrees_with_a_whole_scan() {
+        let mut t = DataTree::new(false);
+        create(&mut t, 1, "/a", acl_cache::read_acl());
+        for i in 0..30 {
+            create(&mut t, 2 + i, &format!("/a/n{i}"), acl_cache::open_acl());
+        }
+        let mut stream = View::of(&t, vec![(1, 2), (3, 4)], t.last_zxid).to_stream();
+        let n = stream.len();
+        stream.extend_from_slice(&[0, 0, 0, 9]);
+        for step in [1, 2, 7, 64] {
+            let mut scan = StreamScan::default();
+            let mut got = None;
+            let mut upto = 0;
+            while got.is_none() && upto < stream.len() {
+                upto = (upto + step).min(stream.len());
+                got = scan.advance(&stream[..upto]).unwrap();
+                if upto < n {
+                    assert_eq!(got, None, "complete at {upto} of {n}");
+                }
+            }
+            assert_eq!(got, Some(n), "step {step}");
+        }
+        assert_eq!(stream_len(&stream), Ok(Some(n)));
+        // A length past the bound is refused, not trusted.
+        let mut bad = stream.clone();
+        bad[0..4].copy_from_slice(&0i32.to_be_bytes());
+        bad[4..8].copy_from_slice(&0i32.to_be_bytes());
+        bad[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(StreamScan::default().advance(&bad).is_err());
     }
 }

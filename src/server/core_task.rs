@@ -40,6 +40,9 @@ pub enum CoreMsg {
         word: &'static str,
         reply: oneshot::Sender<String>,
     },
+    /// Members only: what the host did for the node off the member task (a SNAP's state
+    /// written, the state reloaded after a TRUNC), or why it could not.
+    ForNode(Result<crate::node::Input, String>),
 }
 
 /// Most messages taken from the channel before their actions are performed.
@@ -353,6 +356,7 @@ fn take(
         CoreMsg::FourLetter { word, reply } => {
             let _ = reply.send(answer_word(word, engine, info));
         }
+        CoreMsg::ForNode(_) => tracing::error!("a member's message reached a standalone server"),
     }
 }
 

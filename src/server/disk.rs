@@ -263,6 +263,15 @@ pub enum SnapMsg {
     Abort,
     /// Answered once everything sent before it is done (nothing is being written then).
     Barrier(mpsc::Sender<()>),
+    /// A SNAP's state from the leader, written as the snapshot `snapshot.<zxid>`: `body` is
+    /// the file's body as it came (`snapshot::stream_body`), `digest` the tree digest for
+    /// its tail. `done` hears the outcome.
+    Received {
+        zxid: i64,
+        body: bytes::Bytes,
+        digest: u64,
+        done: Box<dyn FnOnce(std::io::Result<()>) + Send>,
+    },
 }
 
 /// A streamed snapshot being written: its temporary file and running checksum.
@@ -384,6 +393,28 @@ fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
             }
             SnapMsg::Barrier(done) => {
                 let _ = done.send(());
+            }
+            SnapMsg::Received {
+                zxid,
+                body,
+                digest,
+                done: report,
+            } => {
+                if let Some((old, _)) = open.take() {
+                    drop_file(old);
+                }
+                let started = std::time::Instant::now();
+                let head = persist::file_header(persist::SNAP_MAGIC, persist::SNAP_DBID);
+                let written = Streaming::begin(dir, zxid, &head).and_then(|mut s| {
+                    s.nodes(std::slice::from_ref(&body))?;
+                    s.end(dir, &crate::persist::snapshot::Tail::new(zxid, digest))
+                });
+                let outcome = written
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| std::io::Error::new(e.kind(), e.to_string()));
+                done(written, started);
+                report(outcome);
             }
         }
     }

@@ -58,6 +58,8 @@ struct Member {
     snap_dir: PathBuf,
     conns: HashMap<ConnId, ConnHandle>,
     transport: mpsc::UnboundedSender<PeerCmd>,
+    /// For answers from work done off the member task ([`CoreMsg::ForNode`]).
+    core_tx: mpsc::UnboundedSender<CoreMsg>,
     disk: Persistence,
     job: Option<SnapshotJob>,
     clocks: Clocks,
@@ -131,6 +133,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         setup.election,
         setup.quorum,
         ev_tx,
+        s.extended_types_enabled,
     );
     let limits = super::ConnLimits {
         max_frame: s.jute_max_buffer + crate::proto::frame::HEADER_ALLOWANCE,
@@ -139,7 +142,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
     };
     tokio::spawn(super::accept_loop(
         setup.clients,
-        core_tx,
+        core_tx.clone(),
         limits,
         s.max_client_cnxns,
         s.max_cnxns,
@@ -150,6 +153,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         snap_dir,
         conns: HashMap::new(),
         transport,
+        core_tx,
         disk: Persistence::new(log, snapshots, s.snap_count),
         settings: s,
         job: None,
@@ -235,6 +239,7 @@ impl Member {
     fn snapshot_step(&mut self, waiting: impl Fn() -> bool) {
         let engine = self.node.engine();
         if self.job.is_none()
+            && !self.node.waiting()
             && !self.disk.sealing()
             && self.disk.since_snapshot >= self.disk.threshold
         {
@@ -266,6 +271,8 @@ impl Member {
                 }
                 self.input(Input::Client(ev));
             }
+            CoreMsg::ForNode(Ok(input)) => self.input(input),
+            CoreMsg::ForNode(Err(what)) => fatal(what),
             CoreMsg::FourLetter { word, reply } => {
                 self.info.mode = self.node.mode_name().into();
                 self.info.ensemble_rows = self.node.ensemble_rows();
@@ -308,28 +315,16 @@ impl Member {
                 Io::SetAsideSnapshots { newer_than, why } => {
                     disk::set_aside_snapshots(&self.snap_dir, newer_than, why);
                 }
-                Io::WriteSnapshot(parts) => {
-                    if let Err(e) = disk::write_snapshot(&self.snap_dir, &parts) {
-                        fatal(format!("writing the leader's snapshot: {e}"));
-                    }
-                }
-                Io::Reload => {
-                    let (snap_dir, log_dir) = super::data_dirs(&self.settings);
-                    let extended = self.settings.extended_types_enabled;
-                    let rec = recovery::recover_unapplied(&snap_dir, &log_dir, extended)
-                        .unwrap_or_else(|e| fatal(format!("reloading after TRUNC: {e}")));
-                    let input = Input::Reloaded {
-                        tree: Box::new(rec.tree),
-                        sessions: rec.sessions.into_iter().collect(),
-                        logged: rec.entries,
-                    };
-                    let more = match self.node.handle(input, self.clocks.now()) {
-                        Ok(more) => more,
-                        Err(d) => fatal(d.0),
-                    };
-                    for cmd in more.into_iter().rev() {
-                        queue.push_front(cmd);
-                    }
+                Io::WriteSnap {
+                    zxid,
+                    state,
+                    digest,
+                } => self.write_snap(zxid, state, digest),
+                Io::Reload => self.reload(),
+                Io::Discard(x) => {
+                    let _ = std::thread::Builder::new()
+                        .name("zabd-discard".into())
+                        .spawn(move || drop(x));
                 }
             }
         }
@@ -339,6 +334,54 @@ impl Member {
             self.shown = now;
             let mut st = self.status.lock().expect("status lock");
             (st.state, st.leader, st.epoch) = now;
+        }
+    }
+
+    /// Has the snapshot thread write a SNAP's state as a snapshot; the node hears when it
+    /// is in place. A disk that cannot take it stops the member, as every disk failure.
+    fn write_snap(&mut self, zxid: i64, state: Bytes, digest: u64) {
+        let Some(body) = crate::persist::snapshot::stream_body(&state) else {
+            fatal("a SNAP state without its end marker reached the disk writer".into());
+        };
+        let tx = self.core_tx.clone();
+        let done = Box::new(move |r: std::io::Result<()>| {
+            let msg = match r {
+                Ok(()) => Ok(Input::SnapWritten { zxid }),
+                Err(e) => Err(format!("writing the leader's snapshot: {e}")),
+            };
+            let _ = tx.send(CoreMsg::ForNode(msg));
+        });
+        let msg = SnapMsg::Received {
+            zxid,
+            body,
+            digest,
+            done,
+        };
+        if self.disk.snapshots.send(msg).is_err() {
+            fatal("the snapshot writer is gone".into());
+        }
+    }
+
+    /// Recovers the state from the data directory again (after a TRUNC) on a thread of its
+    /// own; the node hears the result.
+    fn reload(&mut self) {
+        let (snap_dir, log_dir) = super::data_dirs(&self.settings);
+        let extended = self.settings.extended_types_enabled;
+        let tx = self.core_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("zabd-reload".into())
+            .spawn(move || {
+                let msg = recovery::recover_unapplied(&snap_dir, &log_dir, extended)
+                    .map(|rec| Input::Reloaded {
+                        tree: Box::new(rec.tree),
+                        sessions: rec.sessions.into_iter().collect(),
+                        logged: rec.entries,
+                    })
+                    .map_err(|e| format!("reloading after TRUNC: {e}"));
+                let _ = tx.send(CoreMsg::ForNode(msg));
+            });
+        if let Err(e) = spawned {
+            fatal(format!("cannot start a thread to reload the state: {e}"));
         }
     }
 

@@ -48,8 +48,20 @@ const MAX_PEER_PORT_CONNS: usize = 256;
 /// How long a new connection on a peer port may take to say who it is.
 const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A connection's writer: what to write, and whether it counts against [`MAX_PEER_QUEUE`].
-type Outgoing = (Bytes, bool);
+/// What a connection's writer is given.
+enum Outgoing {
+    /// Bytes to write; counted against [`MAX_PEER_QUEUE`].
+    Counted(Bytes),
+    /// A SNAP's state, produced on another thread: written chunk by chunk until the
+    /// producer is done, before anything queued after it. Not counted (it is sent once,
+    /// whatever its size); the channel's bound holds the producer back instead.
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+/// Chunks of a SNAP's state in flight between its producer thread and the writer.
+const SNAP_CHUNKS_IN_FLIGHT: usize = 4;
+/// Bytes per chunk of a SNAP's state.
+const SNAP_CHUNK: usize = 1 << 20;
 
 struct Conn {
     tx: mpsc::UnboundedSender<Outgoing>,
@@ -67,13 +79,39 @@ impl Conn {
             return false;
         }
         self.queued.fetch_add(n, Ordering::Relaxed);
-        let _ = self.tx.send((b, true));
+        let _ = self.tx.send(Outgoing::Counted(b));
         true
     }
 
-    /// Queues bytes outside the budget (a SNAP's state).
-    fn push_uncounted(&self, b: Bytes) {
-        let _ = self.tx.send((b, false));
+    /// Streams a SNAP's state: `view` is serialized on a thread of its own while the
+    /// writer sends what it makes, so neither the member task nor the transport waits and
+    /// at most [`SNAP_CHUNKS_IN_FLIGHT`] chunks of it are in memory.
+    fn stream_snap(&self, to: Sid, view: Box<crate::persist::snapshot::View>) {
+        let (tx, rx) = mpsc::channel(SNAP_CHUNKS_IN_FLIGHT);
+        let _ = self.tx.send(Outgoing::Stream(rx));
+        let spawned = std::thread::Builder::new()
+            .name("zabd-snap-send".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let mut bytes = 0usize;
+                let whole = view.write_stream(SNAP_CHUNK, |c| {
+                    bytes += c.len();
+                    tx.blocking_send(c).is_ok()
+                });
+                tracing::info!(
+                    to,
+                    nodes = view.node_count(),
+                    bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    complete = whole,
+                    "SNAP state serialized and handed to the connection"
+                );
+            });
+        if let Err(e) = spawned {
+            // The receiver is dropped with the closure: the writer sees an empty stream and
+            // the learner a truncated SNAP, which it refuses; it reconnects.
+            tracing::error!(to, error = %e, "cannot start a thread to send a SNAP");
+        }
     }
 }
 
@@ -90,12 +128,21 @@ fn spawn_writer(
     let queued = Arc::new(AtomicUsize::new(0));
     let left = queued.clone();
     let writer = tokio::spawn(async move {
-        while let Some((b, counted)) = rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
-                return;
-            }
-            if counted {
-                left.fetch_sub(b.len(), Ordering::Relaxed);
+        while let Some(out) = rx.recv().await {
+            match out {
+                Outgoing::Counted(b) => {
+                    if wr.write_all(&b).await.is_err() {
+                        return;
+                    }
+                    left.fetch_sub(b.len(), Ordering::Relaxed);
+                }
+                Outgoing::Stream(mut chunks) => {
+                    while let Some(b) = chunks.recv().await {
+                        if wr.write_all(&b).await.is_err() {
+                            return;
+                        }
+                    }
+                }
             }
         }
     });
@@ -136,6 +183,8 @@ pub struct Transport {
     next_id: u64,
     /// Redial ticks until the next report of unreachable members.
     report_in: u32,
+    /// How a SNAP's state decodes (`zookeeper.extendedTypesEnabled`).
+    extended_types: bool,
 }
 
 /// Starts the transport on the given listeners; returns its command channel.
@@ -146,6 +195,7 @@ pub fn start(
     election_listener: TcpListener,
     quorum_listener: TcpListener,
     events: mpsc::UnboundedSender<PeerEvent>,
+    extended_types: bool,
 ) -> mpsc::UnboundedSender<PeerCmd> {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
@@ -173,6 +223,7 @@ pub fn start(
         internal_tx,
         next_id: 1,
         report_in: 20,
+        extended_types,
     };
     super::supervise(
         "peer transport",
@@ -319,7 +370,7 @@ impl Transport {
                 };
                 self.send_bytes(to, p.encode());
                 if let Some(c) = self.quorum.get(&to) {
-                    c.push_uncounted(state);
+                    c.stream_snap(to, state);
                 }
             }
             PeerCmd::ConnectLeader { leader } => self.connect_leader(leader),
@@ -400,6 +451,7 @@ impl Transport {
         let id = self.fresh_id();
         self.pending_leader = Some((leader, id, Vec::new()));
         let (tx, ev) = (self.internal_tx.clone(), self.events.clone());
+        let ext = self.extended_types;
         tokio::spawn(async move {
             // A new leader opens its quorum port only once it starts leading: keep trying for
             // a while, as ZooKeeper's Learner.connectToLeader does.
@@ -412,7 +464,7 @@ impl Transport {
             match Ok::<_, ()>(r) {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
-                    run_quorum_conn(s, Some(leader), id, tx, ev, true).await;
+                    run_quorum_conn(s, Some(leader), id, tx, ev, Side::Learner { ext }).await;
                 }
                 r => {
                     let why = match r {
@@ -650,7 +702,7 @@ async fn accept_quorum(
     accept_peers(l, "quorum", move |s, _| {
         next += 1;
         let _ = s.set_nodelay(true);
-        run_quorum_conn(s, None, next, tx.clone(), ev.clone(), false)
+        run_quorum_conn(s, None, next, tx.clone(), ev.clone(), Side::Leader)
     })
     .await;
 }
@@ -700,6 +752,16 @@ pub fn packet_len(b: &[u8]) -> Result<Option<usize>, FrameError> {
     Ok(if b.len() >= at { Some(at) } else { None })
 }
 
+/// Which end of a learner connection this member is.
+#[derive(Clone, Copy)]
+enum Side {
+    Leader,
+    /// `ext`: how a SNAP's state decodes (`zookeeper.extendedTypesEnabled`).
+    Learner {
+        ext: bool,
+    },
+}
+
 /// A learner connection. `sid` is known on the learner's side (its leader); on the leader's
 /// side it comes from the first packet.
 async fn run_quorum_conn(
@@ -708,8 +770,9 @@ async fn run_quorum_conn(
     id: u64,
     tx: mpsc::UnboundedSender<Internal>,
     ev: mpsc::UnboundedSender<PeerEvent>,
-    to_leader: bool,
+    side: Side,
 ) {
+    let to_leader = matches!(side, Side::Learner { .. });
     let (mut rd, wr) = s.into_split();
     let (out_tx, queued, writer) = spawn_writer(wr);
     let mut out_tx = Some(out_tx);
@@ -729,22 +792,33 @@ async fn run_quorum_conn(
     }
     let handshake_until = tokio::time::Instant::now() + HANDSHAKE_DEADLINE;
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    // The zxid of a SNAP whose state is still arriving.
-    let mut snap: Option<i64> = None;
+    // The zxid of a SNAP whose state is still arriving, and how far it has been measured.
+    let mut snap: Option<(i64, crate::persist::snapshot::StreamScan)> = None;
     'read: loop {
         loop {
-            if let Some(zxid) = snap {
-                match crate::persist::snapshot::stream_len(&buf) {
+            if let Some((zxid, scan)) = snap.as_mut() {
+                match scan.advance(&buf) {
                     Err(e) => {
                         tracing::warn!(?sid, "closing quorum connection: bad SNAP state: {e}");
                         break 'read;
                     }
                     Ok(None) => break,
                     Ok(Some(n)) => {
+                        let zxid = *zxid;
                         let state = buf.split_to(n).freeze();
                         snap = None;
+                        let Side::Learner { ext } = side else {
+                            break 'read;
+                        };
+                        // Decoded on a blocking thread; this reader waits for it, so the
+                        // packets after the state still reach the node after it.
+                        let decode = move || crate::node::ReceivedSnap::decode(state, ext);
+                        let Ok(snap) = tokio::task::spawn_blocking(decode).await else {
+                            break 'read;
+                        };
                         if let Some(from) = sid {
-                            let _ = ev.send(PeerEvent::Snap { from, zxid, state });
+                            let snap = Box::new(snap);
+                            let _ = ev.send(PeerEvent::Snap { from, zxid, snap });
                         }
                         continue;
                     }
@@ -794,7 +868,7 @@ async fn run_quorum_conn(
                     let from = sid.expect("set above");
                     tracing::trace!(from, kind = p.kind, zxid = p.zxid, "quorum packet");
                     if to_leader && p.kind == packet::SNAP {
-                        snap = Some(p.zxid);
+                        snap = Some((p.zxid, Default::default()));
                         continue;
                     }
                     for e in crate::node::packet_events(from, &p, to_leader) {

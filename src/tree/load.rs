@@ -13,7 +13,6 @@
 use super::{path, DataTree};
 use crate::jute::records::StatPersisted;
 use bytes::Bytes;
-use std::collections::BTreeSet;
 
 pub struct Loader {
     tree: DataTree,
@@ -63,12 +62,10 @@ impl Loader {
             match self.open.last_mut() {
                 Some((_, names)) => names.push(name),
                 None => {
-                    let parent = self
-                        .tree
-                        .nodes
-                        .get_mut(parent)
-                        .ok_or_else(|| format!("invalid tree: the parent of {p} is missing"))?;
-                    parent.children.insert(name);
+                    if !self.tree.nodes.contains_key(parent) {
+                        return Err(format!("invalid tree: the parent of {p} is missing"));
+                    }
+                    self.tree.add_child(parent, &name);
                 }
             }
         }
@@ -94,16 +91,12 @@ impl Loader {
             return Ok(());
         }
         let open = &self.path[..len];
-        let Some(node) = self.tree.nodes.get_mut(open) else {
+        if !self.tree.nodes.contains_key(open) {
             return Err(format!(
                 "invalid tree: {open} has children but is not loaded"
             ));
-        };
-        if node.children.is_empty() {
-            node.children = BTreeSet::from_iter(names);
-        } else {
-            node.children.extend(names);
         }
+        self.tree.add_children(open, names);
         Ok(())
     }
 }
@@ -121,7 +114,7 @@ mod tests {
     }
 
     fn children(t: &DataTree, p: &str) -> Vec<String> {
-        t.children_sorted(t.get(p).unwrap())
+        t.children_sorted(p)
     }
 
     #[test]

@@ -14,7 +14,7 @@
 pub mod acl_cache;
 pub mod digest;
 pub mod load;
-mod nodes;
+pub mod nodes;
 pub mod path;
 pub mod quota;
 pub mod watch;
@@ -66,12 +66,15 @@ pub fn owner_kind(owner: i64, extended_types: bool) -> OwnerKind {
     }
 }
 
+/// A znode. Cheap to clone (the data is shared), as the copy-on-write node map needs; its
+/// child names are kept apart, in [`DataTree`]'s child map.
+#[derive(Clone)]
 pub struct Node {
     pub data: Option<Bytes>,
     pub acl: i64,
     pub stat: StatPersisted,
-    /// Child names, in order (getChildren answers sorted; snapshots walk them by cursor).
-    pub children: BTreeSet<Box<str>>,
+    /// How many children it has (their names: [`DataTree::child_names`]).
+    pub child_count: i32,
     /// This node's contribution to the tree digest (see `digest.rs`), kept current.
     pub digest: u64,
 }
@@ -81,7 +84,7 @@ impl Node {
     /// child creations, and clients see every child change (`2 × creations − children`);
     /// containers and TTL nodes show ephemeralOwner 0.
     pub fn client_stat(&self, extended_types: bool) -> Stat {
-        let children = self.children.len() as i32;
+        let children = self.child_count;
         let mut s = self
             .stat
             .to_stat(self.data.as_ref().map_or(0, |d| d.len() as i32), children);
@@ -119,6 +122,10 @@ pub struct TxnResult {
 
 pub struct DataTree {
     nodes: nodes::NodeMap,
+    /// Child names per node that has children, in order (getChildren answers sorted;
+    /// snapshots walk them by cursor). Kept out of [`Node`] so that a node is cheap to copy
+    /// when a frozen view shares it.
+    kids: nodes::ShardMap<BTreeSet<Box<str>>>,
     pub acls: AclCache,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
@@ -137,6 +144,7 @@ impl DataTree {
     pub fn empty(extended_types: bool) -> Self {
         DataTree {
             nodes: nodes::NodeMap::default(),
+            kids: Default::default(),
             acls: AclCache::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
@@ -172,7 +180,7 @@ impl DataTree {
             data,
             acl,
             stat,
-            children: BTreeSet::new(),
+            child_count: 0,
             digest: 0,
         };
         match self.insert_node(p, node) {
@@ -210,12 +218,69 @@ impl DataTree {
     }
 
     fn insert_system(&mut self, p: &str, acl: i64) {
-        self.nodes
-            .get_mut(path::parent(p))
-            .expect("system parent")
-            .children
-            .insert(path::name(p).into());
+        self.add_child(path::parent(p), path::name(p));
         self.insert_node(p.to_string(), empty_node(acl));
+    }
+
+    /// Files `name` under the node at `parent` (which must exist).
+    pub(super) fn add_child(&mut self, parent: &str, name: &str) {
+        let added = match self.kids.get_mut(parent) {
+            Some(set) => set.insert(name.into()),
+            None => {
+                self.kids.insert(parent, BTreeSet::from([name.into()]));
+                true
+            }
+        };
+        if added {
+            if let Some(n) = self.nodes.get_mut(parent) {
+                n.child_count += 1;
+            }
+        }
+    }
+
+    fn remove_child(&mut self, parent: &str, name: &str) {
+        let Some(set) = self.kids.get_mut(parent) else {
+            return;
+        };
+        if !set.remove(name) {
+            return;
+        }
+        if set.is_empty() {
+            self.kids.remove(parent);
+        }
+        if let Some(n) = self.nodes.get_mut(parent) {
+            n.child_count -= 1;
+        }
+    }
+
+    /// Loading: files a whole list of names under the node at `parent` (which must exist).
+    pub(super) fn add_children(&mut self, parent: &str, names: Vec<Box<str>>) {
+        let set = match self.kids.get_mut(parent) {
+            Some(set) => {
+                set.extend(names);
+                set.len()
+            }
+            None => {
+                let set = BTreeSet::from_iter(names);
+                let len = set.len();
+                self.kids.insert(parent, set);
+                len
+            }
+        };
+        if let Some(n) = self.nodes.get_mut(parent) {
+            n.child_count = set as i32;
+        }
+    }
+
+    /// The child names of the node at `p`, in order (`None`: no children, or no node).
+    pub fn child_names(&self, p: &str) -> Option<&BTreeSet<Box<str>>> {
+        self.kids.get(p)
+    }
+
+    /// A view of every node as they are now, unchanged by later transactions, for another
+    /// thread to serialize (see `nodes.rs` for what it costs).
+    pub fn freeze_nodes(&self) -> nodes::Frozen<Node> {
+        self.nodes.freeze()
     }
 
     /// Puts a node in the map, adding its digest to the tree's.
@@ -224,7 +289,7 @@ impl DataTree {
     pub fn insert_node(&mut self, p: String, mut node: Node) -> Option<Node> {
         node.digest = digest::node_digest(&p, node.data.as_deref(), &node.stat);
         self.digest = self.digest.wrapping_add(node.digest);
-        let old = self.nodes.insert(p, node);
+        let old = self.nodes.insert(&p, node);
         if let Some(o) = &old {
             self.digest = self.digest.wrapping_sub(o.digest);
         }
@@ -269,8 +334,12 @@ impl DataTree {
             .sum()
     }
 
-    pub fn children_sorted(&self, node: &Node) -> Vec<String> {
-        node.children.iter().map(|c| c.to_string()).collect()
+    /// The child names of the node at `p`, sorted.
+    pub fn children_sorted(&self, p: &str) -> Vec<String> {
+        self.kids
+            .get(p)
+            .map(|set| set.iter().map(|c| c.to_string()).collect())
+            .unwrap_or_default()
     }
 
     pub fn ephemerals_of(&self, session: i64) -> Vec<String> {
@@ -310,7 +379,7 @@ impl DataTree {
         let mut out = Vec::new();
         for p in &self.containers {
             if let Some(n) = self.nodes.get(p) {
-                if n.children.is_empty() && n.stat.cversion > 0 {
+                if n.child_count == 0 && n.stat.cversion > 0 {
                     out.push(p.clone());
                 }
             }
@@ -318,7 +387,7 @@ impl DataTree {
         for p in &self.ttls {
             if let Some(n) = self.nodes.get(p) {
                 if let OwnerKind::Ttl(ttl) = owner_kind(n.stat.ephemeral_owner, true) {
-                    if n.children.is_empty() && ttl != 0 && now_ms - n.stat.mtime > ttl {
+                    if n.child_count == 0 && ttl != 0 && now_ms - n.stat.mtime > ttl {
                         out.push(p.clone());
                     }
                 }
@@ -481,7 +550,7 @@ impl DataTree {
         let acl_id = self.acls.acquire(acl);
         let parent = self.nodes.get_mut(&parent_path).expect("checked");
         raise_cversion(&mut parent.stat, parent_cversion, hdr.zxid);
-        parent.children.insert(path::name(p).into());
+        self.add_child(&parent_path, path::name(p));
         self.redigest(&parent_path);
         let node = Node {
             data: owned(data),
@@ -497,7 +566,7 @@ impl DataTree {
                 ephemeral_owner: owner,
                 pzxid: hdr.zxid,
             },
-            children: BTreeSet::new(),
+            child_count: 0,
             digest: 0,
         };
         let stat = node.client_stat(self.extended_types);
@@ -559,14 +628,15 @@ impl DataTree {
         let Some(parent) = self.nodes.get_mut(&parent_path) else {
             return Err(ZkError::NoNode.code());
         };
-        parent.children.remove(path::name(p));
         if zxid > parent.stat.pzxid {
             parent.stat.pzxid = zxid;
         }
+        self.remove_child(&parent_path, path::name(p));
         self.redigest(&parent_path);
         let Some(node) = self.nodes.remove(p) else {
             return Err(ZkError::NoNode.code());
         };
+        self.kids.remove(p);
         self.digest = self.digest.wrapping_sub(node.digest);
         self.acls.release(node.acl);
         self.quota_after_delete(p, data_len(&node.data));
@@ -732,7 +802,7 @@ fn empty_node(acl: i64) -> Node {
         data: Some(Bytes::new()),
         acl,
         stat: StatPersisted::default(),
-        children: BTreeSet::new(),
+        child_count: 0,
         digest: 0,
     }
 }
@@ -773,10 +843,9 @@ mod tests {
     #[test]
     fn system_nodes_exist() {
         let t = DataTree::new(false);
-        let root = t.get("/").unwrap();
-        assert_eq!(t.children_sorted(root), vec!["zookeeper"]);
-        let z = t.get("/zookeeper").unwrap();
-        assert_eq!(t.children_sorted(z), vec!["config", "quota"]);
+        assert_eq!(t.children_sorted("/"), vec!["zookeeper"]);
+        assert_eq!(t.get("/").unwrap().child_count, 1);
+        assert_eq!(t.children_sorted("/zookeeper"), vec!["config", "quota"]);
         let cfg = t.get(CONFIG_PATH).unwrap();
         assert_eq!(t.stat(cfg).aversion, -1);
         assert_eq!(cfg.data.as_deref(), Some(&b""[..]));
