@@ -557,3 +557,124 @@ fn auth_and_requests_pipelined_behind_the_handshake_run_on_the_new_session() {
     common::raw::check_pipelined_auth(&z.addr, &z.addr, "/creator-only");
     still_serving(&z);
 }
+
+fn mntr_value(z: &Zabd, key: &str) -> i64 {
+    let text = z.four("mntr");
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} in mntr: {text}"))
+}
+
+fn get_data_req(xid: i32, path: &str, watch: bool) -> Vec<u8> {
+    request(xid, 4, |w| {
+        w.string(path).bool(watch);
+    })
+}
+
+#[test]
+fn a_connections_watches_go_with_it_and_its_session_lives_on() {
+    let z = Zabd::start();
+    let (mut s, r) = session(&z);
+    send_frame(&mut s, &create_req(1, "/cw"));
+    read_frame(&mut s).unwrap();
+    send_frame(&mut s, &get_data_req(2, "/cw", true));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    assert_eq!(mntr_value(&z, "zk_watch_count"), 1);
+    drop(s);
+    // ZooKeeper's watcher is the connection: the watch goes, the session stays.
+    wait_until("the closed connection's watch is dropped", || {
+        mntr_value(&z, "zk_watch_count") == 0
+    });
+    let mut back = raw(&z);
+    send_frame(
+        &mut back,
+        &connect_req(r.session_id, r.passwd.to_vec(), Some(false), 0),
+    );
+    let again = ConnectResponse::from_bytes(read_frame(&mut back).unwrap().into()).unwrap();
+    assert_eq!(again.session_id, r.session_id);
+    assert!(again.timeout > 0, "the session outlived its connection");
+}
+
+#[test]
+fn watches_per_session_are_bounded_with_quota_exceeded() {
+    let z = Zabd::start_with("max_watches_per_session = 3\n");
+    let (mut s, _) = session(&z);
+    for (i, p) in ["/w0", "/w1", "/w2", "/w3"].iter().enumerate() {
+        send_frame(&mut s, &create_req(i as i32 + 1, p));
+        read_frame(&mut s).unwrap();
+    }
+    for (i, p) in ["/w0", "/w1", "/w2"].iter().enumerate() {
+        send_frame(&mut s, &get_data_req(10 + i as i32, p, true));
+        assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    }
+    // A fourth is refused, and the read with it, so the client never thinks it holds it.
+    send_frame(&mut s, &get_data_req(20, "/w3", true));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, -125);
+    // One it already holds, or a read without a watch, is fine.
+    send_frame(&mut s, &get_data_req(21, "/w1", true));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    send_frame(&mut s, &get_data_req(22, "/w3", false));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    assert_eq!(mntr_value(&z, "zk_watch_count"), 3);
+    assert!(
+        z.log().contains("max_watches_per_session"),
+        "the refusal is logged"
+    );
+    // Once one fires, there is room again.
+    send_frame(
+        &mut s,
+        &request(30, 5, |w| {
+            w.string("/w0").buffer(Some(b"y")).i32(-1);
+        }),
+    );
+    let mut saw_event = false;
+    for _ in 0..2 {
+        let f = read_frame(&mut s).unwrap();
+        saw_event |= reply_header(&f).xid == -1;
+    }
+    assert!(saw_event);
+    send_frame(&mut s, &get_data_req(31, "/w3", true));
+    assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
+    still_serving(&z);
+}
+
+#[test]
+fn global_outstanding_limit_throttles_reading_and_drops_nothing() {
+    const CONNS: usize = 6;
+    const EACH: i32 = 40;
+    let z = Zabd::start_with("global_outstanding_limit = 4\ntest_log_sync_delay_ms = 20\n");
+    let clients: Vec<_> = (0..CONNS)
+        .map(|c| {
+            let (mut s, _) = session(&z);
+            std::thread::spawn(move || {
+                let mut batch = Vec::new();
+                for i in 0..EACH {
+                    let f = create_req(i + 1, &format!("/g{c}-{i}"));
+                    batch.extend_from_slice(&(f.len() as i32).to_be_bytes());
+                    batch.extend_from_slice(&f);
+                }
+                s.write_all(&batch).unwrap();
+                for i in 0..EACH {
+                    let h = reply_header(&read_frame(&mut s).expect("every request answered"));
+                    assert_eq!((h.xid, h.err), (i + 1, 0));
+                }
+            })
+        })
+        .collect();
+    // Requests read and unanswered never pass the limit plus one per connection (a
+    // connection with nothing outstanding may always send one).
+    let mut most = 0;
+    while !clients.iter().all(|c| c.is_finished()) {
+        most = most.max(mntr_value(&z, "zk_outstanding_requests"));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    for c in clients {
+        c.join().expect("a client saw every answer");
+    }
+    assert!(most <= 4 + CONNS as i64, "{most} requests outstanding");
+    assert!(
+        most > 1,
+        "the load never built up ({most}): the test shows nothing"
+    );
+    still_serving(&z);
+}

@@ -55,6 +55,12 @@ pub struct Settings {
     pub container_check_interval_ms: u64,
     pub jute_max_buffer: usize,
     pub max_outstanding_per_connection: usize,
+    /// Requests read and not yet answered, over all connections (ZooKeeper's
+    /// `globalOutstandingLimit`); past it connections with a request outstanding are not
+    /// read until answers go out. 0: no limit.
+    pub global_outstanding_limit: usize,
+    /// Watches one session may hold on this member; 0: no limit.
+    pub max_watches_per_session: usize,
     pub max_queued_bytes_per_connection: usize,
     pub super_digest: String,
     pub enforce_quota: bool,
@@ -95,6 +101,8 @@ impl Default for Settings {
             container_check_interval_ms: 60000,
             jute_max_buffer: crate::proto::frame::DEFAULT_MAX_BUFFER,
             max_outstanding_per_connection: 1000,
+            global_outstanding_limit: 1000,
+            max_watches_per_session: 1_000_000,
             max_queued_bytes_per_connection: 64 << 20,
             super_digest: String::new(),
             enforce_quota: false,
@@ -115,7 +123,9 @@ impl Default for Settings {
     }
 }
 
-const TOML_KEYS: [&str; 30] = [
+const TOML_KEYS: [&str; 32] = [
+    "global_outstanding_limit",
+    "max_watches_per_session",
     "commit_log_count",
     "test_log_sync_delay_ms",
     "read_only_mode",

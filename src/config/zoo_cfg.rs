@@ -4,14 +4,13 @@ use super::{parse_server_spec, ConfigError, Settings};
 use std::path::PathBuf;
 
 /// Keys ZooKeeper accepts that zabd reads but does not act on yet, or does not need.
-const ACCEPTED_IGNORED: [&str; 7] = [
+const ACCEPTED_IGNORED: [&str; 6] = [
     "admin.enableServer",
     "admin.serverPort",
     "standaloneEnabled",
     "reconfigEnabled",
     "metricsProvider.className",
     "audit.enable",
-    "globalOutstandingLimit",
 ];
 
 pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
@@ -56,6 +55,13 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
             }
             "maxClientCnxns" => s.max_client_cnxns = ranged(value, u32::MAX as i64)? as u32,
             "maxCnxns" => s.max_cnxns = ranged(value, u32::MAX as i64)? as u32,
+            // A system property in ZooKeeper (zookeeper.globalOutstandingLimit), which
+            // zoo.cfg also sets.
+            "globalOutstandingLimit" | "zookeeper.globalOutstandingLimit" => {
+                // ZooKeeper treats a value below 1 as its default.
+                let n = num(value)?;
+                s.global_outstanding_limit = if n < 1 { 1000 } else { n as usize };
+            }
             "minSessionTimeout" => s.min_session_timeout = num(value)? as i32,
             "maxSessionTimeout" => s.max_session_timeout = num(value)? as i32,
             "4lw.commands.whitelist" => {

@@ -53,6 +53,8 @@ pub struct EngineConfig {
     pub super_digest: Option<String>,
     pub container_check_ms: i64,
     pub enforce_quota: bool,
+    /// Most watches one session may hold here (0: no limit).
+    pub max_watches_per_session: usize,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +68,7 @@ impl Default for EngineConfig {
             super_digest: None,
             container_check_ms: 60_000,
             enforce_quota: false,
+            max_watches_per_session: 1_000_000,
         }
     }
 }
@@ -244,6 +247,9 @@ pub struct Engine {
     /// Standalone, or this member's role in an ensemble.
     mode: Mode,
     ensemble: ensemble::State,
+    /// Sessions already told (in the log) that they hold the most watches allowed; cleared
+    /// when their connection goes.
+    watch_limit_hit: std::collections::HashSet<i64>,
 }
 
 impl Engine {
@@ -264,6 +270,7 @@ impl Engine {
             stats: Stats::default(),
             mode: Mode::Standalone,
             ensemble: ensemble::State::default(),
+            watch_limit_hit: Default::default(),
         }
     }
 
@@ -378,12 +385,19 @@ impl Engine {
         );
     }
 
+    /// A connection is gone. Its session lives on (until it expires or the client comes
+    /// back), but its watches go with the connection, as in ZooKeeper (whose watcher is
+    /// the connection): a client that reconnects, here or elsewhere, sends them again with
+    /// setWatches, and any that fired meanwhile fire then. Unless the session has already
+    /// moved to a newer connection on this member, which holds them now.
     fn on_closed(&mut self, conn: ConnId) {
         self.unpark(conn);
         if let Some(c) = self.conns.remove(&conn) {
             if let Some(s) = c.session {
                 if self.session_conn.get(&s) == Some(&conn) {
                     self.session_conn.remove(&s);
+                    self.tree.watches.remove_session(s);
+                    self.watch_limit_hit.remove(&s);
                 }
             }
         }

@@ -126,7 +126,7 @@ impl Engine {
                     1 => WatchKind::Recursive,
                     _ => return Err(ZkError::BadArguments),
                 };
-                self.tree.watches.add(session, kind, &path);
+                self.watch(session, kind, &path)?;
                 body(|w| {
                     w.i32(0);
                 })
@@ -172,7 +172,7 @@ impl Engine {
             auth::check(&self.tree.acl_of(n), perms::READ, ids)?;
         }
         if watch {
-            self.tree.watches.add(session, WatchKind::Data, path);
+            self.watch(session, WatchKind::Data, path)?;
         }
         let stat = self.tree.stat(self.tree.get(path).ok_or(ZkError::NoNode)?);
         body(|w| stat.write(w))
@@ -189,7 +189,7 @@ impl Engine {
         auth::check(&self.tree.acl_of(n), perms::READ, ids)?;
         let out = (n.data.clone(), self.tree.stat(n));
         if watch {
-            self.tree.watches.add(session, WatchKind::Data, path);
+            self.watch(session, WatchKind::Data, path)?;
         }
         Ok(out)
     }
@@ -205,7 +205,7 @@ impl Engine {
         auth::check(&self.tree.acl_of(n), perms::READ, ids)?;
         let out = (self.tree.children_sorted(path), self.tree.stat(n));
         if watch {
-            self.tree.watches.add(session, WatchKind::Child, path);
+            self.watch(session, WatchKind::Child, path)?;
         }
         Ok(out)
     }
@@ -257,22 +257,49 @@ impl Engine {
         }
     }
 
+    /// Registers a watch, unless the session already holds `max_watches_per_session`: then
+    /// the request fails with QuotaExceeded (the read is not answered either, so the client
+    /// never believes it holds a watch it does not), and the first refusal per session is
+    /// logged.
+    fn watch(&mut self, session: i64, kind: WatchKind, path: &str) -> Result<(), ZkError> {
+        let max = self.cfg.max_watches_per_session;
+        if max > 0
+            && self.tree.watches.held_by(session) >= max
+            && !self.tree.watches.has(session, kind, path)
+        {
+            if self.watch_limit_hit.insert(session) {
+                tracing::warn!(
+                    session = format_args!("0x{session:x}"),
+                    max,
+                    "session holds the most watches allowed (max_watches_per_session); \
+                     refusing more with QuotaExceeded"
+                );
+            }
+            return Err(ZkError::QuotaExceeded);
+        }
+        self.tree.watches.add(session, kind, path);
+        Ok(())
+    }
+
     /// setWatches after a reconnect: fire at once what changed after relZxid, re-arm the rest.
+    /// Re-armed watches past `max_watches_per_session` are dropped (and logged: setWatches
+    /// has no per-watch answer).
     fn set_watches(&mut self, conn: ConnId, session: i64, sw: &SetWatches) {
         let rel = sw.relative_zxid;
         let mut fire: Vec<(i32, String)> = Vec::new();
+        let mut dropped = 0usize;
         for p in &sw.data {
             match self.tree.get(p) {
                 None => fire.push((event::NODE_DELETED, p.clone())),
                 Some(n) if n.stat.mzxid > rel => fire.push((event::NODE_DATA_CHANGED, p.clone())),
-                Some(_) => self.tree.watches.add(session, WatchKind::Data, p),
+                Some(_) => dropped += self.watch(session, WatchKind::Data, p).is_err() as usize,
             }
         }
         for p in &sw.exist {
             if self.tree.get(p).is_some() {
                 fire.push((event::NODE_CREATED, p.clone()));
             } else {
-                self.tree.watches.add(session, WatchKind::Data, p);
+                dropped += self.watch(session, WatchKind::Data, p).is_err() as usize;
             }
         }
         for p in &sw.child {
@@ -281,14 +308,21 @@ impl Engine {
                 Some(n) if n.stat.pzxid > rel => {
                     fire.push((event::NODE_CHILDREN_CHANGED, p.clone()))
                 }
-                Some(_) => self.tree.watches.add(session, WatchKind::Child, p),
+                Some(_) => dropped += self.watch(session, WatchKind::Child, p).is_err() as usize,
             }
         }
         for p in &sw.persistent {
-            self.tree.watches.add(session, WatchKind::Persistent, p);
+            dropped += self.watch(session, WatchKind::Persistent, p).is_err() as usize;
         }
         for p in &sw.persistent_recursive {
-            self.tree.watches.add(session, WatchKind::Recursive, p);
+            dropped += self.watch(session, WatchKind::Recursive, p).is_err() as usize;
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                session = format_args!("0x{session:x}"),
+                dropped,
+                "setWatches: watches past max_watches_per_session not re-armed"
+            );
         }
         for (kind, p) in fire {
             let f = response::notification(rel, kind, &p);

@@ -2,7 +2,8 @@
 //! (engine frames → socket). Also answers four-letter words.
 //!
 //! The reader stops reading while the connection has `max_outstanding` requests without a
-//! reply (backpressure). A client that does not read its replies is closed once more than
+//! reply, or while the server as a whole has `globalOutstandingLimit` and this connection
+//! has one of them (see [`Outstanding`]): backpressure, never a dropped request. A client that does not read its replies is closed once more than
 //! `max_queued_bytes` wait for it (the core says so through `ConnHandle::kill`, which
 //! tears the connection down past a writer stuck on the socket) or once one write has
 //! stalled for [`WRITE_STALL`]; either way the engine hears `Event::Closed`. A frame over the size limit or one that does not decode closes
@@ -35,6 +36,63 @@ const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 /// connection is closed.
 const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// One connection's share of `globalOutstandingLimit`, as ZooKeeper throttles: a request
+/// is read only while the server has fewer than the limit outstanding, except that a
+/// connection with nothing outstanding may always send one (so no connection starves, as
+/// in ZooKeeper's `shouldThrottle`). The limit is a semaphore shared by every connection;
+/// this connection's permits are given back as the core produces its answers (as
+/// ZooKeeper counts a request done once its response is queued, so a client that does
+/// not read holds no more than it has in flight), and all at once when it closes.
+pub struct Outstanding {
+    global: Option<Arc<Semaphore>>,
+    /// Requests read and not answered.
+    inflight: AtomicUsize,
+    /// Global permits this connection holds.
+    held: AtomicUsize,
+}
+
+impl Outstanding {
+    /// Waits until this connection may read another request.
+    async fn admit(&self) -> bool {
+        if let Some(g) = &self.global {
+            if self.inflight.load(Ordering::Acquire) > 0 {
+                match g.acquire().await {
+                    Ok(p) => p.forget(),
+                    Err(_) => return false,
+                }
+                self.held.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// An answer was produced.
+    pub(super) fn answered(&self) {
+        let _ = self
+            .inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if let Some(g) = &self.global {
+            let took = self
+                .held
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            if took.is_ok() {
+                g.add_permits(1);
+            }
+        }
+    }
+
+    /// The connection is gone: what it held goes back.
+    fn release_all(&self) {
+        if let Some(g) = &self.global {
+            let n = self.held.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                g.add_permits(n);
+            }
+        }
+    }
+}
+
 pub enum Outbound {
     /// A frame; `true` when it answers a request.
     Frame(Bytes, bool),
@@ -66,12 +124,18 @@ pub async fn serve(
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let permits = Arc::new(Semaphore::new(limits.max_outstanding));
+    let outstanding = Arc::new(Outstanding {
+        global: limits.global.clone(),
+        inflight: AtomicUsize::new(0),
+        held: AtomicUsize::new(0),
+    });
     let kill = Arc::new(tokio::sync::Notify::new());
     let handle = ConnHandle {
         tx,
         queued: queued.clone(),
         max_queued: limits.max_queued_bytes,
         kill: kill.clone(),
+        outstanding: outstanding.clone(),
     };
     let ip = peer.ip().to_string();
     if core.send(CoreMsg::Register { conn, ip, handle }).is_err() {
@@ -80,15 +144,16 @@ pub async fn serve(
     let (stop_tx, stop_rx) = oneshot::channel();
     let writer = tokio::spawn(write_loop(wr, rx, queued.clone(), permits.clone(), stop_tx));
     let stuck = writer.abort_handle();
+    let max_queued = limits.max_queued_bytes;
     let reason = tokio::select! {
-        r = read_loop(conn, &mut rd, buf, &core, limits, &permits) => r,
+        r = read_loop(conn, &mut rd, buf, &core, limits, (&permits, &outstanding)) => r,
         _ = stop_rx => None,
         _ = kill.notified() => {
             stuck.abort();
             Some(format!(
                 "client is not reading its replies ({} bytes queued, at most {})",
                 queued.load(Ordering::Relaxed),
-                limits.max_queued_bytes
+                max_queued
             ))
         }
     };
@@ -100,6 +165,7 @@ pub async fn serve(
     if tokio::time::timeout(WRITE_STALL, writer).await.is_err() {
         stuck.abort();
     }
+    outstanding.release_all();
 }
 
 /// Reads until `buf` holds at least `n` bytes; false on EOF or error.
@@ -150,7 +216,7 @@ async fn read_loop(
     mut buf: BytesMut,
     core: &mpsc::UnboundedSender<CoreMsg>,
     limits: ConnLimits,
-    permits: &Semaphore,
+    (permits, outstanding): (&Semaphore, &Outstanding),
 ) -> Option<String> {
     let first = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
@@ -188,6 +254,9 @@ async fn read_loop(
         match permits.acquire().await {
             Ok(p) => p.forget(),
             Err(_) => return None,
+        }
+        if !outstanding.admit().await {
+            return None;
         }
         let ev = Event::Request {
             conn,

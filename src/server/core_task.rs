@@ -21,6 +21,8 @@ pub struct ConnHandle {
     pub max_queued: usize,
     /// Tears the connection down at once, past whatever its writer is stuck on.
     pub kill: Arc<tokio::sync::Notify>,
+    /// Its share of `globalOutstandingLimit`, given back as each answer is produced.
+    pub outstanding: Arc<super::connection::Outstanding>,
 }
 
 pub enum CoreMsg {
@@ -446,7 +448,10 @@ pub(super) fn send(conns: &mut HashMap<ConnId, ConnHandle>, conn: ConnId, out: O
     let Some(h) = conns.get(&conn) else {
         return;
     };
-    if let Outbound::Frame(f, _) = &out {
+    if let Outbound::Frame(f, completes) = &out {
+        if *completes {
+            h.outstanding.answered();
+        }
         let queued = h.queued.fetch_add(f.len(), Ordering::Relaxed) + f.len();
         if queued > h.max_queued {
             // Not queued behind the frames it does not read: the connection task drops

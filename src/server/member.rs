@@ -135,11 +135,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         ev_tx,
         s.extended_types_enabled,
     );
-    let limits = super::ConnLimits {
-        max_frame: s.jute_max_buffer + crate::proto::frame::HEADER_ALLOWANCE,
-        max_outstanding: s.max_outstanding_per_connection,
-        max_queued_bytes: s.max_queued_bytes_per_connection,
-    };
+    let limits = super::ConnLimits::from_settings(&s);
     tokio::spawn(super::accept_loop(
         setup.clients,
         core_tx.clone(),

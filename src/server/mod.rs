@@ -69,12 +69,26 @@ impl Default for Clocks {
     }
 }
 
-/// Per-connection limits the connection tasks enforce.
-#[derive(Clone, Copy, Debug)]
+/// Limits the connection tasks enforce: per connection, and `globalOutstandingLimit`
+/// shared by all of them.
+#[derive(Clone, Debug)]
 pub struct ConnLimits {
     pub max_frame: usize,
     pub max_outstanding: usize,
     pub max_queued_bytes: usize,
+    pub global: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl ConnLimits {
+    pub fn from_settings(s: &Settings) -> ConnLimits {
+        ConnLimits {
+            max_frame: s.jute_max_buffer + crate::proto::frame::HEADER_ALLOWANCE,
+            max_outstanding: s.max_outstanding_per_connection,
+            max_queued_bytes: s.max_queued_bytes_per_connection,
+            global: (s.global_outstanding_limit > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(s.global_outstanding_limit))),
+        }
+    }
 }
 
 /// Counts connections per client address for maxClientCnxns.
@@ -128,6 +142,7 @@ pub(super) fn engine_config(s: &Settings) -> EngineConfig {
         super_digest: (!s.super_digest.is_empty()).then(|| s.super_digest.clone()),
         container_check_ms: s.container_check_interval_ms as i64,
         enforce_quota: s.enforce_quota,
+        max_watches_per_session: s.max_watches_per_session,
     }
 }
 
@@ -232,11 +247,7 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
         )),
     );
 
-    let limits = ConnLimits {
-        max_frame: settings.jute_max_buffer + crate::proto::frame::HEADER_ALLOWANCE,
-        max_outstanding: settings.max_outstanding_per_connection,
-        max_queued_bytes: settings.max_queued_bytes_per_connection,
-    };
+    let limits = ConnLimits::from_settings(&settings);
     accept_loop(
         listener,
         core_tx,
@@ -315,6 +326,7 @@ pub(super) async fn accept_loop(
         next_conn += 1;
         let core_tx = core_tx.clone();
         let counts = counts.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
             connection::serve(conn, stream, peer, core_tx, limits).await;
             counts.give_back(peer.ip());

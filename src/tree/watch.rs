@@ -53,6 +53,18 @@ impl Watches {
         self.by_session.entry(session).or_default().insert(key);
     }
 
+    /// How many watches `session` holds.
+    pub fn held_by(&self, session: i64) -> usize {
+        self.by_session.get(&session).map_or(0, HashSet::len)
+    }
+
+    /// Whether `session` holds a watch of `kind` on `path`.
+    pub fn has(&self, session: i64, kind: WatchKind, path: &str) -> bool {
+        self.by_session
+            .get(&session)
+            .is_some_and(|s| s.contains(&(kind, path.to_string())))
+    }
+
     fn remove_one(&mut self, session: i64, kind: WatchKind, path: &str) -> bool {
         let key = (kind, path.to_string());
         let Some(set) = self.tables.get_mut(&key) else {
