@@ -92,3 +92,31 @@ fn peer_ports_refuse_oversized_and_silent_connections_and_keep_working() {
         e.settled().is_some() && e.role(f).is_some_and(|(r, _)| r == "follower")
     });
 }
+
+/// A follower that stops answering (SIGSTOP) is dropped by the leader once it has been
+/// silent past `sync_limit` ticks, as ZooKeeper's LearnerHandler closes it, so the leader
+/// stops queueing for it; once resumed it finds the same leader and syncs again, and the
+/// leader keeps leading throughout.
+#[test]
+fn a_follower_silent_past_sync_limit_is_dropped_and_rejoins() {
+    let e = Ensemble::start(3, "");
+    let leader = e.wait_settled();
+    let f = (leader + 1) % 3;
+    common::signal_pause(e.pid(f).expect("running"), true);
+    common::wait_until("the leader drops the stopped follower", || {
+        e.log(leader).contains("silent past its limit")
+    });
+    common::signal_pause(e.pid(f).expect("running"), false);
+    common::wait_until("the follower follows again", || {
+        e.role(f).is_some_and(|(m, _)| m == "follower")
+    });
+    e.converged().expect("every member converges");
+    common::wait_until("the same leader leads, the others follow", || {
+        e.settled() == Some(leader)
+    });
+    assert_eq!(
+        e.log(leader).matches("looking for a leader").count(),
+        1,
+        "the leader looked only at startup: it kept leading throughout"
+    );
+}

@@ -62,6 +62,9 @@ pub struct Settings {
     /// Watches one session may hold on this member; 0: no limit.
     pub max_watches_per_session: usize,
     pub max_queued_bytes_per_connection: usize,
+    /// Reply bytes queued over all connections; past it, a connection that has more than
+    /// 1 MiB of its own waiting is closed as a slow reader.
+    pub max_queued_bytes_total: usize,
     pub super_digest: String,
     pub enforce_quota: bool,
     pub snap_count: u64,
@@ -104,6 +107,7 @@ impl Default for Settings {
             global_outstanding_limit: 1000,
             max_watches_per_session: 1_000_000,
             max_queued_bytes_per_connection: 64 << 20,
+            max_queued_bytes_total: 256 << 20,
             super_digest: String::new(),
             enforce_quota: false,
             snap_count: 100_000,
@@ -123,7 +127,8 @@ impl Default for Settings {
     }
 }
 
-const TOML_KEYS: [&str; 32] = [
+const TOML_KEYS: [&str; 33] = [
+    "max_queued_bytes_total",
     "global_outstanding_limit",
     "max_watches_per_session",
     "commit_log_count",

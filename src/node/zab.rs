@@ -29,6 +29,14 @@ impl Node {
             match a {
                 PeerAction::Send { to, msg } => self.send(to, msg),
                 PeerAction::Disconnect { peer } => {
+                    if self.peer.state() == State::Leading {
+                        // Still leading: ZAB dropped one learner, not its whole role.
+                        tracing::warn!(
+                            peer,
+                            "closing the connection to a learner silent past its limit \
+                             (init_limit ticks while it syncs, sync_limit after)"
+                        );
+                    }
                     self.out.push(Io::Peer(PeerCmd::Disconnect { peer }));
                 }
                 PeerAction::SaveAcceptedEpoch(epoch) => self.out.push(Io::SaveEpoch {

@@ -134,6 +134,7 @@ pub async fn serve(
         tx,
         queued: queued.clone(),
         max_queued: limits.max_queued_bytes,
+        max_queued_total: limits.max_queued_total,
         kill: kill.clone(),
         outstanding: outstanding.clone(),
     };
@@ -144,16 +145,18 @@ pub async fn serve(
     let (stop_tx, stop_rx) = oneshot::channel();
     let writer = tokio::spawn(write_loop(wr, rx, queued.clone(), permits.clone(), stop_tx));
     let stuck = writer.abort_handle();
-    let max_queued = limits.max_queued_bytes;
+    let (max_queued, max_queued_total) = (limits.max_queued_bytes, limits.max_queued_total);
     let reason = tokio::select! {
         r = read_loop(conn, &mut rd, buf, &core, limits, (&permits, &outstanding)) => r,
         _ = stop_rx => None,
         _ = kill.notified() => {
             stuck.abort();
             Some(format!(
-                "client is not reading its replies ({} bytes queued, at most {})",
+                "client is not reading its replies ({} bytes queued; at most {} per \
+                 connection, {} over all of them)",
                 queued.load(Ordering::Relaxed),
-                max_queued
+                max_queued,
+                max_queued_total
             ))
         }
     };

@@ -19,6 +19,8 @@ pub struct ConnHandle {
     /// Bytes queued in `tx` not yet written to the socket.
     pub queued: Arc<AtomicUsize>,
     pub max_queued: usize,
+    /// `max_queued_bytes_total`: see [`send`].
+    pub max_queued_total: usize,
     /// Tears the connection down at once, past whatever its writer is stuck on.
     pub kill: Arc<tokio::sync::Notify>,
     /// Its share of `globalOutstandingLimit`, given back as each answer is produced.
@@ -444,6 +446,15 @@ pub(super) fn to_client(conns: &mut HashMap<ConnId, ConnHandle>, out: ToClient) 
     }
 }
 
+/// A connection with more than this many reply bytes waiting counts as a slow reader when
+/// the total over all connections passes `max_queued_bytes_total`.
+const LAGGARD_BYTES: usize = 1 << 20;
+
+/// Queues a frame (or the close) for a connection. A connection whose unwritten replies
+/// pass `max_queued_bytes_per_connection`, or that has more than [`LAGGARD_BYTES`] waiting
+/// while all connections together pass `max_queued_bytes_total`, is closed instead: its
+/// client does not read, and memory must stay bounded however many such clients come.
+/// The total is summed only for such a laggard, so a normal send costs nothing extra.
 pub(super) fn send(conns: &mut HashMap<ConnId, ConnHandle>, conn: ConnId, out: Outbound) {
     let Some(h) = conns.get(&conn) else {
         return;
@@ -453,7 +464,14 @@ pub(super) fn send(conns: &mut HashMap<ConnId, ConnHandle>, conn: ConnId, out: O
             h.outstanding.answered();
         }
         let queued = h.queued.fetch_add(f.len(), Ordering::Relaxed) + f.len();
-        if queued > h.max_queued {
+        let over_total = || {
+            let total: usize = conns
+                .values()
+                .map(|c| c.queued.load(Ordering::Relaxed))
+                .sum();
+            total > h.max_queued_total
+        };
+        if queued > h.max_queued || (queued > LAGGARD_BYTES && over_total()) {
             // Not queued behind the frames it does not read: the connection task drops
             // the socket and its writer now, and reports the connection closed.
             h.kill.notify_one();

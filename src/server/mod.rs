@@ -76,6 +76,7 @@ pub struct ConnLimits {
     pub max_frame: usize,
     pub max_outstanding: usize,
     pub max_queued_bytes: usize,
+    pub max_queued_total: usize,
     pub global: Option<Arc<tokio::sync::Semaphore>>,
 }
 
@@ -85,6 +86,7 @@ impl ConnLimits {
             max_frame: s.jute_max_buffer + crate::proto::frame::HEADER_ALLOWANCE,
             max_outstanding: s.max_outstanding_per_connection,
             max_queued_bytes: s.max_queued_bytes_per_connection,
+            max_queued_total: s.max_queued_bytes_total,
             global: (s.global_outstanding_limit > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(s.global_outstanding_limit))),
         }

@@ -87,8 +87,11 @@ impl Peer {
                 self.send(s, Msg::LeaderInfo { epoch });
             }
         }
-        // Sync every learner whose epoch ack is in, once a quorum of voters has acked.
-        if self.voter_count(|_, st| st.ack_epoch.is_some() && st.ack_counts) < q {
+        // Sync every learner whose epoch ack is in, once a quorum of voters has acked (once
+        // broadcasting, that quorum was had: learners coming back, whose acks do not count
+        // for the epoch, are synced at once).
+        let established = self.leading().broadcasting;
+        if !established && self.voter_count(|_, st| st.ack_epoch.is_some() && st.ack_counts) < q {
             return;
         }
         let ready: Vec<Sid> = self
@@ -234,10 +237,15 @@ impl Peer {
                 observer,
             } => {
                 let epoch = self.leading().epoch;
-                if epoch.is_some_and(|e| accepted_epoch >= e) {
-                    // The learner accepted a later epoch from a leadership that never
-                    // completed; it can never join ours. Step down so that the next election
-                    // picks an epoch above everyone's (Apache ZooKeeper would leave it out).
+                let broadcasting = self.leading().broadcasting;
+                // A learner that accepted an epoch at or past ours from a leadership that
+                // never completed can never join ours (its epoch ack would not count): step
+                // down so that the next election picks an epoch above everyone's (Apache
+                // ZooKeeper would leave it out). Once this epoch is established, a learner
+                // that accepted exactly it is one of ours coming back (dropped for silence,
+                // or reconnecting): it rejoins, as in ZooKeeper.
+                let rejoin = broadcasting && epoch == Some(accepted_epoch);
+                if epoch.is_some_and(|e| accepted_epoch >= e) && !rejoin {
                     self.look();
                     return;
                 }
@@ -296,6 +304,7 @@ impl Peer {
                     if st.phase != Some(LearnerPhase::UpToDate) {
                         st.phase = Some(LearnerPhase::UpToDate);
                         self.send(from, Msg::UpToDate);
+                        self.commit_for_returning_learner(from);
                     }
                 } else {
                     l.newleader_acks.insert(from);
@@ -310,6 +319,24 @@ impl Peer {
             }
         }
         self.try_commit();
+    }
+
+    /// A learner that comes back within this epoch (it was dropped, or its connection
+    /// broke) may hold proposals of this epoch it had logged before, which were committed
+    /// meanwhile: the DIFF starts after its last zxid, so no COMMIT covers them, and a zabd
+    /// learner applies only what a COMMIT covers. Once nothing is outstanding, a COMMIT of
+    /// the committed zxid right after UPTODATE covers them (later COMMITs would otherwise,
+    /// but only when the next write commits). Sent only then: an Apache ZooKeeper follower
+    /// with proposals pending would take a COMMIT that is not the next one as fatal; with
+    /// none pending it logs it and moves on.
+    fn commit_for_returning_learner(&mut self, to: Sid) {
+        let committed = self.committed;
+        let Some(epoch) = self.leading().epoch else {
+            return;
+        };
+        if committed == self.last_zxid() && epoch_of(committed) == epoch && committed > 0 {
+            self.send(to, Msg::Commit { zxid: committed });
+        }
     }
 
     /// Commits the oldest outstanding proposals that a quorum has acked, in zxid order.

@@ -96,8 +96,23 @@ impl Peer {
                 // crashing would claim a history this peer does not have (the bug
                 // ZOOKEEPER-4643 fixed in Apache ZooKeeper).
                 let before = self.last_zxid();
+                let committed = self.committed;
+                // Back with a leader of the epoch it was already in (it was dropped, or its
+                // connection broke): the proposals of that epoch it logged before may never
+                // have been acknowledged, and the DIFF does not send them again. They are
+                // acknowledged once durable, like the ones the sync brought; the leader
+                // counts an ACK of what it has committed already as nothing.
+                let held: Vec<Zxid> = self
+                    .log
+                    .iter()
+                    .map(|e| e.zxid)
+                    .filter(|z| epoch_of(*z) == epoch_of(zxid) && *z > committed)
+                    .collect();
                 if let Role::Learning(l) = &mut self.role {
                     l.newleader = Some((zxid, before));
+                    if !l.observer {
+                        l.to_ack.extend(held);
+                    }
                 }
                 self.ack_durable();
             }

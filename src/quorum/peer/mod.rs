@@ -387,14 +387,14 @@ impl Peer {
         self.take()
     }
 
-    /// Leader: everything known of a learner whose connection is gone.
+    /// Leader: what is known of a learner whose connection is gone. Its ACKs of proposals
+    /// still count (as in ZooKeeper, whose proposals keep their ack sets): it acknowledged
+    /// only what was durable, which it keeps, and coming back to this leader it is not sent
+    /// again what it already has, so it would never acknowledge those again.
     fn forget_learner(&mut self, peer: Sid) {
         let l = self.leading();
         l.learners.remove(&peer);
         l.newleader_acks.remove(&peer);
-        for acks in l.acks.values_mut() {
-            acks.remove(&peer);
-        }
     }
 
     /// The log is synced up to `zxid`.
@@ -451,9 +451,30 @@ impl Peer {
         }
         let broadcasting = l.broadcasting;
         let started = l.ticks;
-        // Only learners already syncing: ZooKeeper's learner takes nothing but LEADERINFO,
-        // then DIFF/TRUNC/SNAP, before that (it exits on a PING there), and its
+        // A learner silent past its limit is dropped, as ZooKeeper's LearnerHandler's read
+        // times out: initLimit ticks while it syncs, syncLimit once it is up to date. It
+        // hears the close, looks, finds this leader again and syncs anew.
+        let silent: Vec<Sid> = l
+            .learners
+            .iter()
+            .filter(|(s, st)| {
+                let limit = if st.phase == Some(LearnerPhase::UpToDate) {
+                    sync_limit
+                } else {
+                    init_limit
+                };
+                **s != me && st.heard > limit
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for s in silent {
+            self.out.push(PeerAction::Disconnect { peer: s });
+            self.forget_learner(s);
+        }
+        // Pings go only to learners already syncing: ZooKeeper's learner takes nothing but
+        // LEADERINFO, then DIFF/TRUNC/SNAP, before that (it exits on a PING there), and its
         // LearnerHandler pings only once the sync is queued.
+        let l = self.leading();
         let targets: Vec<Sid> = l
             .learners
             .iter()
