@@ -715,9 +715,7 @@ impl Engine {
     fn reply_read(&mut self, conn: ConnId, x: i32, r: Result<Option<Bytes>, ZkError>) {
         let zxid = self.tree.last_zxid;
         let frame = match r {
-            Ok(Some(body)) => response::reply(x, zxid, 0, |w| {
-                w.raw(&body);
-            }),
+            Ok(Some(body)) => response::reply_with_body(x, zxid, &body),
             Ok(None) => response::header_only(x, zxid, 0),
             Err(e) => response::header_only(x, zxid, e.code()),
         };

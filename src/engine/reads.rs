@@ -64,10 +64,10 @@ impl Engine {
             Request::Exists { path, watch } => self.exists(session, ids, &path, watch),
             Request::GetData { path, watch } => {
                 let (data, stat) = self.get_data(session, ids, &path, watch)?;
-                body(|w| {
-                    w.buffer(data.as_deref());
-                    stat.write(w);
-                })
+                let mut w = Writer::with_capacity(4 + data.as_ref().map_or(0, |d| d.len()) + 80);
+                w.buffer(data.as_deref());
+                stat.write(&mut w);
+                Ok(Some(w.into_bytes()))
             }
             Request::GetChildren { path, watch } => {
                 let (children, _) = self.get_children(session, ids, &path, watch)?;

@@ -183,7 +183,13 @@ impl Writer {
 
     /// A writer that starts with a 4-byte placeholder for the frame length; see [`Writer::finish_frame`].
     pub fn framed() -> Self {
-        let mut w = Writer::new();
+        Writer::framed_with_capacity(128)
+    }
+
+    /// [`Writer::framed`] with room for `bytes` in all, so a large frame is allocated once
+    /// and at its size (a doubled buffer would hold twice the memory while it is queued).
+    pub fn framed_with_capacity(bytes: usize) -> Self {
+        let mut w = Writer::with_capacity(bytes);
         w.i32(0);
         w
     }

@@ -37,6 +37,14 @@ pub fn reply(xid: i32, zxid: i64, err: i32, body: impl FnOnce(&mut Writer)) -> B
     w.finish_frame()
 }
 
+/// A successful reply whose body is already serialized: one allocation of the exact size.
+pub fn reply_with_body(xid: i32, zxid: i64, body: &[u8]) -> Bytes {
+    let mut w = Writer::framed_with_capacity(4 + 16 + body.len());
+    ReplyHeader { xid, zxid, err: 0 }.write(&mut w);
+    w.raw(body);
+    w.finish_frame()
+}
+
 pub fn header_only(xid: i32, zxid: i64, err: i32) -> Bytes {
     reply(xid, zxid, err, |_| {})
 }

@@ -94,8 +94,8 @@ impl Outstanding {
 }
 
 pub enum Outbound {
-    /// A frame; `true` when it answers a request.
-    Frame(Bytes, bool),
+    /// A frame; `true` when it answers a request; its share of the unwritten-bytes counts.
+    Frame(Bytes, bool, super::core_task::Accounted),
     /// Close after writing what came before; `true`: wait a moment for the client to close first.
     Close(&'static str, bool),
 }
@@ -135,6 +135,7 @@ pub async fn serve(
         queued: queued.clone(),
         max_queued: limits.max_queued_bytes,
         max_queued_total: limits.max_queued_total,
+        total_queued: limits.total_queued.clone(),
         kill: kill.clone(),
         outstanding: outstanding.clone(),
     };
@@ -143,7 +144,7 @@ pub async fn serve(
         return;
     }
     let (stop_tx, stop_rx) = oneshot::channel();
-    let writer = tokio::spawn(write_loop(wr, rx, queued.clone(), permits.clone(), stop_tx));
+    let writer = tokio::spawn(write_loop(wr, rx, permits.clone(), stop_tx));
     let stuck = writer.abort_handle();
     let (max_queued, max_queued_total) = (limits.max_queued_bytes, limits.max_queued_total);
     let reason = tokio::select! {
@@ -276,7 +277,6 @@ async fn read_loop(
 async fn write_loop(
     wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
-    queued: Arc<AtomicUsize>,
     permits: Arc<Semaphore>,
     stop: oneshot::Sender<()>,
 ) {
@@ -284,8 +284,8 @@ async fn write_loop(
     while let Some(mut out) = rx.recv().await {
         loop {
             match out {
-                Outbound::Frame(f, completes) => {
-                    queued.fetch_sub(f.len(), Ordering::Relaxed);
+                Outbound::Frame(f, completes, share) => {
+                    drop(share);
                     if !written(tokio::time::timeout(WRITE_STALL, w.write_all(&f)).await) {
                         let _ = stop.send(());
                         return;

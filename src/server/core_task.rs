@@ -19,8 +19,10 @@ pub struct ConnHandle {
     /// Bytes queued in `tx` not yet written to the socket.
     pub queued: Arc<AtomicUsize>,
     pub max_queued: usize,
-    /// `max_queued_bytes_total`: see [`send`].
+    /// `max_queued_bytes_total`, and the count it bounds (shared by every connection):
+    /// see [`send_frame`].
     pub max_queued_total: usize,
+    pub total_queued: Arc<AtomicUsize>,
     /// Tears the connection down at once, past whatever its writer is stuck on.
     pub kill: Arc<tokio::sync::Notify>,
     /// Its share of `globalOutstandingLimit`, given back as each answer is produced.
@@ -437,7 +439,7 @@ pub(super) fn to_client(conns: &mut HashMap<ConnId, ConnHandle>, out: ToClient) 
             conn,
             frame,
             completes,
-        } => send(conns, conn, Outbound::Frame(frame, completes)),
+        } => send_frame(conns, conn, frame, completes),
         ToClient::Close {
             conn,
             reason,
@@ -450,35 +452,64 @@ pub(super) fn to_client(conns: &mut HashMap<ConnId, ConnHandle>, out: ToClient) 
 /// the total over all connections passes `max_queued_bytes_total`.
 const LAGGARD_BYTES: usize = 1 << 20;
 
-/// Queues a frame (or the close) for a connection. A connection whose unwritten replies
-/// pass `max_queued_bytes_per_connection`, or that has more than [`LAGGARD_BYTES`] waiting
-/// while all connections together pass `max_queued_bytes_total`, is closed instead: its
-/// client does not read, and memory must stay bounded however many such clients come.
-/// The total is summed only for such a laggard, so a normal send costs nothing extra.
+/// A queued frame's share of its connection's and the server's count of unwritten reply
+/// bytes, given back when the frame leaves the queue: taken by the writer, or dropped with
+/// the queue of a connection that was closed. So frames still held for a connection being
+/// torn down keep counting until they are really gone.
+pub struct Accounted {
+    bytes: usize,
+    conn: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for Accounted {
+    fn drop(&mut self) {
+        self.conn.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// Queues a frame for a connection. A connection whose unwritten replies pass
+/// `max_queued_bytes_per_connection`, or that has more than [`LAGGARD_BYTES`] waiting while
+/// all connections together pass `max_queued_bytes_total`, is closed instead: its client
+/// does not read, and memory must stay bounded however many such clients come.
+fn send_frame(
+    conns: &mut HashMap<ConnId, ConnHandle>,
+    conn: ConnId,
+    f: bytes::Bytes,
+    completes: bool,
+) {
+    let Some(h) = conns.get(&conn) else {
+        return;
+    };
+    if completes {
+        h.outstanding.answered();
+    }
+    let n = f.len();
+    let queued = h.queued.fetch_add(n, Ordering::Relaxed) + n;
+    let total = h.total_queued.fetch_add(n, Ordering::Relaxed) + n;
+    let share = Accounted {
+        bytes: n,
+        conn: h.queued.clone(),
+        total: h.total_queued.clone(),
+    };
+    if queued > h.max_queued || (queued > LAGGARD_BYTES && total > h.max_queued_total) {
+        // Not queued behind the frames it does not read: the connection task drops the
+        // socket and its writer now, and reports the connection closed.
+        h.kill.notify_one();
+        conns.remove(&conn);
+        return;
+    }
+    if h.tx.send(Outbound::Frame(f, completes, share)).is_err() {
+        conns.remove(&conn);
+    }
+}
+
+/// Queues the close of a connection, behind what it was sent before.
 pub(super) fn send(conns: &mut HashMap<ConnId, ConnHandle>, conn: ConnId, out: Outbound) {
     let Some(h) = conns.get(&conn) else {
         return;
     };
-    if let Outbound::Frame(f, completes) = &out {
-        if *completes {
-            h.outstanding.answered();
-        }
-        let queued = h.queued.fetch_add(f.len(), Ordering::Relaxed) + f.len();
-        let over_total = || {
-            let total: usize = conns
-                .values()
-                .map(|c| c.queued.load(Ordering::Relaxed))
-                .sum();
-            total > h.max_queued_total
-        };
-        if queued > h.max_queued || (queued > LAGGARD_BYTES && over_total()) {
-            // Not queued behind the frames it does not read: the connection task drops
-            // the socket and its writer now, and reports the connection closed.
-            h.kill.notify_one();
-            conns.remove(&conn);
-            return;
-        }
-    }
     if h.tx.send(out).is_err() {
         conns.remove(&conn);
     }

@@ -77,6 +77,8 @@ pub struct ConnLimits {
     pub max_outstanding: usize,
     pub max_queued_bytes: usize,
     pub max_queued_total: usize,
+    /// Unwritten reply bytes over all connections.
+    pub total_queued: Arc<std::sync::atomic::AtomicUsize>,
     pub global: Option<Arc<tokio::sync::Semaphore>>,
 }
 
@@ -87,6 +89,7 @@ impl ConnLimits {
             max_outstanding: s.max_outstanding_per_connection,
             max_queued_bytes: s.max_queued_bytes_per_connection,
             max_queued_total: s.max_queued_bytes_total,
+            total_queued: Default::default(),
             global: (s.global_outstanding_limit > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(s.global_outstanding_limit))),
         }
