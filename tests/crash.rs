@@ -88,7 +88,14 @@ async fn lane(c: Client, tag: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Ac
 }
 
 async fn verify(z: &Zabd, acked: &Acked) {
-    let c = Client::connect(&z.addr).await.unwrap();
+    let c = match Client::connect(&z.addr).await {
+        Ok(c) => c,
+        Err(e) => {
+            let log = z.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!("connect: {e}; log tail: {:#?}", tail);
+        }
+    };
     for p in &acked.creates {
         assert!(
             c.check_stat(p).await.unwrap().is_some(),

@@ -99,14 +99,18 @@ pub enum Io {
         txn: Txn,
         digest: Option<u64>,
     },
-    /// Synchronously drop every logged entry after `after`; the log writer counts the cut.
+    /// Drop every logged entry after `after`, before any append that follows; the log
+    /// writer counts the cut (its durability reports carry the count), and a reload waits
+    /// for it.
     CutLog {
         after: Zxid,
     },
-    /// Synchronously abandon the snapshot being made or sealed and wait for the snapshot
-    /// writer: the state is about to be replaced.
+    /// Abandon the snapshot being made or sealed: the state is about to be replaced.
+    /// Whatever the snapshot thread is writing ends before anything sent to it afterwards
+    /// (setting snapshots aside, writing a SNAP's state).
     StopSnapshots,
-    /// Rename the snapshots past `newer_than` out of the way (suffix `why`).
+    /// Rename the snapshots past `newer_than` out of the way (suffix `why`), in order with
+    /// the snapshot thread's other work.
     SetAsideSnapshots {
         newer_than: Zxid,
         why: &'static str,

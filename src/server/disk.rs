@@ -263,6 +263,9 @@ pub enum SnapMsg {
     Abort,
     /// Answered once everything sent before it is done (nothing is being written then).
     Barrier(mpsc::Sender<()>),
+    /// Rename the snapshots past `newer_than` out of the way ([`set_aside_snapshots`]),
+    /// after whatever was being written before.
+    SetAside { newer_than: i64, why: &'static str },
     /// A SNAP's state from the leader, written as the snapshot `snapshot.<zxid>`: `body` is
     /// the file's body as it came (`snapshot::stream_body`), `digest` the tree digest for
     /// its tail. `done` hears the outcome.
@@ -394,6 +397,7 @@ fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
             SnapMsg::Barrier(done) => {
                 let _ = done.send(());
             }
+            SnapMsg::SetAside { newer_than, why } => set_aside_snapshots(dir, newer_than, why),
             SnapMsg::Received {
                 zxid,
                 body,

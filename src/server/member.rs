@@ -25,7 +25,6 @@ use crate::persist::txnlog;
 use crate::quorum::{Config, Durable, Entry, Sid, State};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -55,11 +54,12 @@ struct Member {
     node: Node,
     info: ServerInfo,
     settings: Settings,
-    snap_dir: PathBuf,
     conns: HashMap<ConnId, ConnHandle>,
     transport: mpsc::UnboundedSender<PeerCmd>,
     /// For answers from work done off the member task ([`CoreMsg::ForNode`]).
     core_tx: mpsc::UnboundedSender<CoreMsg>,
+    /// Log cuts sent to the log writer and perhaps not done yet (a reload waits for them).
+    pending_cuts: Vec<std::sync::mpsc::Receiver<()>>,
     disk: Persistence,
     job: Option<SnapshotJob>,
     clocks: Clocks,
@@ -146,10 +146,10 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
     let m = Member {
         node,
         info: super::server_info(&s, "looking"),
-        snap_dir,
         conns: HashMap::new(),
         transport,
         core_tx,
+        pending_cuts: Vec::new(),
         disk: Persistence::new(log, snapshots, s.snap_count),
         settings: s,
         job: None,
@@ -309,7 +309,11 @@ impl Member {
                 Io::CutLog { after } => self.cut_log(after),
                 Io::StopSnapshots => self.stop_snapshots(),
                 Io::SetAsideSnapshots { newer_than, why } => {
-                    disk::set_aside_snapshots(&self.snap_dir, newer_than, why);
+                    // On the snapshot thread: after anything it was writing.
+                    let msg = SnapMsg::SetAside { newer_than, why };
+                    if self.disk.snapshots.send(msg).is_err() {
+                        fatal("the snapshot writer is gone".into());
+                    }
                 }
                 Io::WriteSnap {
                     zxid,
@@ -364,9 +368,20 @@ impl Member {
         let (snap_dir, log_dir) = super::data_dirs(&self.settings);
         let extended = self.settings.extended_types_enabled;
         let tx = self.core_tx.clone();
+        // The log cuts and snapshot renames sent before must be done first.
+        let cuts = std::mem::take(&mut self.pending_cuts);
+        let (barrier, snapshots_done) = std::sync::mpsc::channel();
+        if self.disk.snapshots.send(SnapMsg::Barrier(barrier)).is_err() {
+            fatal("the snapshot writer is gone".into());
+        }
         let spawned = std::thread::Builder::new()
             .name("zabd-reload".into())
             .spawn(move || {
+                let writers_done = cuts.iter().all(|w| w.recv().is_ok());
+                if !writers_done || snapshots_done.recv().is_err() {
+                    let _ = tx.send(CoreMsg::ForNode(Err("a disk writer is gone".into())));
+                    return;
+                }
                 let msg = recovery::recover_unapplied(&snap_dir, &log_dir, extended)
                     .map(|rec| Input::Reloaded {
                         tree: Box::new(rec.tree),
@@ -381,25 +396,27 @@ impl Member {
         }
     }
 
-    /// Removes every logged entry after `after`, waiting for the log writer.
+    /// Has the log writer remove every logged entry after `after`. Not waited for here:
+    /// appends sent after it are written after it, durability reports carry the writer's
+    /// count of cuts (older ones are ignored), and a reload waits for it ([`Member::reload`]).
     fn cut_log(&mut self, after: i64) {
         let (done, wait) = std::sync::mpsc::channel();
         let cmd = LogCmd::Truncate { after, done };
-        if self.disk.log.send(cmd).is_err() || wait.recv().is_err() {
+        if self.disk.log.send(cmd).is_err() {
             fatal("the log writer is gone".into());
         }
+        self.pending_cuts
+            .retain(|w| matches!(w.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)));
+        self.pending_cuts.push(wait);
     }
 
-    /// Abandons the snapshot being made or sealed, and waits until the snapshot thread
-    /// has finished whatever it was writing.
+    /// Abandons the snapshot being made or sealed. What the snapshot thread is writing
+    /// finishes first; everything sent to it after this (setting snapshots aside, writing a
+    /// SNAP's state) comes after that, in order, so nothing here waits.
     fn stop_snapshots(&mut self) {
         if let Some(j) = self.job.take() {
             j.abandon(&self.disk);
         }
         self.disk.drop_seal();
-        let (done, wait) = std::sync::mpsc::channel();
-        if self.disk.snapshots.send(SnapMsg::Barrier(done)).is_err() || wait.recv().is_err() {
-            fatal("the snapshot writer is gone".into());
-        }
     }
 }
