@@ -147,9 +147,11 @@ pub async fn serve(
     let writer = tokio::spawn(write_loop(wr, rx, permits.clone(), stop_tx));
     let stuck = writer.abort_handle();
     let (max_queued, max_queued_total) = (limits.max_queued_bytes, limits.max_queued_total);
+    // The kill comes first: once the core closes a slow reader it also drops the queue, so
+    // a writer that had room left in the socket buffer may end at the same moment, and the
+    // close must still be told as what it is.
     let reason = tokio::select! {
-        r = read_loop(conn, &mut rd, buf, &core, limits, (&permits, &outstanding)) => r,
-        _ = stop_rx => None,
+        biased;
         _ = kill.notified() => {
             stuck.abort();
             Some(format!(
@@ -160,6 +162,8 @@ pub async fn serve(
                 max_queued_total
             ))
         }
+        r = read_loop(conn, &mut rd, buf, &core, limits, (&permits, &outstanding)) => r,
+        _ = stop_rx => None,
     };
     if let Some(reason) = reason {
         tracing::warn!(%peer, conn, "closing connection: {reason}");
