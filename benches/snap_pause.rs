@@ -13,7 +13,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,19 +33,6 @@ fn key(text: &str, k: &str) -> Option<String> {
         let (a, b) = l.split_once(['\t', ':'])?;
         (a.trim() == k).then(|| b.trim().to_string())
     })
-}
-
-fn fill(addr: &str, n: u64) {
-    let per = (n / 512).max(1);
-    let status = Command::new(common::zabd_bin())
-        .args(["bench", "--servers", addr, "--mix", "create"])
-        .args(["--sessions", "32", "--inflight", "16", "--warmup", "0"])
-        .args(["--duration", "3600", "--keys", "1", "--quiet"])
-        .args(["--max-ops", &(per * 512).to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("run zabd bench");
-    assert!(status.success(), "filling {addr} failed");
 }
 
 /// Writes in a loop on `addr` until `stop`; the latencies.
@@ -89,7 +75,7 @@ fn main() {
         .expect("a leader");
     let f = (leader + 1) % 3;
     let t = Instant::now();
-    fill(&addrs[leader], nodes);
+    common::fill(&addrs[leader], nodes);
     println!(
         "filled {nodes} znodes in {:.0} s",
         t.elapsed().as_secs_f64()

@@ -402,7 +402,7 @@ fn big_tree(rows: &mut Vec<Row>, a: &mut Server, b: &mut Server, data: [&Path; 2
     let mut restart = [0.0; 2];
     let mut snap = [0.0; 2];
     for (i, s) in [a, b].into_iter().enumerate() {
-        fill(&s.addr, n);
+        common::fill(&s.addr, n);
         std::thread::sleep(Duration::from_secs(2));
         rss[i] = s.rss_mib();
         let mut times = Vec::new();
@@ -537,22 +537,8 @@ fn chart(points: &[(String, f64, f64)], path: &Path) {
 
 /// Leader kill -9 on 3-member ensembles of each: from the kill to the first create
 /// acknowledged in a later epoch, through a session on the whole connect string that keeps
-/// creating. The killed member is restarted between rounds.
-/// Fills a server or ensemble with `n` znodes of 100 bytes (32 sessions x 16 in flight).
-fn fill(connect: &str, n: u64) {
-    let per = (n / 512).max(1);
-    let status = Command::new(env!("CARGO_BIN_EXE_zabd"))
-        .args(["bench", "--servers", connect, "--mix", "create"])
-        .args(["--sessions", "32", "--inflight", "16", "--warmup", "0"])
-        .args(["--duration", "3600", "--keys", "1", "--quiet"])
-        .args(["--max-ops", &(per * 512).to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("run zabd bench");
-    assert!(status.success(), "filling {connect} failed");
-}
-
-/// Leader kill -9 to the first write in the new epoch, on 3 members holding `nodes` znodes.
+/// creating, on 3 members holding `nodes` znodes. The killed member is restarted between
+/// rounds.
 fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64, nodes: u64) {
     let mut med = [0.0; 2];
     for (k, name) in ["zabd", "zookeeper"].into_iter().enumerate() {
@@ -569,7 +555,7 @@ fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64, nodes: u64) {
         let addrs: Vec<String> = connect.split(',').map(String::from).collect();
         if nodes > 0 {
             let t = Instant::now();
-            fill(&connect, nodes);
+            common::fill(&connect, nodes);
             eprintln!(
                 "  {name}: {nodes} znodes in {:.1} s",
                 t.elapsed().as_secs_f64()

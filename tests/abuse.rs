@@ -37,13 +37,6 @@ use std::time::{Duration, Instant};
 /// request count) would bound the churn itself; see issue 11's status.
 const RSS_BOUND_MIB: u64 = 2048;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn rss_mib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -262,9 +255,9 @@ fn good_client(addr: String, stop: Arc<AtomicBool>, out: Arc<Mutex<Good>>) {
 #[test]
 #[ignore = "about 2 minutes at full load: .ci/run runs it on the release build (--ignored)"]
 fn abuse_all_at_once_leaves_a_well_behaved_client_served_and_memory_bounded() {
-    let readers = env_or("ABUSE_READERS", 50) as usize;
-    let idle = env_or("ABUSE_IDLE", 5000) as usize;
-    let stop_secs = env_or("ABUSE_STOP_SECS", 60);
+    let readers = common::env_u64("ABUSE_READERS", 50) as usize;
+    let idle = common::env_u64("ABUSE_IDLE", 5000) as usize;
+    let stop_secs = common::env_u64("ABUSE_STOP_SECS", 60);
     raise_nofile();
     let e = Ensemble::start(3, "max_client_cnxns = 0\nmax_session_timeout = 60000\n");
     let leader = e.wait_settled();

@@ -21,13 +21,6 @@ fn persistent() -> zookeeper_client::CreateOptions<'static> {
     CreateMode::Persistent.with_acls(Acls::anyone_all())
 }
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Writes through `c` until `stop`, bounded in count and time; returns how many it made.
 async fn background_writes(c: Client, key: String, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
     let _ = c.create(&key, b"", &persistent()).await;
@@ -82,7 +75,7 @@ async fn sync_then_read_on_another_member_sees_every_acknowledged_write() {
     let (w, r) = (e.client(writer).await, e.client(reader).await);
     let (stop, done, load) = start_load(&e, load_at, "load").await;
     w.create("/reg", b"v0", &persistent()).await.unwrap();
-    let rounds = env_or("ZABD_SYNC_ROUNDS", 1500);
+    let rounds = common::env_u64("ZABD_SYNC_ROUNDS", 1500) as usize;
     for i in 1..=rounds {
         let v = format!("v{i}");
         let child = format!("/reg/c{i}");
@@ -141,7 +134,7 @@ fn others_settled(e: &Ensemble, paused: usize) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_on_a_paused_and_deposed_leader_never_reads_stale_data() {
     let e = Ensemble::start(3, "");
-    let trials = env_or("ZABD_PAUSE_TRIALS", 3);
+    let trials = common::env_u64("ZABD_PAUSE_TRIALS", 3) as usize;
     let (mut answered, mut refused) = (0, 0);
     for t in 0..trials {
         let old = e.wait_settled();

@@ -36,13 +36,6 @@ fn between_ms(rng: &mut Rng, lo: u64, hi: u64) -> Duration {
     Duration::from_millis(lo + rng.below(hi - lo))
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn register(r: usize) -> String {
     format!("/jepsen/r{r}")
 }
@@ -423,12 +416,12 @@ fn run(seed: u64, secs: u64) -> Result<String, String> {
 
 #[test]
 fn ensemble_histories_are_linearizable_under_faults() {
-    let secs = env_u64("ZABD_JEPSEN_SECS", 40);
+    let secs = common::env_u64("ZABD_JEPSEN_SECS", 40);
     let seeds: Vec<u64> = match std::env::var("ZABD_JEPSEN_SEED") {
         Ok(s) => vec![s.parse().expect("a seed")],
         Err(_) => {
             let base = common::seed() % 1_000_000;
-            (0..env_u64("ZABD_JEPSEN_SEEDS", 3))
+            (0..common::env_u64("ZABD_JEPSEN_SEEDS", 3))
                 .map(|i| base + i)
                 .collect()
         }

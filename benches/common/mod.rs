@@ -60,6 +60,22 @@ pub fn start_ensemble(dir: &Path, n: usize, log_level: &str) -> (Vec<Child>, Str
     (children, addrs.join(","))
 }
 
+/// Fills a server or ensemble with `n` znodes of 100 bytes (32 sessions x 16 in flight),
+/// rounded to whole batches of 512, through `zabd bench`.
+#[allow(dead_code)]
+pub fn fill(connect: &str, n: u64) {
+    let per = (n / 512).max(1);
+    let status = Command::new(zabd_bin())
+        .args(["bench", "--servers", connect, "--mix", "create"])
+        .args(["--sessions", "32", "--inflight", "16", "--warmup", "0"])
+        .args(["--duration", "3600", "--keys", "1", "--quiet"])
+        .args(["--max-ops", &(per * 512).to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run zabd bench");
+    assert!(status.success(), "filling {connect} failed");
+}
+
 /// `Mode:` from a member's `srvr`.
 pub fn mode(addr: &str) -> String {
     use std::io::{Read, Write};

@@ -201,6 +201,15 @@ pub fn signal_pause(pid: u32, pause: bool) {
     }
 }
 
+/// A number from the environment (a suite's size or length), or `default`.
+#[allow(dead_code)]
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Polls `cond` until it holds or the deadline passes.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
