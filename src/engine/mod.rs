@@ -578,11 +578,12 @@ impl Engine {
             let mut events = Vec::new();
             let result = self.tree.apply(&p.hdr, &p.txn, &mut events);
             self.prep.applied(p.hdr.zxid);
-            if p.digest.is_some_and(|d| d != self.tree.digest) {
+            let expected = self.tree.digest_to_check(p.hdr.zxid, p.digest);
+            if expected.is_some_and(|d| d != self.tree.digest) {
                 self.stats.digest_mismatches += 1;
                 tracing::error!(
                     zxid = format_args!("0x{:x}", p.hdr.zxid),
-                    expected = p.digest.unwrap_or_default(),
+                    expected = expected.unwrap_or_default(),
                     actual = self.tree.digest,
                     "tree digest mismatch after applying a transaction"
                 );

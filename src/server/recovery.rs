@@ -194,6 +194,11 @@ fn recover_with(
             }
         }
     }
+    if unapplied {
+        // The entries after a fuzzy snapshot are applied later, by the engine, once ZAB
+        // commits them: it must know where the snapshot's window ends.
+        tree.fuzzy_until = expect;
+    }
     if persist::list(snap_dir, "snapshot")?.is_empty() && logs.is_empty() {
         let mut b = snapshot::Builder::new(&Vec::new(), 0);
         b.step(&tree, usize::MAX);

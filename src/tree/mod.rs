@@ -136,6 +136,12 @@ pub struct DataTree {
     pub last_zxid: i64,
     /// The tree digest: wrapping sum of every node's digest.
     pub digest: u64,
+    /// Set when the tree was loaded from a fuzzy snapshot and the entries logged after it
+    /// are still to be applied: the zxid the snapshot's walk ended at, and the digest it
+    /// recorded there. Until the tree reaches that zxid, a transaction being applied may
+    /// already be in the state, so its digest says nothing (ZooKeeper's
+    /// `digestFromLoadedSnapshot`); see [`DataTree::digest_to_check`].
+    pub fuzzy_until: Option<(i64, u64)>,
     extended_types: bool,
 }
 
@@ -153,7 +159,27 @@ impl DataTree {
             quotas: Quotas::default(),
             last_zxid: 0,
             digest: 0,
+            fuzzy_until: None,
             extended_types,
+        }
+    }
+
+    /// The digest the tree must have after applying transaction `zxid`, whose logged digest
+    /// is `logged`: none while the tree is still inside a fuzzy snapshot's window (see
+    /// [`DataTree::fuzzy_until`]), the snapshot's own at the zxid its walk ended at, the
+    /// logged one after that.
+    pub fn digest_to_check(&mut self, zxid: i64, logged: Option<u64>) -> Option<u64> {
+        match self.fuzzy_until {
+            Some((end, _)) if zxid < end => None,
+            Some((end, recorded)) => {
+                self.fuzzy_until = None;
+                if zxid == end {
+                    logged.or(Some(recorded))
+                } else {
+                    logged
+                }
+            }
+            None => logged,
         }
     }
 
