@@ -25,17 +25,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The bound every member's resident memory stays under. Live reply bytes for clients that
-/// do not read are capped at `max_queued_bytes_total` (256 MiB, counted until each frame is
-/// written or dropped, plus the one frame each writer is writing), on top of 5,000
-/// connections' buffers and sessions and the peer queues (64 MiB per learner connection).
-/// RSS is higher than that while slow readers are being closed: each may take up to its
-/// 64 MiB before the total rule closes it, and jemalloc keeps freed pages up to 5 s
-/// (`dirty_decay_ms`), so the churn shows. Measured peaks on the leader: 384 MiB and
-/// 1,366 MiB in two runs of the same build, back to about 40 MiB seconds later. Reading
-/// less from a connection whose replies are not read (backpressure by bytes, not only by
-/// request count) would bound the churn itself; see issue 11's status.
-const RSS_BOUND_MIB: u64 = 2048;
+/// The bound every member's resident memory stays under. Reply bytes waiting for clients
+/// that do not read are capped at `max_queued_bytes_total` (256 MiB, counted until each
+/// frame is written or dropped, plus the one frame each writer is writing); a getData
+/// reply of the 1 MiB node shares the node's buffer, so those bytes are mostly not memory
+/// at all; readers stop taking requests from a client whose replies wait; and the core
+/// drops what a closed client still had queued. On top: 5,000 connections' buffers and
+/// sessions, and the peer queues (64 MiB per learner connection). Measured peaks: 41-45
+/// MiB per member (before these, the leader reached 1,048 and 1,366 MiB while slow readers
+/// were being closed).
+const RSS_BOUND_MIB: u64 = 512;
 
 fn rss_mib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -155,8 +154,15 @@ fn idle_sessions(addrs: Vec<String>, n: usize, stop: Arc<AtomicBool>, opened: Ar
             }
         }
         i += 250;
+        // One deadline for the whole batch: a member that is stopped holds its sockets'
+        // answers, and 30 s for each of them would keep this thread for most of an hour.
+        let batch_end = Instant::now() + Duration::from_secs(30);
         for mut s in batch {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+            let left = batch_end.saturating_duration_since(Instant::now());
+            if stop.load(Ordering::Relaxed) || left.is_zero() {
+                break;
+            }
+            let _ = s.set_read_timeout(Some(left));
             if raw::read_frame(&mut s).is_some() {
                 s.set_nonblocking(true).ok();
                 socks.push(s);

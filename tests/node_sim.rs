@@ -374,7 +374,9 @@ impl Sim {
             });
             let m = self.members.get_mut(&id).expect("member");
             match cmd {
-                Io::Client(ToClient::Send { conn, frame, .. }) => self.client_frame(conn, frame),
+                Io::Client(ToClient::Send { conn, frame, .. }) => {
+                    self.client_frame(conn, frame.to_bytes())
+                }
                 Io::Client(ToClient::Close { conn, .. }) => self.drop_conn(conn),
                 Io::Peer(cmd) => self.transport(id, cmd),
                 Io::SaveEpoch { file, epoch } => match file {

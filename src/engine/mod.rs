@@ -135,7 +135,7 @@ pub enum ToClient {
     /// connection's outstanding-request count goes down); notifications don't.
     Send {
         conn: ConnId,
-        frame: Bytes,
+        frame: response::Frame,
         completes: bool,
     },
     /// Close the connection once what was sent before is written. With `linger` the
@@ -349,14 +349,14 @@ impl Engine {
         std::mem::take(&mut self.out)
     }
 
-    fn send(&mut self, conn: ConnId, frame: Bytes, completes: bool) {
+    fn send(&mut self, conn: ConnId, frame: impl Into<response::Frame>, completes: bool) {
         self.stats.packets_sent += 1;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stats.sent += 1;
         }
         self.out.push(EngineAction::Client(ToClient::Send {
             conn,
-            frame,
+            frame: frame.into(),
             completes,
         }));
     }

@@ -54,6 +54,14 @@ impl Engine {
                 self.set_watches(conn, session, &sw);
                 Ok(None)
             }
+            Request::GetData { path, watch } => match self.get_data(session, &ids, &path, watch) {
+                Ok((data, stat)) => {
+                    let f = response::get_data(x, self.tree.last_zxid, data, &stat);
+                    self.send(conn, f, true);
+                    return;
+                }
+                Err(e) => Err(e),
+            },
             other => self.read(session, &ids, other),
         };
         self.reply_read(conn, x, r);
@@ -62,13 +70,6 @@ impl Engine {
     fn read(&mut self, session: i64, ids: &[Id], req: Request) -> ReadReply {
         match req {
             Request::Exists { path, watch } => self.exists(session, ids, &path, watch),
-            Request::GetData { path, watch } => {
-                let (data, stat) = self.get_data(session, ids, &path, watch)?;
-                let mut w = Writer::with_capacity(4 + data.as_ref().map_or(0, |d| d.len()) + 80);
-                w.buffer(data.as_deref());
-                stat.write(&mut w);
-                Ok(Some(w.into_bytes()))
-            }
             Request::GetChildren { path, watch } => {
                 let (children, _) = self.get_children(session, ids, &path, watch)?;
                 body(|w| {

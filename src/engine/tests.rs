@@ -26,7 +26,7 @@ fn replies(actions: &[EngineAction], conn: ConnId) -> Vec<ReplyHeader> {
             EngineAction::Client(ToClient::Send { conn: c, frame, .. })
                 if *c == conn && frame.len() >= 20 =>
             {
-                ReplyHeader::read(&mut Reader::new(frame.slice(4..))).ok()
+                ReplyHeader::read(&mut Reader::new(frame.to_bytes().slice(4..))).ok()
             }
             _ => None,
         })
@@ -70,7 +70,7 @@ fn open(e: &mut Engine, conn: ConnId) -> i64 {
     let EngineAction::Client(ToClient::Send { frame, .. }) = &a[0] else {
         panic!("expected the ConnectResponse, got {a:?}")
     };
-    ConnectResponse::from_bytes(frame.slice(4..))
+    ConnectResponse::from_bytes(frame.to_bytes().slice(4..))
         .unwrap()
         .session_id
 }

@@ -259,6 +259,11 @@ impl Writer {
         self.buf.freeze()
     }
 
+    /// Overwrites the int32 at byte `at` (a length written before what it counts).
+    pub fn patch_i32(&mut self, at: usize, v: i32) {
+        self.buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+
     /// Fills in the length placeholder written by [`Writer::framed`] and returns the frame.
     pub fn finish_frame(mut self) -> Bytes {
         let n = (self.buf.len() - 4) as i32;

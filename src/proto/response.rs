@@ -20,12 +20,94 @@
 //! | delete, closeSession, ping, auth, setWatches, checkWatches, removeWatches | nothing  |
 //!
 //! A notification is `ReplyHeader {-1, zxid, 0}` + `WatcherEvent {type, state 3, path}`.
+//!
+//! A reply leaves here as a [`Frame`]: one buffer, except a getData reply for a node of at
+//! least [`SHARED_DATA_MIN`] bytes, which is three pieces (length, header and data length;
+//! the node's data buffer itself, shared with the tree; the Stat) written back to back.
 
 use super::{event, op, xid};
 use crate::jute::records::{ConnectResponse, MultiHeader, ReplyHeader, Stat, WatcherEvent};
 use crate::jute::{Record, Writer};
 use crate::tree::TxnResult;
 use bytes::Bytes;
+
+/// A getData reply's data from this size on is sent from the tree's own buffer.
+pub const SHARED_DATA_MIN: usize = 16 * 1024;
+
+/// A reply frame, as the bytes go on the wire: `head`, then `data`, then `tail`. Only a
+/// getData reply of a large node uses `data` (the node's buffer, not copied: a client that
+/// reads a 1 MiB node in a loop costs a reference per queued reply, not a MiB); every other
+/// frame is all `head`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    head: Bytes,
+    data: Bytes,
+    tail: Bytes,
+}
+
+impl Frame {
+    /// Bytes on the wire, the length prefix included.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.data.len() + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces in wire order; empty ones are left out.
+    pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
+        [&self.head, &self.data, &self.tail]
+            .into_iter()
+            .filter(|b| !b.is_empty())
+    }
+
+    /// The frame as one buffer (copies when it is in pieces).
+    pub fn to_bytes(&self) -> Bytes {
+        if self.data.is_empty() && self.tail.is_empty() {
+            return self.head.clone();
+        }
+        let mut b = bytes::BytesMut::with_capacity(self.len());
+        for p in self.parts() {
+            b.extend_from_slice(p);
+        }
+        b.freeze()
+    }
+}
+
+impl From<Bytes> for Frame {
+    fn from(head: Bytes) -> Self {
+        Frame {
+            head,
+            ..Frame::default()
+        }
+    }
+}
+
+/// A successful getData reply: `buffer data, Stat`. Large data is not copied (see [`Frame`]).
+pub fn get_data(xid: i32, zxid: i64, data: Option<Bytes>, stat: &Stat) -> Frame {
+    let shared = data.as_ref().map_or(0, Bytes::len);
+    if shared < SHARED_DATA_MIN {
+        let mut w = Writer::framed_with_capacity(4 + 16 + 4 + shared + 80);
+        ReplyHeader { xid, zxid, err: 0 }.write(&mut w);
+        w.buffer(data.as_deref());
+        stat.write(&mut w);
+        return w.finish_frame().into();
+    }
+    let data = data.unwrap_or_default();
+    // Length prefix, header, data length; then the Stat: one small buffer, split around the data.
+    let mut w = Writer::with_capacity(4 + 16 + 4 + 80);
+    w.i32(0);
+    ReplyHeader { xid, zxid, err: 0 }.write(&mut w);
+    w.i32(data.len() as i32);
+    let head_len = w.len();
+    stat.write(&mut w);
+    let total = w.len() - 4 + data.len();
+    w.patch_i32(0, total as i32);
+    let mut head = w.into_bytes();
+    let tail = head.split_off(head_len);
+    Frame { head, data, tail }
+}
 
 /// A reply with a body written by `body` (called only when err is 0).
 pub fn reply(xid: i32, zxid: i64, err: i32, body: impl FnOnce(&mut Writer)) -> Bytes {

@@ -1,13 +1,17 @@
 //! One client connection: a reader loop (frames in → engine events) and a writer task
 //! (engine frames → socket). Also answers four-letter words.
 //!
-//! The reader stops reading while the connection has `max_outstanding` requests without a
-//! reply, or while the server as a whole has `globalOutstandingLimit` and this connection
-//! has one of them (see [`Outstanding`]): backpressure, never a dropped request. A client that does not read its replies is closed once more than
-//! `max_queued_bytes` wait for it (the core says so through `ConnHandle::kill`, which
-//! tears the connection down past a writer stuck on the socket) or once one write has
-//! stalled for [`WRITE_STALL`]; either way the engine hears `Event::Closed`. A frame over the size limit or one that does not decode closes
-//! this connection — logged with the peer and the reason — and nothing else.
+//! The reader hands the core a request only when the connection has room (see
+//! [`Throttle`]): fewer than `max_outstanding` requests without a reply written; its share
+//! of `globalOutstandingLimit` (see [`Outstanding`]); and, by bytes, no more than a few MiB
+//! of replies waiting, with what the requests in flight may add still within half of
+//! `max_queued_bytes_per_connection`. Backpressure, never a dropped request: a client that
+//! reads slowly is slowed. A client that does not read its replies at all is closed, once
+//! more than `max_queued_bytes` wait for it (the core says so through `ConnHandle::kill`,
+//! which tears the connection down past a writer stuck on the socket) or once one write has
+//! stalled for [`WRITE_STALL`]; one line names the peer, and the engine hears
+//! `Event::Closed`. A frame over the size limit or one that does not decode closes this
+//! connection — logged with the peer and the reason — and nothing else.
 
 use super::core_task::{ConnHandle, CoreMsg};
 use super::ConnLimits;
@@ -15,7 +19,7 @@ use crate::admin;
 use crate::engine::{ConnId, Event};
 use crate::jute::records::ConnectRequest;
 use crate::jute::Record;
-use crate::proto::{frame, request};
+use crate::proto::{frame, request, response};
 use bytes::{Buf, Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,19 +40,23 @@ const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 /// connection is closed.
 const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// One connection's share of `globalOutstandingLimit`, as ZooKeeper throttles: a request
-/// is read only while the server has fewer than the limit outstanding, except that a
-/// connection with nothing outstanding may always send one (so no connection starves, as
-/// in ZooKeeper's `shouldThrottle`). The limit is a semaphore shared by every connection;
-/// this connection's permits are given back as the core produces its answers (as
-/// ZooKeeper counts a request done once its response is queued, so a client that does
-/// not read holds no more than it has in flight), and all at once when it closes.
+/// One connection's requests in flight (read and not answered), and its share of
+/// `globalOutstandingLimit`, as ZooKeeper throttles: a request is read only while the
+/// server has fewer than the limit outstanding, except that a connection with nothing
+/// outstanding may always send one (so no connection starves, as in ZooKeeper's
+/// `shouldThrottle`). The limit is a semaphore shared by every connection; this
+/// connection's permits are given back as the core produces its answers (as ZooKeeper
+/// counts a request done once its response is queued, so a client that does not read holds
+/// no more than it has in flight), and all at once when it closes.
 pub struct Outstanding {
     global: Option<Arc<Semaphore>>,
     /// Requests read and not answered.
     inflight: AtomicUsize,
     /// Global permits this connection holds.
     held: AtomicUsize,
+    /// The size of this connection's large replies: the largest recent one, decaying by a
+    /// sixteenth with each smaller reply. What a request in flight may cost when answered.
+    reply_size: AtomicUsize,
 }
 
 impl Outstanding {
@@ -67,8 +75,13 @@ impl Outstanding {
         true
     }
 
-    /// An answer was produced.
-    pub(super) fn answered(&self) {
+    /// An answer of `bytes` was produced.
+    pub(super) fn answered(&self, bytes: usize) {
+        let _ = self
+            .reply_size
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some(bytes.max(s - s / 16))
+            });
         let _ = self
             .inflight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
@@ -95,7 +108,7 @@ impl Outstanding {
 
 pub enum Outbound {
     /// A frame; `true` when it answers a request; its share of the unwritten-bytes counts.
-    Frame(Bytes, bool, super::core_task::Accounted),
+    Frame(response::Frame, bool, super::core_task::Accounted),
     /// Close after writing what came before; `true`: wait a moment for the client to close first.
     Close(&'static str, bool),
 }
@@ -123,11 +136,18 @@ pub async fn serve(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
-    let permits = Arc::new(Semaphore::new(limits.max_outstanding));
-    let outstanding = Arc::new(Outstanding {
-        global: limits.global.clone(),
-        inflight: AtomicUsize::new(0),
-        held: AtomicUsize::new(0),
+    let throttle = Arc::new(Throttle {
+        permits: Semaphore::new(limits.max_outstanding),
+        outstanding: Arc::new(Outstanding {
+            global: limits.global.clone(),
+            inflight: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            reply_size: AtomicUsize::new(0),
+        }),
+        queued: queued.clone(),
+        room: tokio::sync::Notify::new(),
+        pause: read_pause(limits.max_queued_bytes),
+        owed_max: limits.max_queued_bytes / 2,
     });
     let kill = Arc::new(tokio::sync::Notify::new());
     let handle = ConnHandle {
@@ -137,14 +157,14 @@ pub async fn serve(
         max_queued_total: limits.max_queued_total,
         total_queued: limits.total_queued.clone(),
         kill: kill.clone(),
-        outstanding: outstanding.clone(),
+        outstanding: throttle.outstanding.clone(),
     };
     let ip = peer.ip().to_string();
     if core.send(CoreMsg::Register { conn, ip, handle }).is_err() {
         return;
     }
     let (stop_tx, stop_rx) = oneshot::channel();
-    let writer = tokio::spawn(write_loop(wr, rx, permits.clone(), stop_tx));
+    let writer = tokio::spawn(write_loop(wr, rx, throttle.clone(), stop_tx));
     let stuck = writer.abort_handle();
     let (max_queued, max_queued_total) = (limits.max_queued_bytes, limits.max_queued_total);
     // The kill comes first: once the core closes a slow reader it also drops the queue, so
@@ -162,8 +182,8 @@ pub async fn serve(
                 max_queued_total
             ))
         }
-        r = read_loop(conn, &mut rd, buf, &core, limits, (&permits, &outstanding)) => r,
-        _ = stop_rx => None,
+        r = read_loop(conn, &mut rd, buf, &core, limits, &throttle) => r,
+        r = stop_rx => r.ok().flatten(),
     };
     if let Some(reason) = reason {
         tracing::warn!(%peer, conn, "closing connection: {reason}");
@@ -173,7 +193,60 @@ pub async fn serve(
     if tokio::time::timeout(WRITE_STALL, writer).await.is_err() {
         stuck.abort();
     }
-    outstanding.release_all();
+    throttle.outstanding.release_all();
+}
+
+/// Unwritten reply bytes past which the reader stops taking requests from the client:
+/// 4 MiB, or half the per-connection bound when that is smaller.
+fn read_pause(max_queued: usize) -> usize {
+    (4 << 20).min(max_queued / 2)
+}
+
+/// What the reader waits for before it hands the core another request: the client's
+/// unwritten replies below [`read_pause`], and what it may yet be owed (those, plus the
+/// requests in flight at its recent reply size) within half of
+/// `max_queued_bytes_per_connection`, so that a client that reads slowly is slowed and
+/// not closed, however far the core lags behind the reader, and one that does not read
+/// stops being read; then one of its `max_outstanding` permits (given back as each reply is
+/// written) and its share of `globalOutstandingLimit`.
+struct Throttle {
+    permits: Semaphore,
+    outstanding: Arc<Outstanding>,
+    /// Reply bytes queued for the writer (kept by the core's `Accounted` shares).
+    queued: Arc<AtomicUsize>,
+    /// Signalled by the writer after each frame it writes.
+    room: tokio::sync::Notify,
+    pause: usize,
+    owed_max: usize,
+}
+
+impl Throttle {
+    /// Waits until another request may go to the core; false once the server is stopping.
+    async fn admit(&self) -> bool {
+        while !self.has_room() {
+            self.room.notified().await;
+        }
+        match self.permits.acquire().await {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        self.outstanding.admit().await
+    }
+
+    fn has_room(&self) -> bool {
+        let queued = self.queued.load(Ordering::Acquire);
+        let o = &self.outstanding;
+        let owed = o.inflight.load(Ordering::Acquire) * o.reply_size.load(Ordering::Acquire);
+        queued <= self.pause && queued.saturating_add(owed) <= self.owed_max
+    }
+
+    /// A frame was written to the socket; `completes` if it answered a request.
+    fn written(&self, completes: bool) {
+        if completes {
+            self.permits.add_permits(1);
+        }
+        self.room.notify_one();
+    }
 }
 
 /// Reads until `buf` holds at least `n` bytes; false on EOF or error.
@@ -224,7 +297,7 @@ async fn read_loop(
     mut buf: BytesMut,
     core: &mpsc::UnboundedSender<CoreMsg>,
     limits: ConnLimits,
-    (permits, outstanding): (&Semaphore, &Outstanding),
+    throttle: &Throttle,
 ) -> Option<String> {
     let first = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
@@ -259,11 +332,7 @@ async fn read_loop(
             Ok(x) => x,
             Err(e) => return Some(format!("malformed request: {e}")),
         };
-        match permits.acquire().await {
-            Ok(p) => p.forget(),
-            Err(_) => return None,
-        }
-        if !outstanding.admit().await {
+        if !throttle.admit().await {
             return None;
         }
         let ev = Event::Request {
@@ -281,8 +350,8 @@ async fn read_loop(
 async fn write_loop(
     wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
-    permits: Arc<Semaphore>,
-    stop: oneshot::Sender<()>,
+    throttle: Arc<Throttle>,
+    stop: oneshot::Sender<Option<String>>,
 ) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(mut out) = rx.recv().await {
@@ -290,13 +359,17 @@ async fn write_loop(
             match out {
                 Outbound::Frame(f, completes, share) => {
                     drop(share);
-                    if !written(tokio::time::timeout(WRITE_STALL, w.write_all(&f)).await) {
-                        let _ = stop.send(());
+                    let all = async {
+                        for part in f.parts() {
+                            w.write_all(part).await?;
+                        }
+                        Ok(())
+                    };
+                    if let Err(why) = written(tokio::time::timeout(WRITE_STALL, all).await) {
+                        let _ = stop.send(why);
                         return;
                     }
-                    if completes {
-                        permits.add_permits(1);
-                    }
+                    throttle.written(completes);
                 }
                 Outbound::Close(reason, linger) => {
                     tracing::debug!(reason, "closing connection");
@@ -305,7 +378,7 @@ async fn write_loop(
                         tokio::time::sleep(CLOSE_LINGER).await;
                     }
                     let _ = w.shutdown().await;
-                    let _ = stop.send(());
+                    let _ = stop.send(None);
                     return;
                 }
             }
@@ -314,25 +387,27 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if !written(tokio::time::timeout(WRITE_STALL, w.flush()).await) {
-            let _ = stop.send(());
+        if let Err(why) = written(tokio::time::timeout(WRITE_STALL, w.flush()).await) {
+            let _ = stop.send(why);
             return;
         }
     }
 }
 
-/// Whether a write went out; a stall is logged (a failed write is a client gone).
-fn written(r: Result<std::io::Result<()>, tokio::time::error::Elapsed>) -> bool {
+/// Whether a write went out; if not, why the connection ends: a stall is worth a log line
+/// (the serving task's, which names the peer), a failed write is a client gone.
+fn written(
+    r: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
+) -> Result<(), Option<String>> {
     match r {
-        Ok(Ok(())) => true,
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "write to the client failed");
-            false
+            Err(None)
         }
-        Err(_) => {
-            tracing::warn!("closing connection: a write to the client stalled for {WRITE_STALL:?}");
-            false
-        }
+        Err(_) => Err(Some(format!(
+            "client is not reading its replies (a write stalled for {WRITE_STALL:?})"
+        ))),
     }
 }
 

@@ -353,7 +353,9 @@ fn take(
             if let Event::Closed { conn } = ev {
                 conns.remove(&conn);
             }
-            actions.extend(engine.handle(ev, clocks.now()));
+            if !of_closed_connection(conns, &ev) {
+                actions.extend(engine.handle(ev, clocks.now()));
+            }
         }
         CoreMsg::Durable { zxid, .. } => {
             // Standalone: durable is committed.
@@ -448,6 +450,15 @@ pub(super) fn to_client(conns: &mut HashMap<ConnId, ConnHandle>, out: ToClient) 
     }
 }
 
+/// Whether `ev` is a request from a connection the core has already given up (a slow
+/// reader it closed, a writer that is gone): the engine would only make replies for no one,
+/// and a client that pipelines a thousand reads of a large node before being closed would
+/// have the server build them all. The client lost the connection, so a request it sent
+/// has an unknown outcome, as with any connection loss; `Event::Closed` still follows.
+pub(super) fn of_closed_connection(conns: &HashMap<ConnId, ConnHandle>, ev: &Event) -> bool {
+    matches!(ev, Event::Request { conn, .. } if !conns.contains_key(conn))
+}
+
 /// A connection with more than this many reply bytes waiting counts as a slow reader when
 /// the total over all connections passes `max_queued_bytes_total`.
 const LAGGARD_BYTES: usize = 1 << 20;
@@ -476,16 +487,16 @@ impl Drop for Accounted {
 fn send_frame(
     conns: &mut HashMap<ConnId, ConnHandle>,
     conn: ConnId,
-    f: bytes::Bytes,
+    f: crate::proto::response::Frame,
     completes: bool,
 ) {
     let Some(h) = conns.get(&conn) else {
         return;
     };
-    if completes {
-        h.outstanding.answered();
-    }
     let n = f.len();
+    if completes {
+        h.outstanding.answered(n);
+    }
     let queued = h.queued.fetch_add(n, Ordering::Relaxed) + n;
     let total = h.total_queued.fetch_add(n, Ordering::Relaxed) + n;
     let share = Accounted {

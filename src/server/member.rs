@@ -265,7 +265,9 @@ impl Member {
                 if let crate::engine::Event::Closed { conn } = ev {
                     self.conns.remove(&conn);
                 }
-                self.input(Input::Client(ev));
+                if !core_task::of_closed_connection(&self.conns, &ev) {
+                    self.input(Input::Client(ev));
+                }
             }
             CoreMsg::ForNode(Ok(input)) => self.input(input),
             CoreMsg::ForNode(Err(what)) => fatal(what),
