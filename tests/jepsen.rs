@@ -300,6 +300,84 @@ fn run(seed: u64, secs: u64) -> Result<String, String> {
             String::new()
         }
     });
+    run_on(&mut e, &mut rng, slow, seed, secs).map_err(|report| {
+        let roles: Vec<String> = (0..3)
+            .map(|i| format!("member {}: {:?}", i + 1, e.role(i)))
+            .collect();
+        format!(
+            "{report}\nroles now: {}\nmember logs kept in {}",
+            roles.join(", "),
+            e.keep_logs().display()
+        )
+    })
+}
+
+/// The final state, read with sync through a fresh session; retried (new session) until
+/// the deadline, as a client would, so that only an ensemble that stays unable to answer
+/// fails here. Returns the registers' reads and the set's members.
+fn final_reads(
+    rt: &tokio::runtime::Runtime,
+    cs: &str,
+    sh: &Shared,
+) -> Result<(Vec<Op>, Vec<String>), String> {
+    let until = Instant::now() + DEADLINE;
+    let mut last = String::from("no session could be opened");
+    while Instant::now() < until {
+        let attempt = rt.block_on(async {
+            let c = connect(cs, until)
+                .await
+                .ok_or("no session could be opened")?;
+            let mut finals = Vec::new();
+            for r in 0..REGISTERS {
+                let call = sh.now();
+                let read = async {
+                    c.sync(&register(r)).await?;
+                    c.get_data(&register(r)).await
+                };
+                let (data, stat) = tokio::time::timeout(OP_TIMEOUT, read)
+                    .await
+                    .map_err(|_| format!("sync+getData of register {r} timed out"))?
+                    .map_err(|e| format!("sync+getData of register {r}: {e}"))?;
+                let out = Outcome::Read(String::from_utf8_lossy(&data).into(), stat.version);
+                finals.push(Op {
+                    process: usize::MAX,
+                    call,
+                    ret: Some(sh.now()),
+                    kind: Call::Read,
+                    out,
+                });
+            }
+            let list = async {
+                c.sync("/jepsen/set").await?;
+                c.list_children("/jepsen/set").await
+            };
+            let present = tokio::time::timeout(OP_TIMEOUT, list)
+                .await
+                .map_err(|_| "sync+getChildren of the set timed out".to_string())?
+                .map_err(|e| format!("sync+getChildren of the set: {e}"))?;
+            Ok::<_, String>((finals, present))
+        });
+        match attempt {
+            Ok(x) => return Ok(x),
+            Err(e) => {
+                eprintln!("jepsen: final reads: {e}; again");
+                last = e;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    Err(format!(
+        "the healed ensemble did not answer the final reads within {DEADLINE:?} (last: {last})"
+    ))
+}
+
+fn run_on(
+    e: &mut Ensemble,
+    rng: &mut Rng,
+    slow: usize,
+    seed: u64,
+    secs: u64,
+) -> Result<String, String> {
     e.wait_settled();
     let cs = e.connect_string();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -332,7 +410,7 @@ fn run(seed: u64, secs: u64) -> Result<String, String> {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| rt.spawn(client(i, cs.clone(), seed, sh.clone())))
         .collect();
-    let faults = nemesis(&mut e, &mut rng, start, sh.end);
+    let faults = nemesis(e, rng, start, sh.end);
     e.heal();
     for i in 0..3 {
         if let Some(code) = e.exited(i) {
@@ -351,29 +429,7 @@ fn run(seed: u64, secs: u64) -> Result<String, String> {
         }
     });
     e.wait_settled();
-    // The final state, read with sync through a fresh session.
-    let (finals, present) = rt
-        .block_on(async {
-            let c = connect(&cs, Instant::now() + DEADLINE).await?;
-            let mut finals = Vec::new();
-            for r in 0..REGISTERS {
-                let call = sh.now();
-                c.sync(&register(r)).await.ok()?;
-                let (data, stat) = c.get_data(&register(r)).await.ok()?;
-                let out = Outcome::Read(String::from_utf8_lossy(&data).into(), stat.version);
-                finals.push(Op {
-                    process: usize::MAX,
-                    call,
-                    ret: Some(sh.now()),
-                    kind: Call::Read,
-                    out,
-                });
-            }
-            c.sync("/jepsen/set").await.ok()?;
-            let present = c.list_children("/jepsen/set").await.ok()?;
-            Some((finals, present))
-        })
-        .ok_or("the healed ensemble did not answer the final reads")?;
+    let (finals, present) = final_reads(&rt, &cs, &sh)?;
     let rec = std::mem::take(&mut *sh.record.lock().unwrap());
     let mut problems = rec.violations.clone();
     let mut explored = 0;

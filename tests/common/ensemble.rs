@@ -316,21 +316,29 @@ impl Drop for Ensemble {
             self.kill9(i);
         }
         if std::thread::panicking() {
-            // Keep the members' logs and configurations for the post-mortem.
-            let keep = std::env::temp_dir().join(format!(
-                "zabd-failed-ensemble-{}-{}",
-                std::process::id(),
-                self.members[0].addr.replace([':', '.'], "-")
-            ));
-            let _ = std::fs::create_dir_all(&keep);
-            for m in &self.members {
-                for f in [m.cfg.with_extension("log"), m.cfg.clone()] {
-                    if let Some(name) = f.file_name() {
-                        let _ = std::fs::copy(&f, keep.join(name));
-                    }
-                }
-            }
+            let keep = self.keep_logs();
             eprintln!("member logs kept in {}", keep.display());
         }
+    }
+}
+
+impl Ensemble {
+    /// Copies the members' logs and configurations out of the temporary directory, for the
+    /// post-mortem of a failed test; returns where.
+    pub fn keep_logs(&self) -> std::path::PathBuf {
+        let keep = std::env::temp_dir().join(format!(
+            "zabd-failed-ensemble-{}-{}",
+            std::process::id(),
+            self.members[0].addr.replace([':', '.'], "-")
+        ));
+        let _ = std::fs::create_dir_all(&keep);
+        for m in &self.members {
+            for f in [m.cfg.with_extension("log"), m.cfg.clone()] {
+                if let Some(name) = f.file_name() {
+                    let _ = std::fs::copy(&f, keep.join(name));
+                }
+            }
+        }
+        keep
     }
 }
