@@ -108,11 +108,17 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
+    let filter = match log_filter(level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("zabd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Colour only on a terminal: log files and journald get plain text.
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ZABD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     if let Some(Cmd::Bench(b)) = &cli.command {
@@ -144,6 +150,31 @@ fn main() -> ExitCode {
             eprintln!("zabd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The log filter: `ZABD_LOG` when set (an invalid one is an error, not silence), else
+/// `default`.
+fn log_filter(default: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    match std::env::var("ZABD_LOG") {
+        Ok(v) => {
+            // A bare word is a target to tracing ("verbose" would show nothing at all):
+            // only a level or a module path makes sense here.
+            const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+            for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                let bare = !d.contains(['=', '[', ':']);
+                if bare && d != "zabd" && !LEVELS.contains(&d.to_ascii_lowercase().as_str()) {
+                    return Err(format!(
+                        "ZABD_LOG={v:?}: {d:?} is neither a level ({}) nor target=level",
+                        LEVELS.join(", ")
+                    ));
+                }
+            }
+            tracing_subscriber::EnvFilter::try_new(&v)
+                .map_err(|e| format!("ZABD_LOG={v:?} is not a valid log filter: {e}"))
+        }
+        Err(std::env::VarError::NotPresent) => Ok(tracing_subscriber::EnvFilter::new(default)),
+        Err(e) => Err(format!("ZABD_LOG: {e}")),
     }
 }
 

@@ -75,3 +75,42 @@ fn starts_from_a_zoo_cfg_and_warns_on_unknown_keys() {
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
     assert!(log.contains("madeUpKey"), "{log}");
 }
+
+#[test]
+fn logs_are_plain_text_off_a_terminal() {
+    // The harness reads the server's output through a pipe, as a log file or journald would.
+    let z = common::Zabd::start();
+    common::wait_until("the start is logged", || {
+        z.log().contains("zabd standalone server started")
+    });
+    let log = z.log();
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a piped log:\n{log}"
+    );
+}
+
+#[test]
+fn an_invalid_zabd_log_is_an_error_not_silence() {
+    // A missing config file: the log filter is checked before it is read.
+    let run = |filter: &str| {
+        zabd()
+            .env("ZABD_LOG", filter)
+            .args(["--config", "/nonexistent/zabd.toml"])
+            .output()
+            .unwrap()
+    };
+    for bad in ["verbose", "zabd=loud", "info,chatty"] {
+        let out = run(bad);
+        assert_eq!(out.status.code(), Some(2), "ZABD_LOG={bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("ZABD_LOG"), "ZABD_LOG={bad}: {err}");
+    }
+    // A valid one gets as far as the configuration.
+    let out = run("zabd::server=debug,warn");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("ZABD_LOG") && err.contains("nonexistent"),
+        "{err}"
+    );
+}
