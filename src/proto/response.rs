@@ -247,6 +247,47 @@ mod tests {
     use crate::jute::Reader;
 
     #[test]
+    fn a_get_data_frame_in_pieces_is_the_same_bytes_as_in_one() {
+        let stat = Stat {
+            czxid: 1,
+            mzxid: 2,
+            version: 3,
+            data_length: 7,
+            ..Stat::default()
+        };
+        for len in [
+            None,
+            Some(0),
+            Some(10),
+            Some(SHARED_DATA_MIN - 1),
+            Some(SHARED_DATA_MIN),
+            Some(1 << 20),
+        ] {
+            let data = len.map(|n| Bytes::from(vec![7u8; n]));
+            let f = get_data(4, 99, data.clone(), &stat);
+            let whole = reply(4, 99, 0, |w| {
+                w.buffer(data.as_deref());
+                stat.write(w);
+            });
+            assert_eq!(f.to_bytes(), whole, "data {len:?}");
+            assert_eq!(f.len(), whole.len());
+            let pieces = f.parts().count();
+            assert_eq!(
+                pieces,
+                if len.unwrap_or(0) >= SHARED_DATA_MIN {
+                    3
+                } else {
+                    1
+                }
+            );
+            if let (Some(d), 3) = (&data, pieces) {
+                // The data piece is the node's own buffer, not a copy.
+                assert_eq!(f.parts().nth(1).unwrap().as_ptr(), d.as_ptr());
+            }
+        }
+    }
+
+    #[test]
     fn error_replies_carry_no_body() {
         let f = reply(5, 9, -101, |w| {
             w.string("never");
