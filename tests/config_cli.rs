@@ -114,3 +114,26 @@ fn an_invalid_zabd_log_is_an_error_not_silence() {
         "{err}"
     );
 }
+
+#[test]
+fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let z = common::Zabd::start();
+    let data = z.data_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("second.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "client_port = 0\nclient_port_address = \"127.0.0.1\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = zabd().arg("--config").arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("zabd.lock"), "{err}");
+    assert!(err.contains(&format!("pid {}", z.pid())), "{err}");
+    // The first one serves on.
+    assert_eq!(z.four("ruok"), "imok");
+}

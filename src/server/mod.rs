@@ -15,6 +15,7 @@
 
 mod connection;
 mod core_task;
+mod dir_lock;
 pub mod disk;
 pub mod ensemble;
 mod member;
@@ -172,7 +173,6 @@ pub fn data_dirs(s: &Settings) -> (std::path::PathBuf, std::path::PathBuf) {
     )
 }
 
-/// Runs a standalone server until the process is stopped.
 /// The server id from `<dataDir>/myid` when that file exists (as ZooKeeper keeps it).
 fn read_myid(s: &mut Settings) -> std::io::Result<()> {
     let path = s.data_dir.join("myid");
@@ -188,8 +188,12 @@ fn read_myid(s: &mut Settings) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs a standalone server, or an ensemble member, until the process is stopped.
 pub async fn run(mut settings: Settings) -> std::io::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)?;
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", settings.data_dir.display()))
+    })?;
+    let _locks = dir_lock::lock_dirs(&settings.data_dir, settings.data_log_dir())?;
     read_myid(&mut settings)?;
     if settings.servers.len() > 1 {
         return ensemble::run_member(&settings).await;

@@ -104,6 +104,10 @@ impl Zabd {
         std::fs::read_to_string(self.dir.path().join("zabd.log")).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a four-letter word and returns the answer.
     pub fn four(&self, word: &str) -> String {
         let mut s = TcpStream::connect(&self.addr).expect("connect");
