@@ -236,7 +236,8 @@ impl Throttle {
     fn has_room(&self) -> bool {
         let queued = self.queued.load(Ordering::Acquire);
         let o = &self.outstanding;
-        let owed = o.inflight.load(Ordering::Acquire) * o.reply_size.load(Ordering::Acquire);
+        let owed = (o.inflight.load(Ordering::Acquire))
+            .saturating_mul(o.reply_size.load(Ordering::Acquire));
         queued <= self.pause && queued.saturating_add(owed) <= self.owed_max
     }
 
