@@ -11,6 +11,7 @@
 //! 100 bytes (default 200,000; the figure is 1,000,000). `VERSUS_SECONDS` sets each
 //! load's measured seconds (default 5). `VERSUS_ENSEMBLE=1` adds 3-member ensembles.
 //! `VERSUS_ONLY=bigtree` runs only the big tree; `VERSUS_ONLY=failover` only leader kill -9
+//! and leader SIGTERM
 //! on 3 members, `VERSUS_ROUNDS` times, on a small tree and, with
 //! `VERSUS_FAILOVER_NODES=n`, again on members holding n znodes.
 //! Results: `target/versus/report.md`, `report.json`, `concurrency.svg`.
@@ -539,10 +540,11 @@ fn chart(points: &[(String, f64, f64)], path: &Path) {
 /// acknowledged in a later epoch, through a session on the whole connect string that keeps
 /// creating, on 3 members holding `nodes` znodes. The killed member is restarted between
 /// rounds.
-fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64, nodes: u64) {
+fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64, nodes: u64, sigterm: bool) {
     let mut med = [0.0; 2];
+    let how = if sigterm { "SIGTERM" } else { "kill -9" };
     for (k, name) in ["zabd", "zookeeper"].into_iter().enumerate() {
-        let dir = work.join(format!("{name}-failover-{nodes}"));
+        let dir = work.join(format!("{name}-failover-{nodes}-{}", sigterm as u8));
         let ports: Vec<u16> = (0..9).map(|_| free_port()).collect();
         let start = |dir: &Path| -> (Vec<Child>, String) {
             if k == 0 {
@@ -571,10 +573,18 @@ fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64, nodes: u64) {
                 .build()
                 .unwrap();
             let t = rt.block_on(time_failover(&connect, epoch, || {
-                let _ = children[leader].kill();
+                if sigterm {
+                    // SAFETY: kill(2) on a child of this process.
+                    unsafe { libc::kill(children[leader].id() as i32, libc::SIGTERM) };
+                } else {
+                    let _ = children[leader].kill();
+                }
                 let _ = children[leader].wait();
             }));
-            eprintln!("  failover {name} ({nodes} znodes): {} ms", t.as_millis());
+            eprintln!(
+                "  failover {name} ({nodes} znodes, {how}): {} ms",
+                t.as_millis()
+            );
             times.push(t.as_secs_f64() * 1000.0);
             // Bring the member back with the same configuration and data.
             children[leader] = restart_member(k, &dir, leader, &ports);
@@ -587,9 +597,7 @@ fn failover(rows: &mut Vec<Row>, work: &Path, rounds: u64, nodes: u64) {
         med[k] = median(times);
     }
     rows.push(Row {
-        figure: format!(
-            "3 members, {nodes} znodes: leader kill -9 -> first write in the new epoch"
-        ),
+        figure: format!("3 members, {nodes} znodes: leader {how} -> first write in the new epoch"),
         unit: "ms",
         zabd: med[0],
         zk: med[1],
@@ -784,10 +792,11 @@ fn main() {
             let dirs = [work.join("zabd/data/version-2"), work.join("zk/version-2")];
             big_tree(&mut rows, &mut a, &mut b, [&dirs[0], &dirs[1]], nodes);
         } else {
-            failover(&mut rows, &work, rounds, 0);
+            failover(&mut rows, &work, rounds, 0, false);
+            failover(&mut rows, &work, rounds, 0, true);
             let big = env_u64("VERSUS_FAILOVER_NODES", 0);
             if big > 0 {
-                failover(&mut rows, &work, rounds, big);
+                failover(&mut rows, &work, rounds, big, false);
             }
         }
         let md = table(&rows);

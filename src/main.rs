@@ -38,6 +38,17 @@ struct Cli {
     /// Overrides the data directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A ZooKeeper system property, as JVMFLAGS' -Dkey=value (e.g.
+    /// zookeeper.snapCount=50000, jute.maxbuffer=4194304); repeatable, applied over the file.
+    #[arg(long = "property", short = 'D', value_name = "KEY=VALUE", global = true, value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -144,7 +155,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(zabd::server::run(settings)) {
+    let result = rt.block_on(zabd::server::run(settings));
+    // Tasks still parked (connections, peers) are dropped; nothing waits on them.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("zabd: {e}");
@@ -249,8 +263,8 @@ fn purge(settings: &Settings, count: u32) -> ExitCode {
 
 fn load(cli: &Cli) -> Result<Settings, zabd::config::ConfigError> {
     let mut s = match &cli.config {
-        Some(p) => Settings::load(p)?,
-        None => Settings::embedded(),
+        Some(p) => Settings::load(p, &cli.properties)?,
+        None => Settings::embedded_with(&cli.properties)?,
     };
     if let Some(p) = cli.client_port {
         s.client_port = p;

@@ -115,6 +115,18 @@ impl Sessions {
         );
     }
 
+    /// The expiry buckets (monotonic ms → the sessions expiring then), soonest first.
+    pub fn expiry_sets(&self) -> Vec<(i64, Vec<i64>)> {
+        self.buckets
+            .iter()
+            .map(|(t, ids)| {
+                let mut ids: Vec<i64> = ids.iter().copied().collect();
+                ids.sort_unstable();
+                (*t, ids)
+            })
+            .collect()
+    }
+
     pub fn get(&self, id: i64) -> Option<&Session> {
         self.sessions.get(&id)
     }

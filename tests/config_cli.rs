@@ -33,7 +33,7 @@ fn starts_from_a_zoo_cfg_and_warns_on_unknown_keys() {
         &cfg,
         format!(
             "tickTime=500\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\n\
-             4lw.commands.whitelist=ruok,conf\nmadeUpKey=1\n",
+             4lw.commands.whitelist=ruok,conf\nmadeUpKey=1\nadmin.enableServer=false\n",
             dir.path().join("data").display()
         ),
     )

@@ -283,13 +283,20 @@ fn watch_session_and_directory_words() {
     );
     assert_eq!(reply_header(&read_frame(&mut s).unwrap()).err, 0);
     let sid = format!("0x{:x}", conn.session_id);
-    assert_eq!(z.four("wchc"), format!("{sid}\n\t/e\n"));
-    assert_eq!(z.four("wchp"), format!("/e\n\t{sid}\n"));
+    // ZooKeeper's formats: a blank line after the lists, session expiry sets in `dump`.
+    assert_eq!(z.four("wchc"), format!("{sid}\n\t/e\n\n"));
+    assert_eq!(z.four("wchp"), format!("/e\n\t{sid}\n\n"));
+    assert_eq!(
+        z.four("wchs"),
+        "1 connections watching 1 paths\nTotal watches:1\n"
+    );
     let dump = z.four("dump");
     assert!(
-        dump.contains(&format!("Global Sessions(1):\n{sid}\t")),
+        dump.contains("Session Sets (1)/(1):\n1 expire at "),
         "{dump}"
     );
+    assert!(dump.contains(" UTC 20"), "{dump}");
+    assert!(dump.contains(&format!(":\n\t{sid}\n")), "{dump}");
     assert!(
         dump.contains(&format!("Sessions with Ephemerals (1):\n{sid}:\n\t/e\n")),
         "{dump}"
@@ -301,7 +308,31 @@ fn watch_session_and_directory_words() {
     };
     assert!(size("datadir_size:") > 0, "the initial snapshot: {dirs}");
     assert!(size("logdir_size:") > 0, "the log with the create: {dirs}");
-    assert!(!z.four("cons").contains("recved=0,"));
+    let cons = z.four("cons");
+    assert!(!cons.contains("recved=0,"), "{cons}");
+    // The client's real port, and ZooKeeper's per-connection fields.
+    assert!(
+        cons.contains(&format!(
+            "/127.0.0.1:{}[1](queued=0,",
+            s.local_addr().unwrap().port()
+        )),
+        "{cons}"
+    );
+    for field in [
+        ",sid=0x",
+        ",lop=EXIS,",
+        ",est=",
+        ",to=",
+        ",lcxid=0x2,",
+        ",lzxid=0x",
+        ",lresp=",
+        ",llat=",
+        ",minlat=",
+        ",avglat=",
+        ",maxlat=",
+    ] {
+        assert!(cons.contains(field), "{field} in {cons}");
+    }
     assert_eq!(z.four("crst"), "Connection stats reset.\n");
     assert!(z.four("cons").contains("recved=0,sent=0"));
     still_serving(&z);

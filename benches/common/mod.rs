@@ -97,7 +97,7 @@ fn start_with(dir: &Path, log_level: &str, extra: &str) -> (Child, String) {
     std::fs::write(
         &cfg,
         format!(
-            "max_client_cnxns = 0\nfour_letter_words = [\"*\"]\ndata_dir = \"{}\"\n{extra}",
+            "max_client_cnxns = 0\nfour_letter_words = [\"*\"]\nadmin.enable = false\ndata_dir = \"{}\"\n{extra}",
             dir.display()
         ),
     )

@@ -1,20 +1,31 @@
-//! Four-letter words: the operator's health and status commands on the client port.
+//! The operator's view of a server: four-letter words on the client port (`words.rs`), the
+//! AdminServer's `/commands/<name>` JSON (`commands.rs`), the `mntr`/`monitor` figures that
+//! both and the Prometheus endpoint share (`monitor.rs`, `prometheus.rs`), in Apache
+//! ZooKeeper 3.8's formats and names.
 //!
-//! Owns: the text of each answer. Reads the engine; never changes it (except `srst` and `crst`,
-//! which reset counters). A connection whose first four bytes spell a known word gets
-//! the answer and is closed; a known word not in `4lw.commands.whitelist` gets ZooKeeper's
-//! "is not executed because it is not in the whitelist." line.
+//! Owns: the text and JSON of each answer. Reads the engine; never changes it, except the
+//! resets (`srst`, `crst`, `stat_reset`, `connection_stat_reset`) and the trace mask
+//! (`stmk`, `set_trace_mask`). No I/O: what only the server knows (addresses, uptime,
+//! file descriptors, disk counters) arrives in [`ServerInfo`], filled by `src/server/`.
 
-use crate::engine::Engine;
-use std::fmt::Write;
+pub mod commands;
+pub mod monitor;
+pub mod prometheus;
+pub mod summary;
+mod words;
+
+use crate::engine::{ConnId, Engine};
+use std::collections::HashMap;
+
+pub use words::answer;
 
 /// The ZooKeeper version zabd reports (clients such as kazoo parse it from `envi`).
 pub const ZK_VERSION: &str = "3.9.2";
 
-/// Every word zabd recognises.
-pub const WORDS: [&str; 15] = [
+/// Every four-letter word ZooKeeper 3.8 has.
+pub const WORDS: [&str; 18] = [
     "ruok", "srvr", "stat", "mntr", "envi", "conf", "isro", "cons", "wchs", "wchc", "wchp", "dump",
-    "dirs", "srst", "crst",
+    "dirs", "srst", "crst", "gtmk", "stmk", "hash",
 ];
 
 /// Is this 4-byte prefix a four-letter word?
@@ -22,11 +33,56 @@ pub fn is_word(prefix: &[u8]) -> Option<&'static str> {
     WORDS.iter().copied().find(|w| w.as_bytes() == prefix)
 }
 
+/// Figures the I/O side keeps (`server/counters.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct IoFigures {
+    pub bytes_received: u64,
+    pub connection_rejected: u64,
+    pub sessionless_expired: u64,
+    pub fsync_threshold_exceeded: u64,
+    /// Log syncs, in ms.
+    pub fsync: summary::Summary,
+    /// Snapshots serialized, in ms.
+    pub snapshot: summary::Summary,
+    /// Startup: ms to recover the data directory, and transactions replayed.
+    pub dbinit_ms: i64,
+    pub startup_txns: u64,
+    /// The last snapshot written: zxid (-1: none this run) and wall-clock ms.
+    pub last_snapshot: (i64, i64),
+}
+
+/// What an ensemble member adds: its role's details.
+#[derive(Debug, Clone, Default)]
+pub struct QuorumInfo {
+    pub my_id: i64,
+    /// Voting members.
+    pub quorum_size: usize,
+    /// ZooKeeper's `peer_state`, e.g. `following - broadcast`.
+    pub peer_state: String,
+    /// `server.N=...` lines of the configuration, by id (voters and observers).
+    pub members: Vec<(i64, String)>,
+    pub voters: Vec<i64>,
+    /// The leader's id, when there is one.
+    pub leader: Option<i64>,
+    /// Leader only: ms since it began leading.
+    pub leader_uptime_ms: Option<u64>,
+    /// Leader only: connected learners (id, address, observer?).
+    pub learners: Vec<(i64, String, bool)>,
+    /// Leader only: observers synced with it.
+    pub synced_observers: usize,
+    /// The zab state (`BROADCAST`, `SYNCHRONIZATION`, `DISCOVERY`, `ELECTION`).
+    pub zab_state: String,
+}
+
 /// Facts about the server that the engine does not hold.
 #[derive(Debug, Clone, Default)]
 pub struct ServerInfo {
     /// `key=value` lines for `conf`.
     pub conf_lines: Vec<String>,
+    /// The AdminServer's `configuration`: the same settings by ZooKeeper's JSON names.
+    pub configuration: serde_json::Map<String, serde_json::Value>,
+    /// The configuration file's text (`initial_configuration`).
+    pub initial_config: String,
     pub data_dir: String,
     pub data_log_dir: String,
     pub whitelist: Vec<String>,
@@ -35,6 +91,19 @@ pub struct ServerInfo {
     pub dir_sizes: (u64, u64),
     /// Rows an ensemble leader adds to `mntr` (learner counts).
     pub ensemble_rows: Vec<(&'static str, String)>,
+    /// Each connection's remote address (`ip:port`).
+    pub peers: HashMap<ConnId, String>,
+    pub uptime_ms: u64,
+    /// Open file descriptors and the limit (-1: unknown).
+    pub fds: (i64, i64),
+    pub io: IoFigures,
+    pub quorum: Option<QuorumInfo>,
+    /// Wall-clock ms now (for `dump`'s expiry times).
+    pub wall_ms: i64,
+    /// `envi`'s lines after the version: host and process facts gathered at startup.
+    pub environment: Vec<(String, String)>,
+    /// Process figures for Prometheus (`process_cpu_seconds_total`...), read now.
+    pub process: Vec<(&'static str, monitor::Kind, f64)>,
 }
 
 pub fn version_line() -> String {
@@ -55,204 +124,8 @@ pub fn not_whitelisted(word: &str) -> String {
     format!("{word} is not executed because it is not in the whitelist.\n")
 }
 
-/// The answer to `word`.
-pub fn answer(word: &str, engine: &mut Engine, info: &ServerInfo) -> String {
-    if !allowed(word, &info.whitelist) {
-        return not_whitelisted(word);
-    }
-    match word {
-        "ruok" => "imok".to_string(),
-        "isro" => "rw".to_string(),
-        "srvr" => srvr(engine, info, false),
-        "stat" => srvr(engine, info, true),
-        "mntr" => mntr(engine, info),
-        "envi" => envi(info),
-        "conf" => info.conf_lines.iter().map(|l| format!("{l}\n")).collect(),
-        "cons" => cons(engine),
-        "wchs" => format!(
-            "{} connections watching {} paths\nTotal watches:{}\n",
-            engine.connection_count(),
-            engine.tree.watches.paths(),
-            engine.tree.watches.count()
-        ),
-        "wchc" => wchc(engine),
-        "wchp" => wchp(engine),
-        "dump" => dump(engine),
-        "dirs" => dirs(info),
-        "srst" => {
-            engine.stats.reset();
-            "Server stats reset.\n".to_string()
-        }
-        "crst" => {
-            engine.reset_connection_stats();
-            "Connection stats reset.\n".to_string()
-        }
-        _ => String::new(),
-    }
-}
-
-/// `wchc`: each watching session and the paths it watches.
-fn wchc(engine: &Engine) -> String {
-    let mut s = String::new();
-    for (session, paths) in engine.tree.watches.by_session() {
-        let _ = writeln!(s, "0x{session:x}");
-        for p in paths {
-            let _ = writeln!(s, "\t{p}");
-        }
-    }
-    s
-}
-
-/// `wchp`: each watched path and the sessions watching it.
-fn wchp(engine: &Engine) -> String {
-    let mut s = String::new();
-    for (p, sessions) in engine.tree.watches.by_path() {
-        let _ = writeln!(s, "{p}");
-        for session in sessions {
-            let _ = writeln!(s, "\t0x{session:x}");
-        }
-    }
-    s
-}
-
-/// `dump`: the open sessions with their timeouts, then each session's ephemeral nodes.
-fn dump(engine: &Engine) -> String {
-    let sessions = engine.session_list();
-    let mut s = String::from("SessionTracker dump:\n");
-    let _ = writeln!(s, "Global Sessions({}):", sessions.len());
-    for (id, timeout) in &sessions {
-        let _ = writeln!(s, "0x{id:x}\t{timeout}ms");
-    }
-    s.push_str("ephemeral nodes dump:\n");
-    let owners: Vec<(i64, Vec<String>)> = sessions
-        .iter()
-        .map(|(id, _)| (*id, engine.tree.ephemerals_of(*id)))
-        .filter(|(_, paths)| !paths.is_empty())
-        .collect();
-    let _ = writeln!(s, "Sessions with Ephemerals ({}):", owners.len());
-    for (id, paths) in owners {
-        let _ = writeln!(s, "0x{id:x}:");
-        for p in paths {
-            let _ = writeln!(s, "\t{p}");
-        }
-    }
-    s
-}
-
-fn dirs(info: &ServerInfo) -> String {
-    format!(
-        "datadir_size: {}\nlogdir_size: {}\n",
-        info.dir_sizes.0, info.dir_sizes.1
-    )
-}
-
-fn cons(engine: &Engine) -> String {
-    let mut s = String::new();
-    for c in engine.connection_views() {
-        let _ = writeln!(
-            s,
-            " /{}:0[1](queued={},recved={},sent={},sid=0x{:x})",
-            c.ip,
-            c.queued,
-            c.received,
-            c.sent,
-            c.session.unwrap_or(0)
-        );
-    }
-    s.push('\n');
-    s
-}
-
-fn srvr(engine: &Engine, info: &ServerInfo, with_clients: bool) -> String {
-    let st = &engine.stats;
-    let mut s = String::new();
-    let _ = writeln!(s, "Zookeeper version: {}", version_line());
-    if with_clients {
-        s.push_str("Clients:\n");
-        s.push_str(&cons(engine));
-    }
-    let _ = writeln!(
-        s,
-        "Latency min/avg/max: {}/{:.4}/{}",
-        st.latency_min_ms,
-        st.avg_latency(),
-        st.latency_max_ms
-    );
-    let _ = writeln!(s, "Received: {}", st.packets_received);
-    let _ = writeln!(s, "Sent: {}", st.packets_sent);
-    let _ = writeln!(s, "Connections: {}", engine.connection_count());
-    let _ = writeln!(s, "Outstanding: {}", engine.outstanding());
-    let _ = writeln!(s, "Zxid: 0x{:x}", engine.reported_zxid());
-    let _ = writeln!(s, "Mode: {}", info.mode);
-    let _ = writeln!(s, "Node count: {}", znode_count(engine));
-    s
-}
-
-fn mntr(engine: &Engine, info: &ServerInfo) -> String {
-    let st = &engine.stats;
-    let rows: Vec<(&str, String)> = vec![
-        ("zk_version", version_line()),
-        ("zk_server_state", info.mode.clone()),
-        ("zk_avg_latency", format!("{:.4}", st.avg_latency())),
-        ("zk_max_latency", st.latency_max_ms.to_string()),
-        ("zk_min_latency", st.latency_min_ms.to_string()),
-        ("zk_packets_received", st.packets_received.to_string()),
-        ("zk_packets_sent", st.packets_sent.to_string()),
-        (
-            "zk_num_alive_connections",
-            engine.connection_count().to_string(),
-        ),
-        ("zk_outstanding_requests", engine.outstanding().to_string()),
-        ("zk_znode_count", znode_count(engine).to_string()),
-        ("zk_watch_count", engine.tree.watches.count().to_string()),
-        (
-            "zk_ephemerals_count",
-            engine.tree.ephemeral_count().to_string(),
-        ),
-        (
-            "zk_approximate_data_size",
-            engine.tree.approximate_data_size().to_string(),
-        ),
-        ("zk_global_sessions", engine.sessions.len().to_string()),
-        ("zk_last_proposal_size", "-1".to_string()),
-        (
-            "zk_digest_mismatches_count",
-            st.digest_mismatches.to_string(),
-        ),
-        // What replicas compare: the last applied zxid and the tree digest there.
-        ("zabd_last_applied_zxid", engine.last_zxid().to_string()),
-        ("zabd_tree_digest", engine.tree.digest.to_string()),
-        (
-            "zabd_core_stall_max_ms",
-            format!("{:.1}", st.core_stall_max_us as f64 / 1000.0),
-        ),
-    ];
-    rows.iter()
-        .chain(info.ensemble_rows.iter())
-        .map(|(k, v)| format!("{k}\t{v}\n"))
-        .collect()
-}
-
 /// ZooKeeper's node count: its map holds the root twice (as "" and "/"), and operators'
 /// dashboards compare against that figure.
-fn znode_count(engine: &Engine) -> usize {
+pub fn znode_count(engine: &Engine) -> usize {
     engine.tree.node_count() + 1
-}
-
-fn envi(info: &ServerInfo) -> String {
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    let mut s = String::from("Environment:\n");
-    let _ = writeln!(s, "zookeeper.version={}", version_line());
-    let _ = writeln!(s, "host.name={}", host.trim());
-    let _ = writeln!(s, "zabd.version={}", env!("CARGO_PKG_VERSION"));
-    let _ = writeln!(s, "os.name={}", std::env::consts::OS);
-    let _ = writeln!(s, "os.arch={}", std::env::consts::ARCH);
-    let _ = writeln!(
-        s,
-        "user.dir={}",
-        std::env::current_dir().unwrap_or_default().display()
-    );
-    let _ = writeln!(s, "zookeeper.dataDir={}", info.data_dir);
-    let _ = writeln!(s, "zookeeper.dataLogDir={}", info.data_log_dir);
-    s
 }

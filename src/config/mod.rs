@@ -72,6 +72,8 @@ pub struct Settings {
     pub pre_alloc_size_kb: u64,
     pub autopurge_snap_retain_count: u32,
     pub autopurge_purge_interval_hours: u64,
+    /// This member's id; `<dataDir>/myid`, when present, must agree.
+    #[serde(alias = "myid")]
     pub server_id: i64,
     pub init_limit: u32,
     pub sync_limit: u32,
@@ -79,8 +81,19 @@ pub struct Settings {
     pub read_only_mode: bool,
     /// Testing only: the log writer waits this long before every fdatasync (a slow disk).
     pub test_log_sync_delay_ms: u64,
+    /// A log sync slower than this is logged and counted (zoo.cfg:
+    /// `fsync.warningthresholdms`).
+    pub fsync_warning_threshold_ms: u64,
+    /// The AdminServer (HTTP `/commands`), as ZooKeeper's `admin.*`.
+    pub admin: AdminSettings,
+    /// The Prometheus endpoint, as ZooKeeper's `metricsProvider.*`.
+    pub metrics: MetricsSettings,
     #[serde(skip)]
     pub servers: Vec<ServerSpec>,
+    /// The text of the file the settings came from (the AdminServer's
+    /// `initial_configuration`).
+    #[serde(skip)]
+    pub source_text: String,
     #[serde(rename = "servers")]
     servers_raw: BTreeMap<String, String>,
 }
@@ -97,7 +110,7 @@ impl Default for Settings {
             max_cnxns: 0,
             min_session_timeout: 0,
             max_session_timeout: 0,
-            four_letter_words: ["ruok", "srvr", "stat", "mntr", "envi", "conf", "isro"]
+            four_letter_words: ["ruok", "srvr", "stat", "mntr", "isro"]
                 .map(String::from)
                 .to_vec(),
             extended_types_enabled: false,
@@ -121,13 +134,70 @@ impl Default for Settings {
             commit_log_count: 500,
             read_only_mode: false,
             test_log_sync_delay_ms: 0,
+            fsync_warning_threshold_ms: 1000,
+            admin: AdminSettings::default(),
+            metrics: MetricsSettings::default(),
             servers: Vec::new(),
+            source_text: String::new(),
             servers_raw: BTreeMap::new(),
         }
     }
 }
 
-const TOML_KEYS: [&str; 33] = [
+/// ZooKeeper's `admin.*` keys.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// `admin.enableServer` (ZooKeeper's default: on).
+    pub enable: bool,
+    /// `admin.serverAddress`.
+    pub address: String,
+    /// `admin.serverPort` (0 picks a free port; the chosen one is printed).
+    pub port: u16,
+    /// `admin.commandURL`.
+    pub command_url: String,
+    /// `admin.idleTimeout`: an idle HTTP connection is closed after this long.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            enable: true,
+            address: "0.0.0.0".into(),
+            port: 8080,
+            command_url: "/commands".into(),
+            idle_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// ZooKeeper's `metricsProvider.*` keys for its `PrometheusMetricsProvider`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// On when `metricsProvider.className` names the Prometheus provider.
+    pub enable: bool,
+    /// `metricsProvider.httpHost`.
+    pub host: String,
+    /// `metricsProvider.httpPort` (0 picks a free port; the chosen one is printed).
+    pub port: u16,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            enable: false,
+            host: "0.0.0.0".into(),
+            port: 7000,
+        }
+    }
+}
+
+const TOML_KEYS: [&str; 36] = [
+    "fsync_warning_threshold_ms",
+    "admin",
+    "metrics",
     "max_queued_bytes_total",
     "global_outstanding_limit",
     "max_watches_per_session",
@@ -164,43 +234,88 @@ const TOML_KEYS: [&str; 33] = [
 ];
 
 impl Settings {
-    /// Loads a file: `.cfg` is read as zoo.cfg, anything else as zabd TOML.
-    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    /// Loads a file (`.cfg` is read as zoo.cfg, anything else as zabd TOML), then the
+    /// `--property key=value` pairs on top, as ZooKeeper reads JVMFLAGS' `-D` properties.
+    pub fn load(path: &Path, props: &[(String, String)]) -> Result<Settings, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             key: "-".into(),
-            msg: format!("cannot read: {e}"),
+            msg: format!("cannot read the configuration file: {e}"),
         })?;
-        if path.extension().is_some_and(|e| e == "cfg") {
-            zoo_cfg::parse(&text, &file)
+        let mut s = if path.extension().is_some_and(|e| e == "cfg") {
+            zoo_cfg::parse(&text, &file)?
         } else {
-            Settings::from_toml(&text, &file)
+            Settings::from_toml_unvalidated(&text, &file)?
+        };
+        s.apply_properties(props)?;
+        s.validate(&file)?;
+        s.source_text = text;
+        Ok(s)
+    }
+
+    /// The embedded default with `--property` pairs on top.
+    pub fn embedded_with(props: &[(String, String)]) -> Result<Settings, ConfigError> {
+        let file = "<embedded conf/zabd.toml>";
+        let mut s = Settings::from_toml_unvalidated(DEFAULT_TOML, file)?;
+        s.apply_properties(props)?;
+        s.validate(file)?;
+        s.source_text = DEFAULT_TOML.to_string();
+        Ok(s)
+    }
+
+    fn apply_properties(&mut self, props: &[(String, String)]) -> Result<(), ConfigError> {
+        for (k, v) in props {
+            zoo_cfg::apply_property(self, k, v)?;
         }
+        Ok(())
     }
 
     pub fn from_toml(text: &str, file: &str) -> Result<Settings, ConfigError> {
+        let mut s = Settings::from_toml_unvalidated(text, file)?;
+        s.validate(file)?;
+        Ok(s)
+    }
+
+    /// TOML errors name the line (`file:line`) and the key on it.
+    fn from_toml_unvalidated(text: &str, file: &str) -> Result<Settings, ConfigError> {
+        let at = |e: &toml::de::Error| -> ConfigError {
+            let (line, key) = match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    let key = text
+                        .lines()
+                        .nth(line - 1)
+                        .and_then(|l| l.split_once('='))
+                        .map(|(k, _)| k.trim().to_string())
+                        .filter(|k| !k.is_empty())
+                        .unwrap_or_else(|| "-".into());
+                    (format!(":{line}"), key)
+                }
+                None => (String::new(), "-".into()),
+            };
+            ConfigError {
+                file: format!("{file}{line}"),
+                key,
+                msg: e.message().trim().to_string(),
+            }
+        };
+        let table: toml::Table = toml::from_str(text).map_err(|e| at(&e))?;
+        for k in table.keys() {
+            if !TOML_KEYS.contains(&k.as_str()) {
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with(k.as_str()))
+                    .map_or(String::new(), |n| format!(":{}", n + 1));
+                tracing::warn!(file = %format!("{file}{line}"), key = %k, "unknown configuration key ignored");
+            }
+        }
+        let mut s: Settings = toml::from_str(text).map_err(|e| at(&e))?;
         let err = |key: &str, msg: String| ConfigError {
             file: file.to_string(),
             key: key.to_string(),
             msg,
         };
-        let table: toml::Table =
-            toml::from_str(text).map_err(|e| err("-", e.message().to_string()))?;
-        for k in table.keys() {
-            if !TOML_KEYS.contains(&k.as_str()) {
-                tracing::warn!(file, key = %k, "unknown configuration key ignored");
-            }
-        }
-        let mut s: Settings = Settings::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let msg = e.message().to_string();
-            let key = msg
-                .split('`')
-                .nth(1)
-                .map(str::to_string)
-                .unwrap_or_else(|| "-".into());
-            err(&key, msg)
-        })?;
         let raw = std::mem::take(&mut s.servers_raw);
         for (id, spec) in raw {
             let id: i64 = id
@@ -210,7 +325,6 @@ impl Settings {
                 parse_server_spec(id, &spec).map_err(|m| err(&format!("servers.{id}"), m))?;
             s.servers.push(spec);
         }
-        s.validate(file)?;
         Ok(s)
     }
 
@@ -275,24 +389,79 @@ impl Settings {
         }
     }
 
-    /// `key=value` lines for the `conf` four-letter word, as ZooKeeper prints them.
-    pub fn conf_lines(&self) -> Vec<String> {
+    /// The configuration as ZooKeeper's `conf` word and `configuration` command show it:
+    /// (zoo.cfg-style name, JSON name, value). `dataDir` is the snapshot directory
+    /// (`<dataDir>/version-2`), as ZooKeeper prints it.
+    pub fn conf_entries(&self) -> Vec<(&'static str, &'static str, serde_json::Value)> {
+        use serde_json::json;
+        let v2 = |d: &Path| d.join(crate::persist::VERSION_DIR).display().to_string();
         let mut v = vec![
-            format!("clientPort={}", self.client_port),
-            format!("clientPortAddress={}", self.client_port_address),
-            format!("dataDir={}", self.data_dir.display()),
-            format!("dataLogDir={}", self.data_log_dir().display()),
-            format!("tickTime={}", self.tick_time),
-            format!("maxClientCnxns={}", self.max_client_cnxns),
-            format!("minSessionTimeout={}", self.min_session_timeout),
-            format!("maxSessionTimeout={}", self.max_session_timeout),
-            format!("serverId={}", self.server_id),
+            ("clientPort", "client_port", json!(self.client_port)),
+            ("secureClientPort", "secure_client_port", json!(-1)),
+            ("dataDir", "data_dir", json!(v2(&self.data_dir))),
+            ("dataLogDir", "data_log_dir", json!(v2(self.data_log_dir()))),
+            ("tickTime", "tick_time", json!(self.tick_time)),
+            (
+                "maxClientCnxns",
+                "max_client_cnxns",
+                json!(self.max_client_cnxns),
+            ),
+            (
+                "minSessionTimeout",
+                "min_session_timeout",
+                json!(self.min_session_timeout),
+            ),
+            (
+                "maxSessionTimeout",
+                "max_session_timeout",
+                json!(self.max_session_timeout),
+            ),
+            (
+                "clientPortListenBacklog",
+                "client_port_listen_backlog",
+                json!(-1),
+            ),
+            ("serverId", "server_id", json!(self.server_id)),
         ];
-        if !self.servers.is_empty() {
-            v.push(format!("initLimit={}", self.init_limit));
-            v.push(format!("syncLimit={}", self.sync_limit));
+        if self.servers.len() > 1 {
+            let me = self.servers.iter().find(|x| x.id == self.server_id);
+            v.extend([
+                ("initLimit", "init_limit", json!(self.init_limit)),
+                ("syncLimit", "sync_limit", json!(self.sync_limit)),
+                ("electionAlg", "election_alg", json!(3)),
+                (
+                    "electionPort",
+                    "election_port",
+                    json!(me.map_or(0, |m| m.election_port)),
+                ),
+                (
+                    "quorumPort",
+                    "quorum_port",
+                    json!(me.map_or(0, |m| m.quorum_port)),
+                ),
+                (
+                    "peerType",
+                    "peer_type",
+                    json!(match me.map(|m| m.role) {
+                        Some(Role::Observer) => 1,
+                        _ => 0,
+                    }),
+                ),
+            ]);
         }
         v
+    }
+
+    /// `key=value` lines for the `conf` four-letter word; `sizes` are the snapshot and log
+    /// directories' bytes, which ZooKeeper prints after each directory.
+    pub fn conf_lines(&self) -> Vec<String> {
+        self.conf_entries()
+            .into_iter()
+            .map(|(k, _, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                v => format!("{k}={v}"),
+            })
+            .collect()
     }
 }
 
@@ -348,10 +517,52 @@ mod tests {
     }
 
     #[test]
-    fn bad_toml_value_names_the_key() {
-        let e = Settings::from_toml("client_port = \"x\"", "f.toml").unwrap_err();
-        assert_eq!(e.file, "f.toml");
-        assert!(e.to_string().contains("f.toml"), "{e}");
+    fn bad_toml_value_names_the_key_and_line() {
+        let e = Settings::from_toml("tick_time = 100\nclient_port = \"x\"", "f.toml").unwrap_err();
+        assert_eq!(e.file, "f.toml:2");
+        assert_eq!(e.key, "client_port");
+        let e = Settings::from_toml("tick_time = 100\n\nclient_port = \n", "f.toml").unwrap_err();
+        assert_eq!(e.file, "f.toml:3", "{e}");
+        let e = Settings::from_toml("[admin]\nport = -1\n", "f.toml").unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str()),
+            ("f.toml:2", "port"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn myid_in_toml_is_the_server_id() {
+        assert_eq!(Settings::from_toml("myid = 3", "f").unwrap().server_id, 3);
+        assert_eq!(
+            Settings::from_toml("server_id = 4", "f").unwrap().server_id,
+            4
+        );
+    }
+
+    #[test]
+    fn properties_apply_over_the_file() {
+        let props = vec![
+            ("zookeeper.snapCount".to_string(), "5000".to_string()),
+            (
+                "zookeeper.4lw.commands.whitelist".to_string(),
+                "*".to_string(),
+            ),
+            ("jute.maxbuffer".to_string(), "4096".to_string()),
+        ];
+        let s = Settings::embedded_with(&props).unwrap();
+        assert_eq!(s.snap_count, 5000);
+        assert_eq!(s.four_letter_words, vec!["*"]);
+        assert_eq!(s.jute_max_buffer, 4096);
+        let bad = vec![(
+            "zookeeper.ssl.keyStore.location".to_string(),
+            "/k".to_string(),
+        )];
+        let e = Settings::embedded_with(&bad).unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str()),
+            ("--property", "zookeeper.ssl.keyStore.location")
+        );
     }
 
     #[test]

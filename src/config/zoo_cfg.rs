@@ -3,132 +3,206 @@
 use super::{parse_server_spec, ConfigError, Settings};
 use std::path::PathBuf;
 
-/// Keys ZooKeeper accepts that zabd reads but does not act on yet, or does not need.
-const ACCEPTED_IGNORED: [&str; 6] = [
-    "admin.enableServer",
-    "admin.serverPort",
-    "standaloneEnabled",
-    "reconfigEnabled",
-    "metricsProvider.className",
-    "audit.enable",
-];
-
+/// Reads a zoo.cfg's text into settings (not yet validated: `--property` values may follow).
 pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
     let mut s = Settings::default();
     let (mut saw_address, mut saw_port) = (false, false);
-    let err = |key: &str, msg: String| ConfigError {
-        file: file.to_string(),
-        key: key.to_string(),
-        msg,
-    };
-    for line in text.lines() {
+    for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
             continue;
         }
         let Some((key, value)) = line.split_once(['=', ':']) else {
-            return Err(err(line, "expected key=value".into()));
+            return Err(ConfigError {
+                file: format!("{file}:{}", n + 1),
+                key: line.to_string(),
+                msg: "expected key=value".into(),
+            });
         };
         let (key, value) = (key.trim(), value.trim());
-        let num = |v: &str| -> Result<i64, ConfigError> {
-            v.parse::<i64>()
-                .map_err(|_| err(key, format!("{v:?} is not a number")))
-        };
-        let ranged = |v: &str, max: i64| -> Result<i64, ConfigError> {
-            let n = num(v)?;
-            if n < 0 || n > max {
-                return Err(err(key, format!("{n} is out of range 0..={max}")));
-            }
-            Ok(n)
-        };
-        match key {
-            "tickTime" => s.tick_time = ranged(value, i32::MAX as i64)? as u64,
-            "dataDir" => s.data_dir = PathBuf::from(value),
-            "dataLogDir" => s.data_log_dir = PathBuf::from(value),
-            "clientPort" => {
-                saw_port = true;
-                s.client_port = ranged(value, 65535)? as u16
-            }
-            "clientPortAddress" => {
-                saw_address = true;
-                s.client_port_address = value.to_string()
-            }
-            "maxClientCnxns" => s.max_client_cnxns = ranged(value, u32::MAX as i64)? as u32,
-            "maxCnxns" => s.max_cnxns = ranged(value, u32::MAX as i64)? as u32,
-            // A system property in ZooKeeper (zookeeper.globalOutstandingLimit), which
-            // zoo.cfg also sets.
-            "globalOutstandingLimit" | "zookeeper.globalOutstandingLimit" => {
-                // ZooKeeper treats a value below 1 as its default.
-                let n = num(value)?;
-                s.global_outstanding_limit = if n < 1 { 1000 } else { n as usize };
-            }
-            "minSessionTimeout" => s.min_session_timeout = num(value)? as i32,
-            "maxSessionTimeout" => s.max_session_timeout = num(value)? as i32,
-            "4lw.commands.whitelist" => {
-                s.four_letter_words = value
-                    .split(',')
-                    .map(|w| w.trim().to_string())
-                    .filter(|w| !w.is_empty())
-                    .collect()
-            }
-            "extendedTypesEnabled" | "zookeeper.extendedTypesEnabled" => {
-                s.extended_types_enabled = parse_bool(value)
-                    .ok_or_else(|| err(key, format!("{value:?} is not true or false")))?
-            }
-            "enforceQuota" | "zookeeper.enforceQuota" => {
-                s.enforce_quota = parse_bool(value)
-                    .ok_or_else(|| err(key, format!("{value:?} is not true or false")))?
-            }
-            "znode.container.checkIntervalMs" => {
-                s.container_check_interval_ms = ranged(value, i64::MAX)? as u64
-            }
-            "readonlymode.enabled" | "zookeeper.readonlymode.enabled" => {
-                s.read_only_mode = parse_bool(value)
-                    .ok_or_else(|| err(key, format!("{value:?} is not true or false")))?
-            }
-            "zookeeper.commitLogCount" => {
-                s.commit_log_count = ranged(value, i32::MAX as i64)?.max(1) as usize
-            }
-            "snapCount" | "zookeeper.snapCount" => s.snap_count = ranged(value, i64::MAX)? as u64,
-            "preAllocSize" | "zookeeper.preAllocSize" => {
-                s.pre_alloc_size_kb = ranged(value, i64::MAX)? as u64
-            }
-            "forceSync" | "zookeeper.forceSync" => {
-                s.force_sync = parse_bool(value)
-                    .ok_or_else(|| err(key, format!("{value:?} is not yes or no")))?
-            }
-            "autopurge.snapRetainCount" => {
-                s.autopurge_snap_retain_count = ranged(value, u32::MAX as i64)? as u32
-            }
-            "autopurge.purgeInterval" => {
-                s.autopurge_purge_interval_hours = ranged(value, i64::MAX)? as u64
-            }
-            "jute.maxbuffer" => s.jute_max_buffer = ranged(value, i32::MAX as i64)? as usize,
-            "initLimit" => s.init_limit = ranged(value, u32::MAX as i64)? as u32,
-            "syncLimit" => s.sync_limit = ranged(value, u32::MAX as i64)? as u32,
-            "superDigest" | "DigestAuthenticationProvider.superDigest" => {
-                s.super_digest = value.to_string()
-            }
-            k if k.starts_with("server.") => {
-                let id = num(&k["server.".len()..])?;
-                let spec = parse_server_spec(id, value).map_err(|m| err(key, m))?;
-                s.servers.push(spec);
-            }
-            k if ACCEPTED_IGNORED.contains(&k) => {
-                tracing::info!(file, key = k, "setting accepted; zabd does not use it yet");
-            }
-            k => tracing::warn!(file, key = k, "unknown configuration key ignored"),
-        }
+        saw_port |= key == "clientPort";
+        saw_address |= key == "clientPortAddress";
+        apply(&mut s, key, value, file)?;
     }
     if saw_address && !saw_port {
         // Apache ZooKeeper refuses this too; a zoo.cfg must mean the same to both.
-        return Err(err(
-            "clientPortAddress",
-            "is set but clientPort is not set".into(),
-        ));
+        return Err(ConfigError {
+            file: file.to_string(),
+            key: "clientPortAddress".into(),
+            msg: "is set but clientPort is not set".into(),
+        });
     }
-    s.validate(file)?;
     Ok(s)
+}
+
+/// A system property as ZooKeeper reads it from JVMFLAGS (`-Dzookeeper.snapCount=...`):
+/// ZooKeeper turns a zoo.cfg key `k` it does not know into the property `zookeeper.k`,
+/// so the property `zookeeper.k` means what the zoo.cfg key `k` means.
+pub fn apply_property(s: &mut Settings, key: &str, value: &str) -> Result<(), ConfigError> {
+    let key = key.trim();
+    apply(s, key, value.trim(), "--property").map_err(|e| ConfigError {
+        key: key.to_string(),
+        ..e
+    })
+}
+
+/// Applies one zoo.cfg key: honoured, refused (a feature zabd lacks whose absence would
+/// change safety or semantics), or accepted with a one-line warning.
+pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(), ConfigError> {
+    // A zoo.cfg may also spell a key as its system property.
+    let key = match key.strip_prefix("zookeeper.") {
+        Some(bare) if !bare.is_empty() => bare,
+        _ => key,
+    };
+    let err = |msg: String| ConfigError {
+        file: file.to_string(),
+        key: key.to_string(),
+        msg,
+    };
+    let num = |v: &str| -> Result<i64, ConfigError> {
+        v.parse::<i64>()
+            .map_err(|_| err(format!("{v:?} is not a number")))
+    };
+    let ranged = |v: &str, max: i64| -> Result<i64, ConfigError> {
+        let n = num(v)?;
+        if n < 0 || n > max {
+            return Err(err(format!("{n} is out of range 0..={max}")));
+        }
+        Ok(n)
+    };
+    let boolean = |v: &str| -> Result<bool, ConfigError> {
+        parse_bool(v).ok_or_else(|| err(format!("{v:?} is not true or false")))
+    };
+    if let Some(why) = refused(key, value) {
+        return Err(err(format!("{why}; remove the key to run without it")));
+    }
+    match key {
+        "tickTime" => s.tick_time = ranged(value, i32::MAX as i64)? as u64,
+        "dataDir" => s.data_dir = PathBuf::from(value),
+        "dataLogDir" => s.data_log_dir = PathBuf::from(value),
+        "clientPort" => s.client_port = ranged(value, 65535)? as u16,
+        "clientPortAddress" => s.client_port_address = value.to_string(),
+        "maxClientCnxns" => s.max_client_cnxns = ranged(value, u32::MAX as i64)? as u32,
+        "maxCnxns" => s.max_cnxns = ranged(value, u32::MAX as i64)? as u32,
+        // A system property in ZooKeeper (zookeeper.globalOutstandingLimit), which
+        // zoo.cfg also sets.
+        "globalOutstandingLimit" => {
+            // ZooKeeper treats a value below 1 as its default.
+            let n = num(value)?;
+            s.global_outstanding_limit = if n < 1 { 1000 } else { n as usize };
+        }
+        "minSessionTimeout" => s.min_session_timeout = num(value)? as i32,
+        "maxSessionTimeout" => s.max_session_timeout = num(value)? as i32,
+        "4lw.commands.whitelist" => {
+            s.four_letter_words = value
+                .split(',')
+                .map(|w| w.trim().to_string())
+                .filter(|w| !w.is_empty())
+                .collect()
+        }
+        "extendedTypesEnabled" => s.extended_types_enabled = boolean(value)?,
+        "enforceQuota" => s.enforce_quota = boolean(value)?,
+        "znode.container.checkIntervalMs" => {
+            s.container_check_interval_ms = ranged(value, i64::MAX)? as u64
+        }
+        "readonlymode.enabled" => s.read_only_mode = boolean(value)?,
+        "commitLogCount" => s.commit_log_count = ranged(value, i32::MAX as i64)?.max(1) as usize,
+        "snapCount" => s.snap_count = ranged(value, i64::MAX)? as u64,
+        "preAllocSize" => s.pre_alloc_size_kb = ranged(value, i64::MAX)? as u64,
+        "forceSync" => s.force_sync = boolean(value)?,
+        "autopurge.snapRetainCount" => {
+            s.autopurge_snap_retain_count = ranged(value, u32::MAX as i64)? as u32
+        }
+        "autopurge.purgeInterval" => {
+            s.autopurge_purge_interval_hours = ranged(value, i64::MAX)? as u64
+        }
+        "fsync.warningthresholdms" => {
+            s.fsync_warning_threshold_ms = ranged(value, i64::MAX)? as u64
+        }
+        "jute.maxbuffer" => s.jute_max_buffer = ranged(value, i32::MAX as i64)? as usize,
+        "initLimit" => s.init_limit = ranged(value, u32::MAX as i64)? as u32,
+        "syncLimit" => s.sync_limit = ranged(value, u32::MAX as i64)? as u32,
+        "superDigest" | "DigestAuthenticationProvider.superDigest" => {
+            s.super_digest = value.to_string()
+        }
+        "admin.enableServer" => s.admin.enable = boolean(value)?,
+        "admin.serverAddress" => s.admin.address = value.to_string(),
+        "admin.serverPort" => s.admin.port = ranged(value, 65535)? as u16,
+        "admin.commandURL" => s.admin.command_url = value.to_string(),
+        "admin.idleTimeout" => s.admin.idle_timeout_ms = ranged(value, i64::MAX)? as u64,
+        "metricsProvider.className" => {
+            s.metrics.enable = value.ends_with("PrometheusMetricsProvider");
+            if !s.metrics.enable && value != "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider" {
+                tracing::warn!(file, key, value, "unknown metrics provider: no metrics endpoint is served");
+            }
+        }
+        "metricsProvider.httpHost" => s.metrics.host = value.to_string(),
+        "metricsProvider.httpPort" => s.metrics.port = ranged(value, 65535)? as u16,
+        "metricsProvider.exportJvmInfo" => {
+            tracing::info!(file, key, "zabd has no JVM; its process metrics are always exported")
+        }
+        "electionAlg" if value == "3" => {}
+        "electionAlg" => {
+            return Err(err(format!(
+                "{value:?}: only electionAlg=3 (FastLeaderElection) exists, as in ZooKeeper 3.8"
+            )))
+        }
+        k if k.starts_with("server.") => {
+            let id = num(&k["server.".len()..])?;
+            let spec = parse_server_spec(id, value).map_err(err)?;
+            s.servers.push(spec);
+        }
+        k => tracing::warn!(
+            file,
+            key = k,
+            "configuration key not used by zabd (accepted as ZooKeeper would; it has no effect here)"
+        ),
+    }
+    Ok(())
+}
+
+/// Why a key must be refused: zabd lacks the feature, and ignoring the key would serve
+/// clients with less safety (no TLS, no authentication) or other semantics than asked for.
+/// A key that only turns such a feature off is accepted.
+fn refused(key: &str, value: &str) -> Option<&'static str> {
+    let on = parse_bool(value).unwrap_or(true);
+    const TLS: &str = "TLS is not supported by zabd yet";
+    const SASL: &str = "SASL authentication is not supported by zabd yet";
+    match key {
+        "secureClientPort" | "secureClientPortAddress" => Some(TLS),
+        k if k.starts_with("ssl.") => Some(TLS),
+        "sslQuorum" | "portUnification" | "client.portUnification" | "sslQuorumReloadCertFiles"
+            if on =>
+        {
+            Some(TLS)
+        }
+        k if k.starts_with("authProvider.") => {
+            // The built-in providers need no key; naming them changes nothing.
+            let builtin = value.ends_with(".DigestAuthenticationProvider")
+                || value.ends_with(".IPAuthenticationProvider");
+            (!builtin)
+                .then_some("only the digest and ip authentication providers exist in zabd yet")
+        }
+        "requireClientAuthScheme" | "enforce.auth.schemes" => Some(SASL),
+        "sessionRequireClientSASLAuth" | "enforce.auth.enabled" if on => Some(SASL),
+        "quorum.auth.enableSasl"
+        | "quorum.auth.learnerRequireSasl"
+        | "quorum.auth.serverRequireSasl"
+            if on =>
+        {
+            Some("quorum SASL authentication is not supported by zabd yet")
+        }
+        "java.security.auth.login.config" => Some(SASL),
+        "dynamicConfigFile" => Some("dynamic reconfiguration is not supported by zabd yet"),
+        "skipACL" if on => Some("zabd always checks ACLs"),
+        "localSessionsEnabled" | "localSessionsUpgradingEnabled" if on => {
+            Some("local sessions are not supported by zabd yet")
+        }
+        "multiAddress.enabled" if on => {
+            Some("multiple addresses per server are not supported by zabd yet")
+        }
+        _ => None,
+    }
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -145,13 +219,14 @@ mod tests {
 
     #[test]
     fn parses_a_zoo_cfg() {
-        let s = parse(
+        let mut s = parse(
             "# c\ntickTime=1000\ndataDir=/tmp/z\nclientPort=2999\nmaxClientCnxns=0\n\
              4lw.commands.whitelist=ruok, stat\nextendedTypesEnabled=true\n\
              server.1=127.0.0.1:2888:3888;2181\nadmin.enableServer=false\n",
             "zoo.cfg",
         )
         .unwrap();
+        s.validate("zoo.cfg").unwrap();
         assert_eq!(s.tick_time, 1000);
         assert_eq!(s.client_port, 2999);
         assert_eq!(s.max_client_cnxns, 0);
@@ -166,6 +241,57 @@ mod tests {
         let e = parse("clientPortAddress=127.0.0.1\n", "zoo.cfg").unwrap_err();
         assert_eq!(e.key, "clientPortAddress");
         assert!(parse("clientPortAddress=127.0.0.1\nclientPort=2999\n", "zoo.cfg").is_ok());
+    }
+
+    #[test]
+    fn features_zabd_lacks_are_refused_not_ignored() {
+        for line in [
+            "secureClientPort=2281",
+            "ssl.keyStore.location=/k.jks",
+            "sslQuorum=true",
+            "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+            "requireClientAuthScheme=sasl",
+            "enforce.auth.enabled=true",
+            "quorum.auth.enableSasl=true",
+            "dynamicConfigFile=/etc/zoo.cfg.dynamic",
+            "skipACL=yes",
+            "zookeeper.skipACL=yes",
+            "localSessionsEnabled=true",
+            "electionAlg=1",
+        ] {
+            let e = parse(&format!("{line}\n"), "zoo.cfg").unwrap_err();
+            let key = line.split('=').next().unwrap();
+            assert_eq!(e.key, key.trim_start_matches("zookeeper."), "{line}: {e}");
+        }
+        // Turning such a feature off, or naming a built-in provider, changes nothing.
+        for line in [
+            "sslQuorum=false",
+            "quorum.auth.enableSasl=false",
+            "skipACL=no",
+            "authProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+            "electionAlg=3",
+            "some.future.key=1",
+        ] {
+            parse(&format!("{line}\n"), "zoo.cfg").unwrap();
+        }
+    }
+
+    #[test]
+    fn admin_and_metrics_keys() {
+        let s = parse(
+            "admin.enableServer=false\nadmin.serverPort=9090\nadmin.serverAddress=127.0.0.1\n\
+             metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+             metricsProvider.httpPort=7001\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert!(!s.admin.enable);
+        assert_eq!(
+            (s.admin.address.as_str(), s.admin.port),
+            ("127.0.0.1", 9090)
+        );
+        assert!(s.metrics.enable);
+        assert_eq!(s.metrics.port, 7001);
     }
 
     #[test]

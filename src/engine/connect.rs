@@ -17,6 +17,7 @@ use bytes::Bytes;
 impl Engine {
     pub(super) fn on_handshake(&mut self, conn: ConnId, req: ConnectRequest) {
         self.stats.packets_received += 1;
+        self.stats.connection_requests += 1;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -141,6 +142,15 @@ impl Engine {
             return;
         };
         c.ready = true;
+        c.stats.established_ms = self.now.wall_ms;
+        let zxid = self.tree.last_zxid;
+        c.stats.answered(
+            crate::proto::op::CREATE_SESSION,
+            0,
+            zxid,
+            0,
+            self.now.wall_ms,
+        );
         let resp = ConnectResponse {
             protocol_version: 0,
             timeout,

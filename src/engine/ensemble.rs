@@ -129,6 +129,11 @@ impl Engine {
         }
     }
 
+    /// Sessions only this member knows (read-only mode).
+    pub fn local_session_count(&self) -> usize {
+        self.ensemble.local_sessions.len()
+    }
+
     /// Read-only mode: a session only this member knows (ZooKeeper's local session).
     pub(super) fn local_session(&mut self, conn: ConnId, id: i64, timeout: i32) {
         self.sessions.add(id, timeout, self.now.mono_ms);

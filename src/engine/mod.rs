@@ -316,6 +316,11 @@ impl Engine {
         self.tree.last_zxid
     }
 
+    /// The time of the last event handled.
+    pub fn clock(&self) -> Clock {
+        self.now
+    }
+
     /// Feeds one event; returns the actions it caused, in order.
     pub fn handle(&mut self, event: Event, now: Clock) -> Vec<EngineAction> {
         self.now = now;
@@ -351,12 +356,16 @@ impl Engine {
 
     fn send(&mut self, conn: ConnId, frame: impl Into<response::Frame>, completes: bool) {
         self.stats.packets_sent += 1;
+        let frame = frame.into();
+        // ZooKeeper counts the reply without its 4-byte length.
+        self.stats
+            .record_response_size(frame.len().saturating_sub(4));
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stats.sent += 1;
         }
         self.out.push(EngineAction::Client(ToClient::Send {
             conn,
-            frame: frame.into(),
+            frame,
             completes,
         }));
     }
@@ -475,7 +484,7 @@ impl Engine {
                 i += 1;
             } else if i == 0 {
                 let item = c.queue.pop_front().expect("front");
-                self.stats.record_latency(self.now.mono_ms - item.arrived);
+                self.note_answered(conn, &item);
                 self.answer_read(conn, item.xid, item.req);
             } else {
                 return;
@@ -656,7 +665,7 @@ impl Engine {
 
     /// Sends a finished request's outcome; false once the connection is closing.
     fn complete(&mut self, conn: ConnId, item: Queued, done: Done) -> bool {
-        self.stats.record_latency(self.now.mono_ms - item.arrived);
+        self.note_answered(conn, &item);
         match done {
             Done::Reply(frame, op) => {
                 self.send(conn, frame, true);
@@ -723,12 +732,40 @@ impl Engine {
         self.send(conn, frame, true);
     }
 
+    /// The server's and the connection's latency counters for an answered request.
+    fn note_answered(&mut self, conn: ConnId, item: &Queued) {
+        let latency = self.now.mono_ms - item.arrived;
+        self.stats.record_latency(latency);
+        if item.req.is_write() {
+            self.stats.update_latency.add(latency.max(0));
+        } else {
+            self.stats.read_latency.add(latency.max(0));
+        }
+        let (zxid, wall) = (self.tree.last_zxid, self.now.wall_ms);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let op = item.req.opcode();
+            c.stats.answered(op, item.xid, zxid, latency, wall);
+        }
+    }
+
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }
 
     pub fn outstanding(&self) -> usize {
         self.conns.values().map(|c| c.queue.len()).sum()
+    }
+
+    /// Writes whose outcome is not decided yet: logged and not yet applied, or forwarded
+    /// to the leader and not yet answered. A graceful stop waits for them.
+    pub fn writes_in_flight(&self) -> usize {
+        let forwarded: usize = self
+            .conns
+            .values()
+            .flat_map(|c| c.queue.iter())
+            .filter(|q| q.logged && q.done.is_none())
+            .count();
+        self.pending.len().max(forwarded)
     }
 }
 

@@ -251,6 +251,7 @@ impl Engine {
                 self.send(conn, response::header_only(x, 0, 0), true);
             }
             Err(e) => {
+                self.stats.auth_failed += 1;
                 tracing::info!(scheme, "authentication failed; closing connection");
                 self.send(conn, response::header_only(x, 0, e.code()), true);
                 self.close(conn, "authentication failed");

@@ -1,7 +1,23 @@
 //! Counters the four-letter words and metrics read: packets, latency, per-connection counts.
 
+use crate::admin::summary::Summary;
+
+/// ZooKeeper's default trace mask (`gtmk` before any `stmk`).
+pub const DEFAULT_TRACE_MASK: i64 = 306;
+
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// Reads and writes answered, in ms (ZooKeeper's `readlatency`, `updatelatency`).
+    pub read_latency: Summary,
+    pub update_latency: Summary,
+    /// Sizes of the replies sent: last, min, max (ZooKeeper's client_response_stats).
+    pub response_size: Option<(usize, usize, usize)>,
+    /// Authentications that failed (`auth_failed_count`).
+    pub auth_failed: u64,
+    /// ConnectRequests received (`connection_request_count`).
+    pub connection_requests: u64,
+    /// `stmk`'s mask; None: ZooKeeper's default.
+    pub trace_mask: Option<i64>,
     pub packets_received: u64,
     pub packets_sent: u64,
     pub latency_count: u64,
@@ -34,50 +50,174 @@ impl Stats {
         }
     }
 
+    /// `srst`: ZooKeeper's `ServerStats.reset` (latency, packets, response sizes).
     pub fn reset(&mut self) {
         *self = Stats {
             digest_mismatches: self.digest_mismatches,
+            auth_failed: self.auth_failed,
+            connection_requests: self.connection_requests,
+            trace_mask: self.trace_mask,
+            read_latency: std::mem::take(&mut self.read_latency),
+            update_latency: std::mem::take(&mut self.update_latency),
             ..Stats::default()
+        };
+    }
+
+    pub fn trace_mask(&self) -> i64 {
+        self.trace_mask.unwrap_or(DEFAULT_TRACE_MASK)
+    }
+
+    pub fn record_response_size(&mut self, n: usize) {
+        self.response_size = Some(match self.response_size {
+            None => (n, n, n),
+            Some((_, lo, hi)) => (n, lo.min(n), hi.max(n)),
+        });
+    }
+}
+
+/// One connection's counters, as ZooKeeper's `cons` shows them (`ServerCnxn`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnStats {
+    pub received: u64,
+    pub sent: u64,
+    /// ZooKeeper's short name of the last request answered (`GETD`, `PING`...), or `NA`.
+    pub last_op: &'static str,
+    /// Wall-clock ms when the session was established on this connection (0: none yet).
+    pub established_ms: i64,
+    pub last_cxid: i64,
+    pub last_zxid: i64,
+    /// Wall-clock ms of the last reply.
+    pub last_response_ms: i64,
+    pub last_latency: i64,
+    pub min_latency: i64,
+    pub max_latency: i64,
+    latency_sum: i64,
+    latency_count: u64,
+}
+
+impl Default for ConnStats {
+    fn default() -> Self {
+        ConnStats {
+            received: 0,
+            sent: 0,
+            last_op: "NA",
+            established_ms: 0,
+            last_cxid: -1,
+            last_zxid: -1,
+            last_response_ms: 0,
+            last_latency: 0,
+            min_latency: 0,
+            max_latency: 0,
+            latency_sum: 0,
+            latency_count: 0,
+        }
+    }
+}
+
+impl ConnStats {
+    /// A request answered: `op` is its opcode, `latency` in ms.
+    pub fn answered(&mut self, op: i32, cxid: i32, zxid: i64, latency: i64, wall_ms: i64) {
+        let latency = latency.max(0);
+        self.last_op = op_short_name(op);
+        if cxid >= 0 {
+            self.last_cxid = cxid as i64;
+        }
+        self.last_zxid = zxid;
+        self.last_response_ms = wall_ms;
+        self.last_latency = latency;
+        if self.latency_count == 0 || latency < self.min_latency {
+            self.min_latency = latency;
+        }
+        self.max_latency = self.max_latency.max(latency);
+        self.latency_sum += latency;
+        self.latency_count += 1;
+    }
+
+    /// ZooKeeper prints the average as a whole number of ms.
+    pub fn avg_latency(&self) -> i64 {
+        if self.latency_count == 0 {
+            0
+        } else {
+            self.latency_sum / self.latency_count as i64
+        }
+    }
+
+    /// `crst`: ZooKeeper's `resetStats` (the established time and session stay).
+    pub fn reset(&mut self) {
+        *self = ConnStats {
+            established_ms: self.established_ms,
+            ..ConnStats::default()
         };
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ConnStats {
-    pub received: u64,
-    pub sent: u64,
+/// ZooKeeper's `lastOp` names (`FinalRequestProcessor`).
+pub fn op_short_name(op: i32) -> &'static str {
+    use crate::proto::op;
+    match op {
+        op::PING => "PING",
+        op::CREATE_SESSION => "SESS",
+        op::MULTI => "MULT",
+        op::MULTI_READ => "MLTR",
+        op::CREATE | op::CREATE2 | op::CREATE_TTL | op::CREATE_CONTAINER => "CREA",
+        op::DELETE | op::DELETE_CONTAINER => "DELE",
+        op::SET_DATA => "SETD",
+        op::RECONFIG => "RECO",
+        op::SET_ACL => "SETA",
+        op::CLOSE_SESSION => "CLOS",
+        op::SYNC => "SYNC",
+        op::CHECK => "CHEC",
+        op::EXISTS => "EXIS",
+        op::GET_DATA => "GETD",
+        op::SET_WATCHES => "SETW",
+        op::SET_WATCHES2 => "STW2",
+        op::ADD_WATCH => "ADDW",
+        op::GET_ACL => "GETA",
+        op::GET_CHILDREN | op::GET_CHILDREN2 => "GETC",
+        op::GET_ALL_CHILDREN_NUMBER => "GETACN",
+        op::CHECK_WATCHES => "CHKW",
+        op::REMOVE_WATCHES => "REMW",
+        op::WHO_AM_I => "HOMI",
+        op::GET_EPHEMERALS => "GETE",
+        _ => "NA",
+    }
 }
 
 /// What `cons` and `stat` show of one connection.
 pub struct ConnView {
+    pub conn: super::ConnId,
     pub ip: String,
     pub session: Option<i64>,
+    pub session_timeout: i32,
     pub queued: usize,
-    pub received: u64,
-    pub sent: u64,
+    pub stats: ConnStats,
 }
 
 impl super::Engine {
     /// `crst`: zero every connection's counters.
     pub fn reset_connection_stats(&mut self) {
         for c in self.conns.values_mut() {
-            c.stats = ConnStats::default();
+            c.stats.reset();
         }
     }
 
     pub fn connection_views(&self) -> Vec<ConnView> {
         let mut v: Vec<ConnView> = self
             .conns
-            .values()
-            .map(|c| ConnView {
+            .iter()
+            .map(|(id, c)| ConnView {
+                conn: *id,
                 ip: c.ip.clone(),
                 session: c.session,
+                session_timeout: c
+                    .session
+                    .and_then(|s| self.sessions.get(s).map(|x| x.timeout))
+                    .unwrap_or(0),
                 queued: c.queue.len(),
-                received: c.stats.received,
-                sent: c.stats.sent,
+                stats: c.stats,
             })
             .collect();
-        v.sort_by_key(|c| c.session);
+        v.sort_by_key(|c| c.conn);
         v
     }
 }

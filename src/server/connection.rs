@@ -126,12 +126,22 @@ pub async fn serve(
         Ok(true) => {}
         Ok(false) => return,
         Err(_) => {
+            super::counters::COUNTERS.sessionless_expired();
             tracing::info!(%peer, "closing connection: no handshake within {HANDSHAKE_TIMEOUT:?}");
             return;
         }
     }
     if let Some(word) = admin::is_word(&buf[..4]) {
-        four_letter(word, rd, wr, &core).await;
+        // `stmk` carries its mask: 8 more bytes.
+        let mut arg = None;
+        if word == "stmk" {
+            let got = tokio::time::timeout(HANDSHAKE_TIMEOUT, fill(&mut rd, &mut buf, 12)).await;
+            if !matches!(got, Ok(true)) {
+                return;
+            }
+            arg = Some(i64::from_be_bytes(buf[4..12].try_into().expect("8 bytes")));
+        }
+        four_letter(word, arg, rd, wr, &core).await;
         return;
     }
     let (tx, rx) = mpsc::unbounded_channel();
@@ -158,6 +168,7 @@ pub async fn serve(
         total_queued: limits.total_queued.clone(),
         kill: kill.clone(),
         outstanding: throttle.outstanding.clone(),
+        peer: peer.to_string(),
     };
     let ip = peer.ip().to_string();
     if core.send(CoreMsg::Register { conn, ip, handle }).is_err() {
@@ -255,7 +266,7 @@ async fn fill(rd: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> bool {
     while buf.len() < n {
         match rd.read_buf(buf).await {
             Ok(0) | Err(_) => return false,
-            Ok(_) => {}
+            Ok(n) => super::counters::COUNTERS.bytes_received(n),
         }
     }
     true
@@ -283,7 +294,7 @@ async fn next_frame(
                             "connection closed inside a frame ({had} bytes buffered)"
                         ))
                     }
-                    Ok(_) => {}
+                    Ok(n) => super::counters::COUNTERS.bytes_received(n),
                     Err(e) => return Err(format!("read error: {e}")),
                 }
             }
@@ -414,12 +425,20 @@ fn written(
 
 async fn four_letter(
     word: &'static str,
+    arg: Option<i64>,
     rd: OwnedReadHalf,
     mut wr: OwnedWriteHalf,
     core: &mpsc::UnboundedSender<CoreMsg>,
 ) {
     let (tx, rx) = oneshot::channel();
-    if core.send(CoreMsg::FourLetter { word, reply: tx }).is_err() {
+    let question = super::core_task::Question::Word { word, arg };
+    if core
+        .send(CoreMsg::Ask {
+            question,
+            reply: tx,
+        })
+        .is_err()
+    {
         return;
     }
     if let Ok(text) = rx.await {

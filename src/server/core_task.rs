@@ -27,6 +27,8 @@ pub struct ConnHandle {
     pub kill: Arc<tokio::sync::Notify>,
     /// Its share of `globalOutstandingLimit`, given back as each answer is produced.
     pub outstanding: Arc<super::connection::Outstanding>,
+    /// The client's address (`ip:port`), for `cons`.
+    pub peer: String,
 }
 
 pub enum CoreMsg {
@@ -42,13 +44,35 @@ pub enum CoreMsg {
         zxid: i64,
         truncations: u64,
     },
-    FourLetter {
-        word: &'static str,
+    /// An operator's question: a four-letter word, an AdminServer command, a scrape.
+    Ask {
+        question: Question,
         reply: oneshot::Sender<String>,
+    },
+    /// A graceful stop (`shutdown.rs`): take no new requests or handshakes, and answer
+    /// once the writes under way are done.
+    Drain {
+        reply: oneshot::Sender<super::shutdown::Drained>,
     },
     /// Members only: what the host did for the node off the member task (a SNAP's state
     /// written, the state reloaded after a TRUNC), or why it could not.
     ForNode(Result<crate::node::Input, String>),
+}
+
+/// What an operator asks the engine's owner.
+pub enum Question {
+    /// A four-letter word (`arg`: `stmk`'s mask).
+    Word {
+        word: &'static str,
+        arg: Option<i64>,
+    },
+    /// An AdminServer command (primary name) with its query parameters: JSON back.
+    Command {
+        name: &'static str,
+        params: HashMap<String, String>,
+    },
+    /// The Prometheus text.
+    Metrics,
 }
 
 /// Most messages taken from the channel before their actions are performed.
@@ -146,6 +170,7 @@ pub async fn run(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut job: Option<SnapshotJob> = None;
     let mut last_tick = std::time::Instant::now();
+    let mut draining: Option<super::shutdown::Draining> = None;
     loop {
         let mut actions = Vec::new();
         let mut busy_from = std::time::Instant::now();
@@ -154,7 +179,15 @@ pub async fn run(
             // the next slice of it.
             for _ in 0..BATCH {
                 match rx.try_recv() {
-                    Ok(m) => take(&mut engine, &info, &mut conns, m, &clocks, &mut actions),
+                    Ok(m) => take(
+                        &mut engine,
+                        &info,
+                        &mut conns,
+                        m,
+                        &clocks,
+                        &mut actions,
+                        &mut draining,
+                    ),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => return,
                 }
@@ -168,10 +201,10 @@ pub async fn run(
                 msg = rx.recv() => {
                     let Some(msg) = msg else { return };
                     busy_from = std::time::Instant::now();
-                    take(&mut engine, &info, &mut conns, msg, &clocks, &mut actions);
+                    take(&mut engine, &info, &mut conns, msg, &clocks, &mut actions, &mut draining);
                     for _ in 0..BATCH {
                         match rx.try_recv() {
-                            Ok(m) => take(&mut engine, &info, &mut conns, m, &clocks, &mut actions),
+                            Ok(m) => take(&mut engine, &info, &mut conns, m, &clocks, &mut actions, &mut draining),
                             Err(_) => break,
                         }
                     }
@@ -184,6 +217,9 @@ pub async fn run(
             }
         }
         perform(&mut conns, actions, &mut disk);
+        if draining.is_some() && engine.writes_in_flight() == 0 {
+            draining.take().expect("checked").finish(&disk.log);
+        }
         if job.is_none() && disk.since_snapshot >= disk.threshold {
             job = Some(SnapshotJob::start(&engine, &mut disk));
         }
@@ -323,6 +359,7 @@ impl SnapshotJob {
             let parts = self.builder.finish(&engine.tree);
             disk.seal(upto, SnapMsg::Whole(parts), durable);
         }
+        super::counters::COUNTERS.snapshot(ms as i64, zxid, super::wall_ms());
         let zxid = format_args!("0x{zxid:x}");
         tracing::info!(zxid, nodes, ms, "snapshot serialized");
         None
@@ -343,6 +380,7 @@ fn take(
     msg: CoreMsg,
     clocks: &Clocks,
     actions: &mut Vec<EngineAction>,
+    draining: &mut Option<super::shutdown::Draining>,
 ) {
     match msg {
         CoreMsg::Register { conn, ip, handle } => {
@@ -353,51 +391,44 @@ fn take(
             if let Event::Closed { conn } = ev {
                 conns.remove(&conn);
             }
-            if !of_closed_connection(conns, &ev) {
+            let stopping = draining.is_some() && is_new_work(&ev);
+            if !of_closed_connection(conns, &ev) && !stopping {
                 actions.extend(engine.handle(ev, clocks.now()));
             }
+        }
+        CoreMsg::Drain { reply } => {
+            *draining = Some(super::shutdown::Draining {
+                reply,
+                in_flight_at_start: engine.writes_in_flight(),
+            });
         }
         CoreMsg::Durable { zxid, .. } => {
             // Standalone: durable is committed.
             actions.extend(engine.handle(Event::Durable { zxid }, clocks.now()));
         }
-        CoreMsg::FourLetter { word, reply } => {
-            let _ = reply.send(answer_word(word, engine, info));
+        CoreMsg::Ask { question, reply } => {
+            let _ = reply.send(answer(question, engine, info, conns));
         }
         CoreMsg::ForNode(_) => tracing::error!("a member's message reached a standalone server"),
     }
 }
 
-/// A four-letter word's answer; `dirs` measures the directories now.
-pub(super) fn answer_word(word: &str, engine: &mut Engine, info: &ServerInfo) -> String {
-    if word == "dirs" {
-        let sizes = (
-            version_dir_bytes(&info.data_dir),
-            version_dir_bytes(&info.data_log_dir),
-        );
-        let info = ServerInfo {
-            dir_sizes: sizes,
-            ..info.clone()
-        };
-        admin::answer(word, engine, &info)
-    } else {
-        admin::answer(word, engine, info)
+/// An operator's answer, from the engine and the figures of now (`live.rs`).
+pub(super) fn answer(
+    q: Question,
+    engine: &mut Engine,
+    info: &ServerInfo,
+    conns: &HashMap<ConnId, ConnHandle>,
+) -> String {
+    let peers = conns.iter().map(|(id, h)| (*id, h.peer.clone())).collect();
+    let info = super::live::refresh(info, peers);
+    match q {
+        Question::Word { word, arg } => admin::answer(word, arg, engine, &info),
+        Question::Command { name, params } => {
+            admin::commands::run(name, &params, engine, &info).to_string()
+        }
+        Question::Metrics => admin::prometheus::render(engine, &info),
     }
-}
-
-/// Bytes in the files of `<dir>/version-2`, as ZooKeeper's `dirs` counts them.
-fn version_dir_bytes(dir: &str) -> u64 {
-    let Ok(entries) =
-        std::fs::read_dir(std::path::Path::new(dir).join(crate::persist::VERSION_DIR))
-    else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
 }
 
 /// Performs actions: frames to connections, transactions to the log writer (which answers
@@ -457,6 +488,11 @@ pub(super) fn to_client(conns: &mut HashMap<ConnId, ConnHandle>, out: ToClient) 
 /// has an unknown outcome, as with any connection loss; `Event::Closed` still follows.
 pub(super) fn of_closed_connection(conns: &HashMap<ConnId, ConnHandle>, ev: &Event) -> bool {
     matches!(ev, Event::Request { conn, .. } if !conns.contains_key(conn))
+}
+
+/// A request or handshake: what a stopping server no longer takes.
+pub(super) fn is_new_work(ev: &Event) -> bool {
+    matches!(ev, Event::Request { .. } | Event::Handshake { .. })
 }
 
 /// A connection with more than this many reply bytes waiting counts as a slow reader when

@@ -31,6 +31,9 @@ pub enum LogCmd {
     /// Ensemble learner (TRUNC, SNAP): remove every logged entry after `after`, then
     /// answer on `done`. The next append starts a new file.
     Truncate { after: i64, done: mpsc::Sender<()> },
+    /// Answer on `done` once everything appended before is written and synced (a graceful
+    /// stop).
+    Flush { done: mpsc::Sender<()> },
 }
 
 pub struct LogConfig {
@@ -39,6 +42,8 @@ pub struct LogConfig {
     pub prealloc: u64,
     /// Testing only: a pause before every sync, to play a slow disk.
     pub sync_delay: std::time::Duration,
+    /// A sync slower than this is logged and counted (`fsync.warningthresholdms`).
+    pub fsync_warning_ms: i64,
 }
 
 impl LogConfig {
@@ -48,6 +53,7 @@ impl LogConfig {
             force_sync: s.force_sync,
             prealloc: s.pre_alloc_size_kb * 1024,
             sync_delay: std::time::Duration::from_millis(s.test_log_sync_delay_ms),
+            fsync_warning_ms: s.fsync_warning_threshold_ms as i64,
         }
     }
 }
@@ -84,6 +90,7 @@ fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<Co
     let mut truncations = 0u64;
     while let Ok(first) = rx.recv() {
         let mut last_zxid = None;
+        let mut flushed = Vec::new();
         let mut cmd = Some(first);
         while let Some(c) = cmd {
             match c {
@@ -114,6 +121,7 @@ fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<Co
                     last_zxid = Some(after);
                     let _ = done.send(());
                 }
+                LogCmd::Flush { done } => flushed.push(done),
             }
             // Group commit: take whatever else is already waiting, up to a bound.
             cmd = if buf.len() < (8 << 20) {
@@ -124,6 +132,15 @@ fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<Co
         }
         if let Some(cur) = current.as_mut() {
             flush(&cfg, cur, &mut buf);
+        }
+        if !flushed.is_empty() && !cfg.force_sync {
+            // A graceful stop syncs even when every write did not.
+            if let Some(cur) = current.as_mut() {
+                let _ = cur.file.sync_data();
+            }
+        }
+        for done in flushed {
+            let _ = done.send(());
         }
         if let Some(zxid) = last_zxid {
             if core.send(CoreMsg::Durable { zxid, truncations }).is_err() {
@@ -173,12 +190,21 @@ fn flush(cfg: &LogConfig, cur: &mut CurrentLog, buf: &mut Vec<u8>) {
     cur.pos = end;
     buf.clear();
     if cfg.force_sync {
+        let started = std::time::Instant::now();
         if !cfg.sync_delay.is_zero() {
             std::thread::sleep(cfg.sync_delay);
         }
         cur.file
             .sync_data()
             .unwrap_or_else(|e| fatal("syncing the log", &cur.path, e));
+        let ms = started.elapsed().as_millis() as i64;
+        if super::counters::COUNTERS.fsync(ms, cfg.fsync_warning_ms) {
+            tracing::warn!(
+                ms,
+                threshold_ms = cfg.fsync_warning_ms,
+                "syncing the transaction log took {ms} ms, which adversely affects latency"
+            );
+        }
     }
 }
 
@@ -499,6 +525,7 @@ mod log_tests {
             force_sync: true,
             prealloc: 0,
             sync_delay: std::time::Duration::ZERO,
+            fsync_warning_ms: 1000,
         };
         let log = start_log_writer(cfg, core);
         for z in 1..=3 {

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -97,7 +96,10 @@ const CORE_TICK_MS: u64 = 50;
 
 /// Runs this member of the configured ensemble: election and quorum ports, and the client
 /// port answering four-letter words from the current role.
-pub async fn run_member(s: &crate::config::Settings) -> std::io::Result<()> {
+pub async fn run_member(
+    s: &crate::config::Settings,
+    stop: impl std::future::Future<Output = &'static str> + Send + 'static,
+) -> std::io::Result<()> {
     use crate::config::Role;
     let me = s.server_id as Sid;
     let mine = s
@@ -147,22 +149,23 @@ pub async fn run_member(s: &crate::config::Settings) -> std::io::Result<()> {
         snap_threshold: s.commit_log_count,
         log_window: s.commit_log_count,
     };
-    let election = TcpListener::bind(peers[&me].election).await?;
-    let quorum = TcpListener::bind(peers[&me].quorum).await?;
+    let election = super::bind("leader election", peers[&me].election.to_string()).await?;
+    let quorum = super::bind("the quorum", peers[&me].quorum.to_string()).await?;
     let client_addr = match &mine.client {
-        Some((h, p)) => format!("{h}:{p}"),
-        None => format!("{}:{}", s.client_port_address, s.client_port),
+        Some((h, p)) => super::client_addr(h, *p),
+        None => super::client_addr(&s.client_port_address, s.client_port),
     };
-    let clients = TcpListener::bind(&client_addr).await?;
-    println!("zabd: serving clients on {}", clients.local_addr()?);
+    let clients = super::bind("clients", &client_addr).await?;
     tracing::info!(id = me, election = %peers[&me].election, quorum = %peers[&me].quorum, "ensemble member starting; waiting for a quorum");
     let status = Arc::new(Mutex::new(Status {
         state: State::Looking,
         leader: None,
         epoch: 0,
     }));
+    let mut settings = s.clone();
+    settings.client_port = clients.local_addr()?.port();
     super::member::run(super::member::Setup {
-        settings: s.clone(),
+        settings,
         cfg,
         peers,
         election,
@@ -170,6 +173,7 @@ pub async fn run_member(s: &crate::config::Settings) -> std::io::Result<()> {
         clients,
         core_tick: Duration::from_millis(CORE_TICK_MS),
         status,
+        stop: Box::pin(stop),
     })
     .await
 }

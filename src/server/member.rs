@@ -39,6 +39,8 @@ pub struct Setup {
     pub clients: TcpListener,
     pub core_tick: Duration,
     pub status: Arc<Mutex<Status>>,
+    /// Resolves on SIGTERM/SIGINT (`shutdown.rs`).
+    pub stop: std::pin::Pin<Box<dyn std::future::Future<Output = &'static str> + Send>>,
 }
 
 /// What woke the member's loop.
@@ -66,6 +68,10 @@ struct Member {
     status: Arc<Mutex<Status>>,
     /// What `status` shows: the role, the leader and the epoch.
     shown: (State, Option<Sid>, u32),
+    /// A graceful stop under way (`shutdown.rs`).
+    draining: Option<super::shutdown::Draining>,
+    /// Since when this member leads (the `leader_uptime` metric).
+    leading_since: Option<std::time::Instant>,
 }
 
 /// Stops the member: something that could make replicas diverge, or a disk that failed.
@@ -78,8 +84,13 @@ fn fatal(what: String) -> ! {
 pub async fn run(setup: Setup) -> std::io::Result<()> {
     let s = setup.settings;
     let (snap_dir, log_dir) = super::data_dirs(&s);
+    let recovery_started = std::time::Instant::now();
     let rec = recovery::recover_unapplied(&snap_dir, &log_dir, s.extended_types_enabled)
         .map_err(|e| std::io::Error::other(format!("cannot recover the data directory: {e}")))?;
+    super::counters::COUNTERS.startup(
+        recovery_started.elapsed().as_millis() as i64,
+        rec.entries.len() as u64,
+    );
     tracing::info!(
         snapshot = format_args!("0x{:x}", rec.snapshot_zxid),
         logged_after_it = rec.entries.len(),
@@ -114,6 +125,8 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
     )
     .map_err(|d| std::io::Error::other(format!("cannot start on the logged entries: {d}")))?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
+    super::http::start(&s, &core_tx).await?;
+    super::announce_serving(setup.clients.local_addr()?);
     let log = disk::start_log_writer(disk::LogConfig::from_settings(log_dir, &s), core_tx.clone());
     let snapshots = disk::start_snapshot_writer(snap_dir.clone());
     if s.autopurge_purge_interval_hours > 0 {
@@ -136,13 +149,14 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         s.extended_types_enabled,
     );
     let limits = super::ConnLimits::from_settings(&s);
-    tokio::spawn(super::accept_loop(
+    let accepting = tokio::spawn(super::accept_loop(
         setup.clients,
         core_tx.clone(),
         limits,
         s.max_client_cnxns,
         s.max_cnxns,
     ));
+    let stop_tx = core_tx.clone();
     let m = Member {
         node,
         info: super::server_info(&s, "looking"),
@@ -156,8 +170,21 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         clocks,
         status: setup.status,
         shown: (State::Looking, None, 0),
+        draining: None,
+        leading_since: None,
     };
-    m.run(core_rx, ev_rx, setup.core_tick).await
+    let mut member = tokio::spawn(m.run(core_rx, ev_rx, setup.core_tick));
+    tokio::select! {
+        r = &mut member => match r {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(format!("the member task failed: {e}"))),
+        },
+        signal = setup.stop => {
+            accepting.abort();
+            super::shutdown::drain(signal, &stop_tx).await;
+            Ok(())
+        }
+    }
 }
 
 /// Logged entries as ZAB's log: each entry's body is its payload.
@@ -214,6 +241,10 @@ impl Member {
                 Woke::Snapshot => {}
             }
             self.input(Input::PassEnd);
+            if self.draining.is_some() && self.node.engine().writes_in_flight() == 0 {
+                let d = self.draining.take().expect("checked");
+                d.finish(&self.disk.log);
+            }
             self.snapshot_step(|| !core_rx.is_empty() || !ev_rx.is_empty());
             core_task::note_stall(self.node.engine_mut(), busy_from.elapsed());
             if self.job.is_some() {
@@ -265,18 +296,28 @@ impl Member {
                 if let crate::engine::Event::Closed { conn } = ev {
                     self.conns.remove(&conn);
                 }
-                if !core_task::of_closed_connection(&self.conns, &ev) {
+                let stopping = self.draining.is_some() && core_task::is_new_work(&ev);
+                if !core_task::of_closed_connection(&self.conns, &ev) && !stopping {
                     self.input(Input::Client(ev));
                 }
             }
+            CoreMsg::Drain { reply } => {
+                self.draining = Some(super::shutdown::Draining {
+                    reply,
+                    in_flight_at_start: self.node.engine().writes_in_flight(),
+                });
+            }
             CoreMsg::ForNode(Ok(input)) => self.input(input),
             CoreMsg::ForNode(Err(what)) => fatal(what),
-            CoreMsg::FourLetter { word, reply } => {
+            CoreMsg::Ask { question, reply } => {
                 self.info.mode = self.node.mode_name().into();
                 self.info.ensemble_rows = self.node.ensemble_rows();
-                let text = match word {
-                    "isro" => self.node.read_only_word().to_string(),
-                    _ => core_task::answer_word(word, self.node.engine_mut(), &self.info),
+                self.info.quorum = Some(self.quorum_info());
+                let text = match question {
+                    core_task::Question::Word { word: "isro", .. } => {
+                        self.node.read_only_word().to_string()
+                    }
+                    q => core_task::answer(q, self.node.engine_mut(), &self.info, &self.conns),
                 };
                 let _ = reply.send(text);
             }
@@ -334,8 +375,50 @@ impl Member {
         let now = (peer.state(), peer.leader(), peer.current_epoch());
         if now != self.shown {
             self.shown = now;
+            self.leading_since = (now.0 == State::Leading).then(std::time::Instant::now);
             let mut st = self.status.lock().expect("status lock");
             (st.state, st.leader, st.epoch) = now;
+        }
+    }
+
+    /// The member's part of the operator's answers (`admin::QuorumInfo`).
+    fn quorum_info(&self) -> crate::admin::QuorumInfo {
+        let peer = self.node.peer();
+        let mode = self.node.mode_name();
+        let members: Vec<(i64, String)> = super::ensemble::config_node_text(&self.settings)
+            .lines()
+            .filter_map(|l| l.strip_prefix("server."))
+            .filter_map(|l| l.split_once('='))
+            .filter_map(|(id, spec)| Some((id.parse().ok()?, spec.to_string())))
+            .collect();
+        let voters: Vec<i64> = self
+            .settings
+            .servers
+            .iter()
+            .filter(|x| x.role == crate::config::Role::Participant)
+            .map(|x| x.id)
+            .collect();
+        let (peer_state, zab_state) = match mode {
+            "leader" => ("leading - broadcast", "BROADCAST"),
+            "follower" => ("following - broadcast", "BROADCAST"),
+            "observer" => ("observing - broadcast", "BROADCAST"),
+            "read-only" => ("looking", "ELECTION"),
+            _ => ("looking", "ELECTION"),
+        };
+        crate::admin::QuorumInfo {
+            my_id: peer.id() as i64,
+            quorum_size: voters.len(),
+            peer_state: peer_state.into(),
+            members,
+            voters,
+            leader: peer.leader().map(|l| l as i64),
+            leader_uptime_ms: (mode == "leader").then(|| {
+                self.leading_since
+                    .map_or(0, |t| t.elapsed().as_millis() as u64)
+            }),
+            learners: Vec::new(),
+            synced_observers: peer.learner_counts().map_or(0, |c| c.2),
+            zab_state: zab_state.into(),
         }
     }
 

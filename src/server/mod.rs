@@ -15,13 +15,17 @@
 
 mod connection;
 mod core_task;
+pub mod counters;
 mod dir_lock;
 pub mod disk;
 pub mod ensemble;
+mod http;
+mod live;
 mod member;
 pub mod peers;
 pub mod purge;
 pub mod recovery;
+pub(crate) mod shutdown;
 
 use crate::admin::ServerInfo;
 use crate::config::Settings;
@@ -152,16 +156,22 @@ pub(super) fn engine_config(s: &Settings) -> EngineConfig {
     }
 }
 
-/// What the four-letter words report of the configuration, in `mode`.
+/// What the operator's answers report of the configuration, in `mode`.
 pub(super) fn server_info(s: &Settings, mode: &str) -> ServerInfo {
     ServerInfo {
         conf_lines: s.conf_lines(),
+        configuration: s
+            .conf_entries()
+            .into_iter()
+            .map(|(_, k, v)| (k.to_string(), v))
+            .collect(),
+        initial_config: s.source_text.clone(),
         data_dir: s.data_dir.display().to_string(),
         data_log_dir: s.data_log_dir().display().to_string(),
         whitelist: s.four_letter_words.clone(),
         mode: mode.into(),
-        dir_sizes: (0, 0),
-        ensemble_rows: Vec::new(),
+        environment: live::environment(),
+        ..ServerInfo::default()
     }
 }
 
@@ -173,19 +183,74 @@ pub fn data_dirs(s: &Settings) -> (std::path::PathBuf, std::path::PathBuf) {
     )
 }
 
-/// The server id from `<dataDir>/myid` when that file exists (as ZooKeeper keeps it).
+/// The server id: `<dataDir>/myid` when that file exists (as ZooKeeper keeps it), else
+/// `server_id` (`myid`) from the configuration; they must agree when both are given. An
+/// ensemble member with neither is refused, naming the missing file.
 fn read_myid(s: &mut Settings) -> std::io::Result<()> {
     let path = s.data_dir.join("myid");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        s.server_id = text.trim().parse().map_err(|_| {
-            std::io::Error::other(format!(
-                "{}: {:?} is not a server id",
-                path.display(),
-                text.trim()
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id: i64 = text.trim().parse().map_err(|_| {
+                std::io::Error::other(format!(
+                    "{}: {:?} is not a server id",
+                    path.display(),
+                    text.trim()
+                ))
+            })?;
+            if s.server_id != 0 && s.server_id != id {
+                return Err(std::io::Error::other(format!(
+                    "{} says server id {id}, the configuration says server_id = {}; \
+                     they must agree",
+                    path.display(),
+                    s.server_id
+                )));
+            }
+            s.server_id = id;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if s.servers.len() > 1 && s.server_id == 0 {
+                return Err(std::io::Error::other(format!(
+                    "{}: missing; an ensemble member needs its server id in this file \
+                     (as ZooKeeper) or as server_id in the TOML configuration",
+                    path.display()
+                )));
+            }
+        }
+        Err(e) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
             ))
-        })?;
+        }
     }
     Ok(())
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+pub(super) fn client_addr(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Binds a listener, naming what it is for and the address when that fails.
+pub(super) async fn bind(what: &str, addr: impl AsRef<str>) -> std::io::Result<TcpListener> {
+    let addr = addr.as_ref();
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen for {what} on {addr}: {e}"))
+    })
+}
+
+/// The stable line that scripts and tests read to learn the client port (client_port = 0
+/// picks one). Printed only once the data directory is recovered, so a readiness probe
+/// that waits for it (or for the port to answer `ruok`) is not fooled by a server that
+/// is about to fail recovery.
+pub(super) fn announce_serving(local: SocketAddr) {
+    use std::io::Write;
+    println!("zabd: serving clients on {local}");
+    let _ = std::io::stdout().flush();
 }
 
 /// Runs a standalone server, or an ensemble member, until the process is stopped.
@@ -194,22 +259,27 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
         std::io::Error::new(e.kind(), format!("{}: {e}", settings.data_dir.display()))
     })?;
     let _locks = dir_lock::lock_dirs(&settings.data_dir, settings.data_log_dir())?;
+    let stop = shutdown::signals();
+    live::mark_start();
     read_myid(&mut settings)?;
     if settings.servers.len() > 1 {
-        return ensemble::run_member(&settings).await;
+        return ensemble::run_member(&settings, stop).await;
     }
-    let listener =
-        TcpListener::bind((settings.client_port_address.as_str(), settings.client_port)).await?;
+    let listener = bind(
+        "clients",
+        client_addr(&settings.client_port_address, settings.client_port),
+    )
+    .await?;
     let local = listener.local_addr()?;
-    // A stable line that scripts and tests read to learn the port (client_port = 0 picks one).
-    println!("zabd: serving clients on {local}");
-    tracing::info!(%local, "zabd standalone server started");
+    // `conf` and `configuration` show the port really taken (client_port = 0 picks one).
+    settings.client_port = local.port();
 
     let clocks = Clocks::new();
     let (snap_dir, log_dir) = data_dirs(&settings);
     let started = Instant::now();
     let rec = recovery::recover(&snap_dir, &log_dir, settings.extended_types_enabled)
         .map_err(|e| std::io::Error::other(format!("cannot recover the data directory: {e}")))?;
+    counters::COUNTERS.startup(started.elapsed().as_millis() as i64, rec.replayed as u64);
     tracing::info!(
         snapshot = format_args!("0x{:x}", rec.snapshot_zxid),
         replayed = rec.replayed,
@@ -257,14 +327,23 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
     );
 
     let limits = ConnLimits::from_settings(&settings);
-    accept_loop(
+    http::start(&settings, &core_tx).await?;
+    announce_serving(local);
+    tracing::info!(%local, "zabd standalone server started");
+    let accepting = accept_loop(
         listener,
-        core_tx,
+        core_tx.clone(),
         limits,
         settings.max_client_cnxns,
         settings.max_cnxns,
-    )
-    .await
+    );
+    tokio::select! {
+        r = accepting => r,
+        signal = stop => {
+            shutdown::drain(signal, &core_tx).await;
+            Ok(())
+        }
+    }
 }
 
 /// Watches a task that owns state: if it panics or ends, the process stops with code 70
@@ -322,10 +401,12 @@ pub(super) async fn accept_loop(
         match counts.try_take(peer.ip(), max_per_ip, max_total) {
             Ok(()) => {}
             Err(Refused::PerAddress(max)) => {
+                counters::COUNTERS.connection_rejected();
                 tracing::warn!(%peer, max, "too many connections from this address (maxClientCnxns); closing");
                 continue;
             }
             Err(Refused::Total(max)) => {
+                counters::COUNTERS.connection_rejected();
                 tracing::warn!(%peer, "Too many connections, max allowed is {max} (maxCnxns); closing");
                 continue;
             }

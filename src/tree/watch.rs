@@ -192,30 +192,49 @@ impl Watches {
         self.tables.values().map(HashSet::len).sum()
     }
 
-    /// Watched paths per session, sorted, for `wchc`.
+    /// The registrations `wchs` counts: as ZooKeeper's, whose `wch*` words read its data
+    /// watch manager, every kind but child watches.
+    pub fn data_count(&self) -> usize {
+        self.tables
+            .iter()
+            .filter(|((k, _), _)| *k != WatchKind::Child)
+            .map(|(_, set)| set.len())
+            .sum()
+    }
+
+    /// Watched paths per session, sorted, for `wchc` (child watches left out, as there).
     pub fn by_session(&self) -> BTreeMap<i64, BTreeSet<&str>> {
         let mut m: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
         for (s, keys) in &self.by_session {
-            m.entry(*s)
-                .or_default()
-                .extend(keys.iter().map(|(_, p)| p.as_str()));
+            let paths = keys
+                .iter()
+                .filter(|(k, _)| *k != WatchKind::Child)
+                .map(|(_, p)| p.as_str());
+            let e = m.entry(*s).or_default();
+            e.extend(paths);
         }
+        m.retain(|_, paths| !paths.is_empty());
         m
     }
 
-    /// Watching sessions per path, sorted, for `wchp`.
+    /// Watching sessions per path, sorted, for `wchp` (child watches left out, as there).
     pub fn by_path(&self) -> BTreeMap<&str, BTreeSet<i64>> {
         let mut m: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
-        for ((_, p), set) in &self.tables {
-            m.entry(p.as_str()).or_default().extend(set.iter().copied());
+        for ((k, p), set) in &self.tables {
+            if *k != WatchKind::Child {
+                m.entry(p.as_str()).or_default().extend(set.iter().copied());
+            }
         }
+        m.retain(|_, s| !s.is_empty());
         m
     }
 
+    /// Paths with a watch other than a child watch (`wchs`).
     pub fn paths(&self) -> usize {
         self.tables
-            .keys()
-            .map(|(_, p)| p)
+            .iter()
+            .filter(|((k, _), set)| *k != WatchKind::Child && !set.is_empty())
+            .map(|((_, p), _)| p)
             .collect::<HashSet<_>>()
             .len()
     }

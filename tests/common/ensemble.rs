@@ -113,7 +113,10 @@ impl Ensemble {
         let mut members = Vec::new();
         for i in 0..n {
             let servers = servers_for(i);
-            let extra = extra(i);
+            let mut extra = extra(i);
+            if !extra.contains("admin") {
+                extra.push_str("\nadmin.enable = false");
+            }
             let cfg = dir.path().join(format!("m{}.toml", i + 1));
             let text = format!(
                 "server_id = {}\ntick_time = 200\ninit_limit = 10\nsync_limit = 5\n\

@@ -40,6 +40,10 @@ impl Zabd {
         if !extra.contains("four_letter_words") {
             base.push_str("four_letter_words = [\"*\"]\n");
         }
+        // Tests never take a fixed port: the AdminServer (8080 by default) only when asked.
+        if !extra.contains("admin") {
+            base.push_str("admin.enable = false\n");
+        }
         std::fs::write(&cfg, format!("{base}{extra}\n")).expect("write config");
         let (child, addr) = spawn(&cfg, &dir.path().join("zabd.log")).expect("zabd starts");
         Zabd {
@@ -194,6 +198,14 @@ pub fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
     answer
         .recv()
         .map_err(|_| std::io::Error::other("spawner thread gone"))?
+}
+
+/// Sends SIGTERM to a process this test started.
+pub fn signal_term(pid: u32) {
+    // SAFETY: kill(2) on a pid of our own child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
 }
 
 /// Sends SIGSTOP (`pause`) or SIGCONT to a process this test started.

@@ -26,7 +26,7 @@ start_zabd() {
   local name=$1 d=$work/$1
   shift
   mkdir -p "$d"
-  printf '%s\n' "client_port = 0" 'client_port_address = "127.0.0.1"' "data_dir = \"$d/data\"" "$@" >"$d/zabd.toml"
+  printf '%s\n' "client_port = 0" 'client_port_address = "127.0.0.1"' "data_dir = \"$d/data\"" "admin.enable = false" "$@" >"$d/zabd.toml"
   "$zabd" --config "$d/zabd.toml" >"$d/out" 2>"$d/log" &
   pids+=($!)
   for _ in $(seq 1 600); do
@@ -54,7 +54,7 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))'))
   done
   addr=""
   for i in 1 2 3; do
-    printf '%s\n' "server_id = $i" "data_dir = \"$d/m$i\"" 'four_letter_words = ["*"]' "$@" "$servers" >"$d/m$i.toml"
+    printf '%s\n' "server_id = $i" "data_dir = \"$d/m$i\"" 'four_letter_words = ["*"]' "admin.enable = false" "$@" "$servers" >"$d/m$i.toml"
     "$zabd" --config "$d/m$i.toml" >"$d/m$i.out" 2>"$d/m$i.log" &
     pids+=($!)
     addr="$addr${addr:+,}127.0.0.1:${ports[(i - 1) * 3 + 2]}"

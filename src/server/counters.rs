@@ -1,0 +1,89 @@
+//! Process-wide counters kept by the I/O side (connections, the log and snapshot writers,
+//! startup), read by the four-letter words, the AdminServer and the Prometheus endpoint.
+//!
+//! Owns: atomics and two small summaries behind a mutex that is held only to add a sample
+//! or copy the figures (never across `.await`). One process is one server, as in
+//! ZooKeeper, whose `ServerMetrics` is a singleton too.
+
+use crate::admin::summary::Summary;
+use crate::admin::IoFigures;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+pub struct Counters {
+    bytes_received: AtomicU64,
+    connection_rejected: AtomicU64,
+    sessionless_expired: AtomicU64,
+    fsync_threshold_exceeded: AtomicU64,
+    fsync: Mutex<Summary>,
+    snapshot: Mutex<Summary>,
+    startup: Mutex<(i64, u64)>,
+    last_snapshot: Mutex<(i64, i64)>,
+}
+
+pub static COUNTERS: Counters = Counters {
+    bytes_received: AtomicU64::new(0),
+    connection_rejected: AtomicU64::new(0),
+    sessionless_expired: AtomicU64::new(0),
+    fsync_threshold_exceeded: AtomicU64::new(0),
+    fsync: Mutex::new(Summary::new_const()),
+    snapshot: Mutex::new(Summary::new_const()),
+    startup: Mutex::new((0, 0)),
+    last_snapshot: Mutex::new((-1, 0)),
+};
+
+impl Counters {
+    pub fn bytes_received(&self, n: usize) {
+        self.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn connection_rejected(&self) {
+        self.connection_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn sessionless_expired(&self) {
+        self.sessionless_expired.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One log sync took `ms`; past `threshold_ms` it counts as slow (ZooKeeper's
+    /// `fsync.warningthresholdms`).
+    pub fn fsync(&self, ms: i64, threshold_ms: i64) -> bool {
+        lock(&self.fsync).add(ms);
+        let slow = ms > threshold_ms;
+        if slow {
+            self.fsync_threshold_exceeded
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        slow
+    }
+
+    /// A snapshot serialized in `ms`, named `zxid`, finished at `wall_ms`.
+    pub fn snapshot(&self, ms: i64, zxid: i64, wall_ms: i64) {
+        lock(&self.snapshot).add(ms);
+        *lock(&self.last_snapshot) = (zxid, wall_ms);
+    }
+
+    /// Startup recovery: `ms` to load the data directory, `txns` transactions replayed.
+    pub fn startup(&self, ms: i64, txns: u64) {
+        *lock(&self.startup) = (ms, txns);
+    }
+
+    pub fn figures(&self) -> IoFigures {
+        let (dbinit_ms, startup_txns) = *lock(&self.startup);
+        IoFigures {
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            connection_rejected: self.connection_rejected.load(Ordering::Relaxed),
+            sessionless_expired: self.sessionless_expired.load(Ordering::Relaxed),
+            fsync_threshold_exceeded: self.fsync_threshold_exceeded.load(Ordering::Relaxed),
+            fsync: lock(&self.fsync).clone(),
+            snapshot: lock(&self.snapshot).clone(),
+            dbinit_ms,
+            startup_txns,
+            last_snapshot: *lock(&self.last_snapshot),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
