@@ -40,8 +40,18 @@ struct Cli {
     data_dir: Option<PathBuf>,
     /// A ZooKeeper system property, as JVMFLAGS' -Dkey=value (e.g.
     /// zookeeper.snapCount=50000, jute.maxbuffer=4194304); repeatable, applied over the file.
+    /// Log line format: text (human-readable; colour only on a terminal) or json (one JSON
+    /// object per line, for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[arg(long = "property", short = 'D', value_name = "KEY=VALUE", global = true, value_parser = parse_property)]
     properties: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -56,6 +66,9 @@ enum Cmd {
     /// Load generator for any ZooKeeper-compatible server or ensemble: prints throughput
     /// and latency percentiles, and writes them as JSON.
     Bench(BenchArgs),
+    /// Sends a four-letter word to a server and prints its answer (no nc needed).
+    #[command(name = "4lw")]
+    FourLetter(FourArgs),
     /// Deletes old snapshots and the logs only they need, keeping the newest COUNT snapshots
     /// (ZooKeeper's zkCleanup.sh / PurgeTxnLog). Uses the data directories of the config.
     Purge {
@@ -63,6 +76,20 @@ enum Cmd {
         #[arg(short = 'n', long, default_value_t = 3)]
         count: u32,
     },
+}
+
+/// `zabd 4lw WORD [host:port]`.
+#[derive(clap::Args)]
+struct FourArgs {
+    /// The word (ruok, srvr, stat, mntr, conf, cons, dump, envi, wchs, wchc, wchp, dirs,
+    /// isro, crst, srst, gtmk, hash; stmk takes MASK).
+    word: String,
+    /// The server's client address.
+    #[arg(default_value = "127.0.0.1:2181")]
+    server: String,
+    /// stmk's trace mask.
+    #[arg(long)]
+    mask: Option<i64>,
 }
 
 #[derive(clap::Args)]
@@ -127,13 +154,20 @@ fn main() -> ExitCode {
         }
     };
     // Colour only on a terminal: log files and journald get plain text.
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     if let Some(Cmd::Bench(b)) = &cli.command {
         return bench(b);
+    }
+    if let Some(Cmd::FourLetter(f)) = &cli.command {
+        return four_letter(f);
     }
     let settings = match load(&cli) {
         Ok(s) => s,
@@ -241,6 +275,50 @@ fn bench(b: &BenchArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn four_letter(f: &FourArgs) -> ExitCode {
+    use std::io::{Read, Write};
+    if f.word.len() != 4 || zabd::admin::is_word(f.word.as_bytes()).is_none() {
+        eprintln!("zabd 4lw: {:?} is not a four-letter word", f.word);
+        return ExitCode::from(2);
+    }
+    let timeout = std::time::Duration::from_secs(10);
+    let addr = match std::net::ToSocketAddrs::to_socket_addrs(f.server.as_str())
+        .ok()
+        .and_then(|mut a| a.next())
+    {
+        Some(a) => a,
+        None => {
+            eprintln!("zabd 4lw: cannot resolve {}", f.server);
+            return ExitCode::from(2);
+        }
+    };
+    let run = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        let mut msg = f.word.as_bytes().to_vec();
+        if f.word == "stmk" {
+            msg.extend_from_slice(&f.mask.unwrap_or(306).to_be_bytes());
+        }
+        s.write_all(&msg)?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    match run() {
+        Ok(out) => {
+            print!("{out}");
+            if !out.ends_with('\n') && !out.is_empty() {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("zabd 4lw: {}: {e}", f.server);
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn purge(settings: &Settings, count: u32) -> ExitCode {

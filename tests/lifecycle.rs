@@ -324,3 +324,64 @@ async fn a_leader_stopped_by_sigterm_exits_0_and_the_others_elect_at_once() {
     .await;
     assert!(c.check_stat("/before").await.unwrap().is_some());
 }
+
+#[test]
+fn the_4lw_subcommand_asks_a_server_without_nc() {
+    let z = Zabd::start();
+    let out = zabd().args(["4lw", "ruok", &z.addr]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "imok\n");
+    let out = zabd()
+        .args(["4lw", "stmk", &z.addr, "--mask", "511"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "511\n");
+    let out = zabd().args(["4lw", "gtmk", &z.addr]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "511\n");
+    let out = zabd().args(["4lw", "nope", &z.addr]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = zabd();
+    cmd.args([
+        "--log-format",
+        "json",
+        "--client-port",
+        "0",
+        "--client-address",
+        "127.0.0.1",
+    ])
+    .args([
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "-D",
+        "admin.enableServer=false",
+    ])
+    .env("ZABD_LOG", "info")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = common::spawn_tied(cmd).unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("zabd: serving clients on "), "{line}");
+    common::signal_term(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 3, "{err}");
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{l}"
+        );
+    }
+}
