@@ -181,6 +181,7 @@ pub fn rows(engine: &Engine, info: &ServerInfo) -> Vec<Row> {
         counter("digest_mismatches_count", st.digest_mismatches),
         counter("bytes_received_count", info.io.bytes_received),
         counter("connection_request_count", st.connection_requests),
+        counter("response_bytes", st.response_bytes),
         counter(
             "fsync_threshold_exceed_count",
             info.io.fsync_threshold_exceeded,

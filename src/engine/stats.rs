@@ -12,6 +12,8 @@ pub struct Stats {
     pub update_latency: Summary,
     /// Sizes of the replies sent: last, min, max (ZooKeeper's client_response_stats).
     pub response_size: Option<(usize, usize, usize)>,
+    /// Bytes of replies sent (`response_bytes`).
+    pub response_bytes: u64,
     /// Authentications that failed (`auth_failed_count`).
     pub auth_failed: u64,
     /// ConnectRequests received (`connection_request_count`).
@@ -55,6 +57,7 @@ impl Stats {
         *self = Stats {
             digest_mismatches: self.digest_mismatches,
             auth_failed: self.auth_failed,
+            response_bytes: self.response_bytes,
             connection_requests: self.connection_requests,
             trace_mask: self.trace_mask,
             read_latency: std::mem::take(&mut self.read_latency),
@@ -68,6 +71,7 @@ impl Stats {
     }
 
     pub fn record_response_size(&mut self, n: usize) {
+        self.response_bytes += n as u64;
         self.response_size = Some(match self.response_size {
             None => (n, n, n),
             Some((_, lo, hi)) => (n, lo.min(n), hi.max(n)),

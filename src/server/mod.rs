@@ -160,11 +160,7 @@ pub(super) fn engine_config(s: &Settings) -> EngineConfig {
 pub(super) fn server_info(s: &Settings, mode: &str) -> ServerInfo {
     ServerInfo {
         conf_lines: s.conf_lines(),
-        configuration: s
-            .conf_entries()
-            .into_iter()
-            .map(|(_, k, v)| (k.to_string(), v))
-            .collect(),
+        configuration: configuration_json(s),
         initial_config: s.source_text.clone(),
         data_dir: s.data_dir.display().to_string(),
         data_log_dir: s.data_log_dir().display().to_string(),
@@ -173,6 +169,28 @@ pub(super) fn server_info(s: &Settings, mode: &str) -> ServerInfo {
         environment: live::environment(),
         ..ServerInfo::default()
     }
+}
+
+/// The AdminServer's `configuration`: ZooKeeper's JSON names in its order (which differs
+/// from `conf`'s: `server_id` before `client_port_listen_backlog`, no secure port).
+fn configuration_json(s: &Settings) -> serde_json::Map<String, serde_json::Value> {
+    let mut entries: Vec<(&str, serde_json::Value)> = s
+        .conf_entries()
+        .into_iter()
+        .filter(|(_, k, _)| *k != "secure_client_port")
+        .map(|(_, k, v)| (k, v))
+        .collect();
+    let backlog = entries
+        .iter()
+        .position(|(k, _)| *k == "client_port_listen_backlog");
+    let id = entries.iter().position(|(k, _)| *k == "server_id");
+    if let (Some(b), Some(i)) = (backlog, id) {
+        entries.swap(b, i);
+    }
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// `<dataDir>/version-2` and `<dataLogDir>/version-2`.

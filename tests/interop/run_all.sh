@@ -106,4 +106,9 @@ export zabd ZKCP="$CCP:$J/commons-cli.jar"
 echo "== a mixed ensemble: two zabd members and one Apache ZooKeeper 3.8 member"
 timeout 900 "$here/mixed_ensemble.sh" || status=1
 "$here/datadir_suite.sh" "$work/classes" || status=1
+echo "== the operator's surface beside Apache ZooKeeper 3.8: four-letter words, AdminServer, mntr, Prometheus"
+OPCP=$CCP:$J/commons-cli.jar:$J/jetty9-server.jar:$J/jetty9-servlet.jar:$J/jetty9-http.jar:$J/jetty9-util.jar
+OPCP=$OPCP:$J/jetty9-io.jar:$J/jetty9-security.jar:$J/servlet-api.jar:$J/jackson-core.jar:$J/jackson-databind.jar
+OPCP=$OPCP:$J/jackson-annotations.jar:$J/snappy-java.jar:$J/metrics-core.jar
+timeout 900 python3 "$here/operator_suite.py" "$zabd" "$OPCP" || status=1
 exit $status
