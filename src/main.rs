@@ -66,6 +66,18 @@ enum Cmd {
     /// Load generator for any ZooKeeper-compatible server or ensemble: prints throughput
     /// and latency percentiles, and writes them as JSON.
     Bench(BenchArgs),
+    /// Prints a transaction log file (zabd's or Apache ZooKeeper's), as ZooKeeper's
+    /// TxnLogToolkit does.
+    Txnlog {
+        #[command(subcommand)]
+        what: DumpCmd,
+    },
+    /// Prints a snapshot file (zabd's or Apache ZooKeeper's), as ZooKeeper's
+    /// SnapshotFormatter does.
+    Snapshot {
+        #[command(subcommand)]
+        what: DumpCmd,
+    },
     /// Sends a four-letter word to a server and prints its answer (no nc needed).
     #[command(name = "4lw")]
     FourLetter(FourArgs),
@@ -75,6 +87,17 @@ enum Cmd {
         /// Snapshots to keep (at least 3).
         #[arg(short = 'n', long, default_value_t = 3)]
         count: u32,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum DumpCmd {
+    /// Print the file.
+    Dump {
+        file: PathBuf,
+        /// Snapshots: also print each node's data (base64).
+        #[arg(short, long)]
+        data: bool,
     },
 }
 
@@ -168,6 +191,11 @@ fn main() -> ExitCode {
     }
     if let Some(Cmd::FourLetter(f)) = &cli.command {
         return four_letter(f);
+    }
+    if let Some(Cmd::Txnlog { what } | Cmd::Snapshot { what }) = &cli.command {
+        let DumpCmd::Dump { file, data } = what;
+        let is_log = matches!(cli.command, Some(Cmd::Txnlog { .. }));
+        return dump(file, is_log, *data);
     }
     let settings = match load(&cli) {
         Ok(s) => s,
@@ -316,6 +344,32 @@ fn four_letter(f: &FourArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("zabd 4lw: {}: {e}", f.server);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dump(file: &std::path::Path, is_log: bool, data: bool) -> ExitCode {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("zabd: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = if is_log {
+        zabd::persist::dump::txnlog(&bytes)
+    } else {
+        zabd::persist::dump::snapshot(bytes, data)
+    };
+    match text {
+        Ok(t) => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(t.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("zabd: {}: {e}", file.display());
             ExitCode::FAILURE
         }
     }

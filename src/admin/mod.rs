@@ -12,7 +12,7 @@ pub mod commands;
 pub mod monitor;
 pub mod prometheus;
 pub mod summary;
-mod words;
+pub mod words;
 
 use crate::engine::{ConnId, Engine};
 use std::collections::HashMap;

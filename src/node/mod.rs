@@ -523,7 +523,8 @@ impl Node {
         if let Some((learners, followers, observers, syncing)) = self.peer.learner_counts() {
             return vec![
                 ("zk_learners", learners.to_string()),
-                ("zk_followers", learners.to_string()),
+                // ZooKeeper 3.4's key, for older dashboards: voting followers only.
+                ("zk_followers", followers.to_string()),
                 ("zk_synced_followers", followers.to_string()),
                 ("zk_synced_non_voting_followers", "0".to_string()),
                 ("zk_synced_observers", observers.to_string()),

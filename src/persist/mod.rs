@@ -8,6 +8,7 @@
 //! `snapshot.<last zxid applied when the snapshot started>`. Checksums are Adler-32, stored
 //! as a jute `long`. The layouts are in [`txnlog`] and [`snapshot`].
 
+pub mod dump;
 pub mod snapshot;
 pub mod txnlog;
 

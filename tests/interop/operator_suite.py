@@ -213,6 +213,14 @@ try:
             if same in zj:
                 ok(zj[same] == dj.get(same), f"{c}.{same}: ZooKeeper {zj[same]}, zabd {dj.get(same)}")
     a.stop(); b.stop()
+    # zabd's dump tools read ZooKeeper's own files.
+    zk_log = f"{work}/zk/version-2/log.1"
+    out = subprocess.run([zabd, "txnlog", "dump", zk_log], capture_output=True, text=True)
+    ok(out.returncode == 0 and '"/a/e"' in out.stdout and " createSession " in out.stdout,
+       f"txnlog dump of ZooKeeper's log: {out.stdout[:500]} {out.stderr}")
+    out = subprocess.run([zabd, "snapshot", "dump", f"{work}/zk/version-2/snapshot.0"], capture_output=True, text=True)
+    ok(out.returncode == 0 and "/zookeeper/config" in out.stdout,
+       f"snapshot dump of ZooKeeper's snapshot: {out.stdout[:500]} {out.stderr}")
 
     # Prometheus, on a 3-member ensemble: the leader's scrape.
     ports = free_ports(15)
