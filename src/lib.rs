@@ -13,15 +13,19 @@
 //!  quorum (pure): ZAB. node (pure): an ensemble member, engine + quorum::Peer, Input in and
 //!                Io out; server::member performs its Io
 //!  loadgen: `zabd bench`, a client-side load generator for any ZooKeeper-compatible server
+//!  cli: `zabd cli`, a zkCli-like shell (loadgen and cli: feature "tools", on by default)
 //! ```
 //!
 //! See `docs/architecture.md` for the tour and the flow of a write.
 
 pub mod admin;
 pub mod auth;
+#[cfg(feature = "tools")]
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod jute;
+#[cfg(feature = "tools")]
 pub mod loadgen;
 pub mod node;
 pub mod persist;

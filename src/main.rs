@@ -27,7 +27,8 @@ struct Cli {
     command: Option<Cmd>,
     /// zabd TOML, or an Apache ZooKeeper zoo.cfg when the name ends in .cfg.
     /// Without it, the embedded default (conf/zabd.toml) is used.
-    #[arg(long, short, global = true)]
+    /// (No short form: `-c` is `zabd cli`'s command, as zkCli's.)
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Overrides the client port (0 picks a free one; the chosen address is printed).
     #[arg(long)]
@@ -65,7 +66,12 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 enum Cmd {
     /// Load generator for any ZooKeeper-compatible server or ensemble: prints throughput
     /// and latency percentiles, and writes them as JSON.
+    #[cfg(feature = "tools")]
     Bench(BenchArgs),
+    /// A client shell with zkCli's commands and output: interactive (history in
+    /// ~/.zabd_history), `-c "command"`, or commands on stdin, one per line.
+    #[cfg(feature = "tools")]
+    Cli(CliArgs),
     /// Prints a transaction log file (zabd's or Apache ZooKeeper's), as ZooKeeper's
     /// TxnLogToolkit does.
     Txnlog {
@@ -101,6 +107,21 @@ enum DumpCmd {
     },
 }
 
+/// `zabd cli [host:port,...] [-c command]`.
+#[cfg(feature = "tools")]
+#[derive(clap::Args)]
+struct CliArgs {
+    /// Connect string.
+    #[arg(default_value = "127.0.0.1:2181")]
+    servers: String,
+    /// Runs this command and exits (0 if it succeeded).
+    #[arg(short = 'c', long = "command")]
+    command: Option<String>,
+    /// Session timeout in ms.
+    #[arg(long, default_value_t = 30000)]
+    timeout: u64,
+}
+
 /// `zabd 4lw WORD [host:port]`.
 #[derive(clap::Args)]
 struct FourArgs {
@@ -115,6 +136,7 @@ struct FourArgs {
     mask: Option<i64>,
 }
 
+#[cfg(feature = "tools")]
 #[derive(clap::Args)]
 struct BenchArgs {
     /// Connect string: host:port[,host:port...] (sessions spread over them).
@@ -163,8 +185,8 @@ struct BenchArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The load generator's client logs only problems unless asked.
-    let level = if matches!(cli.command, Some(Cmd::Bench(_))) {
+    // The client tools log only problems unless asked.
+    let level = if cli.command.as_ref().is_some_and(Cmd::is_client_tool) {
         "warn"
     } else {
         "info"
@@ -186,8 +208,13 @@ fn main() -> ExitCode {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
+    #[cfg(feature = "tools")]
     if let Some(Cmd::Bench(b)) = &cli.command {
         return bench(b);
+    }
+    #[cfg(feature = "tools")]
+    if let Some(Cmd::Cli(c)) = &cli.command {
+        return shell(c);
     }
     if let Some(Cmd::FourLetter(f)) = &cli.command {
         return four_letter(f);
@@ -254,6 +281,37 @@ fn log_filter(default: &str) -> Result<tracing_subscriber::EnvFilter, String> {
     }
 }
 
+impl Cmd {
+    fn is_client_tool(&self) -> bool {
+        #[cfg(feature = "tools")]
+        if matches!(self, Cmd::Bench(_) | Cmd::Cli(_)) {
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(feature = "tools")]
+fn shell(c: &CliArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zabd cli: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(zabd::cli::run(zabd::cli::Options {
+        servers: c.servers.clone(),
+        command: c.command.clone(),
+        session_timeout: std::time::Duration::from_millis(c.timeout),
+    }));
+    ExitCode::from(code as u8)
+}
+
+#[cfg(feature = "tools")]
 fn bench(b: &BenchArgs) -> ExitCode {
     let mix = match zabd::loadgen::Mix::parse(&b.mix) {
         Ok(m) => m,
