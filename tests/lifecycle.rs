@@ -551,3 +551,22 @@ async fn txnlog_and_snapshot_dump_print_the_files() {
         .unwrap();
     assert!(!out.status.success(), "a snapshot is not a log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_log_nothing_at_info() {
+    let z = Zabd::start(); // the harness runs it with ZABD_LOG=info
+    let c = common::connect(&z).await;
+    let per = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    c.create("/quiet", b"0", &per).await.unwrap();
+    let before = z.log().lines().count();
+    for i in 0..300 {
+        c.set_data("/quiet", format!("{i}").as_bytes(), None)
+            .await
+            .unwrap();
+        c.get_data("/quiet").await.unwrap();
+        c.check_stat("/nothing").await.unwrap();
+    }
+    c.sync("/quiet").await.unwrap();
+    let after = z.log().lines().count();
+    assert_eq!(before, after, "{}", z.log());
+}

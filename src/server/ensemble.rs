@@ -23,6 +23,33 @@ pub struct Status {
     pub epoch: u32,
 }
 
+/// Where ZooKeeper keeps `acceptedEpoch` and `currentEpoch`: the snapshot directory,
+/// `<dataDir>/version-2` (its `QuorumPeer.readLongFromFile`). zabd before this wrote them to
+/// `<dataDir>` itself; [`read_member_epoch`] reads both.
+pub fn epoch_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join(crate::persist::VERSION_DIR)
+}
+
+/// A member's `acceptedEpoch` or `currentEpoch` at startup: the larger of the file where
+/// ZooKeeper keeps it and the one older zabd versions wrote (an epoch never goes back, so
+/// the larger is the true one); with neither, the epoch of the last logged zxid, as
+/// ZooKeeper defaults it.
+pub fn read_member_epoch(data_dir: &Path, name: &str, last_zxid: i64) -> std::io::Result<u32> {
+    let path = |d: &Path| d.join(name);
+    let zk = epoch_dir(data_dir);
+    let found = [&zk, data_dir].iter().any(|d| path(d).exists());
+    if !found {
+        let e = (last_zxid >> 32) as u32;
+        tracing::info!(
+            file = name,
+            epoch = e,
+            "no epoch file; taking the last zxid's epoch, as ZooKeeper does"
+        );
+        return Ok(e);
+    }
+    Ok(read_epoch(&zk, name)?.max(read_epoch(data_dir, name)?))
+}
+
 pub fn read_epoch(dir: &Path, name: &str) -> std::io::Result<u32> {
     match std::fs::read_to_string(dir.join(name)) {
         Ok(t) => t.trim().parse().map_err(|_| {
@@ -190,6 +217,26 @@ mod tests {
                 .push(crate::config::parse_server_spec(id, l).expect("spec"));
         }
         s
+    }
+
+    #[test]
+    fn epochs_live_where_zookeeper_keeps_them_and_older_files_still_count() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path();
+        std::fs::create_dir_all(epoch_dir(data)).unwrap();
+        // Neither file: the last zxid's epoch, as ZooKeeper defaults it.
+        assert_eq!(
+            read_member_epoch(data, "currentEpoch", 0x3_0000_0007).unwrap(),
+            3
+        );
+        // ZooKeeper's file, in version-2.
+        write_epoch(&epoch_dir(data), "currentEpoch", 5).unwrap();
+        assert_eq!(read_member_epoch(data, "currentEpoch", 0).unwrap(), 5);
+        // An older zabd's file beside it: the larger wins.
+        write_epoch(data, "currentEpoch", 7).unwrap();
+        assert_eq!(read_member_epoch(data, "currentEpoch", 0).unwrap(), 7);
+        write_epoch(&epoch_dir(data), "currentEpoch", 9).unwrap();
+        assert_eq!(read_member_epoch(data, "currentEpoch", 0).unwrap(), 9);
     }
 
     #[test]

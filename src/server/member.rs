@@ -14,7 +14,7 @@
 
 use super::core_task::{self, ConnHandle, CoreMsg, Persistence, SnapshotJob};
 use super::disk::{self, LogCmd, SnapMsg};
-use super::ensemble::{read_epoch, write_epoch, Status};
+use super::ensemble::{epoch_dir, read_member_epoch, write_epoch, Status};
 use super::peers::{self, PeerAddrs};
 use super::{recovery, Clocks};
 use crate::admin::ServerInfo;
@@ -101,9 +101,10 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         "data directory recovered (the logged entries apply once ZAB commits them)"
     );
     let clocks = Clocks::new();
+    let last_logged = rec.entries.last().map_or(rec.snapshot_zxid, |e| e.hdr.zxid);
     let durable = Durable {
-        accepted_epoch: read_epoch(&s.data_dir, "acceptedEpoch")?,
-        current_epoch: read_epoch(&s.data_dir, "currentEpoch")?,
+        accepted_epoch: read_member_epoch(&s.data_dir, "acceptedEpoch", last_logged)?,
+        current_epoch: read_member_epoch(&s.data_dir, "currentEpoch", last_logged)?,
         base: rec.snapshot_zxid,
         log: zab_log(&rec.entries),
     };
@@ -334,7 +335,8 @@ impl Member {
                     let _ = self.transport.send(cmd);
                 }
                 Io::SaveEpoch { file, epoch } => {
-                    if let Err(err) = write_epoch(&self.settings.data_dir, file, epoch) {
+                    let dir = epoch_dir(&self.settings.data_dir);
+                    if let Err(err) = write_epoch(&dir, file, epoch) {
                         fatal(format!("writing {file}: {err}"));
                     }
                 }
