@@ -164,7 +164,21 @@ fn body(
             json!({"path_to_session_ids": m})
         }
         "zabstate" => match &info.quorum {
-            Some(q) => json!({"voting": q.voters.contains(&q.my_id), "zabstate": q.zab_state}),
+            Some(q) => {
+                let z = engine.last_zxid();
+                json!({
+                    "myid": q.my_id,
+                    "is_leader": q.leader == Some(q.my_id),
+                    "quorum_address": q.addresses.0,
+                    "election_address": q.addresses.1,
+                    "client_address": q.addresses.2,
+                    "voting": q.voters.contains(&q.my_id),
+                    "last_zxid": format!("0x{z:x}"),
+                    "zab_epoch": z >> 32,
+                    "zab_counter": z & 0xffff_ffff,
+                    "zabstate": q.zab_state,
+                })
+            }
             None => json!({"voting": false, "zabstate": ""}),
         },
         other => return Err(format!("Unknown command: {other}")),
@@ -229,7 +243,7 @@ fn server_stats(engine: &Engine, info: &ServerInfo) -> Value {
         "max_buffer_size": rsp.2,
     });
     let avg = Figure::Float(st.avg_latency()).json();
-    json!({
+    let mut v = json!({
         "version": version_line(),
         "read_only": info.mode == "read-only",
         "server_stats": {
@@ -253,8 +267,14 @@ fn server_stats(engine: &Engine, info: &ServerInfo) -> Value {
             "non_mtlslocal_conn_count": 0,
         },
         "client_response": response,
-        "node_count": znode_count(engine),
-    })
+    });
+    if info.mode == "leader" {
+        let (last, min, max) = st.proposal_sizes();
+        v["proposal_stats"] =
+            json!({"last_buffer_size": last, "min_buffer_size": min, "max_buffer_size": max});
+    }
+    v["node_count"] = json!(znode_count(engine));
+    v
 }
 
 fn leader(info: &ServerInfo) -> Result<Value, String> {

@@ -70,8 +70,10 @@ pub struct QuorumInfo {
     pub learners: Vec<(i64, String, bool)>,
     /// Leader only: observers synced with it.
     pub synced_observers: usize,
-    /// The zab state (`BROADCAST`, `SYNCHRONIZATION`, `DISCOVERY`, `ELECTION`).
+    /// The zab state, lower case (`broadcast`, `synchronization`, `discovery`, `election`).
     pub zab_state: String,
+    /// This member's quorum, election and client addresses (`host:port`).
+    pub addresses: (String, String, String),
 }
 
 /// Facts about the server that the engine does not hold.

@@ -205,6 +205,10 @@ fn srvr(engine: &Engine, info: &ServerInfo, with_clients: bool) -> String {
     let _ = writeln!(s, "Zxid: 0x{:x}", engine.reported_zxid());
     let _ = writeln!(s, "Mode: {}", info.mode);
     let _ = writeln!(s, "Node count: {}", znode_count(engine));
+    if info.mode == "leader" {
+        let (last, min, max) = st.proposal_sizes();
+        let _ = writeln!(s, "Proposal sizes last/min/max: {last}/{min}/{max}");
+    }
     s
 }
 

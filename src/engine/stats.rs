@@ -12,6 +12,9 @@ pub struct Stats {
     pub update_latency: Summary,
     /// Sizes of the replies sent: last, min, max (ZooKeeper's client_response_stats).
     pub response_size: Option<(usize, usize, usize)>,
+    /// Sizes of the transactions this leader proposed: last, min, max (ZooKeeper's
+    /// `proposalStats`).
+    pub proposal_size: Option<(usize, usize, usize)>,
     /// Bytes of replies sent (`response_bytes`).
     pub response_bytes: u64,
     /// Authentications that failed (`auth_failed_count`).
@@ -58,6 +61,7 @@ impl Stats {
             digest_mismatches: self.digest_mismatches,
             auth_failed: self.auth_failed,
             response_bytes: self.response_bytes,
+            proposal_size: self.proposal_size,
             connection_requests: self.connection_requests,
             trace_mask: self.trace_mask,
             read_latency: std::mem::take(&mut self.read_latency),
@@ -68,6 +72,19 @@ impl Stats {
 
     pub fn trace_mask(&self) -> i64 {
         self.trace_mask.unwrap_or(DEFAULT_TRACE_MASK)
+    }
+
+    pub fn record_proposal_size(&mut self, n: usize) {
+        self.proposal_size = Some(match self.proposal_size {
+            None => (n, n, n),
+            Some((_, lo, hi)) => (n, lo.min(n), hi.max(n)),
+        });
+    }
+
+    /// (last, min, max), -1 each before the first, as ZooKeeper's `BufferStats`.
+    pub fn proposal_sizes(&self) -> (i64, i64, i64) {
+        self.proposal_size
+            .map_or((-1, -1, -1), |(a, b, c)| (a as i64, b as i64, c as i64))
     }
 
     pub fn record_response_size(&mut self, n: usize) {

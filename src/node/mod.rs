@@ -457,6 +457,7 @@ impl Node {
     /// A prepared write: ZAB must number it as prep did.
     fn propose(&mut self, hdr: TxnHeader, txn: Txn, digest: u64) {
         let body = txnlog::encode_body(&hdr, &txn, Some(digest));
+        self.engine.stats.record_proposal_size(body.len());
         let (zxid, acts) = self.peer.propose(body);
         match zxid {
             Some(z) if z == hdr.zxid => {}
@@ -521,6 +522,7 @@ impl Node {
     /// trails the leader.
     pub fn ensemble_rows(&self) -> Vec<(&'static str, String)> {
         if let Some((learners, followers, observers, syncing)) = self.peer.learner_counts() {
+            let sizes = self.engine.stats.proposal_sizes();
             return vec![
                 ("zk_learners", learners.to_string()),
                 // ZooKeeper 3.4's key, for older dashboards: voting followers only.
@@ -529,6 +531,9 @@ impl Node {
                 ("zk_synced_non_voting_followers", "0".to_string()),
                 ("zk_synced_observers", observers.to_string()),
                 ("zk_pending_syncs", syncing.to_string()),
+                ("zk_last_proposal_size", sizes.0.to_string()),
+                ("zk_max_proposal_size", sizes.2.to_string()),
+                ("zk_min_proposal_size", sizes.1.to_string()),
             ];
         }
         if !matches!(self.peer.state(), State::Following | State::Observing) {

@@ -401,12 +401,26 @@ impl Member {
             .map(|x| x.id)
             .collect();
         let (peer_state, zab_state) = match mode {
-            "leader" => ("leading - broadcast", "BROADCAST"),
-            "follower" => ("following - broadcast", "BROADCAST"),
-            "observer" => ("observing - broadcast", "BROADCAST"),
-            "read-only" => ("looking", "ELECTION"),
-            _ => ("looking", "ELECTION"),
+            "leader" => ("leading - broadcast", "broadcast"),
+            "follower" => ("following - broadcast", "broadcast"),
+            "observer" => ("observing - broadcast", "broadcast"),
+            _ => ("looking", "election"),
         };
+        let me = self
+            .settings
+            .servers
+            .iter()
+            .find(|x| x.id == peer.id() as i64);
+        let addresses = me.map_or_else(Default::default, |m| {
+            (
+                format!("{}:{}", m.host, m.quorum_port),
+                format!("{}:{}", m.host, m.election_port),
+                format!(
+                    "{}:{}",
+                    self.settings.client_port_address, self.settings.client_port
+                ),
+            )
+        });
         crate::admin::QuorumInfo {
             my_id: peer.id() as i64,
             quorum_size: voters.len(),
@@ -421,6 +435,7 @@ impl Member {
             learners: Vec::new(),
             synced_observers: peer.learner_counts().map_or(0, |c| c.2),
             zab_state: zab_state.into(),
+            addresses,
         }
     }
 

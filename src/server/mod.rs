@@ -174,10 +174,19 @@ pub(super) fn server_info(s: &Settings, mode: &str) -> ServerInfo {
 /// The AdminServer's `configuration`: ZooKeeper's JSON names in its order (which differs
 /// from `conf`'s: `server_id` before `client_port_listen_backlog`, no secure port).
 fn configuration_json(s: &Settings) -> serde_json::Map<String, serde_json::Value> {
+    // The quorum settings are in `conf`'s text only, as in ZooKeeper.
+    const QUORUM: [&str; 6] = [
+        "init_limit",
+        "sync_limit",
+        "election_alg",
+        "election_port",
+        "quorum_port",
+        "peer_type",
+    ];
     let mut entries: Vec<(&str, serde_json::Value)> = s
         .conf_entries()
         .into_iter()
-        .filter(|(_, k, _)| *k != "secure_client_port")
+        .filter(|(_, k, _)| *k != "secure_client_port" && !QUORUM.contains(k))
         .map(|(_, k, v)| (k, v))
         .collect();
     let backlog = entries

@@ -80,9 +80,11 @@ def start_zabd(d, toml):
     procs.append(p)
     return p
 
-def same_state(port):
-    """The same nodes, ephemerals and watches on either server; returns the client."""
-    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=30)
+def same_state(where):
+    """The same nodes, ephemerals and watches on either server; returns the client.
+    `where`: a client port, or a connect string."""
+    hosts = where if isinstance(where, str) else f"127.0.0.1:{where}"
+    zk = KazooClient(hosts=hosts, timeout=30)
     zk.start(timeout=60)
     zk.create("/a", b"hello")
     zk.create("/a/e", b"x", ephemeral=True)
@@ -119,7 +121,8 @@ ZK_ONLY = re.compile(r"^zk_((avg|min|max|cnt|sum|p50|p95|p99|p999)_)?("
     r"local_write_committed_time_ms|request_throttle_queue_time_ms|quorum_ack_latency|om_(commit|proposal)_process_time_ms|"
     r"(read|write)_final_proc_time_ms|commit_propagation_latency|proposal_ack_creation_latency|proposal_latency|"
     r"sync_processor_queue_and_flush_time_ms|propagation_latency|server_write_committed_time_ms|"
-    r"sync_processor_queue_time_ms|sync_processor_queue_flush_time_ms|stale_replies|.*_per_namespace)$")
+    r"sync_processor_queue_time_ms|sync_processor_queue_flush_time_ms|stale_replies|.*_per_namespace|"
+    r"\d+_learner_handler_qp_(size|time_ms))$")
 # zabd's keys beyond ZooKeeper 3.8's mntr: ZooKeeper 3.5's fsync count, and its own.
 ZABD_EXTRA = re.compile(r"^(zk_fsync_threshold_exceed_count|zabd_.*)$")
 
@@ -222,23 +225,77 @@ try:
     ok(out.returncode == 0 and "/zookeeper/config" in out.stdout,
        f"snapshot dump of ZooKeeper's snapshot: {out.stdout[:500]} {out.stderr}")
 
-    # Prometheus, on a 3-member ensemble: the leader's scrape.
-    ports = free_ports(15)
+    # Ensembles: three ZooKeeper members beside three zabd members, the same client state;
+    # the leader's and a follower's answers compared role by role.
+    zp, ports = free_ports(12), free_ports(15)
+    for i in range(3):
+        d = f"{work}/zk{i+1}"
+        os.makedirs(d)
+        open(f"{d}/myid", "w").write(f"{i+1}\n")
+        with open(f"{d}.cfg", "w") as f:
+            f.write(f"tickTime=500\ninitLimit=20\nsyncLimit=5\ndataDir={d}\nclientPort={zp[i*4+2]}\n"
+                    f"clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nadmin.enableServer=true\n"
+                    f"admin.serverAddress=127.0.0.1\nadmin.serverPort={zp[i*4+3]}\n")
+            for j in range(3):
+                f.write(f"server.{j+1}=127.0.0.1:{zp[j*4]}:{zp[j*4+1]};127.0.0.1:{zp[j*4+2]}\n")
+        procs.append(subprocess.Popen(["java", "-cp", zkcp, "org.apache.zookeeper.server.quorum.QuorumPeerMain", f"{d}.cfg"],
+                                      stdout=subprocess.DEVNULL, stderr=open(f"{d}.log", "w")))
     servers = "".join(f'{i+1} = "127.0.0.1:{ports[i*5]}:{ports[i*5+1]};127.0.0.1:{ports[i*5+2]}"\n' for i in range(3))
     for i in range(3):
         start_zabd(f"{work}/m{i+1}", f'server_id = {i+1}\ndata_dir = "{work}/m{i+1}/data"\nfour_letter_words = ["*"]\n'
-                   f'tick_time = 500\n[admin]\nenable = false\n[metrics]\nenable = true\nhost = "127.0.0.1"\n'
+                   f'tick_time = 500\n[admin]\naddress = "127.0.0.1"\nport = {ports[i*5+4]}\n'
+                   f'[metrics]\nenable = true\nhost = "127.0.0.1"\n'
                    f'port = {ports[i*5+3]}\n[servers]\n{servers}')
-    end, leader = time.time() + 120, None
-    while leader is None and time.time() < end:
-        for i in range(3):
-            try:
-                if "Mode: leader" in word(ports[i*5+2], "srvr"):
-                    leader = i
-            except OSError:
-                pass
-        time.sleep(0.2)
-    ok(leader is not None, "the ensemble elects a leader")
+
+    def roles(clients):
+        end = time.time() + 120
+        while time.time() < end:
+            modes = []
+            for c in clients:
+                try:
+                    t = word(c, "srvr")
+                except OSError:
+                    t = ""
+                modes.append(([l[6:] for l in t.splitlines() if l.startswith("Mode: ")] or [""])[0])
+            if sorted(modes) == ["follower", "follower", "leader"]:
+                return modes.index("leader"), modes.index("follower")
+            time.sleep(0.2)
+        return None, None
+
+    zk_lead, zk_fol = roles([zp[i*4+2] for i in range(3)])
+    leader, follower = roles([ports[i*5+2] for i in range(3)])
+    ok(zk_lead is not None and leader is not None, "both ensembles elect a leader")
+    za = same_state(",".join(f"127.0.0.1:{zp[i*4+2]}" for i in range(3)))
+    zb = same_state(",".join(f"127.0.0.1:{ports[i*5+2]}" for i in range(3)))
+    for role, zi, di in (("leader", zk_lead, leader), ("follower", zk_fol, follower)):
+        zc, dc = zp[zi*4+2], ports[di*5+2]
+        zadm, dadm = zp[zi*4+3], ports[di*5+4]
+        for w in ("srvr", "stat"):
+            lines = lambda t: [k for k in keys_of(t, ":") if not k.startswith(" /") and k != "membership"]
+            ok(lines(word(zc, w)) == lines(word(dc, w)), f"{role} {w} lines: {lines(word(zc, w))} vs {lines(word(dc, w))}")
+        zconf, dconf = keys_of(word(zc, "conf"), "="), keys_of(word(dc, "conf"), "=")
+        ok([k for k in zconf if not k.startswith("server.") and k != "version"] ==
+           [k for k in dconf if not k.startswith("server.") and k != "version"], f"{role} conf keys: {zconf} vs {dconf}")
+        zk_keys, zd_keys = keys_of(word(zc, "mntr"), "\t"), keys_of(word(dc, "mntr"), "\t")
+        missing = [k for k in zk_keys if k not in zd_keys and not ZK_ONLY.match(k)]
+        extra = [k for k in zd_keys if k not in zk_keys and not ZABD_EXTRA.match(k) and k != "zk_followers"]
+        ok(not missing, f"{role} mntr keys ZooKeeper has and zabd lacks: {missing}")
+        ok(not extra, f"{role} mntr keys only zabd has: {extra}")
+        zm = dict(l.split("\t", 1) for l in word(zc, "mntr").splitlines())
+        dm = dict(l.split("\t", 1) for l in word(dc, "mntr").splitlines())
+        for k in ("zk_server_state", "zk_quorum_size", "zk_learners", "zk_synced_followers",
+                  "zk_synced_non_voting_followers", "zk_synced_observers", "zk_pending_syncs", "zk_peer_state"):
+            ok(zm.get(k) == dm.get(k), f"{role} mntr {k}: ZooKeeper {zm.get(k)}, zabd {dm.get(k)}")
+        for c in ("leader", "voting_view", "zabstate", "observers", "server_stats", "configuration", "is_read_only"):
+            zj = json.loads(get(f"http://127.0.0.1:{zadm}/commands/{c}"))
+            dj = json.loads(get(f"http://127.0.0.1:{dadm}/commands/{c}"))
+            ok(list(zj) == list(dj), f"{role} {c} keys: ZooKeeper {list(zj)}, zabd {list(dj)}")
+            for same in ("is_leader", "voting", "zabstate", "synced_observers", "read_only"):
+                if same in zj:
+                    ok(zj[same] == dj.get(same), f"{role} {c}.{same}: ZooKeeper {zj[same]}, zabd {dj.get(same)}")
+            if c == "voting_view":
+                ok(len(zj["current_config"]) == len(dj["current_config"]) == 3, f"{role} voting_view: {zj} vs {dj}")
+    za.stop(); zb.stop()
     text = get(f"http://127.0.0.1:{ports[leader*5+3]}/metrics")
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     mntr = dict(l.split("\t", 1) for l in word(ports[leader*5+2], "mntr").splitlines())
