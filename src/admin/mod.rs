@@ -40,6 +40,9 @@ pub struct IoFigures {
     pub connection_rejected: u64,
     pub sessionless_expired: u64,
     pub fsync_threshold_exceeded: u64,
+    /// Times a member began looking for a leader, and how long each election took (ms).
+    pub looking: u64,
+    pub election: summary::Summary,
     /// Log syncs, in ms.
     pub fsync: summary::Summary,
     /// Snapshots serialized, in ms.
@@ -47,6 +50,8 @@ pub struct IoFigures {
     /// Startup: ms to recover the data directory, and transactions replayed.
     pub dbinit_ms: i64,
     pub startup_txns: u64,
+    pub snap_load_ms: i64,
+    pub txns_load_ms: i64,
     /// The last snapshot written: zxid (-1: none this run) and wall-clock ms.
     pub last_snapshot: (i64, i64),
 }

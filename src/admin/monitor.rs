@@ -107,6 +107,41 @@ pub fn summaries(engine: &Engine, info: &ServerInfo) -> Vec<SummaryRow> {
             percentiles: false,
         },
         SummaryRow {
+            key: "startup_snap_load_time",
+            summary: one(info.io.snap_load_ms),
+            percentiles: false,
+        },
+        SummaryRow {
+            key: "startup_txns_load_time",
+            summary: one(info.io.txns_load_ms),
+            percentiles: false,
+        },
+        SummaryRow {
+            key: "node_created_watch_count",
+            summary: engine.stats.watch_fired[0].clone(),
+            percentiles: false,
+        },
+        SummaryRow {
+            key: "node_deleted_watch_count",
+            summary: engine.stats.watch_fired[1].clone(),
+            percentiles: false,
+        },
+        SummaryRow {
+            key: "node_changed_watch_count",
+            summary: engine.stats.watch_fired[2].clone(),
+            percentiles: false,
+        },
+        SummaryRow {
+            key: "node_children_watch_count",
+            summary: engine.stats.watch_fired[3].clone(),
+            percentiles: false,
+        },
+        SummaryRow {
+            key: "election_time",
+            summary: info.io.election.clone(),
+            percentiles: false,
+        },
+        SummaryRow {
             key: "readlatency",
             summary: engine.stats.read_latency.clone(),
             percentiles: true,
@@ -182,6 +217,16 @@ pub fn rows(engine: &Engine, info: &ServerInfo) -> Vec<Row> {
         counter("bytes_received_count", info.io.bytes_received),
         counter("connection_request_count", st.connection_requests),
         counter("response_bytes", st.response_bytes),
+        counter("looking_count", info.io.looking),
+        counter("proposal_count", st.quorum.proposals),
+        counter("commit_count", st.quorum.commits),
+        counter(
+            "learner_proposal_received_count",
+            st.quorum.learner_proposals,
+        ),
+        counter("learner_commit_received_count", st.quorum.learner_commits),
+        counter("diff_count", st.quorum.diffs),
+        counter("snap_count", st.quorum.snaps),
         counter(
             "fsync_threshold_exceed_count",
             info.io.fsync_threshold_exceeded,

@@ -618,11 +618,36 @@ impl Engine {
     }
 
     fn deliver(&mut self, events: Vec<WatchEvent>) {
+        self.count_fired(&events);
         for e in events {
             if let Some(&conn) = self.session_conn.get(&e.session) {
                 let f = response::notification(e.zxid, e.kind, &e.path);
                 self.send(conn, f, false);
             }
+        }
+    }
+
+    /// Watchers fired per event (one path, one type), for `node_*_watch_count`.
+    fn count_fired(&mut self, events: &[WatchEvent]) {
+        use crate::proto::event;
+        let mut i = 0;
+        while i < events.len() {
+            let (kind, path) = (events[i].kind, &events[i].path);
+            let n = events[i..]
+                .iter()
+                .take_while(|e| e.kind == kind && &e.path == path)
+                .count();
+            let slot = match kind {
+                event::NODE_CREATED => Some(0),
+                event::NODE_DELETED => Some(1),
+                event::NODE_DATA_CHANGED => Some(2),
+                event::NODE_CHILDREN_CHANGED => Some(3),
+                _ => None,
+            };
+            if let Some(k) = slot {
+                self.stats.watch_fired[k].add(n as i64);
+            }
+            i += n;
         }
     }
 

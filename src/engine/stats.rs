@@ -5,8 +5,29 @@ use crate::admin::summary::Summary;
 /// ZooKeeper's default trace mask (`gtmk` before any `stmk`).
 pub const DEFAULT_TRACE_MASK: i64 = 306;
 
+/// ZAB's counters, by ZooKeeper's metric names (kept by the node, `src/node/`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuorumCounts {
+    /// Transactions this member proposed as leader (`proposal_count`).
+    pub proposals: u64,
+    /// Commits this member made as leader (`commit_count`).
+    pub commits: u64,
+    /// PROPOSALs and COMMITs received as a learner (`learner_proposal_received_count`,
+    /// `learner_commit_received_count`).
+    pub learner_proposals: u64,
+    pub learner_commits: u64,
+    /// Learners brought up to date by DIFF and by SNAP as leader (`diff_count`, `snap_count`).
+    pub diffs: u64,
+    pub snaps: u64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// ZAB's counters (ensemble members).
+    pub quorum: QuorumCounts,
+    /// Watchers one event fired, by event type: created, deleted, data changed, children
+    /// changed (ZooKeeper's `node_*_watch_count`).
+    pub watch_fired: [Summary; 4],
     /// Reads and writes answered, in ms (ZooKeeper's `readlatency`, `updatelatency`).
     pub read_latency: Summary,
     pub update_latency: Summary,
@@ -62,6 +83,8 @@ impl Stats {
             auth_failed: self.auth_failed,
             response_bytes: self.response_bytes,
             proposal_size: self.proposal_size,
+            quorum: self.quorum,
+            watch_fired: std::mem::take(&mut self.watch_fired),
             connection_requests: self.connection_requests,
             trace_mask: self.trace_mask,
             read_latency: std::mem::take(&mut self.read_latency),

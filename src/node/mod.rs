@@ -351,6 +351,12 @@ impl Node {
     fn peer_event(&mut self, e: PeerEvent) {
         match e {
             PeerEvent::Msg { from, msg } => {
+                let q = &mut self.engine.stats.quorum;
+                match &msg {
+                    Msg::Proposal(_) => q.learner_proposals += 1,
+                    Msg::Commit { .. } => q.learner_commits += 1,
+                    _ => {}
+                }
                 match &msg {
                     Msg::Diff { zxid } => tracing::info!(
                         from,
@@ -458,6 +464,7 @@ impl Node {
     fn propose(&mut self, hdr: TxnHeader, txn: Txn, digest: u64) {
         let body = txnlog::encode_body(&hdr, &txn, Some(digest));
         self.engine.stats.record_proposal_size(body.len());
+        self.engine.stats.quorum.proposals += 1;
         let (zxid, acts) = self.peer.propose(body);
         match zxid {
             Some(z) if z == hdr.zxid => {}

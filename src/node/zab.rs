@@ -27,7 +27,15 @@ impl Node {
                 return;
             }
             match a {
-                PeerAction::Send { to, msg } => self.send(to, msg),
+                PeerAction::Send { to, msg } => {
+                    let q = &mut self.engine.stats.quorum;
+                    match &msg {
+                        crate::quorum::Msg::Diff { .. } => q.diffs += 1,
+                        crate::quorum::Msg::Snap { .. } => q.snaps += 1,
+                        _ => {}
+                    }
+                    self.send(to, msg)
+                }
                 PeerAction::Disconnect { peer } => {
                     if self.peer.state() == State::Leading {
                         // Still leading: ZAB dropped one learner, not its whole role.
@@ -55,7 +63,12 @@ impl Node {
                         return;
                     }
                 }
-                PeerAction::Commit { zxid } => self.apply_upto(zxid),
+                PeerAction::Commit { zxid } => {
+                    if self.peer.state() == State::Leading {
+                        self.engine.stats.quorum.commits += 1;
+                    }
+                    self.apply_upto(zxid)
+                }
                 PeerAction::ReadConfirmed { round } => {
                     self.engine_event(Event::LeadershipConfirmed { round });
                 }

@@ -15,9 +15,11 @@ pub struct Counters {
     connection_rejected: AtomicU64,
     sessionless_expired: AtomicU64,
     fsync_threshold_exceeded: AtomicU64,
+    looking: AtomicU64,
+    election: Mutex<Summary>,
     fsync: Mutex<Summary>,
     snapshot: Mutex<Summary>,
-    startup: Mutex<(i64, u64)>,
+    startup: Mutex<(i64, u64, i64, i64)>,
     last_snapshot: Mutex<(i64, i64)>,
 }
 
@@ -26,9 +28,11 @@ pub static COUNTERS: Counters = Counters {
     connection_rejected: AtomicU64::new(0),
     sessionless_expired: AtomicU64::new(0),
     fsync_threshold_exceeded: AtomicU64::new(0),
+    looking: AtomicU64::new(0),
+    election: Mutex::new(Summary::new_const()),
     fsync: Mutex::new(Summary::new_const()),
     snapshot: Mutex::new(Summary::new_const()),
-    startup: Mutex::new((0, 0)),
+    startup: Mutex::new((0, 0, 0, 0)),
     last_snapshot: Mutex::new((-1, 0)),
 };
 
@@ -43,6 +47,17 @@ impl Counters {
 
     pub fn sessionless_expired(&self) {
         self.sessionless_expired.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A member began looking for a leader (`looking_count`).
+    pub fn looking(&self) {
+        self.looking.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A member found a leader (or became one) `ms` after it began looking
+    /// (`election_time`).
+    pub fn election(&self, ms: i64) {
+        lock(&self.election).add(ms);
     }
 
     /// One log sync took `ms`; past `threshold_ms` it counts as slow (ZooKeeper's
@@ -63,22 +78,27 @@ impl Counters {
         *lock(&self.last_snapshot) = (zxid, wall_ms);
     }
 
-    /// Startup recovery: `ms` to load the data directory, `txns` transactions replayed.
-    pub fn startup(&self, ms: i64, txns: u64) {
-        *lock(&self.startup) = (ms, txns);
+    /// Startup recovery: `ms` to load the data directory, `txns` transactions read after
+    /// the snapshot, and the snapshot's and the logs' shares of the time.
+    pub fn startup(&self, ms: i64, txns: u64, snap_ms: i64, txns_ms: i64) {
+        *lock(&self.startup) = (ms, txns, snap_ms, txns_ms);
     }
 
     pub fn figures(&self) -> IoFigures {
-        let (dbinit_ms, startup_txns) = *lock(&self.startup);
+        let (dbinit_ms, startup_txns, snap_load_ms, txns_load_ms) = *lock(&self.startup);
         IoFigures {
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             connection_rejected: self.connection_rejected.load(Ordering::Relaxed),
             sessionless_expired: self.sessionless_expired.load(Ordering::Relaxed),
             fsync_threshold_exceeded: self.fsync_threshold_exceeded.load(Ordering::Relaxed),
+            looking: self.looking.load(Ordering::Relaxed),
+            election: lock(&self.election).clone(),
             fsync: lock(&self.fsync).clone(),
             snapshot: lock(&self.snapshot).clone(),
             dbinit_ms,
             startup_txns,
+            snap_load_ms,
+            txns_load_ms,
             last_snapshot: *lock(&self.last_snapshot),
         }
     }

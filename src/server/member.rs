@@ -72,6 +72,8 @@ struct Member {
     draining: Option<super::shutdown::Draining>,
     /// Since when this member leads (the `leader_uptime` metric).
     leading_since: Option<std::time::Instant>,
+    /// Since when it looks for a leader (the `election_time` summary).
+    looking_since: Option<std::time::Instant>,
 }
 
 /// Stops the member: something that could make replicas diverge, or a disk that failed.
@@ -90,6 +92,8 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
     super::counters::COUNTERS.startup(
         recovery_started.elapsed().as_millis() as i64,
         rec.entries.len() as u64,
+        rec.snap_load_ms,
+        rec.txns_load_ms,
     );
     tracing::info!(
         snapshot = format_args!("0x{:x}", rec.snapshot_zxid),
@@ -173,7 +177,10 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         shown: (State::Looking, None, 0),
         draining: None,
         leading_since: None,
+        looking_since: Some(std::time::Instant::now()),
     };
+    // A member starts looking (ZooKeeper counts that first election too).
+    super::counters::COUNTERS.looking();
     let mut member = tokio::spawn(m.run(core_rx, ev_rx, setup.core_tick));
     tokio::select! {
         r = &mut member => match r {
@@ -376,6 +383,15 @@ impl Member {
         let peer = self.node.peer();
         let now = (peer.state(), peer.leader(), peer.current_epoch());
         if now != self.shown {
+            let (was, is) = (self.shown.0 == State::Looking, now.0 == State::Looking);
+            if is && !was {
+                super::counters::COUNTERS.looking();
+                self.looking_since = Some(std::time::Instant::now());
+            } else if was && !is {
+                if let Some(t) = self.looking_since.take() {
+                    super::counters::COUNTERS.election(t.elapsed().as_millis() as i64);
+                }
+            }
             self.shown = now;
             self.leading_since = (now.0 == State::Leading).then(std::time::Instant::now);
             let mut st = self.status.lock().expect("status lock");

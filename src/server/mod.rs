@@ -306,7 +306,12 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
     let started = Instant::now();
     let rec = recovery::recover(&snap_dir, &log_dir, settings.extended_types_enabled)
         .map_err(|e| std::io::Error::other(format!("cannot recover the data directory: {e}")))?;
-    counters::COUNTERS.startup(started.elapsed().as_millis() as i64, rec.replayed as u64);
+    counters::COUNTERS.startup(
+        started.elapsed().as_millis() as i64,
+        rec.replayed as u64,
+        rec.snap_load_ms,
+        rec.txns_load_ms,
+    );
     tracing::info!(
         snapshot = format_args!("0x{:x}", rec.snapshot_zxid),
         replayed = rec.replayed,

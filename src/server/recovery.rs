@@ -31,6 +31,10 @@ pub struct Recovered {
     pub digest_mismatches: usize,
     /// [`recover_unapplied`]: the entries logged after the snapshot, not applied to `tree`.
     pub entries: Vec<txnlog::Entry>,
+    /// Milliseconds to load the snapshot, and to read (and replay) the logs after it
+    /// (ZooKeeper's `startup_snap_load_time`, `startup_txns_load_time`).
+    pub snap_load_ms: i64,
+    pub txns_load_ms: i64,
 }
 
 fn corrupt(file: &Path, msg: impl ToString) -> RecoveryError {
@@ -121,6 +125,7 @@ fn recover_with(
     std::fs::create_dir_all(log_dir)?;
     remove_unfinished_snapshots(snap_dir)?;
     let logs = persist::list(log_dir, "log")?;
+    let snap_started = std::time::Instant::now();
     let (snap_zxid, mut tree, sessions, mut expect) = match load_snapshot(snap_dir, extended)? {
         Some((z, l)) => {
             let mut t = l.tree;
@@ -137,7 +142,10 @@ fn recover_with(
         replayed: 0,
         digest_mismatches: 0,
         entries: Vec::new(),
+        snap_load_ms: snap_started.elapsed().as_millis() as i64,
+        txns_load_ms: 0,
     };
+    let txns_started = std::time::Instant::now();
     let start = logs
         .iter()
         .rposition(|(z, _)| *z <= snap_zxid.max(1))
@@ -194,6 +202,7 @@ fn recover_with(
             }
         }
     }
+    r.txns_load_ms = txns_started.elapsed().as_millis() as i64;
     if unapplied {
         // The entries after a fuzzy snapshot are applied later, by the engine, once ZAB
         // commits them: it must know where the snapshot's window ends.
