@@ -142,6 +142,16 @@ pub fn summaries(engine: &Engine, info: &ServerInfo) -> Vec<SummaryRow> {
             percentiles: false,
         },
         SummaryRow {
+            key: "propagation_latency",
+            summary: engine.stats.propagation_latency.clone(),
+            percentiles: true,
+        },
+        SummaryRow {
+            key: "quorum_ack_latency",
+            summary: engine.stats.quorum_ack_latency.clone(),
+            percentiles: true,
+        },
+        SummaryRow {
             key: "readlatency",
             summary: engine.stats.read_latency.clone(),
             percentiles: true,

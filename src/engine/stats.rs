@@ -28,6 +28,12 @@ pub struct Stats {
     /// Watchers one event fired, by event type: created, deleted, data changed, children
     /// changed (ZooKeeper's `node_*_watch_count`).
     pub watch_fired: [Summary; 4],
+    /// Members: ms from a transaction's creation on the leader (its header's time) to its
+    /// apply here (ZooKeeper's `propagation_latency`).
+    pub propagation_latency: Summary,
+    /// Leader: ms from proposing a transaction to its commit by a quorum's acks
+    /// (ZooKeeper's `quorum_ack_latency`).
+    pub quorum_ack_latency: Summary,
     /// Reads and writes answered, in ms (ZooKeeper's `readlatency`, `updatelatency`).
     pub read_latency: Summary,
     pub update_latency: Summary,
@@ -85,6 +91,8 @@ impl Stats {
             proposal_size: self.proposal_size,
             quorum: self.quorum,
             watch_fired: std::mem::take(&mut self.watch_fired),
+            propagation_latency: std::mem::take(&mut self.propagation_latency),
+            quorum_ack_latency: std::mem::take(&mut self.quorum_ack_latency),
             connection_requests: self.connection_requests,
             trace_mask: self.trace_mask,
             read_latency: std::mem::take(&mut self.read_latency),

@@ -181,6 +181,9 @@ pub struct Node {
     /// The last and the largest time from the leader's prep of a transaction (its header
     /// time, wall clock) to its apply here, in ms.
     apply_lag_ms: (i64, i64),
+    /// Leader: when each proposal still waiting for its quorum was made (zxid, mono ms),
+    /// for `quorum_ack_latency`; emptied by commits and by role changes.
+    proposed_at: VecDeque<(i64, i64)>,
     /// What the host is doing for the node that peer inputs must wait for.
     wait: Option<Wait>,
     /// Inputs that arrived while waiting, taken in order once the wait ends.
@@ -224,6 +227,7 @@ impl Node {
             read_round: None,
             truncations: 0,
             apply_lag_ms: (0, 0),
+            proposed_at: VecDeque::new(),
             wait: None,
             deferred: VecDeque::new(),
             out: Vec::new(),
@@ -465,6 +469,7 @@ impl Node {
         let body = txnlog::encode_body(&hdr, &txn, Some(digest));
         self.engine.stats.record_proposal_size(body.len());
         self.engine.stats.quorum.proposals += 1;
+        self.proposed_at.push_back((hdr.zxid, self.now.mono_ms));
         let (zxid, acts) = self.peer.propose(body);
         match zxid {
             Some(z) if z == hdr.zxid => {}

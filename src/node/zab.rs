@@ -66,6 +66,13 @@ impl Node {
                 PeerAction::Commit { zxid } => {
                     if self.peer.state() == State::Leading {
                         self.engine.stats.quorum.commits += 1;
+                        while self.proposed_at.front().is_some_and(|(z, _)| *z <= zxid) {
+                            let (_, at) = self.proposed_at.pop_front().expect("front");
+                            let ms = (self.now.mono_ms - at).max(0);
+                            self.engine.stats.quorum_ack_latency.add(ms);
+                        }
+                    } else {
+                        self.proposed_at.clear();
                     }
                     self.apply_upto(zxid)
                 }
@@ -254,6 +261,7 @@ impl Node {
             }
             let lag = (self.now.wall_ms - e.hdr.time).max(0);
             self.apply_lag_ms = (lag, self.apply_lag_ms.1.max(lag));
+            self.engine.stats.propagation_latency.add(lag);
             self.engine_event(Event::Apply {
                 hdr: e.hdr,
                 txn: e.txn,
@@ -273,6 +281,9 @@ impl Node {
             if let Some(leader) = leader {
                 self.out.push(Io::Peer(PeerCmd::ConnectLeader { leader }));
             }
+        }
+        if state != State::Leading {
+            self.proposed_at.clear();
         }
         if state == State::Looking {
             tracing::info!(id = self.peer.id(), "looking for a leader");

@@ -118,9 +118,9 @@ ZK_ONLY = re.compile(r"^zk_((avg|min|max|cnt|sum|p50|p95|p99|p999)_)?("
     r"sync_processor_batch_size|write_batch_time_in_commit_processor|read_commit_proc_issued|"
     r"concurrent_request_processing_in_commit_processor|observer_sync_time|sync_process_time|"
     r"prep_processor_queue_time_ms|jvm_pause_time_ms|close_session_prep_time|(read|write)_commitproc_time_ms|"
-    r"local_write_committed_time_ms|request_throttle_queue_time_ms|quorum_ack_latency|om_(commit|proposal)_process_time_ms|"
+    r"local_write_committed_time_ms|request_throttle_queue_time_ms|om_(commit|proposal)_process_time_ms|"
     r"(read|write)_final_proc_time_ms|commit_propagation_latency|proposal_ack_creation_latency|proposal_latency|"
-    r"sync_processor_queue_and_flush_time_ms|propagation_latency|server_write_committed_time_ms|"
+    r"sync_processor_queue_and_flush_time_ms|server_write_committed_time_ms|"
     r"sync_processor_queue_time_ms|sync_processor_queue_flush_time_ms|stale_replies|.*_per_namespace|"
     r"\d+_learner_handler_qp_(size|time_ms))$")
 # zabd's keys beyond ZooKeeper 3.8's mntr: ZooKeeper 3.5's fsync count, and its own.
@@ -302,7 +302,7 @@ try:
     summaries = {"fsynctime", "snapshottime", "dbinittime", "startup_txns_loaded", "election_time",
                  "startup_snap_load_time", "startup_txns_load_time", "node_created_watch_count",
                  "node_deleted_watch_count", "node_changed_watch_count", "node_children_watch_count",
-                 "readlatency", "updatelatency"}
+                 "propagation_latency", "quorum_ack_latency", "readlatency", "updatelatency"}
     for k, v in mntr.items():
         name = k[3:] if k.startswith("zk_") else k
         if re.match(r"^(avg|min|max|cnt|sum|p50|p95|p99|p999)_", name) and name.split("_", 1)[1] in summaries:
