@@ -43,6 +43,10 @@ pub struct IoFigures {
     /// Times a member began looking for a leader, and how long each election took (ms).
     pub looking: u64,
     pub election: summary::Summary,
+    /// ms from losing a leader (or starting) to serving again, and the same for the
+    /// times this member came back as leader (`unavailable_time`, `leader_unavailable_time`).
+    pub unavailable: summary::Summary,
+    pub leader_unavailable: summary::Summary,
     /// Log syncs, in ms.
     pub fsync: summary::Summary,
     /// Snapshots serialized, in ms.

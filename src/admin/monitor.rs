@@ -152,6 +152,41 @@ pub fn summaries(engine: &Engine, info: &ServerInfo) -> Vec<SummaryRow> {
             percentiles: true,
         },
         SummaryRow {
+            key: "proposal_latency",
+            summary: engine.stats.proposal_latency.clone(),
+            percentiles: true,
+        },
+        SummaryRow {
+            key: "proposal_ack_creation_latency",
+            summary: engine.stats.proposal_ack_creation_latency.clone(),
+            percentiles: true,
+        },
+        SummaryRow {
+            key: "commit_propagation_latency",
+            summary: engine.stats.commit_propagation_latency.clone(),
+            percentiles: true,
+        },
+        SummaryRow {
+            key: "follower_sync_time",
+            summary: engine.stats.follower_sync_time.clone(),
+            percentiles: false,
+        },
+        SummaryRow {
+            key: "observer_sync_time",
+            summary: engine.stats.observer_sync_time.clone(),
+            percentiles: false,
+        },
+        SummaryRow {
+            key: "unavailable_time",
+            summary: info.io.unavailable.clone(),
+            percentiles: false,
+        },
+        SummaryRow {
+            key: "leader_unavailable_time",
+            summary: info.io.leader_unavailable.clone(),
+            percentiles: false,
+        },
+        SummaryRow {
             key: "readlatency",
             summary: engine.stats.read_latency.clone(),
             percentiles: true,
@@ -237,6 +272,11 @@ pub fn rows(engine: &Engine, info: &ServerInfo) -> Vec<Row> {
         counter("learner_commit_received_count", st.quorum.learner_commits),
         counter("diff_count", st.quorum.diffs),
         counter("snap_count", st.quorum.snaps),
+        counter("revalidate_count", st.quorum.revalidates),
+        counter(
+            "connection_revalidate_count",
+            st.quorum.connection_revalidates,
+        ),
         counter(
             "fsync_threshold_exceed_count",
             info.io.fsync_threshold_exceeded,

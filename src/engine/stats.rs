@@ -19,6 +19,10 @@ pub struct QuorumCounts {
     /// Learners brought up to date by DIFF and by SNAP as leader (`diff_count`, `snap_count`).
     pub diffs: u64,
     pub snaps: u64,
+    /// Leader: REVALIDATE requests answered (`revalidate_count`); learner: sessions of
+    /// reconnecting clients sent to the leader to revalidate (`connection_revalidate_count`).
+    pub revalidates: u64,
+    pub connection_revalidates: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -34,6 +38,16 @@ pub struct Stats {
     /// Leader: ms from proposing a transaction to its commit by a quorum's acks
     /// (ZooKeeper's `quorum_ack_latency`).
     pub quorum_ack_latency: Summary,
+    /// Learners, from a transaction's creation on the leader (its header's time): to the
+    /// PROPOSAL's arrival (`proposal_latency`), to this member's ACK after its log sync
+    /// (`proposal_ack_creation_latency`), to its COMMIT here (`commit_propagation_latency`).
+    pub proposal_latency: Summary,
+    pub proposal_ack_creation_latency: Summary,
+    pub commit_propagation_latency: Summary,
+    /// Learners: ms from connecting to a leader to being up to date with it
+    /// (`follower_sync_time`, `observer_sync_time`).
+    pub follower_sync_time: Summary,
+    pub observer_sync_time: Summary,
     /// Reads and writes answered, in ms (ZooKeeper's `readlatency`, `updatelatency`).
     pub read_latency: Summary,
     pub update_latency: Summary,
@@ -93,6 +107,11 @@ impl Stats {
             watch_fired: std::mem::take(&mut self.watch_fired),
             propagation_latency: std::mem::take(&mut self.propagation_latency),
             quorum_ack_latency: std::mem::take(&mut self.quorum_ack_latency),
+            proposal_latency: std::mem::take(&mut self.proposal_latency),
+            proposal_ack_creation_latency: std::mem::take(&mut self.proposal_ack_creation_latency),
+            commit_propagation_latency: std::mem::take(&mut self.commit_propagation_latency),
+            follower_sync_time: std::mem::take(&mut self.follower_sync_time),
+            observer_sync_time: std::mem::take(&mut self.observer_sync_time),
             connection_requests: self.connection_requests,
             trace_mask: self.trace_mask,
             read_latency: std::mem::take(&mut self.read_latency),

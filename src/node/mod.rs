@@ -184,6 +184,11 @@ pub struct Node {
     /// Leader: when each proposal still waiting for its quorum was made (zxid, mono ms),
     /// for `quorum_ack_latency`; emptied by commits and by role changes.
     proposed_at: VecDeque<(i64, i64)>,
+    /// Learner: PROPOSALs not yet acknowledged (zxid, creation time on the leader), for
+    /// `proposal_ack_creation_latency`.
+    received_at: VecDeque<(i64, i64)>,
+    /// Learner: when it began syncing with its leader (mono ms), and whether as observer.
+    sync_started: Option<(i64, bool)>,
     /// What the host is doing for the node that peer inputs must wait for.
     wait: Option<Wait>,
     /// Inputs that arrived while waiting, taken in order once the wait ends.
@@ -228,6 +233,8 @@ impl Node {
             truncations: 0,
             apply_lag_ms: (0, 0),
             proposed_at: VecDeque::new(),
+            received_at: VecDeque::new(),
+            sync_started: None,
             wait: None,
             deferred: VecDeque::new(),
             out: Vec::new(),
@@ -355,12 +362,7 @@ impl Node {
     fn peer_event(&mut self, e: PeerEvent) {
         match e {
             PeerEvent::Msg { from, msg } => {
-                let q = &mut self.engine.stats.quorum;
-                match &msg {
-                    Msg::Proposal(_) => q.learner_proposals += 1,
-                    Msg::Commit { .. } => q.learner_commits += 1,
-                    _ => {}
-                }
+                self.note_received(&msg);
                 match &msg {
                     Msg::Diff { zxid } => tracing::info!(
                         from,
@@ -408,6 +410,7 @@ impl Node {
                 session,
                 timeout,
             } => {
+                self.engine.stats.quorum.revalidates += 1;
                 let valid = self.engine.revalidate(session, timeout, self.now);
                 let packet = codec::encode_revalidate_answer(session, valid);
                 self.out.push(Io::Peer(PeerCmd::Raw { to: from, packet }));
@@ -454,6 +457,7 @@ impl Node {
                     self.read_round = self.read_round.max(Some(round));
                 }
                 EngineAction::Revalidate { session, timeout } => {
+                    self.engine.stats.quorum.connection_revalidates += 1;
                     let Some(leader) = self.peer.leader() else {
                         continue;
                     };
@@ -461,6 +465,38 @@ impl Node {
                     self.out.push(Io::Peer(PeerCmd::Raw { to: leader, packet }));
                 }
             }
+        }
+    }
+
+    /// Counts and times what a learner receives from its leader (ZooKeeper's learner
+    /// metrics).
+    fn note_received(&mut self, msg: &Msg) {
+        let (wall, mono) = (self.now.wall_ms, self.now.mono_ms);
+        let stats = &mut self.engine.stats;
+        match msg {
+            Msg::Proposal(e) => {
+                stats.quorum.learner_proposals += 1;
+                // The TxnHeader's time: after clientId (8), cxid (4) and zxid (8).
+                if let Some(b) = e.payload.get(20..28) {
+                    let created = i64::from_be_bytes(b.try_into().expect("8 bytes"));
+                    stats.proposal_latency.add((wall - created).max(0));
+                    if self.received_at.len() < 100_000 {
+                        self.received_at.push_back((e.zxid, created));
+                    }
+                }
+            }
+            Msg::Commit { .. } => stats.quorum.learner_commits += 1,
+            Msg::UpToDate => {
+                if let Some((at, observer)) = self.sync_started.take() {
+                    let ms = (mono - at).max(0);
+                    if observer {
+                        stats.observer_sync_time.add(ms);
+                    } else {
+                        stats.follower_sync_time.add(ms);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 

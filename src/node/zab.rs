@@ -28,10 +28,10 @@ impl Node {
             }
             match a {
                 PeerAction::Send { to, msg } => {
-                    let q = &mut self.engine.stats.quorum;
                     match &msg {
-                        crate::quorum::Msg::Diff { .. } => q.diffs += 1,
-                        crate::quorum::Msg::Snap { .. } => q.snaps += 1,
+                        Msg::Diff { .. } => self.engine.stats.quorum.diffs += 1,
+                        Msg::Snap { .. } => self.engine.stats.quorum.snaps += 1,
+                        Msg::Ack { zxid } => self.note_ack(*zxid),
                         _ => {}
                     }
                     self.send(to, msg)
@@ -262,6 +262,9 @@ impl Node {
             let lag = (self.now.wall_ms - e.hdr.time).max(0);
             self.apply_lag_ms = (lag, self.apply_lag_ms.1.max(lag));
             self.engine.stats.propagation_latency.add(lag);
+            if self.peer.state() != State::Leading {
+                self.engine.stats.commit_propagation_latency.add(lag);
+            }
             self.engine_event(Event::Apply {
                 hdr: e.hdr,
                 txn: e.txn,
@@ -276,12 +279,23 @@ impl Node {
         }
     }
 
+    /// A learner acknowledges proposals up to `zxid` (after its log sync).
+    fn note_ack(&mut self, zxid: Zxid) {
+        while self.received_at.front().is_some_and(|(z, _)| *z <= zxid) {
+            let (_, created) = self.received_at.pop_front().expect("front");
+            let ms = (self.now.wall_ms - created).max(0);
+            self.engine.stats.proposal_ack_creation_latency.add(ms);
+        }
+    }
+
     fn role(&mut self, state: State, leader: Option<Sid>, epoch: u32) {
         if matches!(state, State::Following | State::Observing) {
             if let Some(leader) = leader {
                 self.out.push(Io::Peer(PeerCmd::ConnectLeader { leader }));
+                self.sync_started = Some((self.now.mono_ms, state == State::Observing));
             }
         }
+        self.received_at.clear();
         if state != State::Leading {
             self.proposed_at.clear();
         }

@@ -17,6 +17,7 @@ pub struct Counters {
     fsync_threshold_exceeded: AtomicU64,
     looking: AtomicU64,
     election: Mutex<Summary>,
+    unavailable: Mutex<(Summary, Summary)>,
     fsync: Mutex<Summary>,
     snapshot: Mutex<Summary>,
     startup: Mutex<(i64, u64, i64, i64)>,
@@ -30,6 +31,7 @@ pub static COUNTERS: Counters = Counters {
     fsync_threshold_exceeded: AtomicU64::new(0),
     looking: AtomicU64::new(0),
     election: Mutex::new(Summary::new_const()),
+    unavailable: Mutex::new((Summary::new_const(), Summary::new_const())),
     fsync: Mutex::new(Summary::new_const()),
     snapshot: Mutex::new(Summary::new_const()),
     startup: Mutex::new((0, 0, 0, 0)),
@@ -60,6 +62,15 @@ impl Counters {
         lock(&self.election).add(ms);
     }
 
+    /// A member serves again `ms` after it stopped (or started); `leader`: as leader.
+    pub fn available(&self, ms: i64, leader: bool) {
+        let mut u = lock(&self.unavailable);
+        u.0.add(ms);
+        if leader {
+            u.1.add(ms);
+        }
+    }
+
     /// One log sync took `ms`; past `threshold_ms` it counts as slow (ZooKeeper's
     /// `fsync.warningthresholdms`).
     pub fn fsync(&self, ms: i64, threshold_ms: i64) -> bool {
@@ -84,26 +95,53 @@ impl Counters {
         *lock(&self.startup) = (ms, txns, snap_ms, txns_ms);
     }
 
+    /// A copy of every figure. Each lock is taken and let go in a statement of its own:
+    /// a guard living to the end of one long expression while the same mutex is taken
+    /// again would deadlock the task that asked.
     pub fn figures(&self) -> IoFigures {
         let (dbinit_ms, startup_txns, snap_load_ms, txns_load_ms) = *lock(&self.startup);
+        let (unavailable, leader_unavailable) = lock(&self.unavailable).clone();
+        let fsync = lock(&self.fsync).clone();
+        let snapshot = lock(&self.snapshot).clone();
+        let election = lock(&self.election).clone();
+        let last_snapshot = *lock(&self.last_snapshot);
         IoFigures {
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             connection_rejected: self.connection_rejected.load(Ordering::Relaxed),
             sessionless_expired: self.sessionless_expired.load(Ordering::Relaxed),
             fsync_threshold_exceeded: self.fsync_threshold_exceeded.load(Ordering::Relaxed),
             looking: self.looking.load(Ordering::Relaxed),
-            election: lock(&self.election).clone(),
-            fsync: lock(&self.fsync).clone(),
-            snapshot: lock(&self.snapshot).clone(),
+            election,
+            unavailable,
+            leader_unavailable,
+            fsync,
+            snapshot,
             dbinit_ms,
             startup_txns,
             snap_load_ms,
             txns_load_ms,
-            last_snapshot: *lock(&self.last_snapshot),
+            last_snapshot,
         }
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_can_be_read_while_figures_are_kept() {
+        COUNTERS.available(5, true);
+        COUNTERS.election(3);
+        COUNTERS.fsync(2, 1000);
+        let f = COUNTERS.figures();
+        assert!(f.unavailable.count >= 1 && f.leader_unavailable.count >= 1);
+        assert!(f.election.count >= 1 && f.fsync.count >= 1);
+        // Again: nothing stayed locked.
+        assert!(COUNTERS.figures().election.count >= 1);
+    }
 }

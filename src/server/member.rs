@@ -74,6 +74,8 @@ struct Member {
     leading_since: Option<std::time::Instant>,
     /// Since when it looks for a leader (the `election_time` summary).
     looking_since: Option<std::time::Instant>,
+    /// Since when it does not serve (the `unavailable_time` summaries).
+    unavailable_since: Option<std::time::Instant>,
 }
 
 /// Stops the member: something that could make replicas diverge, or a disk that failed.
@@ -178,6 +180,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         draining: None,
         leading_since: None,
         looking_since: Some(std::time::Instant::now()),
+        unavailable_since: Some(std::time::Instant::now()),
     };
     // A member starts looking (ZooKeeper counts that first election too).
     super::counters::COUNTERS.looking();
@@ -380,6 +383,7 @@ impl Member {
                 }
             }
         }
+        self.note_availability();
         let peer = self.node.peer();
         let now = (peer.state(), peer.leader(), peer.current_epoch());
         if now != self.shown {
@@ -396,6 +400,22 @@ impl Member {
             self.leading_since = (now.0 == State::Leading).then(std::time::Instant::now);
             let mut st = self.status.lock().expect("status lock");
             (st.state, st.leader, st.epoch) = now;
+        }
+    }
+
+    /// `unavailable_time`: from the moment this member stops serving (or starts) until it
+    /// serves clients again as leader, follower or observer.
+    fn note_availability(&mut self) {
+        let mode = self.node.mode_name();
+        let serving = matches!(mode, "leader" | "follower" | "observer");
+        match (serving, self.unavailable_since) {
+            (true, Some(t)) => {
+                let ms = t.elapsed().as_millis() as i64;
+                super::counters::COUNTERS.available(ms, mode == "leader");
+                self.unavailable_since = None;
+            }
+            (false, None) => self.unavailable_since = Some(std::time::Instant::now()),
+            _ => {}
         }
     }
 

@@ -106,20 +106,20 @@ ZK_ONLY = re.compile(r"^zk_((avg|min|max|cnt|sum|p50|p95|p99|p999)_)?("
     r"dead_watchers_(queued|cleared|cleaner_latency)|connection_drop_count|"
     r"response_packet_(get_children_)?cache_(hits|misses)|add_dead_watcher_stall_time|request_throttle_wait_count|"
     r"requests_not_forwarded_to_commit_processor|ensemble_auth_(success|fail|skip)|prep_processor_request_queued|"
-    r"sync_processor_request_queued|request_commit_queued|connection_revalidate_count|"
-    r"quit_leading_due_to_disloyal_voter|unrecoverable_error_count|unsuccessful_handshake|"
-    r"stale_sessions_expired|skip_learner_request_to_next_processor_count|tls_handshake_exceeded|revalidate_count|"
-    r"socket_closing_time|proposal_process_time|leader_unavailable_time|"
+    r"sync_processor_request_queued|request_commit_queued|"
+    r"quit_leading_due_to_disloyal_voter|unrecoverable_error_count|unsuccessful_handshake|inflight_(snap|diff)_count|"
+    r"stale_sessions_expired|skip_learner_request_to_next_processor_count|tls_handshake_exceeded|"
+    r"socket_closing_time|proposal_process_time|"
     r"session_queues_drained|(write|read|commit)_commit_proc_req_queued|connection_token_deficit|"
-    r"sync_processor_queue_size|follower_sync_time|prep_processor_queue_size|inflight_(snap|diff)_count|"
-    r"reads_issued_from_session_queue|learner_request_processor_queue_size|unavailable_time|reads_after_write_in_session_queue|"
+    r"sync_processor_queue_size|prep_processor_queue_size|"
+    r"reads_issued_from_session_queue|learner_request_processor_queue_size|reads_after_write_in_session_queue|"
     r"requests_in_session_queue|write_commit_proc_issued|prep_process_time|pending_session_queue_size|"
     r"time_waiting_empty_pool_in_commit_processor_read_ms|commit_process_time|netty_queued_buffer_capacity|"
     r"sync_processor_batch_size|write_batch_time_in_commit_processor|read_commit_proc_issued|"
-    r"concurrent_request_processing_in_commit_processor|observer_sync_time|sync_process_time|"
+    r"concurrent_request_processing_in_commit_processor|sync_process_time|"
     r"prep_processor_queue_time_ms|jvm_pause_time_ms|close_session_prep_time|(read|write)_commitproc_time_ms|"
     r"local_write_committed_time_ms|request_throttle_queue_time_ms|om_(commit|proposal)_process_time_ms|"
-    r"(read|write)_final_proc_time_ms|commit_propagation_latency|proposal_ack_creation_latency|proposal_latency|"
+    r"(read|write)_final_proc_time_ms|"
     r"sync_processor_queue_and_flush_time_ms|server_write_committed_time_ms|"
     r"sync_processor_queue_time_ms|sync_processor_queue_flush_time_ms|stale_replies|.*_per_namespace|"
     r"\d+_learner_handler_qp_(size|time_ms))$")
@@ -302,7 +302,9 @@ try:
     summaries = {"fsynctime", "snapshottime", "dbinittime", "startup_txns_loaded", "election_time",
                  "startup_snap_load_time", "startup_txns_load_time", "node_created_watch_count",
                  "node_deleted_watch_count", "node_changed_watch_count", "node_children_watch_count",
-                 "propagation_latency", "quorum_ack_latency", "readlatency", "updatelatency"}
+                 "propagation_latency", "quorum_ack_latency", "proposal_latency", "proposal_ack_creation_latency",
+                 "commit_propagation_latency", "follower_sync_time", "observer_sync_time", "unavailable_time",
+                 "leader_unavailable_time", "readlatency", "updatelatency"}
     for k, v in mntr.items():
         name = k[3:] if k.startswith("zk_") else k
         if re.match(r"^(avg|min|max|cnt|sum|p50|p95|p99|p999)_", name) and name.split("_", 1)[1] in summaries:
