@@ -640,6 +640,21 @@ fn run(seed: u64) -> (usize, usize, usize, usize) {
         sim.step(false, false);
     }
     sim.check_converged();
+    // Liveness of `sync`: a read round started on the healed ensemble's leader is confirmed,
+    // however many of its learners reconnected while older rounds were in flight.
+    sim.start_reads();
+    let round = sim.next_round;
+    for _ in 0..100 {
+        if !sim.reads.iter().any(|(_, r, _)| *r == round) {
+            break;
+        }
+        sim.step(false, false);
+    }
+    if sim.reads.iter().any(|(_, r, _)| *r == round) {
+        sim.fail(format!(
+            "read round {round}, started after healing, was never confirmed"
+        ));
+    }
     (
         sim.nodes[&sim.ids[0]].delivered.len(),
         sim.leaders.len(),
