@@ -421,7 +421,20 @@ pub(super) fn answer(
     conns: &HashMap<ConnId, ConnHandle>,
 ) -> String {
     let peers = conns.iter().map(|(id, h)| (*id, h.peer.clone())).collect();
-    let info = super::live::refresh(info, peers);
+    // Reading /proc and the data directories is for the answers that show those figures,
+    // not for every `ruok` a probe sends.
+    let figures = match &q {
+        Question::Word { word, .. } => matches!(*word, "mntr" | "conf" | "dirs"),
+        Question::Command { .. } | Question::Metrics => true,
+    };
+    let info = if figures {
+        super::live::refresh(info, peers)
+    } else {
+        ServerInfo {
+            peers,
+            ..info.clone()
+        }
+    };
     match q {
         Question::Word { word, arg } => admin::answer(word, arg, engine, &info),
         Question::Command { name, params } => {
