@@ -26,7 +26,7 @@ start_zabd() {
   local name=$1 d=$work/$1
   shift
   mkdir -p "$d"
-  printf '%s\n' "client_port = 0" 'client_port_address = "127.0.0.1"' "data_dir = \"$d/data\"" "admin.enable = false" "$@" >"$d/zabd.toml"
+  printf '%s\n' "client_port = 0" 'client_port_address = "127.0.0.1"' "data_dir = \"$d/data\"" "admin.enable = false" 'four_letter_words = ["*"]' "$@" >"$d/zabd.toml"
   "$zabd" --config "$d/zabd.toml" >"$d/out" 2>"$d/log" &
   pids+=($!)
   for _ in $(seq 1 600); do
