@@ -13,6 +13,18 @@ fn zabd() -> Command {
     Command::new(common::zabd_bin())
 }
 
+/// Starts zabd (tied to this test process) and returns it with its first stdout line.
+fn spawn_reading_first_line(cmd: Command) -> (std::process::Child, String) {
+    let mut child = common::spawn_tied(cmd).unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (child, line)
+}
+
 fn run_expecting_failure(args: &[&str]) -> (Option<i32>, String, String) {
     let out = zabd()
         .args(args)
@@ -147,13 +159,7 @@ fn properties_apply_as_jvm_flags_would() {
         .args(["--property", "zookeeper.maxClientCnxns=7"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut child = common::spawn_tied(cmd).unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let (mut child, line) = spawn_reading_first_line(cmd);
     let addr = line
         .trim()
         .strip_prefix("zabd: serving clients on ")
@@ -363,13 +369,7 @@ fn json_logs_are_one_object_per_line() {
     .env("ZABD_LOG", "info")
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = common::spawn_tied(cmd).unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let (child, line) = spawn_reading_first_line(cmd);
     assert!(line.starts_with("zabd: serving clients on "), "{line}");
     common::signal_term(child.id());
     let out = child.wait_with_output().unwrap();
@@ -434,13 +434,7 @@ fn the_systemd_unit_parses_and_its_exec_start_starts_zabd() {
     cmd.args(&argv[1..])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut child = common::spawn_tied(cmd).unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
+    let (mut child, first) = spawn_reading_first_line(cmd);
     assert!(first.starts_with("zabd: serving clients on "), "{first}");
     common::signal_term(child.id());
     assert_eq!(child.wait().unwrap().code(), Some(0));

@@ -116,6 +116,14 @@ impl Args {
     }
 }
 
+/// A watch event as zkCli prints it when it fires.
+fn print_event(ev: &zookeeper_client::WatchedEvent) {
+    println!(
+        "\nWATCHER::\n\nWatchedEvent state:SyncConnected type:{:?} path:{}",
+        ev.event_type, ev.path
+    );
+}
+
 /// zkCli's Stat block.
 pub fn stat_text(s: &Stat) -> String {
     let mut o = String::new();
@@ -259,11 +267,7 @@ pub async fn run_line(sh: &mut Shell, line: &str) -> Result<String, String> {
                     .await
                     .map_err(|e| error_text(&e, path))?;
                 sh.watches.push(tokio::spawn(async move {
-                    let ev = watcher.changed().await;
-                    println!(
-                        "\nWATCHER::\n\nWatchedEvent state:SyncConnected type:{:?} path:{}",
-                        ev.event_type, ev.path
-                    );
+                    print_event(&watcher.changed().await);
                 }));
                 (k, s)
             } else {
@@ -283,11 +287,7 @@ pub async fn run_line(sh: &mut Shell, line: &str) -> Result<String, String> {
                     .await
                     .map_err(|e| error_text(&e, path))?;
                 sh.watches.push(tokio::spawn(async move {
-                    let ev = watcher.changed().await;
-                    println!(
-                        "\nWATCHER::\n\nWatchedEvent state:SyncConnected type:{:?} path:{}",
-                        ev.event_type, ev.path
-                    );
+                    print_event(&watcher.changed().await);
                 }));
                 (d, s)
             } else {
@@ -462,11 +462,7 @@ pub async fn run_line(sh: &mut Shell, line: &str) -> Result<String, String> {
                 .map_err(|e| error_text(&e, path))?;
             sh.watches.push(tokio::spawn(async move {
                 loop {
-                    let ev = watcher.changed().await;
-                    println!(
-                        "\nWATCHER::\n\nWatchedEvent state:SyncConnected type:{:?} path:{}",
-                        ev.event_type, ev.path
-                    );
+                    print_event(&watcher.changed().await);
                 }
             }));
             Ok(String::new())
