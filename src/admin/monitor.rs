@@ -85,117 +85,73 @@ pub fn summaries(engine: &Engine, info: &ServerInfo) -> Vec<SummaryRow> {
         s.add(v);
         s
     };
+    // ZooKeeper's "basic" summaries carry the median; its "advanced" ones percentiles too.
+    let basic = |key, summary| SummaryRow {
+        key,
+        summary,
+        percentiles: false,
+    };
+    let advanced = |key, summary| SummaryRow {
+        key,
+        summary,
+        percentiles: true,
+    };
     vec![
-        SummaryRow {
-            key: "fsynctime",
-            summary: info.io.fsync.clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "snapshottime",
-            summary: info.io.snapshot.clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "dbinittime",
-            summary: one(info.io.dbinit_ms),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "startup_txns_loaded",
-            summary: one(info.io.startup_txns as i64),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "startup_snap_load_time",
-            summary: one(info.io.snap_load_ms),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "startup_txns_load_time",
-            summary: one(info.io.txns_load_ms),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "node_created_watch_count",
-            summary: engine.stats.watch_fired[0].clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "node_deleted_watch_count",
-            summary: engine.stats.watch_fired[1].clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "node_changed_watch_count",
-            summary: engine.stats.watch_fired[2].clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "node_children_watch_count",
-            summary: engine.stats.watch_fired[3].clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "election_time",
-            summary: info.io.election.clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "propagation_latency",
-            summary: engine.stats.propagation_latency.clone(),
-            percentiles: true,
-        },
-        SummaryRow {
-            key: "quorum_ack_latency",
-            summary: engine.stats.quorum_ack_latency.clone(),
-            percentiles: true,
-        },
-        SummaryRow {
-            key: "proposal_latency",
-            summary: engine.stats.proposal_latency.clone(),
-            percentiles: true,
-        },
-        SummaryRow {
-            key: "proposal_ack_creation_latency",
-            summary: engine.stats.proposal_ack_creation_latency.clone(),
-            percentiles: true,
-        },
-        SummaryRow {
-            key: "commit_propagation_latency",
-            summary: engine.stats.commit_propagation_latency.clone(),
-            percentiles: true,
-        },
-        SummaryRow {
-            key: "follower_sync_time",
-            summary: engine.stats.follower_sync_time.clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "observer_sync_time",
-            summary: engine.stats.observer_sync_time.clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "unavailable_time",
-            summary: info.io.unavailable.clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "leader_unavailable_time",
-            summary: info.io.leader_unavailable.clone(),
-            percentiles: false,
-        },
-        SummaryRow {
-            key: "readlatency",
-            summary: engine.stats.read_latency.clone(),
-            percentiles: true,
-        },
-        SummaryRow {
-            key: "updatelatency",
-            summary: engine.stats.update_latency.clone(),
-            percentiles: true,
-        },
+        basic("fsynctime", info.io.fsync.clone()),
+        basic("snapshottime", info.io.snapshot.clone()),
+        basic("dbinittime", one(info.io.dbinit_ms)),
+        basic("startup_txns_loaded", one(info.io.startup_txns as i64)),
+        basic("startup_snap_load_time", one(info.io.snap_load_ms)),
+        basic("startup_txns_load_time", one(info.io.txns_load_ms)),
+        basic(
+            "node_created_watch_count",
+            engine.stats.watch_fired[0].clone(),
+        ),
+        basic(
+            "node_deleted_watch_count",
+            engine.stats.watch_fired[1].clone(),
+        ),
+        basic(
+            "node_changed_watch_count",
+            engine.stats.watch_fired[2].clone(),
+        ),
+        basic(
+            "node_children_watch_count",
+            engine.stats.watch_fired[3].clone(),
+        ),
+        basic("election_time", info.io.election.clone()),
+        advanced(
+            "propagation_latency",
+            engine.stats.propagation_latency.clone(),
+        ),
+        advanced(
+            "quorum_ack_latency",
+            engine.stats.quorum_ack_latency.clone(),
+        ),
+        advanced("proposal_latency", engine.stats.proposal_latency.clone()),
+        advanced(
+            "proposal_ack_creation_latency",
+            engine.stats.proposal_ack_creation_latency.clone(),
+        ),
+        advanced(
+            "commit_propagation_latency",
+            engine.stats.commit_propagation_latency.clone(),
+        ),
+        basic(
+            "follower_sync_time",
+            engine.stats.follower_sync_time.clone(),
+        ),
+        basic(
+            "observer_sync_time",
+            engine.stats.observer_sync_time.clone(),
+        ),
+        basic("unavailable_time", info.io.unavailable.clone()),
+        basic(
+            "leader_unavailable_time",
+            info.io.leader_unavailable.clone(),
+        ),
+        advanced("readlatency", engine.stats.read_latency.clone()),
+        advanced("updatelatency", engine.stats.update_latency.clone()),
     ]
 }
 

@@ -116,6 +116,15 @@ impl Args {
     }
 }
 
+/// `parent/name`, the root's children without a double slash.
+fn child_path(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
 /// A watch event as zkCli prints it when it fires.
 fn print_event(ev: &zookeeper_client::WatchedEvent) {
     println!(
@@ -206,6 +215,13 @@ impl Shell {
         }
     }
 
+    /// Prints a one-shot watch's event when it fires (`ls -w`, `get -w`).
+    fn report_once(&mut self, watcher: zookeeper_client::OneshotWatcher) {
+        self.watches.push(tokio::spawn(async move {
+            print_event(&watcher.changed().await);
+        }));
+    }
+
     pub fn prompt(&self) -> String {
         let state = format!("{:?}", self.client.state()).to_uppercase();
         format!("[zk: {}({}) {}] ", self.servers, state, self.history.len())
@@ -252,11 +268,7 @@ pub async fn run_line(sh: &mut Shell, line: &str) -> Result<String, String> {
                     let mut kids = c.list_children(&p).await.map_err(|e| error_text(&e, &p))?;
                     kids.sort();
                     for k in kids.into_iter().rev() {
-                        stack.push(if p == "/" {
-                            format!("/{k}")
-                        } else {
-                            format!("{p}/{k}")
-                        });
+                        stack.push(child_path(&p, &k));
                     }
                 }
                 return Ok(out);
@@ -266,9 +278,7 @@ pub async fn run_line(sh: &mut Shell, line: &str) -> Result<String, String> {
                     .get_and_watch_children(path)
                     .await
                     .map_err(|e| error_text(&e, path))?;
-                sh.watches.push(tokio::spawn(async move {
-                    print_event(&watcher.changed().await);
-                }));
+                sh.report_once(watcher);
                 (k, s)
             } else {
                 c.get_children(path)
@@ -286,9 +296,7 @@ pub async fn run_line(sh: &mut Shell, line: &str) -> Result<String, String> {
                     .get_and_watch_data(path)
                     .await
                     .map_err(|e| error_text(&e, path))?;
-                sh.watches.push(tokio::spawn(async move {
-                    print_event(&watcher.changed().await);
-                }));
+                sh.report_once(watcher);
                 (d, s)
             } else {
                 c.get_data(path).await.map_err(|e| error_text(&e, path))?
@@ -386,11 +394,7 @@ pub async fn run_line(sh: &mut Shell, line: &str) -> Result<String, String> {
                     Err(e) => return Err(error_text(&e, &p)),
                 };
                 for k in kids {
-                    stack.push(if p == "/" {
-                        format!("/{k}")
-                    } else {
-                        format!("{p}/{k}")
-                    });
+                    stack.push(child_path(&p, &k));
                 }
                 order.push(p);
             }
