@@ -24,6 +24,7 @@ impl Peer {
             next_counter: 0,
             ticks: 0,
             reads: Default::default(),
+            next_generation: 0,
         });
         self.out.push(PeerAction::Role {
             state: State::Leading,
@@ -249,9 +250,12 @@ impl Peer {
                     self.look();
                     return;
                 }
-                let st =
+                let mut st =
                     LearnerState::new(observer, accepted_epoch, epoch.map(|_| LearnerPhase::Epoch));
-                self.leading().learners.insert(from, st);
+                let l = self.leading();
+                l.next_generation += 1;
+                st.generation = l.next_generation;
+                l.learners.insert(from, st);
                 if let Some(epoch) = epoch {
                     self.send(from, Msg::LeaderInfo { epoch });
                 }
@@ -461,7 +465,7 @@ impl Peer {
         let l = self.leading();
         let needed = targets
             .iter()
-            .map(|s| (*s, l.learners[s].pings_sent))
+            .map(|s| (*s, (l.learners[s].generation, l.learners[s].pings_sent)))
             .collect();
         l.reads.push_back(ReadRound { round, needed });
         self.confirm_reads();
@@ -493,12 +497,17 @@ impl Peer {
             let answered = r
                 .needed
                 .iter()
-                .filter(|(s, n)| {
+                .filter(|(s, (generation, n))| {
                     voters.contains(s)
                         && l.learners.get(s).is_some_and(|st| {
-                            !st.observer
-                                && st.phase == Some(LearnerPhase::UpToDate)
-                                && st.pings_answered >= **n
+                            // Up to date on this connection and past the round's PING, or
+                            // up to date again on a connection made since the round began.
+                            let answered = if st.generation == *generation {
+                                st.pings_answered >= *n
+                            } else {
+                                st.generation > *generation
+                            };
+                            !st.observer && st.phase == Some(LearnerPhase::UpToDate) && answered
                         })
                 })
                 .count();
