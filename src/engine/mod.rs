@@ -21,11 +21,13 @@ pub use ensemble::Mode;
 
 pub use stats::Stats;
 
-use crate::jute::records::Id;
+use crate::auth;
+use crate::jute::records::{Acl, Id};
 use crate::prep::{Prep, Requester};
 use crate::proto::request::Request;
 use crate::proto::{op, response, xid, ZkError};
 use crate::session::{self, Sessions};
+use crate::tree::acl_cache::perms;
 use crate::tree::{DataTree, TxnResult, WatchEvent};
 use crate::txn::{Txn, TxnHeader};
 use bytes::Bytes;
@@ -620,11 +622,24 @@ impl Engine {
     fn deliver(&mut self, events: Vec<WatchEvent>) {
         self.count_fired(&events);
         for e in events {
-            if let Some(&conn) = self.session_conn.get(&e.session) {
-                let f = response::notification(e.zxid, e.kind, &e.path);
-                self.send(conn, f, false);
+            let Some(&conn) = self.session_conn.get(&e.session) else {
+                continue;
+            };
+            if !self.may_read(conn, &e.acl) {
+                tracing::trace!(path = %e.path, "event not delivered: no READ on the node");
+                continue;
             }
+            let f = response::notification(e.zxid, e.kind, &e.path);
+            self.send(conn, f, false);
         }
+    }
+
+    /// Whether the connection's identities pass READ on `acl`: a watch event goes only to
+    /// whoever could read the node (ZooKeeper 3.8.4+/3.9.2+, CVE-2024-23944).
+    fn may_read(&self, conn: ConnId, acl: &[Acl]) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| auth::check(acl, perms::READ, &c.ids).is_ok())
     }
 
     /// Watchers fired per event (one path, one type), for `node_*_watch_count`.

@@ -327,8 +327,20 @@ impl Engine {
             );
         }
         for (kind, p) in fire {
-            let f = response::notification(rel, kind, &p);
-            self.send(conn, f, false);
+            // What setWatches reveals about a node that exists (changed, created, children
+            // changed) goes only to whoever may read it, as a live event would; a deleted
+            // node has no ACL left, and its absence is what `exists` tells anyone.
+            let readable = match self.tree.get(&p) {
+                Some(n) if kind != event::NODE_DELETED => {
+                    let acl = self.tree.acl_of(n);
+                    self.may_read(conn, &acl)
+                }
+                _ => true,
+            };
+            if readable {
+                let f = response::notification(rel, kind, &p);
+                self.send(conn, f, false);
+            }
         }
     }
 }

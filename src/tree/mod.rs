@@ -22,7 +22,7 @@ pub mod watch;
 use crate::jute::records::{Acl, Stat, StatPersisted};
 use crate::proto::{event, op, ZkError};
 use crate::txn::{CreateKind, Txn, TxnHeader};
-use acl_cache::AclCache;
+use acl_cache::{AclCache, OPEN_ACL_ID};
 use bytes::Bytes;
 use quota::{Quotas, StatsTrack};
 use std::collections::{BTreeSet, HashMap};
@@ -106,6 +106,10 @@ pub struct WatchEvent {
     pub kind: i32,
     pub path: String,
     pub zxid: i64,
+    /// The ACL of the node the event is about (the parent's for NodeChildrenChanged, the
+    /// deleted node's for NodeDeleted): the session must have READ on it to be told, as
+    /// ZooKeeper 3.8.4+/3.9.2+ check (CVE-2024-23944).
+    pub acl: Arc<Vec<Acl>>,
 }
 
 /// What applying one transaction produced, for the reply.
@@ -544,15 +548,28 @@ impl DataTree {
         r
     }
 
-    fn notify(&mut self, p: &str, kind: i32, zxid: i64, events: &mut Vec<WatchEvent>) {
-        for session in self.watches.trigger(p, kind) {
+    /// Fires the watches `kind` triggers on `p`; `acl_id` is the ACL the event is checked
+    /// against when delivered (see `WatchEvent::acl`).
+    fn notify(&mut self, p: &str, kind: i32, zxid: i64, acl_id: i64, events: &mut Vec<WatchEvent>) {
+        let sessions = self.watches.trigger(p, kind);
+        if sessions.is_empty() {
+            return;
+        }
+        let acl = self.acls.get(acl_id);
+        for session in sessions {
             events.push(WatchEvent {
                 session,
                 kind,
                 path: p.to_string(),
                 zxid,
+                acl: acl.clone(),
             });
         }
+    }
+
+    /// The ACL id of the node at `p` (the parent of an event's node), or the open ACL's.
+    fn acl_id_at(&self, p: &str) -> i64 {
+        self.nodes.get(p).map_or(OPEN_ACL_ID, |n| n.acl)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -599,8 +616,15 @@ impl DataTree {
         self.insert_node(p.to_string(), node);
         self.index_owner(p, owner);
         self.quota_after_create(p);
-        self.notify(p, event::NODE_CREATED, hdr.zxid, events);
-        self.notify(&parent_path, event::NODE_CHILDREN_CHANGED, hdr.zxid, events);
+        self.notify(p, event::NODE_CREATED, hdr.zxid, acl_id, events);
+        let parent_acl = self.acl_id_at(&parent_path);
+        self.notify(
+            &parent_path,
+            event::NODE_CHILDREN_CHANGED,
+            hdr.zxid,
+            parent_acl,
+            events,
+        );
         Ok(stat)
     }
 
@@ -664,11 +688,18 @@ impl DataTree {
         };
         self.kids.remove(p);
         self.digest = self.digest.wrapping_sub(node.digest);
-        self.acls.release(node.acl);
         self.quota_after_delete(p, data_len(&node.data));
         self.unindex_owner(p, node.stat.ephemeral_owner);
-        self.notify(p, event::NODE_DELETED, zxid, events);
-        self.notify(&parent_path, event::NODE_CHILDREN_CHANGED, zxid, events);
+        self.notify(p, event::NODE_DELETED, zxid, node.acl, events);
+        self.acls.release(node.acl);
+        let parent_acl = self.acl_id_at(&parent_path);
+        self.notify(
+            &parent_path,
+            event::NODE_CHILDREN_CHANGED,
+            zxid,
+            parent_acl,
+            events,
+        );
         Ok(())
     }
 
@@ -691,7 +722,8 @@ impl DataTree {
         if let Some(prefix) = self.quotas.prefix_for(p).map(str::to_string) {
             self.update_quota_stats(&prefix, diff, 0);
         }
-        self.notify(p, event::NODE_DATA_CHANGED, hdr.zxid, events);
+        let acl_id = self.acl_id_at(p);
+        self.notify(p, event::NODE_DATA_CHANGED, hdr.zxid, acl_id, events);
         Ok(stat)
     }
 
