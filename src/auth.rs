@@ -1,7 +1,14 @@
-//! Authentication schemes and ACL checks: world, auth, digest, ip (with CIDR) and super.
+//! Authentication schemes and ACL checks: world, auth, digest, ip (with CIDR), x509 and super.
 //!
 //! Owns: turning `addauth` into identities, checking a permission against an ACL list, and
 //! ZooKeeper's `fixupACL` (expanding `auth` ids, rejecting invalid ones). Pure.
+//!
+//! An x509 identity is the client certificate's subject as Java's
+//! `X500Principal.getName()` prints it (RFC 2253: the last RDN first, `,` between RDNs,
+//! `+` inside one, the keywords CN C L ST O OU DC UID STREET and any other attribute as
+//! `<dotted oid>=#<hex of its DER value>`), as ZooKeeper's X509AuthenticationProvider; it
+//! matches an ACL id equal to it. The subject equal to the configured x509 super user also
+//! gets `super`.
 //!
 //! A digest identity is `user:base64(sha1("user:password"))`, as ZooKeeper's
 //! DigestAuthenticationProvider. A client whose digest equals the configured super digest
@@ -46,6 +53,107 @@ pub fn authenticate(
     }
 }
 
+/// The identities a client certificate (DER) gives: `super` (when its subject is
+/// `super_user`) and `x509:<subject>`; none when the certificate does not parse.
+pub fn x509_ids(cert_der: &[u8], super_user: &str) -> Vec<Id> {
+    let Some(subject) = x509_subject(cert_der) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    if !super_user.is_empty() && subject == super_user {
+        ids.push(Id::new("super", &subject));
+    }
+    ids.push(Id::new("x509", &subject));
+    ids
+}
+
+/// A certificate's subject in RFC 2253 form, as Java's `X500Principal.getName()`.
+pub fn x509_subject(cert_der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    let rdns: Vec<String> = cert
+        .subject()
+        .iter_rdn()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|atv| rfc2253_attribute(atv.attr_type().to_id_string(), atv.attr_value()))
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    Some(rdns.into_iter().rev().collect::<Vec<_>>().join(","))
+}
+
+fn rfc2253_attribute(oid: String, value: &x509_parser::der_parser::asn1_rs::Any) -> String {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let keyword = match oid.as_str() {
+        "2.5.4.3" => Some("CN"),
+        "2.5.4.6" => Some("C"),
+        "2.5.4.7" => Some("L"),
+        "2.5.4.8" => Some("ST"),
+        "2.5.4.10" => Some("O"),
+        "2.5.4.11" => Some("OU"),
+        "2.5.4.9" => Some("STREET"),
+        "0.9.2342.19200300.100.1.25" => Some("DC"),
+        "0.9.2342.19200300.100.1.1" => Some("UID"),
+        _ => None,
+    };
+    let text = match value.tag() {
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::TeletexString
+        | Tag::NumericString => std::str::from_utf8(value.data).ok(),
+        _ => None,
+    };
+    match (keyword, text) {
+        (Some(k), Some(t)) => format!("{k}={}", rfc2253_escape(t)),
+        (k, _) => format!(
+            "{}=#{}",
+            k.map_or(oid.clone(), String::from),
+            der_hex(value)
+        ),
+    }
+}
+
+/// RFC 2253 section 2.4 escaping.
+fn rfc2253_escape(v: &str) -> String {
+    let n = v.chars().count();
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i + 1 == n && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The hex of an attribute value's whole DER encoding (tag, length, content).
+fn der_hex(value: &x509_parser::der_parser::asn1_rs::Any) -> String {
+    let h = &value.header;
+    let mut der = vec![
+        ((h.class() as u8) << 6) | ((h.is_constructed() as u8) << 5) | (h.tag().0 as u8 & 0x1f),
+    ];
+    let len = value.data.len();
+    if len < 0x80 {
+        der.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        der.push(0x80 | bytes.len() as u8);
+        der.extend(bytes);
+    }
+    der.extend_from_slice(value.data);
+    der.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Parses `addr` or `addr/bits` into address bytes and a prefix length.
 fn parse_ip_expr(expr: &str) -> Option<(Vec<u8>, u32)> {
     let (addr, bits) = match expr.split_once('/') {
@@ -83,7 +191,7 @@ fn id_matches(auth: &Id, acl_id: &Id) -> bool {
     }
     match acl_id.scheme.as_str() {
         "ip" => ip_matches(&auth.id, &acl_id.id),
-        "digest" => auth.id == acl_id.id,
+        "digest" | "x509" => auth.id == acl_id.id,
         _ => false,
     }
 }
@@ -108,6 +216,7 @@ fn valid_id(id: &Id) -> bool {
     match id.scheme.as_str() {
         "digest" => id.id.split(':').count() == 2,
         "ip" => parse_ip_expr(&id.id).is_some(),
+        "x509" => !id.id.is_empty(),
         _ => false,
     }
 }
@@ -128,8 +237,12 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ZkError> {
         if a.id.scheme == "world" && a.id.id == "anyone" {
             out.push(a);
         } else if a.id.scheme == "auth" {
-            // Only providers that report isAuthenticated() count: digest, not ip.
-            let authed: Vec<&Id> = ids.iter().filter(|i| i.scheme == "digest").collect();
+            // Only providers that report isAuthenticated() count: digest and x509, not ip
+            // (nor super, which has no provider).
+            let authed: Vec<&Id> = ids
+                .iter()
+                .filter(|i| i.scheme == "digest" || i.scheme == "x509")
+                .collect();
             if authed.is_empty() {
                 return Err(ZkError::InvalidAcl);
             }

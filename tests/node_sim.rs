@@ -580,7 +580,14 @@ impl Sim {
         };
         self.conn_owner.insert(conn, (c, member));
         let ip = "127.0.0.1".to_string();
-        self.input(member, Input::Client(Event::Accepted { conn, ip }));
+        self.input(
+            member,
+            Input::Client(Event::Accepted {
+                conn,
+                ip,
+                ids: Vec::new(),
+            }),
+        );
         self.input(member, Input::Client(Event::Handshake { conn, req }));
     }
 

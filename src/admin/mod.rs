@@ -39,6 +39,8 @@ pub struct IoFigures {
     pub bytes_received: u64,
     pub connection_rejected: u64,
     pub sessionless_expired: u64,
+    /// TLS handshakes that failed on the client port.
+    pub unsuccessful_handshake: u64,
     pub fsync_threshold_exceeded: u64,
     /// Times a member began looking for a leader, and how long each election took (ms).
     pub looking: u64,

@@ -210,6 +210,7 @@ pub fn rows(engine: &Engine, info: &ServerInfo) -> Vec<Row> {
     }
     v.extend([
         counter("connection_rejected", info.io.connection_rejected),
+        counter("unsuccessful_handshake", info.io.unsuccessful_handshake),
         counter(
             "sessionless_connections_expired",
             info.io.sessionless_expired,

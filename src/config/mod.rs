@@ -88,6 +88,8 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// The Prometheus endpoint, as ZooKeeper's `metricsProvider.*`.
     pub metrics: MetricsSettings,
+    /// TLS on the client port, as ZooKeeper's `secureClientPort` and `ssl.*`.
+    pub tls: TlsSettings,
     #[serde(skip)]
     pub servers: Vec<ServerSpec>,
     /// The text of the file the settings came from (the AdminServer's
@@ -137,6 +139,7 @@ impl Default for Settings {
             fsync_warning_threshold_ms: 1000,
             admin: AdminSettings::default(),
             metrics: MetricsSettings::default(),
+            tls: TlsSettings::default(),
             servers: Vec::new(),
             source_text: String::new(),
             servers_raw: BTreeMap::new(),
@@ -194,7 +197,76 @@ impl Default for MetricsSettings {
     }
 }
 
-const TOML_KEYS: [&str; 36] = [
+/// TLS on the client port: ZooKeeper's `secureClientPort`, `client.portUnification` and
+/// `ssl.*` keys (the zoo.cfg key of each field is in its comment).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// `secureClientPort`: a port that speaks only TLS (0: none). 0 in a TOML file with
+    /// `port_unification` off means no TLS at all.
+    pub secure_client_port: u16,
+    /// `secureClientPortAddress` (default: `client_port_address`).
+    pub secure_client_port_address: String,
+    /// `client.portUnification`: the plain client port also accepts TLS (a connection whose
+    /// first byte opens a TLS handshake), as ZooKeeper's port unification.
+    pub port_unification: bool,
+    /// `ssl.keyStore.location`: this server's key and certificate chain (PEM or PKCS12).
+    pub key_store: String,
+    /// `ssl.keyStore.password` (or `ssl.keyStore.passwordPath`, a file holding it).
+    pub key_store_password: String,
+    /// `ssl.keyStore.type`: PEM or PKCS12; empty: from the file name (.pem, .p12, .pfx).
+    pub key_store_type: String,
+    /// `ssl.trustStore.location`: the certificates client certificates are checked against.
+    pub trust_store: String,
+    /// `ssl.trustStore.password` (or `ssl.trustStore.passwordPath`).
+    pub trust_store_password: String,
+    /// `ssl.trustStore.type`.
+    pub trust_store_type: String,
+    /// `ssl.clientAuth`: need (ZooKeeper's default), want or none.
+    pub client_auth: String,
+    /// `ssl.enabledProtocols` (or `ssl.protocol` alone): TLSv1.2 and/or TLSv1.3; empty:
+    /// both.
+    pub protocols: Vec<String>,
+    /// `ssl.ciphersuites`: IANA names (as Java prints them); empty: rustls' defaults.
+    pub cipher_suites: Vec<String>,
+    /// `X509AuthenticationProvider.superUser`: the certificate subject (RFC 2253, as Java
+    /// prints it) that is also `super`.
+    pub x509_super_user: String,
+    /// Reload the key and trust stores when their files change (ZooKeeper 3.9's
+    /// `client.certReload`); on by default here.
+    pub reload: bool,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            secure_client_port: 0,
+            secure_client_port_address: String::new(),
+            port_unification: false,
+            key_store: String::new(),
+            key_store_password: String::new(),
+            key_store_type: String::new(),
+            trust_store: String::new(),
+            trust_store_password: String::new(),
+            trust_store_type: String::new(),
+            client_auth: "need".into(),
+            protocols: Vec::new(),
+            cipher_suites: Vec::new(),
+            x509_super_user: String::new(),
+            reload: true,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// Whether any client connection may speak TLS.
+    pub fn enabled(&self) -> bool {
+        self.secure_client_port != 0 || self.port_unification
+    }
+}
+
+const TOML_KEYS: [&str; 37] = [
+    "tls",
     "fsync_warning_threshold_ms",
     "admin",
     "metrics",
@@ -335,6 +407,40 @@ impl Settings {
     }
 
     /// Checks ranges and fills in derived defaults.
+    /// What TLS needs before a port opens: a key store, a known client-auth mode, a trust
+    /// store whenever client certificates are asked for.
+    fn validate_tls(&mut self) -> Result<(), (&'static str, String)> {
+        let t = &mut self.tls;
+        if !t.enabled() {
+            return Ok(());
+        }
+        if t.key_store.is_empty() {
+            return Err((
+                "ssl.keyStore.location",
+                "TLS needs the server's key and certificate (PEM or PKCS12)".into(),
+            ));
+        }
+        t.client_auth = t.client_auth.to_ascii_lowercase();
+        if !["need", "want", "none"].contains(&t.client_auth.as_str()) {
+            return Err((
+                "ssl.clientAuth",
+                format!("{:?}: expected need, want or none", t.client_auth),
+            ));
+        }
+        if t.client_auth != "none" && t.trust_store.is_empty() {
+            return Err((
+                "ssl.trustStore.location",
+                "is needed to check client certificates (ssl.clientAuth=need or want); set \
+                 ssl.clientAuth=none to accept clients without one"
+                    .into(),
+            ));
+        }
+        if t.secure_client_port_address.is_empty() {
+            t.secure_client_port_address = self.client_port_address.clone();
+        }
+        Ok(())
+    }
+
     pub fn validate(&mut self, file: &str) -> Result<(), ConfigError> {
         let err = |key: &str, msg: &str| ConfigError {
             file: file.to_string(),
@@ -368,6 +474,7 @@ impl Settings {
         if self.snap_count < 2 {
             return Err(err("snapCount", "must be at least 2"));
         }
+        self.validate_tls().map_err(|(k, m)| err(k, &m))?;
         if self.autopurge_snap_retain_count < 3 {
             tracing::warn!(
                 file,
@@ -397,7 +504,15 @@ impl Settings {
         let v2 = |d: &Path| d.join(crate::persist::VERSION_DIR).display().to_string();
         let mut v = vec![
             ("clientPort", "client_port", json!(self.client_port)),
-            ("secureClientPort", "secure_client_port", json!(-1)),
+            (
+                "secureClientPort",
+                "secure_client_port",
+                json!(if self.tls.secure_client_port == 0 {
+                    -1
+                } else {
+                    self.tls.secure_client_port as i64
+                }),
+            ),
             ("dataDir", "data_dir", json!(v2(&self.data_dir))),
             ("dataLogDir", "data_log_dir", json!(v2(self.data_log_dir()))),
             ("tickTime", "tick_time", json!(self.tick_time)),

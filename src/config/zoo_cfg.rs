@@ -125,6 +125,36 @@ pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(),
         "superDigest" | "DigestAuthenticationProvider.superDigest" => {
             s.super_digest = value.to_string()
         }
+        "secureClientPort" => s.tls.secure_client_port = ranged(value, 65535)? as u16,
+        "secureClientPortAddress" => s.tls.secure_client_port_address = value.to_string(),
+        "client.portUnification" => s.tls.port_unification = boolean(value)?,
+        "ssl.keyStore.location" => s.tls.key_store = value.to_string(),
+        "ssl.keyStore.password" => s.tls.key_store_password = value.to_string(),
+        "ssl.keyStore.passwordPath" => s.tls.key_store_password = password_file(value).map_err(err)?,
+        "ssl.keyStore.type" => s.tls.key_store_type = value.to_string(),
+        "ssl.trustStore.location" => s.tls.trust_store = value.to_string(),
+        "ssl.trustStore.password" => s.tls.trust_store_password = value.to_string(),
+        "ssl.trustStore.passwordPath" => {
+            s.tls.trust_store_password = password_file(value).map_err(err)?
+        }
+        "ssl.trustStore.type" => s.tls.trust_store_type = value.to_string(),
+        "ssl.clientAuth" => s.tls.client_auth = value.to_string(),
+        "ssl.protocol" if s.tls.protocols.is_empty() => s.tls.protocols = vec![value.to_string()],
+        "ssl.protocol" => {}
+        "ssl.enabledProtocols" => s.tls.protocols = list(value),
+        "ssl.ciphersuites" => s.tls.cipher_suites = list(value),
+        "X509AuthenticationProvider.superUser" => s.tls.x509_super_user = value.to_string(),
+        "client.certReload" => s.tls.reload = boolean(value)?,
+        // What zabd's TLS does anyway, or what only a Java client reads.
+        "ssl.authProvider"
+        | "ssl.hostnameVerification"
+        | "ssl.clientHostnameVerification"
+        | "ssl.handshakeDetectionTimeoutMillis"
+        | "ssl.crl"
+        | "ssl.ocsp"
+        | "serverCnxnFactory"
+        | "client.secure"
+        | "clientCnxnSocket" => {}
         "admin.enableServer" => s.admin.enable = boolean(value)?,
         "admin.serverAddress" => s.admin.address = value.to_string(),
         "admin.serverPort" => s.admin.port = ranged(value, 65535)? as u16,
@@ -169,19 +199,25 @@ fn refused(key: &str, value: &str) -> Option<&'static str> {
     const TLS: &str = "TLS is not supported by zabd yet";
     const SASL: &str = "SASL authentication is not supported by zabd yet";
     match key {
-        "secureClientPort" | "secureClientPortAddress" => Some(TLS),
-        k if k.starts_with("ssl.") => Some(TLS),
-        "sslQuorum" | "portUnification" | "client.portUnification" | "sslQuorumReloadCertFiles"
-            if on =>
-        {
-            Some(TLS)
+        k if k.starts_with("ssl.quorum.") => Some(TLS),
+        "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" if on => Some(TLS),
+        "ssl.crl" | "ssl.ocsp" if on => {
+            Some("certificate revocation (CRL, OCSP) is not supported by zabd yet")
+        }
+        "ssl.context.supplier.class" | "ssl.keyManager" | "ssl.trustManager" => {
+            Some("zabd has no Java SSL context or manager classes; use ssl.keyStore.* and ssl.trustStore.*")
+        }
+        "ssl.authProvider" if value != "x509" && !value.ends_with(".X509AuthenticationProvider") => {
+            Some("only the x509 authentication provider exists for TLS clients")
         }
         k if k.starts_with("authProvider.") => {
             // The built-in providers need no key; naming them changes nothing.
             let builtin = value.ends_with(".DigestAuthenticationProvider")
-                || value.ends_with(".IPAuthenticationProvider");
-            (!builtin)
-                .then_some("only the digest and ip authentication providers exist in zabd yet")
+                || value.ends_with(".IPAuthenticationProvider")
+                || value.ends_with(".X509AuthenticationProvider");
+            (!builtin).then_some(
+                "only the digest, ip and x509 authentication providers exist in zabd yet",
+            )
         }
         "requireClientAuthScheme" | "enforce.auth.schemes" => Some(SASL),
         "sessionRequireClientSASLAuth" | "enforce.auth.enabled" if on => Some(SASL),
@@ -203,6 +239,21 @@ fn refused(key: &str, value: &str) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// A comma-separated list.
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+/// A password kept in a file (`ssl.*.passwordPath`), without its trailing newline.
+fn password_file(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+        .map_err(|e| format!("cannot read the password file {path}: {e}"))
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -246,8 +297,8 @@ mod tests {
     #[test]
     fn features_zabd_lacks_are_refused_not_ignored() {
         for line in [
-            "secureClientPort=2281",
-            "ssl.keyStore.location=/k.jks",
+            "ssl.quorum.keyStore.location=/k.p12",
+            "ssl.crl=true",
             "sslQuorum=true",
             "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
             "requireClientAuthScheme=sasl",
@@ -274,6 +325,47 @@ mod tests {
         ] {
             parse(&format!("{line}\n"), "zoo.cfg").unwrap();
         }
+    }
+
+    #[test]
+    fn tls_keys_as_zookeeper_names_them() {
+        let mut s = parse(
+            "clientPort=2181\nsecureClientPort=2281\nssl.keyStore.location=/k.p12\n\
+             ssl.keyStore.password=pw\nssl.trustStore.location=/t.pem\nssl.clientAuth=WANT\n\
+             ssl.enabledProtocols=TLSv1.3\nssl.ciphersuites=TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384\n\
+             zookeeper.X509AuthenticationProvider.superUser=CN=admin\n\
+             authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n\
+             serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        s.validate("zoo.cfg").unwrap();
+        let t = &s.tls;
+        assert_eq!(t.secure_client_port, 2281);
+        assert_eq!(t.secure_client_port_address, "0.0.0.0");
+        assert_eq!(
+            (t.key_store.as_str(), t.key_store_password.as_str()),
+            ("/k.p12", "pw")
+        );
+        assert_eq!(t.client_auth, "want");
+        assert_eq!(t.protocols, vec!["TLSv1.3"]);
+        assert_eq!(t.cipher_suites.len(), 2);
+        assert_eq!(t.x509_super_user, "CN=admin");
+        // Client certificates need something to be checked against.
+        let mut s = parse(
+            "secureClientPort=2281\nssl.keyStore.location=/k.p12\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(
+            s.validate("zoo.cfg").unwrap_err().key,
+            "ssl.trustStore.location"
+        );
+        let mut s = parse("client.portUnification=true\n", "zoo.cfg").unwrap();
+        assert_eq!(
+            s.validate("zoo.cfg").unwrap_err().key,
+            "ssl.keyStore.location"
+        );
     }
 
     #[test]

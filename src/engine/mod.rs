@@ -77,7 +77,12 @@ impl Default for EngineConfig {
 
 pub enum Event {
     /// A client connection was accepted.
-    Accepted { conn: ConnId, ip: String },
+    /// `ids`: what the transport proved (a TLS client certificate's x509 identity).
+    Accepted {
+        conn: ConnId,
+        ip: String,
+        ids: Vec<Id>,
+    },
     /// Its first frame, the ConnectRequest.
     Handshake {
         conn: ConnId,
@@ -327,7 +332,7 @@ impl Engine {
     pub fn handle(&mut self, event: Event, now: Clock) -> Vec<EngineAction> {
         self.now = now;
         match event {
-            Event::Accepted { conn, ip } => self.on_accepted(conn, ip),
+            Event::Accepted { conn, ip, ids } => self.on_accepted(conn, ip, ids),
             Event::Handshake { conn, req } => self.on_handshake(conn, req),
             Event::Request {
                 conn,
@@ -380,8 +385,9 @@ impl Engine {
         }));
     }
 
-    fn on_accepted(&mut self, conn: ConnId, ip: String) {
-        let ids = vec![Id::new("ip", &ip)];
+    fn on_accepted(&mut self, conn: ConnId, ip: String, proven: Vec<Id>) {
+        let mut ids = vec![Id::new("ip", &ip)];
+        ids.extend(proven);
         self.conns.insert(
             conn,
             Conn {

@@ -60,6 +60,7 @@ fn open(e: &mut Engine, conn: ConnId) -> i64 {
         Event::Accepted {
             conn,
             ip: "127.0.0.1".into(),
+            ids: Vec::new(),
         },
         clock(0),
     );
@@ -184,6 +185,7 @@ fn requests_before_the_connect_response_wait_for_it() {
         Event::Accepted {
             conn: 1,
             ip: "127.0.0.1".into(),
+            ids: Vec::new(),
         },
         clock(0),
     );
@@ -220,6 +222,7 @@ fn member(mode: Mode) -> (Engine, i64) {
         Event::Accepted {
             conn: 1,
             ip: "127.0.0.1".into(),
+            ids: Vec::new(),
         },
         clock(0),
     );
@@ -366,7 +369,14 @@ fn down_with_a_held_handshake(conn: ConnId) -> Engine {
     };
     e.handle(down, clock(0));
     let ip = "127.0.0.1".to_string();
-    e.handle(Event::Accepted { conn, ip }, clock(0));
+    e.handle(
+        Event::Accepted {
+            conn,
+            ip,
+            ids: Vec::new(),
+        },
+        clock(0),
+    );
     let req = new_session_request();
     let a = e.handle(Event::Handshake { conn, req }, clock(0));
     assert!(a.is_empty(), "held, not answered: {a:?}");

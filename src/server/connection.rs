@@ -14,6 +14,7 @@
 //! connection — logged with the peer and the reason — and nothing else.
 
 use super::core_task::{ConnHandle, CoreMsg};
+use super::tls::{ClientRead, ClientWrite, Transport};
 use super::ConnLimits;
 use crate::admin;
 use crate::engine::{ConnId, Event};
@@ -25,7 +26,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -117,10 +117,25 @@ pub async fn serve(
     conn: ConnId,
     stream: TcpStream,
     peer: SocketAddr,
+    transport: Transport,
     core: mpsc::UnboundedSender<CoreMsg>,
     limits: ConnLimits,
 ) {
-    let (mut rd, wr) = stream.into_split();
+    let opened = match tokio::time::timeout(HANDSHAKE_TIMEOUT, super::tls::open(stream, &transport))
+        .await
+    {
+        Ok(Ok(o)) => o,
+        Ok(Err(reason)) => {
+            super::counters::COUNTERS.unsuccessful_handshake();
+            tracing::warn!(%peer, "closing connection: {reason}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "closing connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+    };
+    let (mut rd, wr, ids) = (opened.rd, opened.wr, opened.ids);
     let mut buf = BytesMut::with_capacity(4096);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, fill(&mut rd, &mut buf, 4)).await {
         Ok(true) => {}
@@ -171,7 +186,15 @@ pub async fn serve(
         peer: peer.to_string(),
     };
     let ip = peer.ip().to_string();
-    if core.send(CoreMsg::Register { conn, ip, handle }).is_err() {
+    if core
+        .send(CoreMsg::Register {
+            conn,
+            ip,
+            ids,
+            handle,
+        })
+        .is_err()
+    {
         return;
     }
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -262,7 +285,7 @@ impl Throttle {
 }
 
 /// Reads until `buf` holds at least `n` bytes; false on EOF or error.
-async fn fill(rd: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> bool {
+async fn fill(rd: &mut ClientRead, buf: &mut BytesMut, n: usize) -> bool {
     while buf.len() < n {
         match rd.read_buf(buf).await {
             Ok(0) | Err(_) => return false,
@@ -274,7 +297,7 @@ async fn fill(rd: &mut OwnedReadHalf, buf: &mut BytesMut, n: usize) -> bool {
 
 /// Waits for the next whole frame. `Ok(None)` on a clean EOF; `Err` with the reason otherwise.
 async fn next_frame(
-    rd: &mut OwnedReadHalf,
+    rd: &mut ClientRead,
     buf: &mut BytesMut,
     limit: usize,
 ) -> Result<Option<Bytes>, String> {
@@ -305,7 +328,7 @@ async fn next_frame(
 /// The reader: handshake, then requests. Returns why it stopped, if abnormal.
 async fn read_loop(
     conn: ConnId,
-    rd: &mut OwnedReadHalf,
+    rd: &mut ClientRead,
     mut buf: BytesMut,
     core: &mpsc::UnboundedSender<CoreMsg>,
     limits: ConnLimits,
@@ -360,7 +383,7 @@ async fn read_loop(
 }
 
 async fn write_loop(
-    wr: OwnedWriteHalf,
+    wr: ClientWrite,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
     throttle: Arc<Throttle>,
     stop: oneshot::Sender<Option<String>>,
@@ -426,8 +449,8 @@ fn written(
 async fn four_letter(
     word: &'static str,
     arg: Option<i64>,
-    rd: OwnedReadHalf,
-    mut wr: OwnedWriteHalf,
+    rd: ClientRead,
+    mut wr: ClientWrite,
     core: &mpsc::UnboundedSender<CoreMsg>,
 ) {
     let (tx, rx) = oneshot::channel();

@@ -35,6 +35,8 @@ pub enum CoreMsg {
     Register {
         conn: ConnId,
         ip: String,
+        /// What the transport proved (a TLS client certificate's identities).
+        ids: Vec<crate::jute::records::Id>,
         handle: ConnHandle,
     },
     Event(Event),
@@ -383,9 +385,14 @@ fn take(
     draining: &mut Option<super::shutdown::Draining>,
 ) {
     match msg {
-        CoreMsg::Register { conn, ip, handle } => {
+        CoreMsg::Register {
+            conn,
+            ip,
+            ids,
+            handle,
+        } => {
             conns.insert(conn, handle);
-            actions.extend(engine.handle(Event::Accepted { conn, ip }, clocks.now()));
+            actions.extend(engine.handle(Event::Accepted { conn, ip, ids }, clocks.now()));
         }
         CoreMsg::Event(ev) => {
             if let Event::Closed { conn } = ev {

@@ -14,6 +14,7 @@ pub struct Counters {
     bytes_received: AtomicU64,
     connection_rejected: AtomicU64,
     sessionless_expired: AtomicU64,
+    unsuccessful_handshake: AtomicU64,
     fsync_threshold_exceeded: AtomicU64,
     looking: AtomicU64,
     election: Mutex<Summary>,
@@ -28,6 +29,7 @@ pub static COUNTERS: Counters = Counters {
     bytes_received: AtomicU64::new(0),
     connection_rejected: AtomicU64::new(0),
     sessionless_expired: AtomicU64::new(0),
+    unsuccessful_handshake: AtomicU64::new(0),
     fsync_threshold_exceeded: AtomicU64::new(0),
     looking: AtomicU64::new(0),
     election: Mutex::new(Summary::new_const()),
@@ -49,6 +51,11 @@ impl Counters {
 
     pub fn sessionless_expired(&self) {
         self.sessionless_expired.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A TLS handshake failed (`unsuccessful_handshake`).
+    pub fn unsuccessful_handshake(&self) {
+        self.unsuccessful_handshake.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A member began looking for a leader (`looking_count`).
@@ -109,6 +116,7 @@ impl Counters {
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             connection_rejected: self.connection_rejected.load(Ordering::Relaxed),
             sessionless_expired: self.sessionless_expired.load(Ordering::Relaxed),
+            unsuccessful_handshake: self.unsuccessful_handshake.load(Ordering::Relaxed),
             fsync_threshold_exceeded: self.fsync_threshold_exceeded.load(Ordering::Relaxed),
             looking: self.looking.load(Ordering::Relaxed),
             election,

@@ -133,7 +133,9 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
     .map_err(|d| std::io::Error::other(format!("cannot start on the logged entries: {d}")))?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     super::http::start(&s, &core_tx).await?;
-    super::announce_serving(setup.clients.local_addr()?);
+    let client_addr = setup.clients.local_addr()?;
+    let listeners = super::client_listeners(&s, setup.clients).await?;
+    super::announce_serving(client_addr);
     let log = disk::start_log_writer(disk::LogConfig::from_settings(log_dir, &s), core_tx.clone());
     let snapshots = disk::start_snapshot_writer(snap_dir.clone());
     if s.autopurge_purge_interval_hours > 0 {
@@ -157,7 +159,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
     );
     let limits = super::ConnLimits::from_settings(&s);
     let accepting = tokio::spawn(super::accept_loop(
-        setup.clients,
+        listeners,
         core_tx.clone(),
         limits,
         s.max_client_cnxns,
@@ -294,9 +296,14 @@ impl Member {
 
     fn take(&mut self, m: CoreMsg) {
         match m {
-            CoreMsg::Register { conn, ip, handle } => {
+            CoreMsg::Register {
+                conn,
+                ip,
+                ids,
+                handle,
+            } => {
                 self.conns.insert(conn, handle);
-                let ev = crate::engine::Event::Accepted { conn, ip };
+                let ev = crate::engine::Event::Accepted { conn, ip, ids };
                 self.input(Input::Client(ev));
             }
             CoreMsg::Durable { zxid, truncations } => {

@@ -26,6 +26,7 @@ pub mod peers;
 pub mod purge;
 pub mod recovery;
 pub(crate) mod shutdown;
+pub mod tls;
 
 use crate::admin::ServerInfo;
 use crate::config::Settings;
@@ -360,10 +361,11 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
 
     let limits = ConnLimits::from_settings(&settings);
     http::start(&settings, &core_tx).await?;
+    let listeners = client_listeners(&settings, listener).await?;
     announce_serving(local);
     tracing::info!(%local, "zabd standalone server started");
     let accepting = accept_loop(
-        listener,
+        listeners,
         core_tx.clone(),
         limits,
         settings.max_client_cnxns,
@@ -412,46 +414,113 @@ pub(super) async fn autopurge(
     }
 }
 
+/// The client listeners: the plain port (taking TLS too with port unification) and the
+/// secure port, when configured; the TLS stores are loaded here, so a bad one stops the
+/// start with a message naming it.
+pub(super) async fn client_listeners(
+    settings: &Settings,
+    plain: TcpListener,
+) -> std::io::Result<Vec<(TcpListener, tls::Transport)>> {
+    let t = &settings.tls;
+    if !t.enabled() {
+        return Ok(vec![(plain, tls::Transport::Plain)]);
+    }
+    let loaded = tls::Tls::load(t).map_err(std::io::Error::other)?;
+    loaded.watch();
+    let mut out = Vec::new();
+    if t.port_unification {
+        out.push((plain, tls::Transport::Unified(loaded.clone())));
+    } else {
+        out.push((plain, tls::Transport::Plain));
+    }
+    if t.secure_client_port != 0 {
+        let addr = client_addr(&t.secure_client_port_address, t.secure_client_port);
+        let secure = bind("TLS clients (secureClientPort)", addr).await?;
+        println!("zabd: serving TLS clients on {}", secure.local_addr()?);
+        out.push((secure, tls::Transport::Tls(loaded)));
+    }
+    Ok(out)
+}
+
+/// Accepts clients on every listener until one fails for good; the connection limits
+/// (`maxClientCnxns`, `maxCnxns`) count all of them together.
 pub(super) async fn accept_loop(
-    listener: TcpListener,
+    listeners: Vec<(TcpListener, tls::Transport)>,
     core_tx: mpsc::UnboundedSender<CoreMsg>,
     limits: ConnLimits,
     max_per_ip: u32,
     max_total: u32,
 ) -> std::io::Result<()> {
     let counts = AddrCounts::default();
-    let mut next_conn = 1u64;
-    loop {
-        let (stream, peer): (_, SocketAddr) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
+    let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let mut loops = tokio::task::JoinSet::new();
+    for (listener, transport) in listeners {
+        let port = PortLoop {
+            counts: counts.clone(),
+            next_conn: next_conn.clone(),
+            core_tx: core_tx.clone(),
+            limits: limits.clone(),
+            max_per_ip,
+            max_total,
         };
-        match counts.try_take(peer.ip(), max_per_ip, max_total) {
-            Ok(()) => {}
-            Err(Refused::PerAddress(max)) => {
-                counters::COUNTERS.connection_rejected();
-                tracing::warn!(%peer, max, "too many connections from this address (maxClientCnxns); closing");
-                continue;
+        loops.spawn(port.run(listener, transport));
+    }
+    match loops.join_next().await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => Err(std::io::Error::other(e)),
+        None => Ok(()),
+    }
+}
+
+/// What one client listener's accept loop shares with the others.
+struct PortLoop {
+    counts: AddrCounts,
+    next_conn: Arc<std::sync::atomic::AtomicU64>,
+    core_tx: mpsc::UnboundedSender<CoreMsg>,
+    limits: ConnLimits,
+    max_per_ip: u32,
+    max_total: u32,
+}
+
+impl PortLoop {
+    async fn run(self, listener: TcpListener, transport: tls::Transport) -> std::io::Result<()> {
+        loop {
+            let (stream, peer): (_, SocketAddr) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match self
+                .counts
+                .try_take(peer.ip(), self.max_per_ip, self.max_total)
+            {
+                Ok(()) => {}
+                Err(Refused::PerAddress(max)) => {
+                    counters::COUNTERS.connection_rejected();
+                    tracing::warn!(%peer, max, "too many connections from this address (maxClientCnxns); closing");
+                    continue;
+                }
+                Err(Refused::Total(max)) => {
+                    counters::COUNTERS.connection_rejected();
+                    tracing::warn!(%peer, "Too many connections, max allowed is {max} (maxCnxns); closing");
+                    continue;
+                }
             }
-            Err(Refused::Total(max)) => {
-                counters::COUNTERS.connection_rejected();
-                tracing::warn!(%peer, "Too many connections, max allowed is {max} (maxCnxns); closing");
-                continue;
-            }
+            let _ = stream.set_nodelay(true);
+            let conn = self
+                .next_conn
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let core_tx = self.core_tx.clone();
+            let counts = self.counts.clone();
+            let limits = self.limits.clone();
+            let transport = transport.clone();
+            tokio::spawn(async move {
+                connection::serve(conn, stream, peer, transport, core_tx, limits).await;
+                counts.give_back(peer.ip());
+            });
         }
-        let _ = stream.set_nodelay(true);
-        let conn = next_conn;
-        next_conn += 1;
-        let core_tx = core_tx.clone();
-        let counts = counts.clone();
-        let limits = limits.clone();
-        tokio::spawn(async move {
-            connection::serve(conn, stream, peer, core_tx, limits).await;
-            counts.give_back(peer.ip());
-        });
     }
 }

@@ -299,6 +299,7 @@ impl Rng {
     }
 }
 
+pub mod certs;
 pub mod ensemble;
 pub mod linearizable;
 pub mod proxy;
