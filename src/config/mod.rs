@@ -670,13 +670,13 @@ mod tests {
         assert_eq!(s.four_letter_words, vec!["*"]);
         assert_eq!(s.jute_max_buffer, 4096);
         let bad = vec![(
-            "zookeeper.ssl.keyStore.location".to_string(),
+            "zookeeper.ssl.quorum.keyStore.location".to_string(),
             "/k".to_string(),
         )];
         let e = Settings::embedded_with(&bad).unwrap_err();
         assert_eq!(
             (e.file.as_str(), e.key.as_str()),
-            ("--property", "zookeeper.ssl.keyStore.location")
+            ("--property", "zookeeper.ssl.quorum.keyStore.location")
         );
     }
 
