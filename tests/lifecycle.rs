@@ -98,8 +98,11 @@ fn features_zabd_lacks_are_refused_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("zoo.cfg");
     for (line, key) in [
-        ("secureClientPort=2281", "secureClientPort"),
-        ("ssl.keyStore.location=/etc/k.p12", "ssl.keyStore.location"),
+        (
+            "ssl.quorum.keyStore.location=/etc/k.p12",
+            "ssl.quorum.keyStore.location",
+        ),
+        ("ssl.crl=true", "ssl.crl"),
         ("sslQuorum=true", "sslQuorum"),
         (
             "authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
@@ -127,13 +130,13 @@ fn features_zabd_lacks_are_refused_with_exit_2() {
     // The same as a system property.
     let (code, _, err) = run_expecting_failure(&[
         "--property",
-        "zookeeper.ssl.keyStore.location=/k.p12",
+        "zookeeper.ssl.quorum.keyStore.location=/k.p12",
         "--data-dir",
         "/nonexistent",
     ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("--property: zookeeper.ssl.keyStore.location"),
+        err.contains("--property: zookeeper.ssl.quorum.keyStore.location"),
         "{err}"
     );
 }

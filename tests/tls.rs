@@ -279,3 +279,46 @@ async fn a_changed_key_store_is_served_without_a_restart() {
     }
     assert!(z.log().contains("TLS key and trust stores reloaded"));
 }
+
+/// A zoo.cfg with `secureClientPort` and no `clientPort`: ZooKeeper opens no plain port, and
+/// neither does zabd; the clients' address it announces is the secure one.
+#[tokio::test]
+async fn a_zoo_cfg_with_only_a_secure_port_opens_no_plain_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Certs::make(dir.path(), &["alice"]);
+    let port = free_port();
+    let cfg = dir.path().join("zoo.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tickTime=2000\ndataDir={}\nsecureClientPort={port}\nsecureClientPortAddress=127.0.0.1\n\
+             serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+             authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n\
+             ssl.keyStore.location={}\nssl.keyStore.password={PASSWORD}\n\
+             ssl.trustStore.location={}\nssl.trustStore.password={PASSWORD}\n\
+             admin.enableServer=false\n",
+            c.path("data"),
+            c.path("server.p12"),
+            c.path("truststore.p12"),
+        ),
+    )
+    .unwrap();
+    let (mut child, addr) = common::spawn(&cfg, &dir.path().join("zabd.log")).expect("starts");
+    assert_eq!(addr, format!("127.0.0.1:{port}"));
+    let alice = tls_client(&c, port, Some("alice")).await.unwrap();
+    alice.get_data("/zookeeper").await.unwrap();
+    let conf = String::from_utf8(
+        std::process::Command::new(common::zabd_bin())
+            .args(["4lw", "conf", &addr])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        !conf.contains("clientPort="),
+        "a TLS port answers no plain word: {conf}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -207,6 +207,10 @@ pub struct TlsSettings {
     pub secure_client_port: u16,
     /// `secureClientPortAddress` (default: `client_port_address`).
     pub secure_client_port_address: String,
+    /// Whether the plain client port (`client_port`) is open. A zoo.cfg with
+    /// `secureClientPort` and no `clientPort` turns it off, as ZooKeeper opens no plain
+    /// port then.
+    pub plain_port: bool,
     /// `client.portUnification`: the plain client port also accepts TLS (a connection whose
     /// first byte opens a TLS handshake), as ZooKeeper's port unification.
     pub port_unification: bool,
@@ -242,6 +246,7 @@ impl Default for TlsSettings {
         TlsSettings {
             secure_client_port: 0,
             secure_client_port_address: String::new(),
+            plain_port: true,
             port_unification: false,
             key_store: String::new(),
             key_store_password: String::new(),
@@ -411,6 +416,12 @@ impl Settings {
     /// store whenever client certificates are asked for.
     fn validate_tls(&mut self) -> Result<(), (&'static str, String)> {
         let t = &mut self.tls;
+        if !t.plain_port && t.secure_client_port == 0 {
+            return Err((
+                "clientPort",
+                "neither clientPort nor secureClientPort is set: no port for clients".into(),
+            ));
+        }
         if !t.enabled() {
             return Ok(());
         }

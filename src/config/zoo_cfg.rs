@@ -24,6 +24,10 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
         saw_address |= key == "clientPortAddress";
         apply(&mut s, key, value, file)?;
     }
+    if !saw_port && s.tls.secure_client_port != 0 {
+        // ZooKeeper opens no plain client port then.
+        s.tls.plain_port = false;
+    }
     if saw_address && !saw_port {
         // Apache ZooKeeper refuses this too; a zoo.cfg must mean the same to both.
         return Err(ConfigError {
@@ -360,6 +364,12 @@ mod tests {
         assert_eq!(
             s.validate("zoo.cfg").unwrap_err().key,
             "ssl.trustStore.location"
+        );
+        assert!(s.tls.plain_port);
+        let s = parse("secureClientPort=2281\n", "zoo.cfg").unwrap();
+        assert!(
+            !s.tls.plain_port,
+            "no clientPort: no plain port, as in ZooKeeper"
         );
         let mut s = parse("client.portUnification=true\n", "zoo.cfg").unwrap();
         assert_eq!(

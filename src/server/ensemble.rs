@@ -182,7 +182,10 @@ pub async fn run_member(
         Some((h, p)) => super::client_addr(h, *p),
         None => super::client_addr(&s.client_port_address, s.client_port),
     };
-    let clients = super::bind("clients", &client_addr).await?;
+    let clients = match s.tls.plain_port || mine.client.is_some() {
+        true => Some(super::bind("clients", &client_addr).await?),
+        false => None,
+    };
     tracing::info!(id = me, election = %peers[&me].election, quorum = %peers[&me].quorum, "ensemble member starting; waiting for a quorum");
     let status = Arc::new(Mutex::new(Status {
         state: State::Looking,
@@ -190,7 +193,9 @@ pub async fn run_member(
         epoch: 0,
     }));
     let mut settings = s.clone();
-    settings.client_port = clients.local_addr()?.port();
+    if let Some(c) = &clients {
+        settings.client_port = c.local_addr()?.port();
+    }
     super::member::run(super::member::Setup {
         settings,
         cfg,

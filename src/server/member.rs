@@ -36,7 +36,8 @@ pub struct Setup {
     pub peers: HashMap<Sid, PeerAddrs>,
     pub election: TcpListener,
     pub quorum: TcpListener,
-    pub clients: TcpListener,
+    /// The plain client port; None when only the secure port is open.
+    pub clients: Option<TcpListener>,
     pub core_tick: Duration,
     pub status: Arc<Mutex<Status>>,
     /// Resolves on SIGTERM/SIGINT (`shutdown.rs`).
@@ -133,8 +134,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
     .map_err(|d| std::io::Error::other(format!("cannot start on the logged entries: {d}")))?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     super::http::start(&s, &core_tx).await?;
-    let client_addr = setup.clients.local_addr()?;
-    let listeners = super::client_listeners(&s, setup.clients).await?;
+    let (listeners, client_addr) = super::client_listeners(&s, setup.clients).await?;
     super::announce_serving(client_addr);
     let log = disk::start_log_writer(disk::LogConfig::from_settings(log_dir, &s), core_tx.clone());
     let snapshots = disk::start_snapshot_writer(snap_dir.clone());

@@ -293,14 +293,20 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
     if settings.servers.len() > 1 {
         return ensemble::run_member(&settings, stop).await;
     }
-    let listener = bind(
-        "clients",
-        client_addr(&settings.client_port_address, settings.client_port),
-    )
-    .await?;
-    let local = listener.local_addr()?;
-    // `conf` and `configuration` show the port really taken (client_port = 0 picks one).
-    settings.client_port = local.port();
+    let listener = match settings.tls.plain_port {
+        true => Some(
+            bind(
+                "clients",
+                client_addr(&settings.client_port_address, settings.client_port),
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    if let Some(l) = &listener {
+        // `conf` and `configuration` show the port really taken (client_port = 0 picks one).
+        settings.client_port = l.local_addr()?.port();
+    }
 
     let clocks = Clocks::new();
     let (snap_dir, log_dir) = data_dirs(&settings);
@@ -361,7 +367,7 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
 
     let limits = ConnLimits::from_settings(&settings);
     http::start(&settings, &core_tx).await?;
-    let listeners = client_listeners(&settings, listener).await?;
+    let (listeners, local) = client_listeners(&settings, listener).await?;
     announce_serving(local);
     tracing::info!(%local, "zabd standalone server started");
     let accepting = accept_loop(
@@ -414,32 +420,42 @@ pub(super) async fn autopurge(
     }
 }
 
-/// The client listeners: the plain port (taking TLS too with port unification) and the
-/// secure port, when configured; the TLS stores are loaded here, so a bad one stops the
-/// start with a message naming it.
+/// The client listeners: the plain port (taking TLS too with port unification), when open,
+/// and the secure port, when configured; and the address announced as the clients' (the
+/// plain port's, else the secure one's). The TLS stores are loaded here, so a bad one stops
+/// the start with a message naming it.
 pub(super) async fn client_listeners(
     settings: &Settings,
-    plain: TcpListener,
-) -> std::io::Result<Vec<(TcpListener, tls::Transport)>> {
+    plain: Option<TcpListener>,
+) -> std::io::Result<(Vec<(TcpListener, tls::Transport)>, SocketAddr)> {
     let t = &settings.tls;
-    if !t.enabled() {
-        return Ok(vec![(plain, tls::Transport::Plain)]);
-    }
-    let loaded = tls::Tls::load(t).map_err(std::io::Error::other)?;
-    loaded.watch();
     let mut out = Vec::new();
-    if t.port_unification {
-        out.push((plain, tls::Transport::Unified(loaded.clone())));
-    } else {
-        out.push((plain, tls::Transport::Plain));
+    let loaded = match t.enabled() {
+        true => {
+            let loaded = tls::Tls::load(t).map_err(std::io::Error::other)?;
+            loaded.watch();
+            Some(loaded)
+        }
+        false => None,
+    };
+    if let Some(plain) = plain {
+        let transport = match (&loaded, t.port_unification) {
+            (Some(l), true) => tls::Transport::Unified(l.clone()),
+            _ => tls::Transport::Plain,
+        };
+        out.push((plain, transport));
     }
-    if t.secure_client_port != 0 {
+    if let (Some(loaded), true) = (loaded, t.secure_client_port != 0) {
         let addr = client_addr(&t.secure_client_port_address, t.secure_client_port);
         let secure = bind("TLS clients (secureClientPort)", addr).await?;
         println!("zabd: serving TLS clients on {}", secure.local_addr()?);
         out.push((secure, tls::Transport::Tls(loaded)));
     }
-    Ok(out)
+    let Some((first, _)) = out.first() else {
+        return Err(std::io::Error::other("no client port is configured"));
+    };
+    let announced = first.local_addr()?;
+    Ok((out, announced))
 }
 
 /// Accepts clients on every listener until one fails for good; the connection limits
