@@ -355,6 +355,7 @@ mod tests {
         assert_eq!(t.protocols, vec!["TLSv1.3"]);
         assert_eq!(t.cipher_suites.len(), 2);
         assert_eq!(t.x509_super_user, "CN=admin");
+        assert!(t.plain_port, "clientPort is set");
         // Client certificates need something to be checked against.
         let mut s = parse(
             "secureClientPort=2281\nssl.keyStore.location=/k.p12\n",
@@ -365,7 +366,6 @@ mod tests {
             s.validate("zoo.cfg").unwrap_err().key,
             "ssl.trustStore.location"
         );
-        assert!(s.tls.plain_port);
         let s = parse("secureClientPort=2281\n", "zoo.cfg").unwrap();
         assert!(
             !s.tls.plain_port,
