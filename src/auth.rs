@@ -1,4 +1,5 @@
-//! Authentication schemes and ACL checks: world, auth, digest, ip (with CIDR), x509 and super.
+//! Authentication schemes and ACL checks: world, auth, digest, ip (with CIDR), x509, sasl
+//! and super.
 //!
 //! Owns: turning `addauth` into identities, checking a permission against an ACL list, and
 //! ZooKeeper's `fixupACL` (expanding `auth` ids, rejecting invalid ones). Pure.
@@ -191,7 +192,7 @@ fn id_matches(auth: &Id, acl_id: &Id) -> bool {
     }
     match acl_id.scheme.as_str() {
         "ip" => ip_matches(&auth.id, &acl_id.id),
-        "digest" | "x509" => auth.id == acl_id.id,
+        "digest" | "x509" | "sasl" => auth.id == acl_id.id,
         _ => false,
     }
 }
@@ -216,7 +217,7 @@ fn valid_id(id: &Id) -> bool {
     match id.scheme.as_str() {
         "digest" => id.id.split(':').count() == 2,
         "ip" => parse_ip_expr(&id.id).is_some(),
-        "x509" => !id.id.is_empty(),
+        "x509" | "sasl" => !id.id.is_empty(),
         _ => false,
     }
 }
@@ -237,11 +238,11 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ZkError> {
         if a.id.scheme == "world" && a.id.id == "anyone" {
             out.push(a);
         } else if a.id.scheme == "auth" {
-            // Only providers that report isAuthenticated() count: digest and x509, not ip
-            // (nor super, which has no provider).
+            // Only providers that report isAuthenticated() count: digest, x509 and sasl, not
+            // ip (nor super, which has no provider).
             let authed: Vec<&Id> = ids
                 .iter()
-                .filter(|i| i.scheme == "digest" || i.scheme == "x509")
+                .filter(|i| matches!(i.scheme.as_str(), "digest" | "x509" | "sasl"))
                 .collect();
             if authed.is_empty() {
                 return Err(ZkError::InvalidAcl);

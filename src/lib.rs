@@ -32,6 +32,7 @@ pub mod persist;
 pub mod prep;
 pub mod proto;
 pub mod quorum;
+pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod tree;

@@ -105,10 +105,11 @@ fn features_zabd_lacks_are_refused_with_exit_2() {
         ("ssl.crl=true", "ssl.crl"),
         ("sslQuorum=true", "sslQuorum"),
         (
-            "authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-            "authProvider.sasl",
+            "authProvider.ldap=com.example.LdapAuthenticationProvider",
+            "authProvider.ldap",
         ),
-        ("enforce.auth.enabled=true", "enforce.auth.enabled"),
+        // Enforcement without schemes, as ZooKeeper refuses it.
+        ("enforce.auth.enabled=true", "enforce.auth.schemes"),
         ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl"),
         (
             "dynamicConfigFile=/etc/zoo.cfg.dynamic",

@@ -90,6 +90,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// TLS on the client port, as ZooKeeper's `secureClientPort` and `ssl.*`.
     pub tls: TlsSettings,
+    /// SASL on the client port and authentication enforcement.
+    pub sasl: SaslSettings,
     #[serde(skip)]
     pub servers: Vec<ServerSpec>,
     /// The text of the file the settings came from (the AdminServer's
@@ -140,6 +142,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             metrics: MetricsSettings::default(),
             tls: TlsSettings::default(),
+            sasl: SaslSettings::default(),
             servers: Vec::new(),
             source_text: String::new(),
             servers_raw: BTreeMap::new(),
@@ -270,7 +273,54 @@ impl TlsSettings {
     }
 }
 
-const TOML_KEYS: [&str; 37] = [
+/// SASL for clients (DIGEST-MD5 and GSSAPI) and ZooKeeper's authentication enforcement
+/// (the zoo.cfg key or system property of each field is in its comment).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SaslSettings {
+    /// `java.security.auth.login.config`: the JAAS file whose `Server` section gives the
+    /// DIGEST-MD5 users or the Kerberos keytab and principal. Empty: no SASL.
+    pub jaas_config: String,
+    /// `zookeeper.sasl.serverconfig`: the section of that file for clients.
+    pub server_section: String,
+    /// `zookeeper.superUser`: authorized ids that are also `super`.
+    pub super_users: Vec<String>,
+    /// `zookeeper.SaslAuthenticationProvider.superPassword`: the DIGEST-MD5 password of the
+    /// user `super` (instead of a `user_super` line in the JAAS file).
+    pub super_password: String,
+    /// `zookeeper.kerberos.removeHostFromPrincipal`.
+    pub remove_host_from_principal: bool,
+    /// `zookeeper.kerberos.removeRealmFromPrincipal`.
+    pub remove_realm_from_principal: bool,
+    /// `zookeeper.allowSaslFailedClients`: a client whose SASL exchange fails stays
+    /// connected (unless SASL is enforced).
+    pub allow_failed_clients: bool,
+    /// `enforce.auth.enabled`: every connection must authenticate with one of
+    /// `enforce_schemes` before anything but auth and sasl requests
+    /// (`sessionRequireClientSASLAuth=true` is enforce with `["sasl"]`).
+    pub enforce: bool,
+    /// `enforce.auth.schemes`: sasl, digest, x509 or ip.
+    pub enforce_schemes: Vec<String>,
+}
+
+impl Default for SaslSettings {
+    fn default() -> Self {
+        SaslSettings {
+            jaas_config: String::new(),
+            server_section: "Server".into(),
+            super_users: Vec::new(),
+            super_password: String::new(),
+            remove_host_from_principal: false,
+            remove_realm_from_principal: false,
+            allow_failed_clients: false,
+            enforce: false,
+            enforce_schemes: Vec::new(),
+        }
+    }
+}
+
+const TOML_KEYS: [&str; 38] = [
+    "sasl",
     "tls",
     "fsync_warning_threshold_ms",
     "admin",
@@ -452,6 +502,35 @@ impl Settings {
         Ok(())
     }
 
+    /// Enforcement needs schemes that exist, and sasl needs a JAAS file.
+    fn validate_sasl(&self) -> Result<(), (&'static str, String)> {
+        let a = &self.sasl;
+        if !a.enforce {
+            return Ok(());
+        }
+        if a.enforce_schemes.is_empty() {
+            return Err((
+                "enforce.auth.schemes",
+                "must name the schemes when enforce.auth.enabled is true".into(),
+            ));
+        }
+        for scheme in &a.enforce_schemes {
+            let available = match scheme.as_str() {
+                "digest" | "ip" => true,
+                "x509" => self.tls.enabled(),
+                "sasl" => !a.jaas_config.is_empty(),
+                _ => false,
+            };
+            if !available {
+                return Err((
+                    "enforce.auth.schemes",
+                    format!("Authentication scheme {scheme} is not available"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn validate(&mut self, file: &str) -> Result<(), ConfigError> {
         let err = |key: &str, msg: &str| ConfigError {
             file: file.to_string(),
@@ -486,6 +565,7 @@ impl Settings {
             return Err(err("snapCount", "must be at least 2"));
         }
         self.validate_tls().map_err(|(k, m)| err(k, &m))?;
+        self.validate_sasl().map_err(|(k, m)| err(k, &m))?;
         if self.autopurge_snap_retain_count < 3 {
             tracing::warn!(
                 file,

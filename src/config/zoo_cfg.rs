@@ -148,6 +148,22 @@ pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(),
         "ssl.enabledProtocols" => s.tls.protocols = list(value),
         "ssl.ciphersuites" => s.tls.cipher_suites = list(value),
         "X509AuthenticationProvider.superUser" => s.tls.x509_super_user = value.to_string(),
+        "java.security.auth.login.config" => s.sasl.jaas_config = value.to_string(),
+        "sasl.serverconfig" => s.sasl.server_section = value.to_string(),
+        "superUser" => s.sasl.super_users.push(value.to_string()),
+        "SaslAuthenticationProvider.superPassword" => s.sasl.super_password = value.to_string(),
+        "kerberos.removeHostFromPrincipal" => s.sasl.remove_host_from_principal = boolean(value)?,
+        "kerberos.removeRealmFromPrincipal" => s.sasl.remove_realm_from_principal = boolean(value)?,
+        "allowSaslFailedClients" => s.sasl.allow_failed_clients = boolean(value)?,
+        "enforce.auth.enabled" => s.sasl.enforce = boolean(value)?,
+        "enforce.auth.schemes" | "requireClientAuthScheme" => s.sasl.enforce_schemes = list(value),
+        "sessionRequireClientSASLAuth" => {
+            if boolean(value)? {
+                s.sasl.enforce = true;
+                s.sasl.enforce_schemes = vec!["sasl".into()];
+            }
+        }
+        "security.auth_to_local" => {}
         "client.certReload" => s.tls.reload = boolean(value)?,
         // What zabd's TLS does anyway, or what only a Java client reads.
         "ssl.authProvider"
@@ -201,7 +217,6 @@ pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(),
 fn refused(key: &str, value: &str) -> Option<&'static str> {
     let on = parse_bool(value).unwrap_or(true);
     const TLS: &str = "TLS is not supported by zabd yet";
-    const SASL: &str = "SASL authentication is not supported by zabd yet";
     match key {
         k if k.starts_with("ssl.quorum.") => Some(TLS),
         "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" if on => Some(TLS),
@@ -218,13 +233,15 @@ fn refused(key: &str, value: &str) -> Option<&'static str> {
             // The built-in providers need no key; naming them changes nothing.
             let builtin = value.ends_with(".DigestAuthenticationProvider")
                 || value.ends_with(".IPAuthenticationProvider")
-                || value.ends_with(".X509AuthenticationProvider");
+                || value.ends_with(".X509AuthenticationProvider")
+                || value.ends_with(".SASLAuthenticationProvider");
             (!builtin).then_some(
-                "only the digest, ip and x509 authentication providers exist in zabd yet",
+                "only the digest, ip, x509 and sasl authentication providers exist in zabd",
             )
         }
-        "requireClientAuthScheme" | "enforce.auth.schemes" => Some(SASL),
-        "sessionRequireClientSASLAuth" | "enforce.auth.enabled" if on => Some(SASL),
+        "security.auth_to_local" if value != "DEFAULT" => {
+            Some("Kerberos auth_to_local rules are not supported by zabd; only DEFAULT")
+        }
         "quorum.auth.enableSasl"
         | "quorum.auth.learnerRequireSasl"
         | "quorum.auth.serverRequireSasl"
@@ -232,7 +249,6 @@ fn refused(key: &str, value: &str) -> Option<&'static str> {
         {
             Some("quorum SASL authentication is not supported by zabd yet")
         }
-        "java.security.auth.login.config" => Some(SASL),
         "dynamicConfigFile" => Some("dynamic reconfiguration is not supported by zabd yet"),
         "skipACL" if on => Some("zabd always checks ACLs"),
         "localSessionsEnabled" | "localSessionsUpgradingEnabled" if on => {
@@ -304,9 +320,8 @@ mod tests {
             "ssl.quorum.keyStore.location=/k.p12",
             "ssl.crl=true",
             "sslQuorum=true",
-            "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-            "requireClientAuthScheme=sasl",
-            "enforce.auth.enabled=true",
+            "authProvider.1=com.example.LdapAuthenticationProvider",
+            "zookeeper.security.auth_to_local=RULE:[1:$1]",
             "quorum.auth.enableSasl=true",
             "dynamicConfigFile=/etc/zoo.cfg.dynamic",
             "skipACL=yes",

@@ -57,6 +57,14 @@ pub struct EngineConfig {
     pub enforce_quota: bool,
     /// Most watches one session may hold here (0: no limit).
     pub max_watches_per_session: usize,
+    /// `enforce.auth.enabled` with `enforce.auth.schemes` (or
+    /// `sessionRequireClientSASLAuth`: `["sasl"]`): a connection that has no identity of
+    /// these schemes gets SessionClosedRequireSaslAuth for any request but auth and sasl,
+    /// and is closed. Empty: not enforced.
+    pub enforce_auth_schemes: Vec<String>,
+    /// `zookeeper.allowSaslFailedClients`: a failed SASL exchange leaves the connection
+    /// open (unless SASL is enforced).
+    pub allow_sasl_failed: bool,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +79,8 @@ impl Default for EngineConfig {
             container_check_ms: 60_000,
             enforce_quota: false,
             max_watches_per_session: 1_000_000,
+            enforce_auth_schemes: Vec::new(),
+            allow_sasl_failed: false,
         }
     }
 }
@@ -427,6 +437,20 @@ impl Engine {
             return;
         };
         c.stats.received += 1;
+        if !self.authentication_enforced(conn, xid, &req) {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Request::Sasl(crate::proto::request::Sasl::Evaluated(o)) = &req {
+            // As ZooKeeper: the identity holds from the moment the token is evaluated.
+            for id in &o.ids {
+                if !c.ids.contains(id) {
+                    c.ids.push(id.clone());
+                }
+            }
+        }
         if let Some(s) = c.session {
             self.sessions.touch(s, self.now.mono_ms);
             self.note_touch(s);
@@ -443,6 +467,31 @@ impl Engine {
             done: None,
         });
         self.pump(conn);
+    }
+
+    /// ZooKeeper's AuthenticationHelper: with enforcement on, a request other than auth or
+    /// sasl from a connection without an identity of an enforced scheme is answered with
+    /// SessionClosedRequireSaslAuth and the connection closed (its session lives on until
+    /// it expires). False when the request was refused.
+    fn authentication_enforced(&mut self, conn: ConnId, xid: i32, req: &Request) -> bool {
+        let schemes = &self.cfg.enforce_auth_schemes;
+        if schemes.is_empty() || matches!(req, Request::Auth { .. } | Request::Sasl(_)) {
+            return true;
+        }
+        let Some(c) = self.conns.get(&conn) else {
+            return false;
+        };
+        if c.ids.iter().any(|i| schemes.contains(&i.scheme)) {
+            return true;
+        }
+        let schemes = schemes.clone();
+        let held: Vec<&str> = c.ids.iter().map(|i| i.scheme.as_str()).collect();
+        tracing::warn!(conn, ?held, enforced = ?schemes, "request from a connection not authenticated by an enforced scheme; closing it");
+        let code = ZkError::SessionClosedRequireSaslAuth.code();
+        let f = response::header_only(xid, self.tree.last_zxid, code);
+        self.send(conn, f, true);
+        self.close(conn, "authentication required");
+        false
     }
 
     /// Works through a connection's queue: sends the finished outcomes and answers reads

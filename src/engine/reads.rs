@@ -30,7 +30,7 @@ impl Engine {
             return;
         };
         let session = c.session.unwrap_or(0);
-        let check_session = !matches!(req, Request::Auth { .. } | Request::Sasl);
+        let check_session = !matches!(req, Request::Auth { .. } | Request::Sasl(_));
         if check_session && !self.sessions.is_live(session) {
             self.expired_request(conn, x);
             return;
@@ -43,13 +43,7 @@ impl Engine {
                 return;
             }
             Request::Auth { scheme, auth } => return self.auth(conn, x, &scheme, &auth),
-            Request::Sasl => {
-                let f = response::reply(x, 0, 0, |w| {
-                    w.buffer(None);
-                });
-                self.send(conn, f, true);
-                return;
-            }
+            Request::Sasl(sasl) => return self.answer_sasl(conn, x, sasl),
             Request::SetWatches(sw) => {
                 self.set_watches(conn, session, &sw);
                 Ok(None)
@@ -281,6 +275,34 @@ impl Engine {
         }
         self.tree.watches.add(session, kind, path);
         Ok(())
+    }
+
+    /// A SASL token's answer, in the connection's order. A token no mechanism evaluated (no
+    /// SASL configured) gets a null token, as ZooKeeper answers without a SASL server.
+    fn answer_sasl(&mut self, conn: ConnId, x: i32, sasl: crate::proto::request::Sasl) {
+        use crate::proto::request::Sasl;
+        let (reply, failed) = match sasl {
+            Sasl::Token(_) => (None, false),
+            Sasl::Evaluated(o) => (o.reply, o.failed),
+        };
+        let sasl_required = self.cfg.enforce_auth_schemes.iter().any(|s| s == "sasl");
+        if failed && (sasl_required || !self.cfg.allow_sasl_failed) {
+            let code = match sasl_required {
+                true => ZkError::SessionClosedRequireSaslAuth,
+                false => ZkError::AuthFailed,
+            };
+            self.stats.auth_failed += 1;
+            let f = response::reply(x, 0, code.code(), |w| {
+                w.buffer(None);
+            });
+            self.send(conn, f, true);
+            self.close(conn, "SASL authentication failed");
+            return;
+        }
+        let f = response::reply(x, 0, 0, |w| {
+            w.buffer(reply.as_deref());
+        });
+        self.send(conn, f, true);
     }
 
     /// setWatches after a reconnect: fire at once what changed after relZxid, re-arm the rest.

@@ -44,6 +44,14 @@ pub struct CreateRequest {
     pub ttl: i64,
 }
 
+/// A `sasl` request: the client's token as decoded, or, once the connection's mechanism has
+/// evaluated it (`server::sasl`), what to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sasl {
+    Token(Bytes),
+    Evaluated(crate::sasl::SaslOutcome),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SetWatches {
     pub relative_zxid: i64,
@@ -117,7 +125,7 @@ pub enum Request {
         auth: Bytes,
     },
     SetWatches(SetWatches),
-    Sasl,
+    Sasl(Sasl),
     GetEphemerals {
         prefix: String,
     },
@@ -172,7 +180,7 @@ impl Request {
             Request::RemoveWatches { .. } => op::REMOVE_WATCHES,
             Request::Auth { .. } => op::AUTH,
             Request::SetWatches(_) => op::SET_WATCHES,
-            Request::Sasl => op::SASL,
+            Request::Sasl(_) => op::SASL,
             Request::GetEphemerals { .. } => op::GET_EPHEMERALS,
             Request::GetAllChildrenNumber { .. } => op::GET_ALL_CHILDREN_NUMBER,
             Request::AddWatch { .. } => op::ADD_WATCH,
@@ -276,10 +284,7 @@ fn decode_body(opcode: i32, r: &mut Reader) -> Result<Request, DecodeError> {
             }
         }
         op::SET_WATCHES | op::SET_WATCHES2 => Request::SetWatches(decode_set_watches(opcode, r)?),
-        op::SASL => {
-            r.buffer()?;
-            Request::Sasl
-        }
+        op::SASL => Request::Sasl(Sasl::Token(r.buffer()?.unwrap_or_default())),
         op::GET_EPHEMERALS => Request::GetEphemerals {
             prefix: r.string()?,
         },

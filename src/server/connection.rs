@@ -356,6 +356,7 @@ async fn read_loop(
     {
         return None;
     }
+    let mut sasl = limits.sasl.clone().map(super::sasl::SaslConn::new);
     loop {
         let payload = match next_frame(rd, &mut buf, limits.max_frame).await {
             Ok(Some(p)) => p,
@@ -363,10 +364,14 @@ async fn read_loop(
             Err(e) => return Some(e),
         };
         let body = payload.slice(8.min(payload.len())..);
-        let (hdr, req) = match request::decode(payload) {
+        let (hdr, mut req) = match request::decode(payload) {
             Ok(x) => x,
             Err(e) => return Some(format!("malformed request: {e}")),
         };
+        if let (request::Request::Sasl(token), Some(exchange)) = (&mut req, sasl.as_mut()) {
+            let t = std::mem::replace(token, request::Sasl::Token(Bytes::new()));
+            *token = exchange.evaluate(t);
+        }
         if !throttle.admit().await {
             return None;
         }

@@ -157,7 +157,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         ev_tx,
         s.extended_types_enabled,
     );
-    let limits = super::ConnLimits::from_settings(&s);
+    let limits = super::ConnLimits::from_settings(&s)?;
     let accepting = tokio::spawn(super::accept_loop(
         listeners,
         core_tx.clone(),

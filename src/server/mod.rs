@@ -19,12 +19,15 @@ pub mod counters;
 mod dir_lock;
 pub mod disk;
 pub mod ensemble;
+#[cfg(feature = "kerberos")]
+pub mod gssapi;
 mod http;
 mod live;
 mod member;
 pub mod peers;
 pub mod purge;
 pub mod recovery;
+pub mod sasl;
 pub(crate) mod shutdown;
 pub mod tls;
 
@@ -86,11 +89,16 @@ pub struct ConnLimits {
     /// Unwritten reply bytes over all connections.
     pub total_queued: Arc<std::sync::atomic::AtomicUsize>,
     pub global: Option<Arc<tokio::sync::Semaphore>>,
+    /// SASL for clients, when configured.
+    pub sasl: Option<Arc<sasl::SaslServer>>,
 }
 
 impl ConnLimits {
-    pub fn from_settings(s: &Settings) -> ConnLimits {
-        ConnLimits {
+    /// The limits, and the SASL server (its JAAS file is read here: a bad one stops the
+    /// start with a message naming it).
+    pub fn from_settings(s: &Settings) -> std::io::Result<ConnLimits> {
+        let sasl = sasl::SaslServer::load(&s.sasl).map_err(std::io::Error::other)?;
+        Ok(ConnLimits {
             max_frame: s.jute_max_buffer + crate::proto::frame::HEADER_ALLOWANCE,
             max_outstanding: s.max_outstanding_per_connection,
             max_queued_bytes: s.max_queued_bytes_per_connection,
@@ -98,7 +106,8 @@ impl ConnLimits {
             total_queued: Default::default(),
             global: (s.global_outstanding_limit > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(s.global_outstanding_limit))),
-        }
+            sasl,
+        })
     }
 }
 
@@ -154,6 +163,11 @@ pub(super) fn engine_config(s: &Settings) -> EngineConfig {
         container_check_ms: s.container_check_interval_ms as i64,
         enforce_quota: s.enforce_quota,
         max_watches_per_session: s.max_watches_per_session,
+        enforce_auth_schemes: match s.sasl.enforce {
+            true => s.sasl.enforce_schemes.clone(),
+            false => Vec::new(),
+        },
+        allow_sasl_failed: s.sasl.allow_failed_clients,
     }
 }
 
@@ -365,7 +379,7 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
         )),
     );
 
-    let limits = ConnLimits::from_settings(&settings);
+    let limits = ConnLimits::from_settings(&settings)?;
     http::start(&settings, &core_tx).await?;
     let (listeners, local) = client_listeners(&settings, listener).await?;
     announce_serving(local);
