@@ -292,11 +292,18 @@ impl Engine {
                 false => ZkError::AuthFailed,
             };
             self.stats.auth_failed += 1;
-            let f = response::reply(x, 0, code.code(), |w| {
+            let f = response::reply_with_error_body(x, 0, code.code(), |w| {
                 w.buffer(None);
             });
             self.send(conn, f, true);
-            self.close(conn, "SASL authentication failed");
+            // Lingering, as ZooKeeper's close comes after the reply: the Java client reads
+            // the reply and raises AuthFailed before it sees the connection go.
+            self.out
+                .push(super::EngineAction::Client(super::ToClient::Close {
+                    conn,
+                    reason: "SASL authentication failed",
+                    linger: true,
+                }));
             return;
         }
         let f = response::reply(x, 0, 0, |w| {

@@ -127,6 +127,21 @@ pub fn reply_with_body(xid: i32, zxid: i64, body: &[u8]) -> Bytes {
     w.finish_frame()
 }
 
+/// A reply whose body is sent whatever the error, as ZooKeeper answers a failed SASL step
+/// (header with AuthFailed, then SetSASLResponse with a null token): the Java client reads
+/// the token of every reply while its SASL exchange is in progress.
+pub fn reply_with_error_body(
+    xid: i32,
+    zxid: i64,
+    err: i32,
+    body: impl FnOnce(&mut Writer),
+) -> Bytes {
+    let mut w = Writer::framed();
+    ReplyHeader { xid, zxid, err }.write(&mut w);
+    body(&mut w);
+    w.finish_frame()
+}
+
 pub fn header_only(xid: i32, zxid: i64, err: i32) -> Bytes {
     reply(xid, zxid, err, |_| {})
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs each interop suite (zkCli, Curator, kazoo) against its own fresh zabd on a free
 # loopback port, then each again against its own 3-member ensemble, then a mixed
-# zabd + ZooKeeper ensemble, then the data-directory suite (zabd <-> Apache ZooKeeper 3.8, both ways).
+# zabd + ZooKeeper ensemble, then the data-directory suite (zabd <-> Apache ZooKeeper 3.8, both ways),
+# the operator's surface and security (TLS, SASL, Kerberos).
 # Needs target/release/zabd, Debian's zookeeper + curator jars, and kazoo.
 
 set -u
@@ -113,4 +114,6 @@ OPCP=$CCP:$J/commons-cli.jar:$J/jetty9-server.jar:$J/jetty9-servlet.jar:$J/jetty
 OPCP=$OPCP:$J/jetty9-io.jar:$J/jetty9-security.jar:$J/servlet-api.jar:$J/jackson-core.jar:$J/jackson-databind.jar
 OPCP=$OPCP:$J/jackson-annotations.jar:$J/snappy-java.jar:$J/metrics-core.jar
 timeout 900 python3 "$here/operator_suite.py" "$zabd" "$OPCP" || status=1
+echo "== security: TLS, x509, SASL DIGEST-MD5 and Kerberos through zkCli and kazoo, with a throwaway KDC"
+timeout 900 python3 "$here/security_suite.py" "$zabd" "$CCP" || status=1
 exit $status
