@@ -301,6 +301,18 @@ pub struct SaslSettings {
     pub enforce: bool,
     /// `enforce.auth.schemes`: sasl, digest, x509 or ip.
     pub enforce_schemes: Vec<String>,
+    /// `quorum.auth.enableSasl`: members authenticate to each other (DIGEST-MD5, the JAAS
+    /// file's `QuorumServer` and `QuorumLearner` sections).
+    pub quorum_enable: bool,
+    /// `quorum.auth.learnerRequireSasl`: this member authenticates when it connects to
+    /// another.
+    pub quorum_learner_require: bool,
+    /// `quorum.auth.serverRequireSasl`: members that connect here must authenticate.
+    pub quorum_server_require: bool,
+    /// `quorum.auth.server.saslLoginContext`.
+    pub quorum_server_section: String,
+    /// `quorum.auth.learner.saslLoginContext`.
+    pub quorum_learner_section: String,
 }
 
 impl Default for SaslSettings {
@@ -315,6 +327,11 @@ impl Default for SaslSettings {
             allow_failed_clients: false,
             enforce: false,
             enforce_schemes: Vec::new(),
+            quorum_enable: false,
+            quorum_learner_require: false,
+            quorum_server_require: false,
+            quorum_server_section: "QuorumServer".into(),
+            quorum_learner_section: "QuorumLearner".into(),
         }
     }
 }
@@ -505,6 +522,24 @@ impl Settings {
     /// Enforcement needs schemes that exist, and sasl needs a JAAS file.
     fn validate_sasl(&self) -> Result<(), (&'static str, String)> {
         let a = &self.sasl;
+        for (on, key) in [
+            (a.quorum_learner_require, "quorum.auth.learnerRequireSasl"),
+            (a.quorum_server_require, "quorum.auth.serverRequireSasl"),
+        ] {
+            if on && !a.quorum_enable {
+                return Err((
+                    key,
+                    "needs quorum.auth.enableSasl=true (as ZooKeeper refuses it)".into(),
+                ));
+            }
+        }
+        if a.quorum_enable && a.jaas_config.is_empty() {
+            return Err((
+                "quorum.auth.enableSasl",
+                "needs java.security.auth.login.config (its QuorumServer and QuorumLearner sections)"
+                    .into(),
+            ));
+        }
         if !a.enforce {
             return Ok(());
         }

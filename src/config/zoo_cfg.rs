@@ -164,6 +164,14 @@ pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(),
             }
         }
         "security.auth_to_local" => {}
+        "quorum.auth.enableSasl" => s.sasl.quorum_enable = boolean(value)?,
+        "quorum.auth.learnerRequireSasl" => s.sasl.quorum_learner_require = boolean(value)?,
+        "quorum.auth.serverRequireSasl" => s.sasl.quorum_server_require = boolean(value)?,
+        "quorum.auth.server.saslLoginContext" => s.sasl.quorum_server_section = value.to_string(),
+        "quorum.auth.learner.saslLoginContext" => {
+            s.sasl.quorum_learner_section = value.to_string()
+        }
+        "quorum.cnxn.threads.size" => {}
         "client.certReload" => s.tls.reload = boolean(value)?,
         // What zabd's TLS does anyway, or what only a Java client reads.
         "ssl.authProvider"
@@ -242,12 +250,8 @@ fn refused(key: &str, value: &str) -> Option<&'static str> {
         "security.auth_to_local" if value != "DEFAULT" => {
             Some("Kerberos auth_to_local rules are not supported by zabd; only DEFAULT")
         }
-        "quorum.auth.enableSasl"
-        | "quorum.auth.learnerRequireSasl"
-        | "quorum.auth.serverRequireSasl"
-            if on =>
-        {
-            Some("quorum SASL authentication is not supported by zabd yet")
+        "quorum.auth.kerberos.servicePrincipal" => {
+            Some("Kerberos between members is not supported by zabd yet (quorum DIGEST-MD5 is)")
         }
         "dynamicConfigFile" => Some("dynamic reconfiguration is not supported by zabd yet"),
         "skipACL" if on => Some("zabd always checks ACLs"),
@@ -322,7 +326,7 @@ mod tests {
             "sslQuorum=true",
             "authProvider.1=com.example.LdapAuthenticationProvider",
             "zookeeper.security.auth_to_local=RULE:[1:$1]",
-            "quorum.auth.enableSasl=true",
+            "quorum.auth.kerberos.servicePrincipal=zkquorum/_HOST",
             "dynamicConfigFile=/etc/zoo.cfg.dynamic",
             "skipACL=yes",
             "zookeeper.skipACL=yes",

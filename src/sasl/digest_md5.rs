@@ -19,8 +19,11 @@
 use md5::{Digest, Md5};
 use std::collections::BTreeMap;
 
-/// The realm (ZooKeeper's SASL server name).
+/// The realm (ZooKeeper's SASL server name) on the client port.
 pub const REALM: &str = "zk-sasl-md5";
+/// The service and realm between ensemble members (ZooKeeper's quorum SASL).
+pub const QUORUM_SERVICE: &str = "zookeeper-quorum";
+pub const QUORUM_REALM: &str = "zk-quorum-sasl-md5";
 
 /// What one step gives back.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,13 +44,23 @@ enum State {
 pub struct Server {
     nonce: String,
     state: State,
+    service: &'static str,
+    realm: &'static str,
 }
 
 impl Server {
+    /// The client port's server: service `zookeeper`, realm `zk-sasl-md5`.
     pub fn new(nonce: String) -> Server {
+        Server::for_service(nonce, "zookeeper", REALM)
+    }
+
+    /// A server for another service and realm (the quorum's).
+    pub fn for_service(nonce: String, service: &'static str, realm: &'static str) -> Server {
         Server {
             nonce,
             state: State::Start,
+            service,
+            realm,
         }
     }
 
@@ -62,8 +75,8 @@ impl Server {
                 self.state = State::Challenged;
                 Ok(Step::Challenge(
                     format!(
-                        "realm=\"{REALM}\",nonce=\"{}\",qop=\"auth\",charset=utf-8,algorithm=md5-sess",
-                        self.nonce
+                        "realm=\"{}\",nonce=\"{}\",qop=\"auth\",charset=utf-8,algorithm=md5-sess",
+                        self.realm, self.nonce
                     )
                     .into_bytes(),
                 ))
@@ -101,9 +114,10 @@ impl Server {
         if qop != "auth" {
             return Err(format!("DIGEST-MD5: qop {qop} is not offered"));
         }
-        if !uri.starts_with("zookeeper/") {
+        if uri.split('/').next() != Some(self.service) {
             return Err(format!(
-                "DIGEST-MD5: digest-uri {uri} is not the zookeeper service"
+                "DIGEST-MD5: digest-uri {uri} is not the {} service",
+                self.service
             ));
         }
         let utf8 = get("charset") == Some("utf-8");
@@ -126,6 +140,88 @@ impl Server {
             reply: format!("rspauth={rspauth}").into_bytes(),
             user: user.to_string(),
         })
+    }
+}
+
+/// The client side (a learner authenticating to another member): answers the challenge,
+/// then checks the server's rspauth.
+pub struct Client {
+    user: String,
+    password: String,
+    digest_uri: String,
+    cnonce: String,
+    expected_rspauth: Option<String>,
+    complete: bool,
+}
+
+impl Client {
+    pub fn new(user: &str, password: &str, service: &str, host: &str, cnonce: String) -> Client {
+        Client {
+            user: user.into(),
+            password: password.into(),
+            digest_uri: format!("{service}/{host}"),
+            cnonce,
+            expected_rspauth: None,
+            complete: false,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// The answer to a challenge; None once the server's rspauth checks out.
+    pub fn step(&mut self, challenge: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let text =
+            std::str::from_utf8(challenge).map_err(|_| "DIGEST-MD5: challenge is not text")?;
+        let f = directives(text)?;
+        if let Some(expected) = &self.expected_rspauth {
+            let got = f
+                .get("rspauth")
+                .ok_or("DIGEST-MD5: no rspauth from the server")?;
+            if !eq_ignore_case(got, expected) {
+                return Err("DIGEST-MD5: the server's rspauth is wrong".into());
+            }
+            self.complete = true;
+            return Ok(None);
+        }
+        let nonce = f.get("nonce").ok_or("DIGEST-MD5: challenge has no nonce")?;
+        let realm = f.get("realm").map(String::as_str).unwrap_or("");
+        if let Some(q) = f.get("qop") {
+            if !q.split(',').any(|x| x.trim() == "auth") {
+                return Err(format!("DIGEST-MD5: server offers qop {q}, not auth"));
+            }
+        }
+        let utf8 = f.get("charset").map(String::as_str) == Some("utf-8");
+        let nc = "00000001";
+        let a1 = a1(
+            &self.user,
+            realm,
+            &self.password,
+            nonce,
+            &self.cnonce,
+            None,
+            utf8,
+        );
+        let uri = &self.digest_uri;
+        let response = kd(
+            &a1,
+            nonce,
+            nc,
+            &self.cnonce,
+            "auth",
+            &format!("AUTHENTICATE:{uri}"),
+        );
+        self.expected_rspauth = Some(kd(&a1, nonce, nc, &self.cnonce, "auth", &format!(":{uri}")));
+        let charset = if utf8 { "charset=utf-8," } else { "" };
+        Ok(Some(
+            format!(
+                "{charset}username=\"{}\",realm=\"{realm}\",nonce=\"{nonce}\",nc={nc},cnonce=\"{}\",\
+                 digest-uri=\"{uri}\",maxbuf=65536,response={response},qop=auth",
+                self.user, self.cnonce
+            )
+            .into_bytes(),
+        ))
     }
 }
 
@@ -281,6 +377,30 @@ mod tests {
             let resp = client_response(std::str::from_utf8(&c).unwrap(), user, pw, "c");
             assert!(s.step(resp.as_bytes(), users).is_err(), "{user}/{pw}");
         }
+    }
+
+    #[test]
+    fn our_client_and_server_agree_for_the_quorum() {
+        let mut s = Server::for_service("n".into(), QUORUM_SERVICE, QUORUM_REALM);
+        let mut c = Client::new("learner", "pw", QUORUM_SERVICE, QUORUM_REALM, "c".into());
+        let pw = |u: &str| (u == "learner").then(|| "pw".to_string());
+        let Step::Challenge(ch) = s.step(b"", pw).unwrap() else {
+            panic!()
+        };
+        let resp = c.step(&ch).unwrap().unwrap();
+        let Step::Complete { reply, user } = s.step(&resp, pw).unwrap() else {
+            panic!()
+        };
+        assert_eq!(user, "learner");
+        assert_eq!(c.step(&reply).unwrap(), None);
+        assert!(c.is_complete());
+        // The client port's server refuses the quorum's service.
+        let mut other = Server::new("n".into());
+        let mut c = Client::new("learner", "pw", QUORUM_SERVICE, QUORUM_REALM, "c".into());
+        let Step::Challenge(ch) = other.step(b"", pw).unwrap() else {
+            panic!()
+        };
+        assert!(other.step(&c.step(&ch).unwrap().unwrap(), pw).is_err());
     }
 
     /// RFC 2831's own example (section 4), which uses qop=auth and a1 without authzid.

@@ -155,7 +155,10 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         setup.election,
         setup.quorum,
         ev_tx,
-        s.extended_types_enabled,
+        peers::PeerOptions {
+            extended_types: s.extended_types_enabled,
+            auth: super::quorum_auth::QuorumAuth::load(&s.sasl).map_err(std::io::Error::other)?,
+        },
     );
     let limits = super::ConnLimits::from_settings(&s)?;
     let accepting = tokio::spawn(super::accept_loop(

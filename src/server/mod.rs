@@ -26,6 +26,7 @@ mod live;
 mod member;
 pub mod peers;
 pub mod purge;
+pub mod quorum_auth;
 pub mod recovery;
 pub mod sasl;
 pub(crate) mod shutdown;

@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::quorum_auth::QuorumAuth;
 pub use crate::node::{PeerCmd, PeerEvent};
 
 #[derive(Clone, Debug)]
@@ -185,6 +186,16 @@ pub struct Transport {
     report_in: u32,
     /// How a SNAP's state decodes (`zookeeper.extendedTypesEnabled`).
     extended_types: bool,
+    /// Quorum SASL, when on.
+    auth: Option<Arc<QuorumAuth>>,
+}
+
+/// What the transport needs besides its listeners.
+pub struct PeerOptions {
+    /// How a SNAP's state decodes (`zookeeper.extendedTypesEnabled`).
+    pub extended_types: bool,
+    /// Quorum SASL (`quorum.auth.*`), when on.
+    pub auth: Option<Arc<QuorumAuth>>,
 }
 
 /// Starts the transport on the given listeners; returns its command channel.
@@ -195,8 +206,12 @@ pub fn start(
     election_listener: TcpListener,
     quorum_listener: TcpListener,
     events: mpsc::UnboundedSender<PeerEvent>,
-    extended_types: bool,
+    options: PeerOptions,
 ) -> mpsc::UnboundedSender<PeerCmd> {
+    let PeerOptions {
+        extended_types,
+        auth,
+    } = options;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
     let me_addr = peers.get(&me).map(|a| a.election);
@@ -205,11 +220,13 @@ pub fn start(
         me,
         internal_tx.clone(),
         events.clone(),
+        auth.clone(),
     ));
     tokio::spawn(accept_quorum(
         quorum_listener,
         internal_tx.clone(),
         events.clone(),
+        auth.clone(),
     ));
     let t = Transport {
         me,
@@ -224,6 +241,7 @@ pub fn start(
         next_id: 1,
         report_in: 20,
         extended_types,
+        auth,
     };
     super::supervise(
         "peer transport",
@@ -298,6 +316,7 @@ impl Transport {
             let (me, tx, ev) = (self.me, self.internal_tx.clone(), self.events.clone());
             let id = self.fresh_id();
             let my_addr = me_addr.map(|a| a.to_string()).unwrap_or_default();
+            let auth = self.auth.clone();
             tokio::spawn(async move {
                 let Ok(Ok(mut s)) = tokio::time::timeout(
                     std::time::Duration::from_secs(2),
@@ -313,7 +332,9 @@ impl Transport {
                     return;
                 };
                 let _ = s.set_nodelay(true);
-                if s.write_all(&hello(me, &my_addr)).await.is_err() {
+                let greeted = s.write_all(&hello(me, &my_addr)).await.is_ok()
+                    && authenticate_to(auth.as_deref(), &mut s, sid, "election").await;
+                if !greeted {
                     let _ = tx.send(Internal::Down {
                         sid,
                         id,
@@ -338,13 +359,16 @@ impl Transport {
                 continue;
             }
             let (addr, hello) = (a.election, hello(me, &my_addr));
+            let (auth, peer) = (self.auth.clone(), *sid);
             tokio::spawn(async move {
                 let wait = std::time::Duration::from_secs(2);
                 let Ok(Ok(mut s)) = tokio::time::timeout(wait, TcpStream::connect(addr)).await
                 else {
                     return;
                 };
-                if s.write_all(&hello).await.is_ok() {
+                if s.write_all(&hello).await.is_ok()
+                    && authenticate_to(auth.as_deref(), &mut s, peer, "election").await
+                {
                     let mut sink = [0u8; 64];
                     let _ = tokio::time::timeout(wait, s.read(&mut sink)).await;
                 }
@@ -452,6 +476,7 @@ impl Transport {
         self.pending_leader = Some((leader, id, Vec::new()));
         let (tx, ev) = (self.internal_tx.clone(), self.events.clone());
         let ext = self.extended_types;
+        let auth = self.auth.clone();
         tokio::spawn(async move {
             // A new leader opens its quorum port only once it starts leading: keep trying for
             // a while, as ZooKeeper's Learner.connectToLeader does.
@@ -462,8 +487,16 @@ impl Transport {
                 r = TcpStream::connect(addr).await;
             }
             match Ok::<_, ()>(r) {
-                Ok(Ok(s)) => {
+                Ok(Ok(mut s)) => {
                     let _ = s.set_nodelay(true);
+                    if !authenticate_to(auth.as_deref(), &mut s, leader, "quorum").await {
+                        let _ = tx.send(Internal::Down {
+                            sid: leader,
+                            id,
+                            quorum: true,
+                        });
+                        return;
+                    }
                     run_quorum_conn(s, Some(leader), id, tx, ev, Side::Learner { ext }).await;
                 }
                 r => {
@@ -619,15 +652,19 @@ async fn accept_election(
     me: Sid,
     tx: mpsc::UnboundedSender<Internal>,
     ev: mpsc::UnboundedSender<PeerEvent>,
+    auth: Option<Arc<QuorumAuth>>,
 ) {
     let mut next = 1u64 << 40;
     accept_peers(l, "election", move |mut s, peer| {
         next += 1;
-        let (tx, ev, id) = (tx.clone(), ev.clone(), next);
+        let (tx, ev, id, auth) = (tx.clone(), ev.clone(), next, auth.clone());
         async move {
             let Some(sid) = election_hello(&mut s, peer).await else {
                 return;
             };
+            if !authenticate_from(auth.as_deref(), &mut s, peer, "election").await {
+                return;
+            }
             if sid < 0 || (sid as Sid) <= me {
                 // The larger id keeps the connection; we call it back ourselves.
                 return;
@@ -697,14 +734,72 @@ async fn accept_quorum(
     l: TcpListener,
     tx: mpsc::UnboundedSender<Internal>,
     ev: mpsc::UnboundedSender<PeerEvent>,
+    auth: Option<Arc<QuorumAuth>>,
 ) {
     let mut next = 1u64 << 50;
-    accept_peers(l, "quorum", move |s, _| {
+    accept_peers(l, "quorum", move |mut s, peer| {
         next += 1;
-        let _ = s.set_nodelay(true);
-        run_quorum_conn(s, None, next, tx.clone(), ev.clone(), Side::Leader)
+        let (tx, ev, id, auth) = (tx.clone(), ev.clone(), next, auth.clone());
+        async move {
+            let _ = s.set_nodelay(true);
+            if !authenticate_from(auth.as_deref(), &mut s, peer, "quorum").await {
+                return;
+            }
+            run_quorum_conn(s, None, id, tx, ev, Side::Leader).await
+        }
     })
     .await;
+}
+
+/// Quorum SASL as the side that connected to `sid`; false (logged) when it failed.
+async fn authenticate_to(
+    auth: Option<&QuorumAuth>,
+    s: &mut TcpStream,
+    sid: Sid,
+    port: &str,
+) -> bool {
+    let Some(auth) = auth else {
+        return true;
+    };
+    match tokio::time::timeout(HANDSHAKE_DEADLINE, auth.as_learner(s)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(sid, port, error = %e, "quorum SASL authentication to a member failed; closing");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                sid,
+                port,
+                "quorum SASL authentication to a member timed out; closing"
+            );
+            false
+        }
+    }
+}
+
+/// Quorum SASL as the side that accepted a connection; false (logged) when the connection
+/// must close.
+async fn authenticate_from(
+    auth: Option<&QuorumAuth>,
+    s: &mut TcpStream,
+    peer: SocketAddr,
+    port: &str,
+) -> bool {
+    let Some(auth) = auth else {
+        return true;
+    };
+    match tokio::time::timeout(HANDSHAKE_DEADLINE, auth.as_server(s)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, port, error = %e, "a member failed quorum SASL authentication; closing");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(%peer, port, "quorum SASL authentication timed out; closing");
+            false
+        }
+    }
 }
 
 /// A quorum packet whose framing cannot be right: the connection closes.

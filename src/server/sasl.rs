@@ -104,16 +104,17 @@ impl SaslServer {
             kerberos,
         })))
     }
+}
 
-    fn nonce() -> String {
-        use base64::Engine;
-        use ring::rand::SecureRandom;
-        let mut b = [0u8; 24];
-        ring::rand::SystemRandom::new()
-            .fill(&mut b)
-            .expect("the system's random source");
-        base64::engine::general_purpose::STANDARD.encode(b)
-    }
+/// A fresh DIGEST-MD5 nonce (or cnonce) from the system's random source.
+pub(super) fn nonce() -> String {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 24];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("the system's random source");
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 /// One connection's exchange.
@@ -190,6 +191,6 @@ impl SaslConn {
                 return Mech::Gssapi(k.exchange());
             }
         }
-        Mech::Digest(digest_md5::Server::new(SaslServer::nonce()))
+        Mech::Digest(digest_md5::Server::new(nonce()))
     }
 }
