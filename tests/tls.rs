@@ -49,6 +49,19 @@ async fn tls_client(c: &Certs, port: u16, who: Option<&str>) -> Result<Client, E
 
 /// A raw TLS handshake (no ZooKeeper traffic): the server certificate it got, or why not.
 async fn handshake(c: &Certs, addr: &str, who: Option<&str>) -> Result<Vec<u8>, String> {
+    let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
+    handshake_with(c, addr, who, &versions)
+        .await
+        .map(|(cert, _)| cert)
+}
+
+/// A handshake offering only `versions`: the server's certificate and the version agreed.
+async fn handshake_with(
+    c: &Certs,
+    addr: &str,
+    who: Option<&str>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<(Vec<u8>, rustls::ProtocolVersion), String> {
     use rustls::pki_types::ServerName;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut c.read("ca.pem").as_bytes()) {
@@ -56,7 +69,7 @@ async fn handshake(c: &Certs, addr: &str, who: Option<&str>) -> Result<Vec<u8>, 
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots);
     let cfg = match who {
@@ -86,8 +99,9 @@ async fn handshake(c: &Certs, addr: &str, who: Option<&str>) -> Result<Vec<u8>, 
     if answer != b"imok" {
         return Err(format!("answer {:?}", String::from_utf8_lossy(&answer)));
     }
-    let server_cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    Ok(server_cert)
+    let session = tls.get_ref().1;
+    let server_cert = session.peer_certificates().unwrap()[0].to_vec();
+    Ok((server_cert, session.protocol_version().unwrap()))
 }
 
 #[tokio::test]
@@ -321,4 +335,52 @@ async fn a_zoo_cfg_with_only_a_secure_port_opens_no_plain_port() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `ssl.enabledProtocols=TLSv1.2`: a client offering only TLS 1.3 is refused, one offering
+/// 1.2 gets 1.2; a cipher-suite list the server cannot use stops the start with a message.
+#[tokio::test]
+async fn protocols_and_cipher_suites_are_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Certs::make(dir.path(), &["alice"]);
+    let port = free_port();
+    let z = Zabd::start_with(&format!(
+        "{}tls.protocols = [\"TLSv1.2\"]\n\
+         tls.cipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]\n",
+        pem_settings(&c, port, "need")
+    ));
+    let secure = format!("127.0.0.1:{port}");
+    provider();
+    let only13 = [&rustls::version::TLS13];
+    assert!(handshake_with(&c, &secure, Some("alice"), &only13)
+        .await
+        .is_err());
+    let both = [&rustls::version::TLS13, &rustls::version::TLS12];
+    let (_, version) = handshake_with(&c, &secure, Some("alice"), &both)
+        .await
+        .unwrap();
+    assert_eq!(version, rustls::ProtocolVersion::TLSv1_2);
+    drop(z);
+    let out = std::process::Command::new(common::zabd_bin())
+        .args([
+            "--property",
+            "clientPort=0",
+            "--property",
+            "admin.enableServer=false",
+        ])
+        .args(["--property", &format!("dataDir={}", c.path("data2"))])
+        .args(["--property", &format!("secureClientPort={}", free_port())])
+        .args([
+            "--property",
+            &format!("ssl.keyStore.location={}", c.path("server-bundle.pem")),
+        ])
+        .args(["--property", "ssl.clientAuth=none"])
+        .args(["--property", "ssl.ciphersuites=TLS_RSA_WITH_NULL_MD5"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("ssl.ciphersuites"),
+        "{err}"
+    );
 }
