@@ -1,5 +1,9 @@
 //! One client connection: a reader loop (frames in → engine events) and a writer task
-//! (engine frames → socket). Also answers four-letter words.
+//! (engine frames → socket). Also answers four-letter words. The socket is first opened as
+//! its port's transport says (`tls::open`: plain, TLS, or either by the first byte), within
+//! the handshake deadline; a TLS client certificate's identities go to the engine with the
+//! connection. A `sasl` request's token is evaluated here by the connection's SASL exchange
+//! (`sasl::SaslConn`) before it goes to the engine.
 //!
 //! The reader hands the core a request only when the connection has room (see
 //! [`Throttle`]): fewer than `max_outstanding` requests without a reply written; its share
