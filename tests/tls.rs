@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::certs::{free_port, Certs, PASSWORD};
+use common::certs::{free_port, provider, Certs, PASSWORD};
 use common::{wait_until, Zabd};
 use std::sync::Arc;
 use std::time::Duration;
-use zookeeper_client::{Acls, AuthId, Client, CreateMode, Error, Permission, TlsOptions};
+use zookeeper_client::{Acls, AuthId, Client, CreateMode, Error, Permission};
 
 const ALICE: &str = "CN=alice,OU=zabd,O=Test";
 
@@ -23,28 +23,8 @@ fn pem_settings(c: &Certs, port: u16, client_auth: &str) -> String {
     )
 }
 
-/// The zookeeper-client crate brings rustls with another crypto provider too: say which.
-fn provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 async fn tls_client(c: &Certs, port: u16, who: Option<&str>) -> Result<Client, Error> {
-    provider();
-    let mut opts = TlsOptions::new().with_pem_ca(&c.read("ca.pem")).unwrap();
-    if let Some(name) = who {
-        opts = opts
-            .with_pem_identity(
-                &c.read(&format!("{name}.pem")),
-                &c.read(&format!("{name}.key")),
-            )
-            .unwrap();
-    }
-    Client::connector()
-        .with_tls(opts)
-        .with_session_timeout(Duration::from_secs(10))
-        .with_connection_timeout(Duration::from_secs(5))
-        .connect(&format!("tcp+tls://127.0.0.1:{port}"))
-        .await
+    common::certs::tls_client(c, &format!("127.0.0.1:{port}"), who).await
 }
 
 /// A raw TLS handshake (no ZooKeeper traffic): the server certificate it got, or why not.

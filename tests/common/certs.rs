@@ -175,3 +175,35 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The zookeeper-client crate brings rustls with another crypto provider too: say which.
+pub fn provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A TLS client through the zookeeper-client crate, trusting the test CA, with `who`'s
+/// certificate (or none).
+pub async fn tls_client(
+    c: &Certs,
+    addr: &str,
+    who: Option<&str>,
+) -> Result<zookeeper_client::Client, zookeeper_client::Error> {
+    provider();
+    let mut opts = zookeeper_client::TlsOptions::new()
+        .with_pem_ca(&c.read("ca.pem"))
+        .unwrap();
+    if let Some(name) = who {
+        opts = opts
+            .with_pem_identity(
+                &c.read(&format!("{name}.pem")),
+                &c.read(&format!("{name}.key")),
+            )
+            .unwrap();
+    }
+    zookeeper_client::Client::connector()
+        .with_tls(opts)
+        .with_session_timeout(std::time::Duration::from_secs(10))
+        .with_connection_timeout(std::time::Duration::from_secs(5))
+        .connect(&format!("tcp+tls://{addr}"))
+        .await
+}
