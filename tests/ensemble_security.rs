@@ -11,22 +11,8 @@ use common::ensemble::Ensemble;
 use std::time::Duration;
 use zookeeper_client::{Acls, Client, CreateMode, Error, SaslOptions};
 
-const JAAS: &str = r#"
-Server {
-    org.apache.zookeeper.server.auth.DigestLoginModule required
-    user_bob="bobsecret"
-    user_alice="alicesecret";
-};
-QuorumServer {
-    org.apache.zookeeper.server.auth.DigestLoginModule required
-    user_member="memberpw";
-};
-QuorumLearner {
-    org.apache.zookeeper.server.auth.DigestLoginModule required
-    username="member"
-    password="memberpw";
-};
-"#;
+/// DIGEST-MD5 users for clients (Server) and between members (QuorumServer, QuorumLearner).
+const JAAS: &str = include_str!("data/quorum-digest.jaas");
 
 async fn sasl_client(addr: &str, user: &'static str, pw: &'static str) -> Client {
     Client::connector()
