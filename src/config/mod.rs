@@ -313,6 +313,9 @@ pub struct SaslSettings {
     pub quorum_server_section: String,
     /// `quorum.auth.learner.saslLoginContext`.
     pub quorum_learner_section: String,
+    /// `quorum.auth.kerberos.servicePrincipal`: the principal a member asks a ticket for
+    /// when it calls another (`_HOST`: that member's host).
+    pub quorum_service_principal: String,
 }
 
 impl Default for SaslSettings {
@@ -332,6 +335,7 @@ impl Default for SaslSettings {
             quorum_server_require: false,
             quorum_server_section: "QuorumServer".into(),
             quorum_learner_section: "QuorumLearner".into(),
+            quorum_service_principal: "zkquorum/localhost".into(),
         }
     }
 }

@@ -172,6 +172,9 @@ pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(),
             s.sasl.quorum_learner_section = value.to_string()
         }
         "quorum.cnxn.threads.size" => {}
+        "quorum.auth.kerberos.servicePrincipal" => {
+            s.sasl.quorum_service_principal = value.to_string()
+        }
         "client.certReload" => s.tls.reload = boolean(value)?,
         // What zabd's TLS does anyway, or what only a Java client reads.
         "ssl.authProvider"
@@ -250,9 +253,6 @@ fn refused(key: &str, value: &str) -> Option<&'static str> {
         "security.auth_to_local" if value != "DEFAULT" => {
             Some("Kerberos auth_to_local rules are not supported by zabd; only DEFAULT")
         }
-        "quorum.auth.kerberos.servicePrincipal" => {
-            Some("Kerberos between members is not supported by zabd yet (quorum DIGEST-MD5 is)")
-        }
         "dynamicConfigFile" => Some("dynamic reconfiguration is not supported by zabd yet"),
         "skipACL" if on => Some("zabd always checks ACLs"),
         "localSessionsEnabled" | "localSessionsUpgradingEnabled" if on => {
@@ -326,7 +326,6 @@ mod tests {
             "sslQuorum=true",
             "authProvider.1=com.example.LdapAuthenticationProvider",
             "zookeeper.security.auth_to_local=RULE:[1:$1]",
-            "quorum.auth.kerberos.servicePrincipal=zkquorum/_HOST",
             "dynamicConfigFile=/etc/zoo.cfg.dynamic",
             "skipACL=yes",
             "zookeeper.skipACL=yes",

@@ -157,7 +157,11 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         ev_tx,
         peers::PeerOptions {
             extended_types: s.extended_types_enabled,
-            auth: super::quorum_auth::QuorumAuth::load(&s.sasl).map_err(std::io::Error::other)?,
+            auth: super::quorum_auth::QuorumAuth::load(
+                &s.sasl,
+                s.servers.iter().map(|m| m.host.clone()).collect(),
+            )
+            .map_err(std::io::Error::other)?,
         },
     );
     let limits = super::ConnLimits::from_settings(&s)?;

@@ -761,7 +761,11 @@ async fn authenticate_to(
     let Some(auth) = auth else {
         return true;
     };
-    match tokio::time::timeout(HANDSHAKE_DEADLINE, auth.as_learner(s)).await {
+    let host = s
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    match tokio::time::timeout(HANDSHAKE_DEADLINE, auth.as_learner(s, &host)).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             tracing::warn!(sid, port, error = %e, "quorum SASL authentication to a member failed; closing");

@@ -1,7 +1,10 @@
 //! Quorum SASL: members authenticating to each other on the election and quorum ports, as
 //! ZooKeeper's `quorum.auth.*` (SaslQuorumAuthLearner / SaslQuorumAuthServer), with
 //! DIGEST-MD5 (JAAS sections `QuorumServer`: `user_<name>="<password>"`, and
-//! `QuorumLearner`: `username`, `password`).
+//! `QuorumLearner`: `username`, `password`) or, with the `kerberos` feature, GSSAPI
+//! (Krb5LoginModule sections; `gssapi.rs`; the learner asks for
+//! `quorum.auth.kerberos.servicePrincipal` with `_HOST` the member called, the server
+//! accepts a principal whose host is a member's).
 //!
 //! Owns: the exchange on a fresh peer connection, before anything else is read from it by
 //! the peer transport. Must not: wait without a deadline (the caller bounds it).
@@ -50,14 +53,34 @@ pub struct QuorumAuth {
     users: BTreeMap<String, String>,
     /// QuorumLearner's user and password.
     learner: Option<(String, String)>,
+    /// GSSAPI instead of DIGEST-MD5, when the sections are Krb5LoginModule ones.
+    #[cfg(feature = "kerberos")]
+    kerberos: Option<Kerberos>,
+}
+
+/// Quorum Kerberos: this member's acceptor (QuorumServer) and initiator (QuorumLearner).
+#[cfg(feature = "kerberos")]
+struct Kerberos {
+    acceptor: super::gssapi::Acceptor,
+    initiator: super::gssapi::Initiator,
+    /// `quorum.auth.kerberos.servicePrincipal`; `_HOST` becomes the member called.
+    service_principal: String,
+    /// The members' hosts: a principal `name/host@REALM` must name one of them (ZooKeeper's
+    /// authorized hosts).
+    member_hosts: Vec<String>,
 }
 
 impl QuorumAuth {
     /// From the settings and the JAAS file; None when quorum SASL is off.
-    pub fn load(s: &SaslSettings) -> Result<Option<Arc<QuorumAuth>>, String> {
+    pub fn load(
+        s: &SaslSettings,
+        member_hosts: Vec<String>,
+    ) -> Result<Option<Arc<QuorumAuth>>, String> {
         if !s.quorum_enable {
             return Ok(None);
         }
+        #[cfg(not(feature = "kerberos"))]
+        let _ = member_hosts;
         let what = "java.security.auth.login.config";
         let text = std::fs::read_to_string(&s.jaas_config)
             .map_err(|e| format!("{what} {}: {e}", s.jaas_config))?;
@@ -66,14 +89,14 @@ impl QuorumAuth {
             let m = file.get(name).and_then(|v| v.first()).ok_or_else(|| {
                 format!("{what} {}: no {name} section (quorum SASL)", s.jaas_config)
             })?;
-            if m.is_kerberos() {
+            if m.is_kerberos() && !cfg!(feature = "kerberos") {
                 return Err(format!(
-                    "{what} {}: {name}: Kerberos between members is not supported by zabd yet \
-                     (DIGEST-MD5 is)",
+                    "{what} {}: {name}: Kerberos between members needs zabd built with the \
+                     `kerberos` feature",
                     s.jaas_config
                 ));
             }
-            if !m.is_digest() {
+            if !m.is_digest() && !m.is_kerberos() {
                 return Err(format!(
                     "{what} {}: {name}: login module {} is not supported",
                     s.jaas_config, m.class
@@ -82,7 +105,32 @@ impl QuorumAuth {
             Ok(m)
         };
         // As ZooKeeper, both sections are needed once quorum SASL is on, whatever is required.
-        let users = section(&s.quorum_server_section)?.users();
+        let server_module = section(&s.quorum_server_section)?;
+        #[cfg(feature = "kerberos")]
+        if server_module.is_kerberos() {
+            let at = |e: String| format!("{what} {}: {e}", s.jaas_config);
+            let kerberos = Kerberos {
+                acceptor: super::gssapi::Acceptor::from_jaas(server_module).map_err(at)?,
+                initiator: super::gssapi::Initiator::from_jaas(section(&s.quorum_learner_section)?)
+                    .map_err(at)?,
+                service_principal: s.quorum_service_principal.clone(),
+                member_hosts,
+            };
+            tracing::info!(
+                learner_require = s.quorum_learner_require,
+                server_require = s.quorum_server_require,
+                principal = kerberos.initiator.principal(),
+                "quorum SASL (GSSAPI) on"
+            );
+            return Ok(Some(Arc::new(QuorumAuth {
+                learner_require: s.quorum_learner_require,
+                server_require: s.quorum_server_require,
+                users: BTreeMap::new(),
+                learner: None,
+                kerberos: Some(kerberos),
+            })));
+        }
+        let users = server_module.users();
         let m = section(&s.quorum_learner_section)?;
         let get = |k: &str| {
             m.options.get(k).cloned().ok_or_else(|| {
@@ -104,6 +152,8 @@ impl QuorumAuth {
             server_require: s.quorum_server_require,
             users,
             learner,
+            #[cfg(feature = "kerberos")]
+            kerberos: None,
         })))
     }
 
@@ -111,7 +161,16 @@ impl QuorumAuth {
     pub async fn as_learner<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         s: &mut S,
+        host: &str,
     ) -> Result<(), String> {
+        if !self.learner_require {
+            return Ok(());
+        }
+        #[cfg(feature = "kerberos")]
+        if let Some(k) = &self.kerberos {
+            return k.as_learner(s, host).await;
+        }
+        let _ = host;
         let Some((user, password)) = self.learner.as_ref().filter(|_| self.learner_require) else {
             return Ok(());
         };
@@ -174,6 +233,10 @@ impl QuorumAuth {
     }
 
     async fn exchange(&self, s: &mut TcpStream) -> Result<(), String> {
+        #[cfg(feature = "kerberos")]
+        if let Some(k) = &self.kerberos {
+            return k.as_server(s).await;
+        }
         let mut server = digest_md5::Server::for_service(
             super::sasl::nonce(),
             digest_md5::QUORUM_SERVICE,
@@ -191,6 +254,65 @@ impl QuorumAuth {
                     return Ok(());
                 }
             }
+        }
+        Err("too many rounds".into())
+    }
+}
+
+#[cfg(feature = "kerberos")]
+impl Kerberos {
+    /// RFC 4752 as the client, driven by the server's statuses (SaslQuorumAuthLearner).
+    async fn as_learner<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        s: &mut S,
+        host: &str,
+    ) -> Result<(), String> {
+        let target = self
+            .service_principal
+            .replace("_HOST", &host.to_ascii_lowercase());
+        let mut ex = tokio::task::block_in_place(|| self.initiator.start(&target))?;
+        let first = tokio::task::block_in_place(|| ex.step(None))?;
+        write_packet(s, IN_PROGRESS, Some(&first)).await?;
+        for _ in 0..MAX_ROUNDS {
+            let (status, token) = read_packet(s).await?;
+            match status {
+                SUCCESS if ex.is_complete() => return Ok(()),
+                SUCCESS => {
+                    return Err("the server said success before the exchange was complete".into())
+                }
+                IN_PROGRESS => {
+                    let t = token.unwrap_or_default();
+                    let out = tokio::task::block_in_place(|| ex.step(Some(&t)))?;
+                    write_packet(s, IN_PROGRESS, Some(&out)).await?;
+                }
+                _ => {
+                    return Err(format!(
+                        "{target} refused this member's Kerberos credentials"
+                    ))
+                }
+            }
+        }
+        Err("too many rounds".into())
+    }
+
+    /// RFC 4752 as the server; the principal must name a member's host.
+    async fn as_server(&self, s: &mut TcpStream) -> Result<(), String> {
+        let mut ex = self.acceptor.exchange();
+        for _ in 0..MAX_ROUNDS {
+            let (_, token) = read_packet(s).await?;
+            let t = token.unwrap_or_default();
+            let (reply, who) = tokio::task::block_in_place(|| ex.step(&t))?;
+            let Some(who) = who else {
+                write_packet(s, IN_PROGRESS, reply.as_deref()).await?;
+                continue;
+            };
+            let parts: Vec<&str> = who.split(['/', '@']).collect();
+            if parts.len() == 3 && !self.member_hosts.iter().any(|h| h == parts[1]) {
+                return Err(format!("{who} names a host that is not a member"));
+            }
+            write_packet(s, SUCCESS, None).await?;
+            tracing::info!(principal = %who, "a member authenticated (quorum SASL, GSSAPI)");
+            return Ok(());
         }
         Err("too many rounds".into())
     }
@@ -269,6 +391,8 @@ mod tests {
             server_require: require,
             users: [("member".to_string(), "memberpw".to_string())].into(),
             learner: Some(("member".into(), learner_pw.into())),
+            #[cfg(feature = "kerberos")]
+            kerberos: None,
         }
     }
 
@@ -284,7 +408,10 @@ mod tests {
     async fn the_right_password_passes_and_the_stream_goes_on() {
         let (mut c, mut a) = pair().await;
         let (learner, server) = (auth("memberpw", true), auth("memberpw", true));
-        let (l, s) = tokio::join!(learner.as_learner(&mut c), server.as_server(&mut a));
+        let (l, s) = tokio::join!(
+            learner.as_learner(&mut c, "127.0.0.1"),
+            server.as_server(&mut a)
+        );
         assert_eq!((l, s), (Ok(()), Ok(true)));
         c.write_all(b"after").await.unwrap();
         let mut b = [0u8; 5];
@@ -296,7 +423,10 @@ mod tests {
     async fn a_wrong_password_is_refused_on_both_sides() {
         let (mut c, mut a) = pair().await;
         let (learner, server) = (auth("wrong", true), auth("memberpw", true));
-        let (l, s) = tokio::join!(learner.as_learner(&mut c), server.as_server(&mut a));
+        let (l, s) = tokio::join!(
+            learner.as_learner(&mut c, "127.0.0.1"),
+            server.as_server(&mut a)
+        );
         assert!(l.is_err() && s.is_err(), "{l:?} {s:?}");
     }
 

@@ -7,7 +7,13 @@ zabd leading; writes made through one implementation are read through the other 
 their sasl ACLs; a zabd member with a wrong quorum password is kept out (and says so), and
 joins once its password is right.
 
-Usage: mixed_secure.py ZABD_BINARY CLASSPATH. One line per check, then a count.
+With a third argument `kerberos` the members authenticate with Kerberos instead (GSSAPI,
+Krb5LoginModule sections with keytabs, quorum.auth.kerberos.servicePrincipal=zkquorum/_HOST)
+against a throwaway realm (tests/interop/krb.py); the intruder is then a member whose
+principal names a host that is not in the ensemble. The zabd binary must be built with the
+`kerberos` feature for that.
+
+Usage: mixed_secure.py ZABD_BINARY CLASSPATH [kerberos]. One line per check, then a count.
 """
 import os
 import socket
@@ -17,7 +23,11 @@ import tempfile
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import krb  # noqa: E402
+
 ZABD, CP = sys.argv[1], sys.argv[2]
+KERBEROS = len(sys.argv) > 3 and sys.argv[3] == "kerberos"
 WORK = tempfile.mkdtemp(prefix="zabd-mixed-secure-")
 DEADLINE = 120.0
 results = {"passed": 0, "failed": 0}
@@ -52,8 +62,34 @@ def client(i):
     return f"127.0.0.1:{P[(i - 1) * 3 + 2]}"
 
 
+def krb_module(principal, keytab):
+    return f"""com.sun.security.auth.module.Krb5LoginModule required
+    useKeyTab=true
+    keyTab="{os.path.join(WORK, keytab)}"
+    storeKey=true
+    useTicketCache=false
+    principal="{principal}@{krb.REALM}";"""
+
+
 def jaas(name, learner_pw):
     p = os.path.join(WORK, name)
+    if KERBEROS:
+        # The intruder's principal names a host outside the ensemble.
+        learner = ("zkquorum/127.0.0.1", "zkquorum.keytab") if learner_pw == "memberpw" \
+            else ("zkquorum/badhost", "bad.keytab")
+        with open(p, "w") as f:
+            f.write(f"""QuorumServer {{
+    {krb_module("zkquorum/127.0.0.1", "zkquorum.keytab")}
+}};
+QuorumLearner {{
+    {krb_module(*learner)}
+}};
+Server {{
+    org.apache.zookeeper.server.auth.DigestLoginModule required
+    user_bob="bobsecret";
+}};
+""")
+        return p
     with open(p, "w") as f:
         f.write(f"""QuorumServer {{
     org.apache.zookeeper.server.auth.DigestLoginModule required
@@ -72,6 +108,9 @@ Server {{
     return p
 
 
+MECH = "GSSAPI" if KERBEROS else "DIGEST-MD5"
+KDC = krb.start_kdc(WORK, [("zkquorum/127.0.0.1", "zkquorum.keytab"),
+                           ("zkquorum/badhost", "bad.keytab")]) if KERBEROS else None
 GOOD = jaas("good.jaas", "memberpw")
 BAD = jaas("bad.jaas", "wrong")
 CLIENT = os.path.join(WORK, "client.jaas")
@@ -91,6 +130,8 @@ def write_cfg(i, jaas_path):
              "quorum.auth.enableSasl=true", "quorum.auth.learnerRequireSasl=true",
              "quorum.auth.serverRequireSasl=true",
              "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"]
+    if KERBEROS:
+        lines.append("quorum.auth.kerberos.servicePrincipal=zkquorum/_HOST")
     if i != 3:
         # zabd reads the JAAS path as a key; ZooKeeper as a system property.
         lines.append(f"java.security.auth.login.config={jaas_path}")
@@ -108,11 +149,14 @@ def start(i, jaas_path=GOOD):
     if i == 3:
         cp = CP.replace("slf4j-nop.jar", "maven3-slf4j-provider.jar") + \
             ":/usr/share/java/maven-shared-utils.jar:/usr/share/java/jansi.jar"
-        cmd = ["java", "-Xmx512m", f"-Djava.security.auth.login.config={jaas_path}", "-cp", cp,
+        cmd = ["java", "-Xmx512m", f"-Djava.security.auth.login.config={jaas_path}",
+               f"-Djava.security.krb5.conf={os.path.join(WORK, 'krb5.conf')}", "-cp", cp,
                "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
     else:
         cmd = [ZABD, "--config", cfg]
-    procs[i] = subprocess.Popen(cmd, stdout=log, stderr=log, env=dict(os.environ, ZABD_LOG="info"))
+    env = krb.env(WORK) if KERBEROS else dict(os.environ)
+    env["ZABD_LOG"] = "info"
+    procs[i] = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
 
 
 def stop(i):
@@ -182,7 +226,7 @@ def main():
 
         def forms():
             leader_of([1, 2, 3])
-        check("zabd 1, zabd 2 and ZooKeeper 3 form an ensemble with quorum SASL required", forms)
+        check(f"zabd 1, zabd 2 and ZooKeeper 3 form an ensemble with quorum SASL ({MECH}) required", forms)
 
         def replicate():
             out = zkcli(1, "create", "/secure", "s", "sasl:bob:cdrwa")
@@ -235,13 +279,17 @@ def main():
             out = zkcli(2, "sync", "/while-out")
             out = zkcli(2, "get", "/while-out")
             assert "\nw\n" in out, out
-        check("a zabd member with a wrong quorum password is kept out, and joins with the right one", intruder)
+        check(f"a zabd member with wrong quorum credentials ({MECH}) is kept out, and joins with the right ones",
+              intruder)
     except Exception:
         results["failed"] += 1
         traceback.print_exc()
     finally:
         for i in list(procs):
             stop(i)
+        if KDC is not None:
+            KDC.kill()
+            KDC.wait()
     print(f"{results['passed']} passed, {results['failed']} failed", flush=True)
     sys.exit(1 if results["failed"] else 0)
 

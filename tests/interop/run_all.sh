@@ -116,6 +116,8 @@ OPCP=$OPCP:$J/jackson-annotations.jar:$J/snappy-java.jar:$J/metrics-core.jar
 timeout 900 python3 "$here/operator_suite.py" "$zabd" "$OPCP" || status=1
 echo "== a mixed zabd + Apache ZooKeeper 3.8 ensemble with quorum SASL (DIGEST-MD5) required both ways"
 timeout 900 python3 "$here/mixed_secure.py" "$zabd" "$CCP" || status=1
+echo "== the same with quorum Kerberos (GSSAPI) against a throwaway KDC"
+timeout 900 python3 "$here/mixed_secure.py" "$zabd" "$CCP" kerberos || status=1
 echo "== security: TLS, x509, SASL DIGEST-MD5 and Kerberos through zkCli and kazoo, with a throwaway KDC"
 timeout 900 python3 "$here/security_suite.py" "$zabd" "$CCP" || status=1
 exit $status

@@ -17,10 +17,13 @@ import tempfile
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import krb  # noqa: E402
+
 ZABD, CP = sys.argv[1], sys.argv[2]
 WORK = tempfile.mkdtemp(prefix="zabd-security-")
 PW = "changeit"
-REALM = "ZABD.TEST"
+REALM = krb.REALM
 DEADLINE = 60.0
 procs = []
 results = {"passed": 0, "failed": 0}
@@ -79,58 +82,12 @@ def make_certs():
 # ---------------------------------------------------------------- Kerberos realm
 
 def krb_env():
-    env = dict(os.environ)
-    env["KRB5_CONFIG"] = path("krb5.conf")
-    env["KRB5_KDC_PROFILE"] = path("kdc.conf")
-    env["KRB5CCNAME"] = "FILE:" + path("ccache")
-    return env
+    return krb.env(WORK)
 
 
 def start_kdc():
-    port = free_port()
-    with open(path("krb5.conf"), "w") as f:
-        f.write(f"""[libdefaults]
-    default_realm = {REALM}
-    dns_lookup_kdc = false
-    dns_lookup_realm = false
-    rdns = false
-    udp_preference_limit = 1
-[realms]
-    {REALM} = {{
-        kdc = 127.0.0.1:{port}
-    }}
-""")
-    with open(path("kdc.conf"), "w") as f:
-        f.write(f"""[kdcdefaults]
-    kdc_ports = {port}
-    kdc_tcp_ports = {port}
-[realms]
-    {REALM} = {{
-        database_name = {path('principal')}
-        key_stash_file = {path('stash')}
-        acl_file = {path('kadm5.acl')}
-        max_life = 1d
-        supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal
-    }}
-""")
-    open(path("kadm5.acl"), "w").close()
-    env = krb_env()
-    run("kdb5_util", "create", "-s", "-r", REALM, "-P", "masterpw", env=env)
-    for princ, keytab in [("zookeeper/localhost", "zk.keytab"), ("zkcli", "zkcli.keytab"),
-                          ("flink", "flink.keytab")]:
-        run("kadmin.local", "-r", REALM, "-q", f"addprinc -randkey {princ}", env=env)
-        run("kadmin.local", "-r", REALM, "-q", f"ktadd -k {path(keytab)} {princ}", env=env)
-    kdc = subprocess.Popen(["krb5kdc", "-n", "-r", REALM], env=env, cwd=WORK,
-                           stdout=open(path("kdc.out"), "w"), stderr=subprocess.STDOUT)
-    procs.append(kdc)
-    end = time.time() + DEADLINE
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the KDC did not start")
+    procs.append(krb.start_kdc(WORK, [("zookeeper/localhost", "zk.keytab"), ("zkcli", "zkcli.keytab"),
+                                      ("flink", "flink.keytab")]))
 
 
 # ---------------------------------------------------------------- zabd
