@@ -25,24 +25,13 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import krb  # noqa: E402
+from checks import check, results  # noqa: E402
 
 ZABD, CP = sys.argv[1], sys.argv[2]
 KERBEROS = len(sys.argv) > 3 and sys.argv[3] == "kerberos"
 WORK = tempfile.mkdtemp(prefix="zabd-mixed-secure-")
 DEADLINE = 120.0
-results = {"passed": 0, "failed": 0}
 procs = {}
-
-
-def check(name, fn):
-    try:
-        fn()
-        results["passed"] += 1
-        print(f"ok - {name}", flush=True)
-    except Exception:
-        results["failed"] += 1
-        print(f"FAILED - {name}", flush=True)
-        traceback.print_exc()
 
 
 def free_ports(n):

@@ -19,6 +19,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import krb  # noqa: E402
+from checks import check, results  # noqa: E402
 
 ZABD, CP = sys.argv[1], sys.argv[2]
 WORK = tempfile.mkdtemp(prefix="zabd-security-")
@@ -26,18 +27,6 @@ PW = "changeit"
 REALM = krb.REALM
 DEADLINE = 60.0
 procs = []
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, fn):
-    try:
-        fn()
-        results["passed"] += 1
-        print(f"ok - {name}", flush=True)
-    except Exception:
-        results["failed"] += 1
-        print(f"FAILED - {name}", flush=True)
-        traceback.print_exc()
 
 
 def run(*args, env=None, cwd=WORK, timeout=120):
