@@ -7,27 +7,16 @@ Usage: kazoo_suite.py HOST:PORT. Prints one line per check and a closing
 import sys
 import threading
 import time
-import traceback
 
-from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, NotEmptyError
+import os
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, results  # noqa: E402
+from kazoo.client import KazooClient  # noqa: E402
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, NotEmptyError  # noqa: E402
 
 HOSTS = sys.argv[1]
 DEADLINE = 60.0
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, fn):
-    try:
-        fn()
-        results["passed"] += 1
-        print(f"ok - {name}", flush=True)
-    except Exception:
-        results["failed"] += 1
-        print(f"FAILED - {name}", flush=True)
-        traceback.print_exc()
-
-
 def wait_for(what, cond):
     end = time.time() + DEADLINE
     while time.time() < end:
