@@ -77,9 +77,28 @@ impl SaslPolicy {
     }
 }
 
+/// Whether a member's Kerberos principal may join the quorum, as ZooKeeper's
+/// SaslQuorumServerCallbackHandler decides: a `name/host@REALM` principal must name the
+/// host of a configured member; one without a host is let in.
+pub fn quorum_principal_allowed(principal: &str, member_hosts: &[String]) -> bool {
+    let parts: Vec<&str> = principal.split(['/', '@']).collect();
+    parts.len() != 3 || member_hosts.iter().any(|h| h == parts[1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quorum_principal_must_name_a_member_host() {
+        let hosts = vec!["10.0.0.1".to_string(), "zk2".to_string()];
+        assert!(quorum_principal_allowed("zkquorum/zk2@EXAMPLE.COM", &hosts));
+        assert!(!quorum_principal_allowed(
+            "zkquorum/evil@EXAMPLE.COM",
+            &hosts
+        ));
+        assert!(quorum_principal_allowed("member@EXAMPLE.COM", &hosts));
+    }
 
     #[test]
     fn principals_are_canonicalized_as_zookeeper_does() {

@@ -306,8 +306,7 @@ impl Kerberos {
                 write_packet(s, IN_PROGRESS, reply.as_deref()).await?;
                 continue;
             };
-            let parts: Vec<&str> = who.split(['/', '@']).collect();
-            if parts.len() == 3 && !self.member_hosts.iter().any(|h| h == parts[1]) {
+            if !crate::sasl::quorum_principal_allowed(&who, &self.member_hosts) {
                 return Err(format!("{who} names a host that is not a member"));
             }
             write_packet(s, SUCCESS, None).await?;
