@@ -92,6 +92,8 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// SASL on the client port and authentication enforcement.
     pub sasl: SaslSettings,
+    /// TLS between members, as ZooKeeper's `sslQuorum` and `ssl.quorum.*`.
+    pub quorum_tls: QuorumTlsSettings,
     #[serde(skip)]
     pub servers: Vec<ServerSpec>,
     /// The text of the file the settings came from (the AdminServer's
@@ -143,6 +145,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             tls: TlsSettings::default(),
             sasl: SaslSettings::default(),
+            quorum_tls: QuorumTlsSettings::default(),
             servers: Vec::new(),
             source_text: String::new(),
             servers_raw: BTreeMap::new(),
@@ -266,6 +269,91 @@ impl Default for TlsSettings {
     }
 }
 
+/// TLS between members on the election and quorum ports: ZooKeeper's `sslQuorum`,
+/// `portUnification` and `ssl.quorum.*` keys (the zoo.cfg key of each field is in its
+/// comment). Members always present and ask for certificates (`ssl.quorum.clientAuth` is
+/// need, as ZooKeeper's default).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuorumTlsSettings {
+    /// `sslQuorum`: connections this member opens to others speak TLS, and its peer ports
+    /// take only TLS (unless `port_unification`).
+    pub enabled: bool,
+    /// `portUnification`: the peer ports take TLS and plain connections alike (for a rolling
+    /// switch of an ensemble to TLS, as in ZooKeeper).
+    pub port_unification: bool,
+    /// `ssl.quorum.keyStore.location`: this member's key and certificate (PEM or PKCS12),
+    /// shown to the members it calls and to those that call it.
+    pub key_store: String,
+    /// `ssl.quorum.keyStore.password` (or `.passwordPath`).
+    pub key_store_password: String,
+    /// `ssl.quorum.keyStore.type`.
+    pub key_store_type: String,
+    /// `ssl.quorum.trustStore.location`: what other members' certificates are checked
+    /// against.
+    pub trust_store: String,
+    /// `ssl.quorum.trustStore.password` (or `.passwordPath`).
+    pub trust_store_password: String,
+    /// `ssl.quorum.trustStore.type`.
+    pub trust_store_type: String,
+    /// `ssl.quorum.enabledProtocols` (or `ssl.quorum.protocol` alone).
+    pub protocols: Vec<String>,
+    /// `ssl.quorum.ciphersuites`.
+    pub cipher_suites: Vec<String>,
+    /// `ssl.quorum.hostnameVerification`: the certificate of a member called must name its
+    /// address or its configured host.
+    pub hostname_verification: bool,
+    /// `ssl.quorum.clientHostnameVerification` (default: `hostname_verification`): the
+    /// same check on the certificate of a member that calls.
+    pub client_hostname_verification: Option<bool>,
+    /// `sslQuorumReloadCertFiles`: reload the stores when their files change.
+    pub reload: bool,
+}
+
+impl Default for QuorumTlsSettings {
+    fn default() -> Self {
+        QuorumTlsSettings {
+            enabled: false,
+            port_unification: false,
+            key_store: String::new(),
+            key_store_password: String::new(),
+            key_store_type: String::new(),
+            trust_store: String::new(),
+            trust_store_password: String::new(),
+            trust_store_type: String::new(),
+            protocols: Vec::new(),
+            cipher_suites: Vec::new(),
+            hostname_verification: true,
+            client_hostname_verification: None,
+            reload: false,
+        }
+    }
+}
+
+impl QuorumTlsSettings {
+    /// Whether any peer connection may speak TLS.
+    pub fn active(&self) -> bool {
+        self.enabled || self.port_unification
+    }
+
+    /// The stores and their options, in the shape the client port's loader reads.
+    pub fn stores(&self) -> TlsSettings {
+        TlsSettings {
+            key_store: self.key_store.clone(),
+            key_store_password: self.key_store_password.clone(),
+            key_store_type: self.key_store_type.clone(),
+            trust_store: self.trust_store.clone(),
+            trust_store_password: self.trust_store_password.clone(),
+            trust_store_type: self.trust_store_type.clone(),
+            client_auth: "need".into(),
+            protocols: self.protocols.clone(),
+            cipher_suites: self.cipher_suites.clone(),
+            reload: self.reload,
+            ..TlsSettings::default()
+        }
+    }
+}
+
 impl TlsSettings {
     /// Whether any client connection may speak TLS.
     pub fn enabled(&self) -> bool {
@@ -340,7 +428,8 @@ impl Default for SaslSettings {
     }
 }
 
-const TOML_KEYS: [&str; 38] = [
+const TOML_KEYS: [&str; 39] = [
+    "quorum_tls",
     "sasl",
     "tls",
     "fsync_warning_threshold_ms",
@@ -523,6 +612,27 @@ impl Settings {
         Ok(())
     }
 
+    /// Quorum TLS needs a key store and a trust store (members always check each other).
+    fn validate_quorum_tls(&self) -> Result<(), (&'static str, String)> {
+        let q = &self.quorum_tls;
+        if !q.active() {
+            return Ok(());
+        }
+        if q.key_store.is_empty() {
+            return Err((
+                "ssl.quorum.keyStore.location",
+                "quorum TLS needs this member's key and certificate (PEM or PKCS12)".into(),
+            ));
+        }
+        if q.trust_store.is_empty() {
+            return Err((
+                "ssl.quorum.trustStore.location",
+                "quorum TLS needs the certificates other members' are checked against".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Enforcement needs schemes that exist, and sasl needs a JAAS file.
     fn validate_sasl(&self) -> Result<(), (&'static str, String)> {
         let a = &self.sasl;
@@ -605,6 +715,7 @@ impl Settings {
         }
         self.validate_tls().map_err(|(k, m)| err(k, &m))?;
         self.validate_sasl().map_err(|(k, m)| err(k, &m))?;
+        self.validate_quorum_tls().map_err(|(k, m)| err(k, &m))?;
         if self.autopurge_snap_retain_count < 3 {
             tracing::warn!(
                 file,
@@ -799,14 +910,11 @@ mod tests {
         assert_eq!(s.snap_count, 5000);
         assert_eq!(s.four_letter_words, vec!["*"]);
         assert_eq!(s.jute_max_buffer, 4096);
-        let bad = vec![(
-            "zookeeper.ssl.quorum.keyStore.location".to_string(),
-            "/k".to_string(),
-        )];
+        let bad = vec![("zookeeper.ssl.quorum.ocsp".to_string(), "true".to_string())];
         let e = Settings::embedded_with(&bad).unwrap_err();
         assert_eq!(
             (e.file.as_str(), e.key.as_str()),
-            ("--property", "zookeeper.ssl.quorum.keyStore.location")
+            ("--property", "zookeeper.ssl.quorum.ocsp")
         );
     }
 

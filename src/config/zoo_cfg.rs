@@ -176,6 +176,38 @@ pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(),
             s.sasl.quorum_service_principal = value.to_string()
         }
         "client.certReload" => s.tls.reload = boolean(value)?,
+        "sslQuorum" => s.quorum_tls.enabled = boolean(value)?,
+        "portUnification" => s.quorum_tls.port_unification = boolean(value)?,
+        "sslQuorumReloadCertFiles" => s.quorum_tls.reload = boolean(value)?,
+        "ssl.quorum.keyStore.location" => s.quorum_tls.key_store = value.to_string(),
+        "ssl.quorum.keyStore.password" => s.quorum_tls.key_store_password = value.to_string(),
+        "ssl.quorum.keyStore.passwordPath" => {
+            s.quorum_tls.key_store_password = password_file(value).map_err(err)?
+        }
+        "ssl.quorum.keyStore.type" => s.quorum_tls.key_store_type = value.to_string(),
+        "ssl.quorum.trustStore.location" => s.quorum_tls.trust_store = value.to_string(),
+        "ssl.quorum.trustStore.password" => s.quorum_tls.trust_store_password = value.to_string(),
+        "ssl.quorum.trustStore.passwordPath" => {
+            s.quorum_tls.trust_store_password = password_file(value).map_err(err)?
+        }
+        "ssl.quorum.trustStore.type" => s.quorum_tls.trust_store_type = value.to_string(),
+        "ssl.quorum.protocol" if s.quorum_tls.protocols.is_empty() => {
+            s.quorum_tls.protocols = vec![value.to_string()]
+        }
+        "ssl.quorum.protocol" => {}
+        "ssl.quorum.enabledProtocols" => s.quorum_tls.protocols = list(value),
+        "ssl.quorum.ciphersuites" => s.quorum_tls.cipher_suites = list(value),
+        "ssl.quorum.hostnameVerification" => s.quorum_tls.hostname_verification = boolean(value)?,
+        "ssl.quorum.clientHostnameVerification" => {
+            s.quorum_tls.client_hostname_verification = Some(boolean(value)?)
+        }
+        "ssl.quorum.clientAuth" if value.eq_ignore_ascii_case("need") => {}
+        "ssl.quorum.clientAuth" => {
+            return Err(err(format!(
+                "{value:?}: members always check each other's certificates in zabd (need)"
+            )))
+        }
+        "ssl.quorum.authProvider" | "ssl.quorum.handshakeDetectionTimeoutMillis" => {}
         // What zabd's TLS does anyway, or what only a Java client reads.
         "ssl.authProvider"
         | "ssl.hostnameVerification"
@@ -227,14 +259,16 @@ pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(),
 /// A key that only turns such a feature off is accepted.
 fn refused(key: &str, value: &str) -> Option<&'static str> {
     let on = parse_bool(value).unwrap_or(true);
-    const TLS: &str = "TLS is not supported by zabd yet";
     match key {
-        k if k.starts_with("ssl.quorum.") => Some(TLS),
-        "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" if on => Some(TLS),
-        "ssl.crl" | "ssl.ocsp" if on => {
+        "ssl.crl" | "ssl.ocsp" | "ssl.quorum.crl" | "ssl.quorum.ocsp" if on => {
             Some("certificate revocation (CRL, OCSP) is not supported by zabd yet")
         }
-        "ssl.context.supplier.class" | "ssl.keyManager" | "ssl.trustManager" => {
+        "ssl.context.supplier.class"
+        | "ssl.keyManager"
+        | "ssl.trustManager"
+        | "ssl.quorum.context.supplier.class"
+        | "ssl.quorum.keyManager"
+        | "ssl.quorum.trustManager" => {
             Some("zabd has no Java SSL context or manager classes; use ssl.keyStore.* and ssl.trustStore.*")
         }
         "ssl.authProvider" if value != "x509" && !value.ends_with(".X509AuthenticationProvider") => {
@@ -321,9 +355,9 @@ mod tests {
     #[test]
     fn features_zabd_lacks_are_refused_not_ignored() {
         for line in [
-            "ssl.quorum.keyStore.location=/k.p12",
+            "ssl.quorum.ocsp=true",
             "ssl.crl=true",
-            "sslQuorum=true",
+            "ssl.quorum.clientAuth=want",
             "authProvider.1=com.example.LdapAuthenticationProvider",
             "zookeeper.security.auth_to_local=RULE:[1:$1]",
             "dynamicConfigFile=/etc/zoo.cfg.dynamic",

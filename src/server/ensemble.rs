@@ -150,6 +150,7 @@ pub async fn run_member(
         peers.insert(
             x.id as Sid,
             PeerAddrs {
+                host: x.host.clone(),
                 election: resolve(x.election_port)?,
                 quorum: resolve(x.quorum_port)?,
             },

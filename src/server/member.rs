@@ -148,6 +148,13 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         tracing::warn!("force_sync is off: acknowledged writes can be lost in a power failure");
     }
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let members: Vec<(String, std::net::IpAddr)> = setup
+        .peers
+        .values()
+        .map(|a| (a.host.clone(), a.election.ip()))
+        .collect();
+    let quorum_tls = super::quorum_tls::QuorumTls::load(&s.quorum_tls, &members)
+        .map_err(std::io::Error::other)?;
     let transport = peers::start(
         node.peer().id(),
         setup.peers,
@@ -162,6 +169,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
                 s.servers.iter().map(|m| m.host.clone()).collect(),
             )
             .map_err(std::io::Error::other)?,
+            tls: quorum_tls,
         },
     );
     let limits = super::ConnLimits::from_settings(&s)?;

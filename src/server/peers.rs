@@ -21,11 +21,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::peer_stream::{PeerStream, PeerWrite};
 use super::quorum_auth::QuorumAuth;
+use super::quorum_tls::QuorumTls;
 pub use crate::node::{PeerCmd, PeerEvent};
 
 #[derive(Clone, Debug)]
 pub struct PeerAddrs {
+    /// The host its `server.N` line names (what its certificate is checked against).
+    pub host: String,
     pub election: SocketAddr,
     pub quorum: SocketAddr,
 }
@@ -119,7 +123,7 @@ impl Conn {
 /// A connection's writer task: writes what is queued, in order, until the queue closes or
 /// a write fails.
 fn spawn_writer(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut wr: PeerWrite,
 ) -> (
     mpsc::UnboundedSender<Outgoing>,
     Arc<AtomicUsize>,
@@ -144,6 +148,11 @@ fn spawn_writer(
                         }
                     }
                 }
+            }
+            // TLS keeps what it has not sent yet until a flush (plain TCP has nothing to
+            // flush): once the queue is drained, push it out.
+            if rx.is_empty() && wr.flush().await.is_err() {
+                return;
             }
         }
     });
@@ -188,6 +197,8 @@ pub struct Transport {
     extended_types: bool,
     /// Quorum SASL, when on.
     auth: Option<Arc<QuorumAuth>>,
+    /// Quorum TLS, when on.
+    tls: Option<Arc<QuorumTls>>,
 }
 
 /// What the transport needs besides its listeners.
@@ -196,6 +207,8 @@ pub struct PeerOptions {
     pub extended_types: bool,
     /// Quorum SASL (`quorum.auth.*`), when on.
     pub auth: Option<Arc<QuorumAuth>>,
+    /// Quorum TLS (`sslQuorum`, `portUnification`), when on.
+    pub tls: Option<Arc<QuorumTls>>,
 }
 
 /// Starts the transport on the given listeners; returns its command channel.
@@ -211,22 +224,27 @@ pub fn start(
     let PeerOptions {
         extended_types,
         auth,
+        tls,
     } = options;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
     let me_addr = peers.get(&me).map(|a| a.election);
+    let guard = Guard {
+        auth: auth.clone(),
+        tls: tls.clone(),
+    };
     tokio::spawn(accept_election(
         election_listener,
         me,
         internal_tx.clone(),
         events.clone(),
-        auth.clone(),
+        guard.clone(),
     ));
     tokio::spawn(accept_quorum(
         quorum_listener,
         internal_tx.clone(),
         events.clone(),
-        auth.clone(),
+        guard,
     ));
     let t = Transport {
         me,
@@ -242,6 +260,7 @@ pub fn start(
         report_in: 20,
         extended_types,
         auth,
+        tls,
     };
     super::supervise(
         "peer transport",
@@ -303,27 +322,23 @@ impl Transport {
     }
 
     fn dial_smaller(&mut self, me_addr: Option<SocketAddr>) {
-        let targets: Vec<(Sid, SocketAddr)> = self
+        let targets: Vec<(Sid, PeerAddrs)> = self
             .peers
             .iter()
             .filter(|(s, _)| {
                 **s < self.me && !self.election.contains_key(s) && !self.dialing.contains(s)
             })
-            .map(|(s, a)| (*s, a.election))
+            .map(|(s, a)| (*s, a.clone()))
             .collect();
-        for (sid, addr) in targets {
+        for (sid, addrs) in targets {
             self.dialing.insert(sid);
             let (me, tx, ev) = (self.me, self.internal_tx.clone(), self.events.clone());
             let id = self.fresh_id();
             let my_addr = me_addr.map(|a| a.to_string()).unwrap_or_default();
-            let auth = self.auth.clone();
+            let guard = self.guard();
             tokio::spawn(async move {
-                let Ok(Ok(mut s)) = tokio::time::timeout(
-                    std::time::Duration::from_secs(2),
-                    TcpStream::connect(addr),
-                )
-                .await
-                else {
+                let dial = guard.dial(addrs.election, &addrs.host, sid, "election");
+                let Some(mut s) = dial.await else {
                     let _ = tx.send(Internal::Down {
                         sid,
                         id,
@@ -331,9 +346,8 @@ impl Transport {
                     });
                     return;
                 };
-                let _ = s.set_nodelay(true);
-                let greeted = s.write_all(&hello(me, &my_addr)).await.is_ok()
-                    && authenticate_to(auth.as_deref(), &mut s, sid, "election").await;
+                let greeted = send_hello(&mut s, me, &my_addr).await
+                    && guard.authenticate_to(&mut s, sid, "election").await;
                 if !greeted {
                     let _ = tx.send(Internal::Down {
                         sid,
@@ -358,21 +372,27 @@ impl Transport {
             if *sid <= me || self.election.contains_key(sid) {
                 continue;
             }
-            let (addr, hello) = (a.election, hello(me, &my_addr));
-            let (auth, peer) = (self.auth.clone(), *sid);
+            let (a, my_addr) = (a.clone(), my_addr.clone());
+            let (guard, peer) = (self.guard(), *sid);
             tokio::spawn(async move {
                 let wait = std::time::Duration::from_secs(2);
-                let Ok(Ok(mut s)) = tokio::time::timeout(wait, TcpStream::connect(addr)).await
-                else {
+                let Some(mut s) = guard.dial(a.election, &a.host, peer, "election").await else {
                     return;
                 };
-                if s.write_all(&hello).await.is_ok()
-                    && authenticate_to(auth.as_deref(), &mut s, peer, "election").await
+                if send_hello(&mut s, me, &my_addr).await
+                    && guard.authenticate_to(&mut s, peer, "election").await
                 {
                     let mut sink = [0u8; 64];
                     let _ = tokio::time::timeout(wait, s.read(&mut sink)).await;
                 }
             });
+        }
+    }
+
+    fn guard(&self) -> Guard {
+        Guard {
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
         }
     }
 
@@ -469,14 +489,15 @@ impl Transport {
         {
             return;
         }
-        let Some(addr) = self.peers.get(&leader).map(|a| a.quorum) else {
+        let Some(addrs) = self.peers.get(&leader).cloned() else {
             return;
         };
+        let addr = addrs.quorum;
         let id = self.fresh_id();
         self.pending_leader = Some((leader, id, Vec::new()));
         let (tx, ev) = (self.internal_tx.clone(), self.events.clone());
         let ext = self.extended_types;
-        let auth = self.auth.clone();
+        let guard = self.guard();
         tokio::spawn(async move {
             // A new leader opens its quorum port only once it starts leading: keep trying for
             // a while, as ZooKeeper's Learner.connectToLeader does.
@@ -487,9 +508,17 @@ impl Transport {
                 r = TcpStream::connect(addr).await;
             }
             match Ok::<_, ()>(r) {
-                Ok(Ok(mut s)) => {
-                    let _ = s.set_nodelay(true);
-                    if !authenticate_to(auth.as_deref(), &mut s, leader, "quorum").await {
+                Ok(Ok(tcp)) => {
+                    let opened = guard.secure(tcp, &addrs.host, leader, "quorum").await;
+                    let Some(mut s) = opened else {
+                        let _ = tx.send(Internal::Down {
+                            sid: leader,
+                            id,
+                            quorum: true,
+                        });
+                        return;
+                    };
+                    if !guard.authenticate_to(&mut s, leader, "quorum").await {
                         let _ = tx.send(Internal::Down {
                             sid: leader,
                             id,
@@ -580,6 +609,11 @@ fn hello(me: Sid, my_addr: &str) -> Vec<u8> {
     h
 }
 
+/// Sends the election handshake; false when the connection broke.
+async fn send_hello(s: &mut PeerStream, me: Sid, my_addr: &str) -> bool {
+    s.write_all(&hello(me, my_addr)).await.is_ok() && s.flush().await.is_ok()
+}
+
 /// Accepts connections on a peer port for as long as the member runs. An accept error
 /// (EMFILE, ENFILE, ...) is logged and retried after a pause that grows to a second; past
 /// [`MAX_PEER_PORT_CONNS`] open connections a new one is closed at once, with a log line.
@@ -617,7 +651,7 @@ where
 
 /// The election handshake a connecting peer sends: its id (protocol V0: the first long;
 /// V2: version, id, then its election address). None if it is malformed or late.
-async fn election_hello(s: &mut TcpStream, peer: SocketAddr) -> Option<i64> {
+async fn election_hello(s: &mut PeerStream, peer: SocketAddr) -> Option<i64> {
     let read = async {
         let mut head = [0u8; 8];
         s.read_exact(&mut head).await.ok()?;
@@ -652,24 +686,26 @@ async fn accept_election(
     me: Sid,
     tx: mpsc::UnboundedSender<Internal>,
     ev: mpsc::UnboundedSender<PeerEvent>,
-    auth: Option<Arc<QuorumAuth>>,
+    guard: Guard,
 ) {
     let mut next = 1u64 << 40;
-    accept_peers(l, "election", move |mut s, peer| {
+    accept_peers(l, "election", move |tcp, peer| {
         next += 1;
-        let (tx, ev, id, auth) = (tx.clone(), ev.clone(), next, auth.clone());
+        let (tx, ev, id, guard) = (tx.clone(), ev.clone(), next, guard.clone());
         async move {
+            let Some(mut s) = guard.accepted(tcp, peer, "election").await else {
+                return;
+            };
             let Some(sid) = election_hello(&mut s, peer).await else {
                 return;
             };
-            if !authenticate_from(auth.as_deref(), &mut s, peer, "election").await {
+            if !guard.authenticate_from(&mut s, peer, "election").await {
                 return;
             }
             if sid < 0 || (sid as Sid) <= me {
                 // The larger id keeps the connection; we call it back ourselves.
                 return;
             }
-            let _ = s.set_nodelay(true);
             run_election_conn(s, sid as Sid, id, tx, ev).await;
         }
     })
@@ -677,7 +713,7 @@ async fn accept_election(
 }
 
 async fn run_election_conn(
-    s: TcpStream,
+    s: PeerStream,
     sid: Sid,
     id: u64,
     tx: mpsc::UnboundedSender<Internal>,
@@ -734,15 +770,17 @@ async fn accept_quorum(
     l: TcpListener,
     tx: mpsc::UnboundedSender<Internal>,
     ev: mpsc::UnboundedSender<PeerEvent>,
-    auth: Option<Arc<QuorumAuth>>,
+    guard: Guard,
 ) {
     let mut next = 1u64 << 50;
-    accept_peers(l, "quorum", move |mut s, peer| {
+    accept_peers(l, "quorum", move |tcp, peer| {
         next += 1;
-        let (tx, ev, id, auth) = (tx.clone(), ev.clone(), next, auth.clone());
+        let (tx, ev, id, guard) = (tx.clone(), ev.clone(), next, guard.clone());
         async move {
-            let _ = s.set_nodelay(true);
-            if !authenticate_from(auth.as_deref(), &mut s, peer, "quorum").await {
+            let Some(mut s) = guard.accepted(tcp, peer, "quorum").await else {
+                return;
+            };
+            if !guard.authenticate_from(&mut s, peer, "quorum").await {
                 return;
             }
             run_quorum_conn(s, None, id, tx, ev, Side::Leader).await
@@ -751,57 +789,107 @@ async fn accept_quorum(
     .await;
 }
 
-/// Quorum SASL as the side that connected to `sid`; false (logged) when it failed.
-async fn authenticate_to(
-    auth: Option<&QuorumAuth>,
-    s: &mut TcpStream,
-    sid: Sid,
-    port: &str,
-) -> bool {
-    let Some(auth) = auth else {
-        return true;
-    };
-    let host = s
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    match tokio::time::timeout(HANDSHAKE_DEADLINE, auth.as_learner(s, &host)).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(sid, port, error = %e, "quorum SASL authentication to a member failed; closing");
-            false
-        }
-        Err(_) => {
-            tracing::warn!(
-                sid,
-                port,
-                "quorum SASL authentication to a member timed out; closing"
-            );
-            false
-        }
-    }
+/// What a fresh peer connection goes through before the transport reads it: quorum TLS,
+/// then quorum SASL, each when on.
+#[derive(Clone)]
+struct Guard {
+    auth: Option<Arc<QuorumAuth>>,
+    tls: Option<Arc<QuorumTls>>,
 }
 
-/// Quorum SASL as the side that accepted a connection; false (logged) when the connection
-/// must close.
-async fn authenticate_from(
-    auth: Option<&QuorumAuth>,
-    s: &mut TcpStream,
-    peer: SocketAddr,
-    port: &str,
-) -> bool {
-    let Some(auth) = auth else {
-        return true;
-    };
-    match tokio::time::timeout(HANDSHAKE_DEADLINE, auth.as_server(s)).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(%peer, port, error = %e, "a member failed quorum SASL authentication; closing");
-            false
+impl Guard {
+    /// Opens a connection to a member's peer port (2 s to connect), made TLS when quorum
+    /// TLS says so; None (logged when it was not a plain refusal) when it failed.
+    async fn dial(&self, addr: SocketAddr, host: &str, sid: Sid, port: &str) -> Option<PeerStream> {
+        let wait = std::time::Duration::from_secs(2);
+        let Ok(Ok(tcp)) = tokio::time::timeout(wait, TcpStream::connect(addr)).await else {
+            return None;
+        };
+        self.secure(tcp, host, sid, port).await
+    }
+
+    /// A connection this member opened to `sid`, made TLS when quorum TLS says so.
+    async fn secure(&self, tcp: TcpStream, host: &str, sid: Sid, port: &str) -> Option<PeerStream> {
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            let peer = tcp.peer_addr().ok()?;
+            return Some(PeerStream::plain(tcp, peer));
+        };
+        match tokio::time::timeout(HANDSHAKE_DEADLINE, tls.dial(tcp, host)).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                tracing::warn!(sid, port, error = %e, "quorum TLS to a member failed; closing");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    sid,
+                    port,
+                    "quorum TLS handshake with a member timed out; closing"
+                );
+                None
+            }
         }
-        Err(_) => {
-            tracing::warn!(%peer, port, "quorum SASL authentication timed out; closing");
-            false
+    }
+
+    /// A connection another member opened here, made TLS when it speaks it.
+    async fn accepted(&self, tcp: TcpStream, peer: SocketAddr, port: &str) -> Option<PeerStream> {
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return Some(PeerStream::plain(tcp, peer));
+        };
+        match tokio::time::timeout(HANDSHAKE_DEADLINE, tls.accept(tcp, peer)).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                tracing::warn!(%peer, port, error = %e, "a connection failed quorum TLS; closing");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(%peer, port, "quorum TLS handshake timed out; closing");
+                None
+            }
+        }
+    }
+
+    /// Quorum SASL as the side that connected to `sid`; false (logged) when it failed.
+    async fn authenticate_to(&self, s: &mut PeerStream, sid: Sid, port: &str) -> bool {
+        let Some(auth) = &self.auth else {
+            return true;
+        };
+        let host = s.peer_addr().ip().to_string();
+        match tokio::time::timeout(HANDSHAKE_DEADLINE, auth.as_learner(s, &host)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(sid, port, error = %e, "quorum SASL authentication to a member failed; closing");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    sid,
+                    port,
+                    "quorum SASL authentication to a member timed out; closing"
+                );
+                false
+            }
+        }
+    }
+
+    /// Quorum SASL as the side that accepted a connection; false (logged) when the
+    /// connection must close.
+    async fn authenticate_from(&self, s: &mut PeerStream, peer: SocketAddr, port: &str) -> bool {
+        let Some(auth) = &self.auth else {
+            return true;
+        };
+        match tokio::time::timeout(HANDSHAKE_DEADLINE, auth.as_server(s)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(%peer, port, error = %e, "a member failed quorum SASL authentication; closing");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(%peer, port, "quorum SASL authentication timed out; closing");
+                false
+            }
         }
     }
 }
@@ -864,7 +952,7 @@ enum Side {
 /// A learner connection. `sid` is known on the learner's side (its leader); on the leader's
 /// side it comes from the first packet.
 async fn run_quorum_conn(
-    s: TcpStream,
+    s: PeerStream,
     mut sid: Option<Sid>,
     id: u64,
     tx: mpsc::UnboundedSender<Internal>,

@@ -28,13 +28,13 @@
 //! connection whose first 8 bytes are not the magic; a learner that does not require it
 //! does not authenticate at all.
 
+use super::peer_stream::PeerStream;
 use crate::config::SaslSettings;
 use crate::sasl::digest_md5;
 use crate::sasl::jaas;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Java's `-0xa0dbcafecafe1234L` (the literal is already negative as a long, so this is positive).
 const MAGIC: i64 = (0xa0dbcafecafe1234u64 as i64).wrapping_neg();
@@ -207,7 +207,7 @@ impl QuorumAuth {
 
     /// Authenticates the member that connected here. Ok(true): it authenticated; Ok(false):
     /// it did not try, or failed, and that is allowed; Err: the connection must close.
-    pub async fn as_server(&self, s: &mut TcpStream) -> Result<bool, String> {
+    pub async fn as_server(&self, s: &mut PeerStream) -> Result<bool, String> {
         if !starts_with_magic(s).await? {
             return match self.server_require {
                 true => Err(
@@ -232,7 +232,7 @@ impl QuorumAuth {
         }
     }
 
-    async fn exchange(&self, s: &mut TcpStream) -> Result<(), String> {
+    async fn exchange(&self, s: &mut PeerStream) -> Result<(), String> {
         #[cfg(feature = "kerberos")]
         if let Some(k) = &self.kerberos {
             return k.as_server(s).await;
@@ -296,7 +296,7 @@ impl Kerberos {
     }
 
     /// RFC 4752 as the server; the principal must name a member's host.
-    async fn as_server(&self, s: &mut TcpStream) -> Result<(), String> {
+    async fn as_server(&self, s: &mut PeerStream) -> Result<(), String> {
         let mut ex = self.acceptor.exchange();
         for _ in 0..MAX_ROUNDS {
             let (_, token) = read_packet(s).await?;
@@ -317,22 +317,17 @@ impl Kerberos {
     }
 }
 
-/// Whether the connection's first 8 bytes are the auth magic (peeked, not consumed).
-async fn starts_with_magic(s: &mut TcpStream) -> Result<bool, String> {
-    let mut head = [0u8; 8];
-    loop {
-        let n = s.peek(&mut head).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("closed before authenticating".into());
-        }
-        if n == 8 {
-            return Ok(i64::from_be_bytes(head) == MAGIC);
-        }
-        if i64::from_be_bytes(head).to_be_bytes()[..n] != MAGIC.to_be_bytes()[..n] {
-            return Ok(false);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+/// Whether the connection's first 8 bytes are the auth magic (looked at and given back).
+async fn starts_with_magic(s: &mut PeerStream) -> Result<bool, String> {
+    let magic = MAGIC.to_be_bytes();
+    let head = s
+        .look(8, |h| magic.starts_with(h))
+        .await
+        .map_err(|e| e.to_string())?;
+    if head.is_empty() {
+        return Err("closed before authenticating".into());
     }
+    Ok(head == magic)
 }
 
 async fn write_packet<S: AsyncWrite + Unpin>(
@@ -351,6 +346,7 @@ async fn write_packet<S: AsyncWrite + Unpin>(
         None => b.extend_from_slice(&(-1i32).to_be_bytes()),
     }
     s.write_all(&b).await.map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
     s.flush().await.map_err(|e| e.to_string())
 }
 
@@ -396,11 +392,12 @@ mod tests {
     }
 
     /// A connected pair on loopback: (the side that connected, the side that accepted).
-    async fn pair() -> (TcpStream, TcpStream) {
+    async fn pair() -> (tokio::net::TcpStream, PeerStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap());
+        let c = tokio::net::TcpStream::connect(l.local_addr().unwrap());
         let (c, a) = tokio::join!(c, l.accept());
-        (c.unwrap(), a.unwrap().0)
+        let (a, from) = a.unwrap();
+        (c.unwrap(), PeerStream::plain(a, from))
     }
 
     #[tokio::test]
@@ -441,6 +438,14 @@ mod tests {
                 .await
                 .map_err(|_| ());
             assert_eq!(r, expected, "require {require}");
+            if r.is_ok() {
+                let mut b = [0u8; 12];
+                a.read_exact(&mut b).await.unwrap();
+                assert_eq!(
+                    b[3], 11,
+                    "the bytes looked at are read again by the transport"
+                );
+            }
         }
     }
 }

@@ -170,16 +170,28 @@ fn plain(stream: TcpStream) -> Opened {
 }
 
 /// The modification times of the store files (what a reload watches).
-fn stamps(s: &TlsSettings) -> Vec<Option<SystemTime>> {
+pub(super) fn stamps(s: &TlsSettings) -> Vec<Option<SystemTime>> {
     [&s.key_store, &s.trust_store]
         .iter()
         .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
         .collect()
 }
 
-/// Builds rustls' server configuration from the settings.
-fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
-    let (chain, key) = key_store(s)?;
+/// What a TLS configuration is built from: the crypto provider (its cipher suites
+/// narrowed by `<prefix>.ciphersuites`), the protocol versions, this side's certificate
+/// chain and key, and the trust store when one is configured. `prefix` is `ssl` for the
+/// client port, `ssl.quorum` for members; errors name its keys.
+pub(super) struct Material {
+    pub provider: Arc<rustls::crypto::CryptoProvider>,
+    pub versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub roots: Option<Arc<RootCertStore>>,
+}
+
+/// Loads the stores and options of `s`, naming its keys with `prefix`.
+pub(super) fn material(s: &TlsSettings, prefix: &str) -> Result<Material, String> {
+    let (chain, key) = key_store(s, prefix)?;
     let mut provider = rustls::crypto::ring::default_provider();
     if !s.cipher_suites.is_empty() {
         provider
@@ -187,41 +199,60 @@ fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
             .retain(|cs| s.cipher_suites.iter().any(|n| suite_matches(cs, n)));
         if provider.cipher_suites.is_empty() {
             return Err(format!(
-                "ssl.ciphersuites: none of {:?} is supported (rustls offers the TLS 1.3 suites \
-                 and the ECDHE AES-GCM and ChaCha20-Poly1305 suites of TLS 1.2)",
+                "{prefix}.ciphersuites: none of {:?} is supported (rustls offers the TLS 1.3 \
+                 suites and the ECDHE AES-GCM and ChaCha20-Poly1305 suites of TLS 1.2)",
                 s.cipher_suites
             ));
         }
     }
-    let versions = protocol_versions(&s.protocols)?;
-    let provider = Arc::new(provider);
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)
+    let versions = protocol_versions(&s.protocols, prefix)?;
+    let roots = match s.trust_store.is_empty() {
+        true => None,
+        false => Some(Arc::new(trust_store(s, prefix)?)),
+    };
+    Ok(Material {
+        provider: Arc::new(provider),
+        versions,
+        chain,
+        key,
+        roots,
+    })
+}
+
+/// Builds rustls' server configuration for the client port from the settings.
+fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
+    let m = material(s, "ssl")?;
+    let builder = ServerConfig::builder_with_provider(m.provider.clone())
+        .with_protocol_versions(&m.versions)
         .map_err(|e| format!("ssl.enabledProtocols / ssl.ciphersuites: {e}"))?;
-    let builder = if s.client_auth == "none" {
-        builder.with_no_client_auth()
-    } else {
-        let roots = Arc::new(trust_store(s)?);
-        let v = WebPkiClientVerifier::builder_with_provider(roots, provider);
-        let v = if s.client_auth == "want" {
-            v.allow_unauthenticated()
-        } else {
-            v
-        };
-        let v = v
-            .build()
-            .map_err(|e| format!("ssl.trustStore.location {}: {e}", s.trust_store))?;
-        builder.with_client_cert_verifier(v)
+    let builder = match (&m.roots, s.client_auth.as_str()) {
+        (_, "none") => builder.with_no_client_auth(),
+        (None, _) => {
+            return Err("ssl.trustStore.location: needed to check client certificates".into())
+        }
+        (Some(roots), mode) => {
+            let v = WebPkiClientVerifier::builder_with_provider(roots.clone(), m.provider.clone());
+            let v = if mode == "want" {
+                v.allow_unauthenticated()
+            } else {
+                v
+            };
+            let v = v
+                .build()
+                .map_err(|e| format!("ssl.trustStore.location {}: {e}", s.trust_store))?;
+            builder.with_client_cert_verifier(v)
+        }
     };
     let cfg = builder
-        .with_single_cert(chain, key)
+        .with_single_cert(m.chain, m.key)
         .map_err(|e| format!("ssl.keyStore.location {}: {e}", s.key_store))?;
     Ok(Arc::new(cfg))
 }
 
-/// `ssl.enabledProtocols` as rustls versions.
+/// `<prefix>.enabledProtocols` as rustls versions.
 fn protocol_versions(
     names: &[String],
+    prefix: &str,
 ) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
     if names.is_empty() {
         return Ok(vec![&rustls::version::TLS13, &rustls::version::TLS12]);
@@ -232,7 +263,7 @@ fn protocol_versions(
             "TLSv1.3" => Ok(&rustls::version::TLS13),
             "TLSv1.2" => Ok(&rustls::version::TLS12),
             other => Err(format!(
-                "ssl.enabledProtocols: {other:?} is not supported (TLSv1.2 and TLSv1.3 are)"
+                "{prefix}.enabledProtocols: {other:?} is not supported (TLSv1.2 and TLSv1.3 are)"
             )),
         })
         .collect()
@@ -285,15 +316,17 @@ fn read(path: &str, what: &str) -> Result<Vec<u8>, String> {
 /// The server's certificate chain and private key.
 fn key_store(
     s: &TlsSettings,
+    prefix: &str,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
-    let what = "ssl.keyStore.location";
+    let what = &format!("{prefix}.keyStore.location");
     let path = &s.key_store;
     let kind = store_type(&s.key_store_type, path, what)?;
     let bytes = read(path, what)?;
     match kind {
         "PKCS12" => {
-            let ks = p12_keystore::KeyStore::from_pkcs12(&bytes, &s.key_store_password)
-                .map_err(|e| format!("{what} {path}: {e} (is ssl.keyStore.password right?)"))?;
+            let ks = p12_keystore::KeyStore::from_pkcs12(&bytes, &s.key_store_password).map_err(
+                |e| format!("{what} {path}: {e} (is {prefix}.keyStore.password right?)"),
+            )?;
             let (_, chain) = ks
                 .private_key_chain()
                 .ok_or_else(|| format!("{what} {path}: no private key entry"))?;
@@ -329,16 +362,17 @@ fn key_store(
     }
 }
 
-/// The certificates client certificates are checked against.
-fn trust_store(s: &TlsSettings) -> Result<RootCertStore, String> {
-    let what = "ssl.trustStore.location";
+/// The certificates the other side's certificates are checked against.
+fn trust_store(s: &TlsSettings, prefix: &str) -> Result<RootCertStore, String> {
+    let what = &format!("{prefix}.trustStore.location");
     let path = &s.trust_store;
     let kind = store_type(&s.trust_store_type, path, what)?;
     let bytes = read(path, what)?;
     let certs: Vec<CertificateDer<'static>> = match kind {
         "PKCS12" => {
-            let ks = p12_keystore::KeyStore::from_pkcs12(&bytes, &s.trust_store_password)
-                .map_err(|e| format!("{what} {path}: {e} (is ssl.trustStore.password right?)"))?;
+            let ks = p12_keystore::KeyStore::from_pkcs12(&bytes, &s.trust_store_password).map_err(
+                |e| format!("{what} {path}: {e} (is {prefix}.trustStore.password right?)"),
+            )?;
             ks.entries()
                 .flat_map(|(_, e)| match e {
                     p12_keystore::KeyStoreEntry::Certificate(c) => vec![c.as_der().to_vec()],

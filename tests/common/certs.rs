@@ -81,11 +81,18 @@ impl Certs {
     /// `<name>.key`, `<name>.pem` (the certificate), `<name>-bundle.pem` (key and
     /// certificate, as ZooKeeper's PEM key store), `<name>.p12`.
     pub fn leaf(&self, name: &str, subject: &str) {
+        self.leaf_for(name, subject, "IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// [`Certs::leaf`] with other subject alternative names (`san`, openssl's syntax).
+    pub fn leaf_for(&self, name: &str, subject: &str, san: &str) {
         let dir = &self.dir;
         std::fs::write(
             dir.join(format!("{name}.ext")),
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+                 extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={san}\n"
+            ),
         )
         .unwrap();
         let (key, csr, pem) = (

@@ -7,13 +7,18 @@ zabd leading; writes made through one implementation are read through the other 
 their sasl ACLs; a zabd member with a wrong quorum password is kept out (and says so), and
 joins once its password is right.
 
+With a third argument `tls` the members talk over quorum TLS as well (sslQuorum with
+ssl.quorum.* PKCS12 stores made by openssl and keytool, hostname verification on, no port
+unification), DIGEST-MD5 running inside it; the intruder is then a zabd member whose
+certificate another CA signed.
+
 With a third argument `kerberos` the members authenticate with Kerberos instead (GSSAPI,
 Krb5LoginModule sections with keytabs, quorum.auth.kerberos.servicePrincipal=zkquorum/_HOST)
 against a throwaway realm (tests/interop/krb.py); the intruder is then a member whose
 principal names a host that is not in the ensemble. The zabd binary must be built with the
 `kerberos` feature for that.
 
-Usage: mixed_secure.py ZABD_BINARY CLASSPATH [kerberos]. One line per check, then a count.
+Usage: mixed_secure.py ZABD_BINARY CLASSPATH [kerberos|tls]. One line per check, then a count.
 """
 import os
 import socket
@@ -24,11 +29,13 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import certs  # noqa: E402
 import krb  # noqa: E402
 from checks import check, results  # noqa: E402
 
 ZABD, CP = sys.argv[1], sys.argv[2]
 KERBEROS = len(sys.argv) > 3 and sys.argv[3] == "kerberos"
+TLS = len(sys.argv) > 3 and sys.argv[3] == "tls"
 WORK = tempfile.mkdtemp(prefix="zabd-mixed-secure-")
 DEADLINE = 120.0
 procs = {}
@@ -97,7 +104,13 @@ Server {{
     return p
 
 
-MECH = "GSSAPI" if KERBEROS else "DIGEST-MD5"
+MECH = "GSSAPI" if KERBEROS else ("DIGEST-MD5 inside TLS" if TLS else "DIGEST-MD5")
+if TLS:
+    # The ensemble's CA and member certificate, and a rogue CA's member certificate.
+    ROGUE = os.path.join(WORK, "rogue")
+    os.makedirs(ROGUE)
+    certs.make(WORK, [("member", "/O=Test/CN=localhost")])
+    certs.make(ROGUE, [("member", "/O=Test/CN=localhost")])
 KDC = krb.start_kdc(WORK, [("zkquorum/127.0.0.1", "zkquorum.keytab"),
                            ("zkquorum/badhost", "bad.keytab")]) if KERBEROS else None
 GOOD = jaas("good.jaas", "memberpw")
@@ -108,7 +121,7 @@ with open(CLIENT, "w") as f:
             '    username="bob"\n    password="bobsecret";\n};\n')
 
 
-def write_cfg(i, jaas_path):
+def write_cfg(i, jaas_path, rogue=False):
     d = os.path.join(WORK, f"m{i}")
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "myid"), "w") as f:
@@ -121,6 +134,12 @@ def write_cfg(i, jaas_path):
              "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"]
     if KERBEROS:
         lines.append("quorum.auth.kerberos.servicePrincipal=zkquorum/_HOST")
+    if TLS:
+        store = os.path.join(ROGUE if rogue else WORK, "member.p12")
+        lines += ["sslQuorum=true", f"ssl.quorum.keyStore.location={store}",
+                  f"ssl.quorum.keyStore.password={certs.PASSWORD}",
+                  f"ssl.quorum.trustStore.location={os.path.join(WORK, 'truststore.p12')}",
+                  f"ssl.quorum.trustStore.password={certs.PASSWORD}"]
     if i != 3:
         # zabd reads the JAAS path as a key; ZooKeeper as a system property.
         lines.append(f"java.security.auth.login.config={jaas_path}")
@@ -132,8 +151,8 @@ def write_cfg(i, jaas_path):
     return cfg
 
 
-def start(i, jaas_path=GOOD):
-    cfg = write_cfg(i, jaas_path)
+def start(i, jaas_path=GOOD, rogue=False):
+    cfg = write_cfg(i, jaas_path, rogue)
     log = open(os.path.join(WORK, f"m{i}.log"), "a")
     if i == 3:
         cp = CP.replace("slf4j-nop.jar", "maven3-slf4j-provider.jar") + \
@@ -251,14 +270,15 @@ def main():
             assert seen == {"zookeeper", "zabd"}, seen
         check("leadership moves between ZooKeeper and zabd through restarts, authenticated each time", rotate)
 
-        def intruder():
+        def intruder(bad, watched, sign):
+            """Member 2 restarted as `bad` says is kept out (`sign` shows in member `watched`'s
+            log), the others go on; restarted with the right credentials it catches up."""
             stop(2)
-            start(2, BAD)
-            time.sleep(0)  # the wait below is on a condition
+            bad()
             end = time.time() + DEADLINE
-            while time.time() < end and "quorum SASL authentication to a member failed" not in log(2):
+            while time.time() < end and sign not in log(watched):
                 time.sleep(0.2)
-            assert "quorum SASL authentication to a member failed" in log(2), log(2)[-2000:]
+            assert sign in log(watched), log(watched)[-2000:]
             assert mode(2) not in ("leader", "follower"), mode(2)
             out = zkcli(1, "create", "/while-out", "w", "sasl:bob:cdrwa")
             assert "Created /while-out" in out, out
@@ -268,8 +288,12 @@ def main():
             out = zkcli(2, "sync", "/while-out")
             out = zkcli(2, "get", "/while-out")
             assert "\nw\n" in out, out
-        check(f"a zabd member with wrong quorum credentials ({MECH}) is kept out, and joins with the right ones",
-              intruder)
+        if TLS:
+            check("a zabd member whose certificate another CA signed is kept out, and joins with the right one",
+                  lambda: intruder(lambda: start(2, rogue=True), 1, "a connection failed quorum TLS"))
+        else:
+            check(f"a zabd member with wrong quorum credentials ({MECH}) is kept out, and joins with the right ones",
+                  lambda: intruder(lambda: start(2, BAD), 2, "quorum SASL authentication to a member failed"))
     except Exception:
         results["failed"] += 1
         traceback.print_exc()

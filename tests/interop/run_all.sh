@@ -118,6 +118,8 @@ echo "== a mixed zabd + Apache ZooKeeper 3.8 ensemble with quorum SASL (DIGEST-M
 timeout 900 python3 "$here/mixed_secure.py" "$zabd" "$CCP" || status=1
 echo "== the same with quorum Kerberos (GSSAPI) against a throwaway KDC"
 timeout 900 python3 "$here/mixed_secure.py" "$zabd" "$CCP" kerberos || status=1
+echo "== the same with quorum TLS (sslQuorum, PKCS12 stores) and DIGEST-MD5 inside it"
+timeout 900 python3 "$here/mixed_secure.py" "$zabd" "$CCP" tls || status=1
 echo "== security: TLS, x509, SASL DIGEST-MD5 and Kerberos through zkCli and kazoo, with a throwaway KDC"
 timeout 900 python3 "$here/security_suite.py" "$zabd" "$CCP" || status=1
 exit $status

@@ -18,12 +18,13 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import certs  # noqa: E402
 import krb  # noqa: E402
 from checks import check, results  # noqa: E402
 
 ZABD, CP = sys.argv[1], sys.argv[2]
 WORK = tempfile.mkdtemp(prefix="zabd-security-")
-PW = "changeit"
+PW = certs.PASSWORD
 REALM = krb.REALM
 DEADLINE = 60.0
 procs = []
@@ -51,21 +52,8 @@ def path(name):
 # ---------------------------------------------------------------- certificates
 
 def make_certs():
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "ca.key", "-out", "ca.pem", "-days", "3", "-subj", "/O=Test/CN=zabd test CA")
-    for name, subject in [("server", "/O=Test/CN=localhost"), ("alice", "/O=Test/OU=zabd/CN=alice"),
-                          ("bob", "/O=Test/OU=zabd/CN=bob")]:
-        with open(path(f"{name}.ext"), "w") as f:
-            f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-                    "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject)
-        run("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "3", "-extfile", f"{name}.ext")
-        run("openssl", "pkcs12", "-export", "-in", f"{name}.pem", "-inkey", f"{name}.key",
-            "-out", f"{name}.p12", "-passout", f"pass:{PW}", "-name", name)
-    run("keytool", "-importcert", "-noprompt", "-alias", "ca", "-file", "ca.pem", "-keystore",
-        "truststore.p12", "-storetype", "PKCS12", "-storepass", PW)
+    certs.make(WORK, [("server", "/O=Test/CN=localhost"), ("alice", "/O=Test/OU=zabd/CN=alice"),
+                      ("bob", "/O=Test/OU=zabd/CN=bob")])
 
 
 # ---------------------------------------------------------------- Kerberos realm
