@@ -14,6 +14,9 @@
 //! breaks) create unique nodes and issue `sync` + `exists` of the newest create any
 //! client had seen acknowledged. Checked:
 //! - replies on each connection come in request order;
+//! - each create is applied once (every path is created by one request; members keep
+//!   their client connections across a change of leader and send again what the new
+//!   leader does not have, so a NodeExists would mean a create applied twice);
 //! - after a `sync` succeeds, the `exists` behind it finds every create acknowledged
 //!   before the `sync` was sent (`sync` is a quorum read);
 //! - no node ever returns `Diverged`, and no TRUNC ever cuts below what a member has applied
@@ -28,7 +31,7 @@ mod common;
 use bytes::Bytes;
 use common::{raw, Rng};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use zabd::engine::{Clock, ConnId, EngineConfig, Event, ToClient};
+use zabd::engine::{Clock, ConnId, EngineConfig, Event, Mode, ToClient};
 use zabd::jute::records::{ConnectRequest, ReplyHeader};
 use zabd::jute::{Reader, Record};
 use zabd::node::{packet_events, Input, Io, Node, NodeConfig, PeerCmd, PeerEvent, ReceivedSnap};
@@ -39,6 +42,7 @@ use zabd::tree::DataTree;
 
 const STEP_MS: i64 = 10;
 const NO_NODE: i32 = -101;
+const NODE_EXISTS: i32 = -110;
 
 /// What a member keeps on disk.
 #[derive(Default)]
@@ -122,9 +126,15 @@ struct Client {
     sent: VecDeque<(i32, Op)>,
     /// The result of the last sync on this connection (Some(true) when it succeeded).
     last_sync_ok: bool,
+    /// Requests outstanding when the member lost its leader (their connection stayed).
+    crossed: Vec<i32>,
 }
 
 struct Sim {
+    /// Each member's engine mode at the end of the last step.
+    modes: BTreeMap<Sid, Mode>,
+    /// Replies that came after their member lost its leader, on the same connection.
+    answered_across: usize,
     rng: Rng,
     seed: u64,
     step: u64,
@@ -194,6 +204,8 @@ impl Sim {
             checked_syncs: 0,
             truncs: 0,
             snaps_loaded: 0,
+            modes: BTreeMap::new(),
+            answered_across: 0,
             rng: Rng::new(0),
         };
         for &id in &ids {
@@ -233,6 +245,7 @@ impl Sim {
                 next_xid: 1,
                 sent: VecDeque::new(),
                 last_sync_ok: false,
+                crossed: Vec::new(),
             });
         }
         sim.rng = rng;
@@ -569,6 +582,7 @@ impl Sim {
         cl.conn = Some(conn);
         cl.handshaken = false;
         cl.sent.clear();
+        cl.crossed.clear();
         let member = cl.member;
         let req = ConnectRequest {
             protocol_version: 0,
@@ -684,8 +698,19 @@ impl Sim {
                 h.xid
             ));
         }
+        if let Some(i) = self.clients[c].crossed.iter().position(|x| *x == xid) {
+            self.clients[c].crossed.remove(i);
+            self.answered_across += 1;
+        }
         match op {
             Op::Create(path) if h.err == 0 => self.acked.push(path),
+            Op::Create(path) if h.err == NODE_EXISTS => {
+                // Every path is created once by one request: it was applied twice (a
+                // request in flight across a leader change sent again after it committed).
+                self.fail(format!(
+                    "client {c}: create {path} answered NodeExists: applied twice"
+                ));
+            }
             Op::Sync => self.clients[c].last_sync_ok = h.err == 0,
             Op::ExistsAfterSync(Some(path)) if self.clients[c].last_sync_ok => {
                 self.checked_syncs += 1;
@@ -826,6 +851,27 @@ impl Sim {
         self.disks();
         self.clients_act(load);
         self.tick();
+        self.watch_modes();
+    }
+
+    /// Notes the requests outstanding on each connection of a member that lost its leader.
+    fn watch_modes(&mut self) {
+        for id in self.ids.clone() {
+            let Some(mode) = self.members[&id].node.as_ref().map(|n| n.engine().mode()) else {
+                self.modes.remove(&id);
+                continue;
+            };
+            let was = self.modes.insert(id, mode);
+            if mode == Mode::Down && matches!(was, Some(Mode::Leader | Mode::Follower)) {
+                for cl in self
+                    .clients
+                    .iter_mut()
+                    .filter(|c| c.member == id && c.conn.is_some())
+                {
+                    cl.crossed = cl.sent.iter().map(|(x, _)| *x).collect();
+                }
+            }
+        }
     }
 
     fn converged(&self) -> bool {
@@ -900,6 +946,7 @@ fn members_keep_client_promises_through_crashes_partitions_and_slow_disks() {
         }
     };
     let (mut acked, mut syncs, mut truncs, mut snaps, mut pauses) = (0, 0, 0, 0, 0);
+    let mut across = 0;
     for seed in &seeds {
         let sim = run(*seed);
         acked += sim.acked.len();
@@ -907,15 +954,21 @@ fn members_keep_client_promises_through_crashes_partitions_and_slow_disks() {
         truncs += sim.truncs;
         snaps += sim.snaps_loaded;
         pauses += sim.pauses;
+        across += sim.answered_across;
     }
     println!(
         "{} seeds: {acked} acknowledged creates, {syncs} sync+reads checked, {truncs} TRUNCs, \
-         {snaps} SNAPs loaded, {pauses} pauses",
+         {snaps} SNAPs loaded, {pauses} pauses, {across} requests answered on a connection \
+         that outlived its member's leader",
         seeds.len()
     );
     assert!(acked > 0 && syncs > 0, "the workload ran");
     if seeds.len() >= 50 {
         assert!(truncs > 0, "no TRUNC was exercised");
         assert!(snaps > 0, "no SNAP was exercised");
+        assert!(
+            across > 0,
+            "no request was answered across a change of leader"
+        );
     }
 }

@@ -79,6 +79,9 @@ pub struct Settings {
     pub sync_limit: u32,
     pub commit_log_count: usize,
     pub read_only_mode: bool,
+    /// `leaderServes`: the leader accepts client connections. With it off, the leader
+    /// refuses new ones (clients sit on followers) and keeps those it had as a follower.
+    pub leader_serves: bool,
     /// Testing only: the log writer waits this long before every fdatasync (a slow disk).
     pub test_log_sync_delay_ms: u64,
     /// A log sync slower than this is logged and counted (zoo.cfg:
@@ -139,6 +142,7 @@ impl Default for Settings {
             sync_limit: 5,
             commit_log_count: 500,
             read_only_mode: false,
+            leader_serves: true,
             test_log_sync_delay_ms: 0,
             fsync_warning_threshold_ms: 1000,
             admin: AdminSettings::default(),
@@ -428,7 +432,7 @@ impl Default for SaslSettings {
     }
 }
 
-const TOML_KEYS: [&str; 39] = [
+const TOML_KEYS: [&str; 40] = [
     "quorum_tls",
     "sasl",
     "tls",
@@ -441,6 +445,7 @@ const TOML_KEYS: [&str; 39] = [
     "commit_log_count",
     "test_log_sync_delay_ms",
     "read_only_mode",
+    "leader_serves",
     "enforce_quota",
     "snap_count",
     "force_sync",

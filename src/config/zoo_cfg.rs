@@ -110,6 +110,7 @@ pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(),
             s.container_check_interval_ms = ranged(value, i64::MAX)? as u64
         }
         "readonlymode.enabled" => s.read_only_mode = boolean(value)?,
+        "leaderServes" => s.leader_serves = boolean(value)?,
         "commitLogCount" => s.commit_log_count = ranged(value, i32::MAX as i64)?.max(1) as usize,
         "snapCount" => s.snap_count = ranged(value, i64::MAX)? as u64,
         "preAllocSize" => s.pre_alloc_size_kb = ranged(value, i64::MAX)? as u64,

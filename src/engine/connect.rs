@@ -27,6 +27,13 @@ impl Engine {
             self.park_handshake(conn, req);
             return;
         }
+        if self.mode == super::Mode::Leader && !self.cfg.leader_serves {
+            self.close(
+                conn,
+                "this member leads and leaderServes is off; try another member",
+            );
+            return;
+        }
         if read_only && req.read_only != Some(true) {
             self.close(
                 conn,
@@ -66,8 +73,16 @@ impl Engine {
             self.forward_create_session(conn, id, timeout);
             return;
         }
+        self.log_create_session(conn, id, timeout);
+    }
+
+    /// Leader or standalone: logs session `id`'s createSession; the handshake is answered
+    /// once it applies.
+    pub(super) fn log_create_session(&mut self, conn: ConnId, id: i64, timeout: i32) {
         // Tracked from prep on, as ZooKeeper does, so a quick reconnect finds it.
-        self.sessions.add(id, timeout, self.now.mono_ms);
+        if !self.sessions.is_live(id) {
+            self.sessions.add(id, timeout, self.now.mono_ms);
+        }
         let zxid = self.next_zxid();
         let hdr = TxnHeader {
             client_id: id,

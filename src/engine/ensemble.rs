@@ -19,11 +19,13 @@
 //!   sessions from the local state, with sessions only this member knows; writes get
 //!   NotReadOnly; everyone else is refused.
 //!
-//! Every role change closes every client connection and drops what was prepared but not
-//! committed, as ZooKeeper restarts its request pipeline; clients reconnect with their
-//! sessions. Every member applies createSession/closeSession, but a learner that a client
-//! brings a session to asks the leader (REVALIDATE) before taking it, as the leader alone
-//! knows which sessions it is expiring.
+//! A change of leader (Leader or Follower → Down → Leader or Follower) keeps every client
+//! connection and resolves what was in flight once the member serves again
+//! (`failover.rs`); other role changes (into or out of read-only mode) close every client
+//! connection and drop what was prepared but not committed, as ZooKeeper restarts its
+//! request pipeline. Every member applies createSession/closeSession, but a learner that a
+//! client brings a session to asks the leader (REVALIDATE) before taking it, as the leader
+//! alone knows which sessions it is expiring.
 
 use super::{ConnId, Done, Engine, EngineAction, Pending, Waiter};
 use crate::jute::records::{ConnectRequest, Id};
@@ -83,7 +85,7 @@ pub(super) struct State {
     /// Learner: sessions its clients touched since the last PING (id → timeout).
     touched: HashMap<i64, i32>,
     /// Learner: connections waiting for their forwarded createSession to apply.
-    handshakes: HashMap<i64, (ConnId, i32)>,
+    pub(super) handshakes: HashMap<i64, (ConnId, i32)>,
     /// Learner: forwarded syncs in the order sent (connection, xid).
     syncs: VecDeque<(ConnId, i32)>,
     /// Learner: syncs the leader answered, waiting until its zxid then is applied here.
@@ -98,9 +100,11 @@ pub(super) struct State {
     /// Read-only mode: the sessions created here, never known to the quorum.
     local_sessions: Vec<i64>,
     /// Learner: reconnects waiting for the leader's REVALIDATE answer.
-    revalidating: HashMap<i64, (ConnId, i32)>,
+    pub(super) revalidating: HashMap<i64, (ConnId, i32)>,
     /// Handshakes that arrived while this member had no leader, and when (monotonic ms).
-    parked: Vec<(ConnId, ConnectRequest, i64)>,
+    pub(super) parked: Vec<(ConnId, ConnectRequest, i64)>,
+    /// Since when (monotonic ms) this member has had no leader, while it keeps its clients.
+    pub(super) down_since: Option<i64>,
 }
 
 impl Engine {
@@ -162,6 +166,45 @@ impl Engine {
     }
 
     pub(super) fn set_mode(&mut self, mode: super::Mode, last_zxid: i64) {
+        let change_of_leader = |m: Mode| matches!(m, Mode::Leader | Mode::Follower | Mode::Down);
+        if change_of_leader(self.mode) && change_of_leader(mode) {
+            self.change_leader(mode, last_zxid);
+        } else {
+            self.restart_pipeline(mode, last_zxid);
+        }
+    }
+
+    /// A change of leader: connections, sessions and watches stay; what was in flight is
+    /// held and resolved once this member serves again (`failover.rs`).
+    fn change_leader(&mut self, mode: Mode, last_zxid: i64) {
+        let was = self.mode;
+        if was != Mode::Down || mode != Mode::Down {
+            self.hold_in_flight();
+        }
+        let down_since = match mode {
+            Mode::Down => Some(self.ensemble.down_since.unwrap_or(self.now.mono_ms)),
+            _ => None,
+        };
+        let parked = std::mem::take(&mut self.ensemble.parked);
+        let handshakes = std::mem::take(&mut self.ensemble.handshakes);
+        let revalidating = std::mem::take(&mut self.ensemble.revalidating);
+        self.ensemble = State {
+            epoch_start: if mode == Mode::Down { 0 } else { last_zxid },
+            handshakes,
+            revalidating,
+            down_since,
+            ..State::default()
+        };
+        self.enter(mode, last_zxid);
+        if mode != Mode::Down {
+            self.resume_in_flight();
+        }
+        self.retry_parked(parked);
+    }
+
+    /// Any other role change: every connection but the held handshakes closes, and what was
+    /// prepared and not committed is dropped.
+    fn restart_pipeline(&mut self, mode: Mode, last_zxid: i64) {
         // Handshakes held while there was no leader stay; every other connection closes.
         let parked = std::mem::take(&mut self.ensemble.parked);
         let conns: Vec<ConnId> = self
@@ -172,7 +215,7 @@ impl Engine {
             .collect();
         for c in conns {
             self.close(c, "this member's ensemble role changed; reconnect");
-            self.conns.remove(&c);
+            self.on_closed(c);
         }
         self.session_conn.clear();
         self.pending.clear();
@@ -188,6 +231,13 @@ impl Engine {
             },
             ..State::default()
         };
+        self.enter(mode, last_zxid);
+        self.retry_parked(parked);
+    }
+
+    /// Takes the new mode: a leader numbers from `last_zxid` and gives every session a
+    /// full timeout, as ZooKeeper's does.
+    fn enter(&mut self, mode: Mode, last_zxid: i64) {
         self.mode = mode;
         self.last_logged = if mode == Mode::Leader {
             last_zxid
@@ -201,7 +251,10 @@ impl Engine {
                 self.sessions.touch(id, self.now.mono_ms);
             }
         }
-        // Now serving (or still not): take the held handshakes up again, or keep holding.
+    }
+
+    /// Now serving (or still not): takes the held handshakes up again, or keeps holding.
+    fn retry_parked(&mut self, parked: Vec<(ConnId, ConnectRequest, i64)>) {
         for (conn, req, since) in parked {
             self.on_handshake(conn, req);
             // Still not serving: it keeps its place in the wait.
@@ -439,6 +492,13 @@ impl Engine {
             },
             None => Waiter::None,
         }
+    }
+
+    /// Leader: a learner's syncs die with its connection (it sends them again).
+    pub(super) fn forget_learner(&mut self, origin: u64) {
+        self.ensemble
+            .leader_syncs
+            .retain(|w| !matches!(w.from, SyncFrom::Learner(o) if o == origin));
     }
 
     /// Leader: a `sync` of this member's own client (connection, xid).

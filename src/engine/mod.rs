@@ -14,6 +14,7 @@
 
 mod connect;
 mod ensemble;
+mod failover;
 mod reads;
 mod stats;
 
@@ -65,6 +66,8 @@ pub struct EngineConfig {
     /// `zookeeper.allowSaslFailedClients`: a failed SASL exchange leaves the connection
     /// open (unless SASL is enforced).
     pub allow_sasl_failed: bool,
+    /// `leaderServes`: as leader, this member accepts new client sessions.
+    pub leader_serves: bool,
 }
 
 impl Default for EngineConfig {
@@ -81,6 +84,7 @@ impl Default for EngineConfig {
             max_watches_per_session: 1_000_000,
             enforce_auth_schemes: Vec::new(),
             allow_sasl_failed: false,
+            leader_serves: true,
         }
     }
 }
@@ -143,6 +147,12 @@ pub enum Event {
     /// Ensemble: this member's role changed. A leader numbers its transactions from
     /// `last_zxid` + 1.
     Mode { mode: Mode, last_zxid: i64 },
+    /// Ensemble leader: learner `origin`'s connection ended, or it connected anew; what it
+    /// forwarded on it and is still waiting (its syncs) is not answered.
+    LearnerGone { origin: u64 },
+    /// Ensemble: this engine's state is being replaced (a SNAP from the leader, a reload
+    /// after TRUNC): every client connection closes, and its clients reconnect.
+    Replaced,
 }
 
 /// What goes to a client connection.
@@ -367,6 +377,8 @@ impl Engine {
             Event::LeadershipConfirmed { round } => self.on_leadership_confirmed(round),
             Event::Revalidated { session, valid } => self.on_revalidated(session, valid),
             Event::Mode { mode, last_zxid } => self.set_mode(mode, last_zxid),
+            Event::LearnerGone { origin } => self.forget_learner(origin),
+            Event::Replaced => self.close_all("this member loaded a new state; reconnect"),
         }
         std::mem::take(&mut self.out)
     }
@@ -499,6 +511,10 @@ impl Engine {
     /// read behind a logged write. In an ensemble a `sync` waits like a write (forwarded
     /// to the leader, or on the leader until its read round is confirmed).
     fn pump(&mut self, conn: ConnId) {
+        if self.mode == Mode::Down {
+            self.pump_held(conn);
+            return;
+        }
         let forwarding = self.mode.forwards();
         let gated_sync = forwarding || self.mode == Mode::Leader;
         let mut i = 0;
@@ -780,6 +796,7 @@ impl Engine {
 
     fn on_tick(&mut self) {
         self.expire_parked();
+        self.close_leaderless();
         if !self.mode.decides_expiry() {
             return;
         }
@@ -869,5 +886,7 @@ pub fn is_special_xid(x: i32) -> bool {
     x == xid::PING || x == xid::AUTH
 }
 
+#[cfg(test)]
+mod failover_tests;
 #[cfg(test)]
 mod tests;

@@ -7,19 +7,19 @@ use crate::jute::{Reader, Record};
 use crate::proto::request::CreateRequest;
 use crate::tree::acl_cache::open_acl;
 
-fn clock(ms: i64) -> Clock {
+pub(super) fn clock(ms: i64) -> Clock {
     Clock {
         mono_ms: ms,
         wall_ms: 1_700_000_000_000 + ms,
     }
 }
 
-fn engine() -> Engine {
+pub(super) fn engine() -> Engine {
     Engine::fresh(EngineConfig::default(), clock(0))
 }
 
 /// Frames sent to `conn`, as (xid, zxid, err) reply headers.
-fn replies(actions: &[EngineAction], conn: ConnId) -> Vec<ReplyHeader> {
+pub(super) fn replies(actions: &[EngineAction], conn: ConnId) -> Vec<ReplyHeader> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -33,7 +33,7 @@ fn replies(actions: &[EngineAction], conn: ConnId) -> Vec<ReplyHeader> {
         .collect()
 }
 
-fn logged(actions: &[EngineAction]) -> Vec<i64> {
+pub(super) fn logged(actions: &[EngineAction]) -> Vec<i64> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -43,7 +43,7 @@ fn logged(actions: &[EngineAction]) -> Vec<i64> {
         .collect()
 }
 
-fn new_session_request() -> ConnectRequest {
+pub(super) fn new_session_request() -> ConnectRequest {
     ConnectRequest {
         protocol_version: 0,
         last_zxid_seen: 0,
@@ -76,7 +76,7 @@ fn open(e: &mut Engine, conn: ConnId) -> i64 {
         .session_id
 }
 
-fn create(path: &str) -> Request {
+pub(super) fn create(path: &str) -> Request {
     Request::Create(CreateRequest {
         op: op::CREATE,
         path: path.into(),
@@ -204,12 +204,12 @@ fn requests_before_the_connect_response_wait_for_it() {
 
 // ---- ensemble: sync and reply order --------------------------------------------------
 
-fn zx(counter: u32) -> i64 {
+pub(super) fn zx(counter: u32) -> i64 {
     crate::quorum::make_zxid(1, counter)
 }
 
 /// An engine in `mode` with a session on connection 1 whose createSession applied at zx(1).
-fn member(mode: Mode) -> (Engine, i64) {
+pub(super) fn member(mode: Mode) -> (Engine, i64) {
     let mut e = engine();
     e.handle(
         Event::Mode {
@@ -246,7 +246,7 @@ fn member(mode: Mode) -> (Engine, i64) {
     (e, session)
 }
 
-fn hdr(client_id: i64, cxid: i32, zxid: i64, op: i32) -> TxnHeader {
+pub(super) fn hdr(client_id: i64, cxid: i32, zxid: i64, op: i32) -> TxnHeader {
     TxnHeader {
         client_id,
         cxid,
@@ -256,7 +256,7 @@ fn hdr(client_id: i64, cxid: i32, zxid: i64, op: i32) -> TxnHeader {
     }
 }
 
-fn create_txn(path: &str) -> Txn {
+pub(super) fn create_txn(path: &str) -> Txn {
     Txn::Create {
         op: op::CREATE,
         path: path.into(),
@@ -268,13 +268,13 @@ fn create_txn(path: &str) -> Txn {
 }
 
 /// A quorum commit applied on `e`.
-fn apply(e: &mut Engine, hdr: TxnHeader, txn: Txn, ms: i64) -> Vec<EngineAction> {
+pub(super) fn apply(e: &mut Engine, hdr: TxnHeader, txn: Txn, ms: i64) -> Vec<EngineAction> {
     let digest = None;
     e.handle(Event::Apply { hdr, txn, digest }, clock(ms))
 }
 
 /// A request frame on connection 1.
-fn request(e: &mut Engine, xid: i32, req: Request, ms: i64) -> Vec<EngineAction> {
+pub(super) fn request(e: &mut Engine, xid: i32, req: Request, ms: i64) -> Vec<EngineAction> {
     let body = Bytes::new();
     e.handle(
         Event::Request {
@@ -287,7 +287,7 @@ fn request(e: &mut Engine, xid: i32, req: Request, ms: i64) -> Vec<EngineAction>
     )
 }
 
-fn sync_req() -> Request {
+pub(super) fn sync_req() -> Request {
     Request::Sync { path: "/".into() }
 }
 

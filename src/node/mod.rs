@@ -359,6 +359,14 @@ impl Node {
         self.perform_engine(a);
     }
 
+    /// A learner's connection ended (or it connected anew): the syncs it forwarded on it
+    /// are not answered; it sends them again once it is up to date.
+    fn learner_gone(&mut self, learner: Sid) {
+        if self.peer.state() == State::Leading {
+            self.engine_event(Event::LearnerGone { origin: learner });
+        }
+    }
+
     fn peer_event(&mut self, e: PeerEvent) {
         match e {
             PeerEvent::Msg { from, msg } => {
@@ -374,12 +382,14 @@ impl Node {
                         zxid = format_args!("0x{zxid:x}"),
                         "sync with the leader by TRUNC"
                     ),
+                    Msg::FollowerInfo { .. } => self.learner_gone(from),
                     _ => {}
                 }
                 let a = self.peer.step(from, msg);
                 self.perform_peer(a);
             }
             PeerEvent::Disconnected { peer } => {
+                self.learner_gone(peer);
                 let a = self.peer.disconnected(peer);
                 self.perform_peer(a);
             }
@@ -391,6 +401,13 @@ impl Node {
                 body,
                 auth,
             } => {
+                if !self.peer.serves_learner(from) {
+                    tracing::debug!(
+                        from,
+                        "a forwarded request from a learner not up to date here; ignored"
+                    );
+                    return;
+                }
                 let ids = auth
                     .iter()
                     .map(|(s, i)| crate::jute::records::Id::new(s, i))

@@ -244,6 +244,7 @@ impl Node {
             last_zxid: 0,
         };
         self.engine_event(down);
+        self.engine_event(Event::Replaced);
         let stats = std::mem::take(&mut self.engine.stats);
         let fresh = Self::fresh_engine(&self.cfg, tree, sessions, self.now);
         let old = std::mem::replace(&mut self.engine, fresh);

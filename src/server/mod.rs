@@ -171,6 +171,7 @@ pub(super) fn engine_config(s: &Settings) -> EngineConfig {
             false => Vec::new(),
         },
         allow_sasl_failed: s.sasl.allow_failed_clients,
+        leader_serves: s.leader_serves,
     }
 }
 

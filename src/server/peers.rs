@@ -15,7 +15,7 @@ use crate::quorum::{Msg, Sid};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -74,6 +74,17 @@ struct Conn {
     queued: Arc<AtomicUsize>,
     /// Distinguishes a connection from its replacement, so a stale reader's end is ignored.
     id: u64,
+    /// Cleared when the transport lets go of the connection (closed, or replaced by a newer
+    /// one to the same member): its reader then passes nothing more on, so a packet read
+    /// late from an old connection (a REQUEST a learner sends again once it has synced
+    /// anew) never reaches the node.
+    alive: Arc<AtomicBool>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Release);
+    }
 }
 
 impl Conn {
@@ -727,6 +738,7 @@ async fn run_election_conn(
             tx: out_tx,
             queued,
             id,
+            alive: Arc::new(AtomicBool::new(true)),
         },
     });
     loop {
@@ -963,12 +975,14 @@ async fn run_quorum_conn(
     let (mut rd, wr) = s.into_split();
     let (out_tx, queued, writer) = spawn_writer(wr);
     let mut out_tx = Some(out_tx);
+    let alive = Arc::new(AtomicBool::new(true));
     if let Some(s) = sid {
         if let Some(t) = out_tx.take() {
             let conn = Conn {
                 tx: t,
                 queued: queued.clone(),
                 id,
+                alive: alive.clone(),
             };
             let _ = tx.send(Internal::QuorumUp {
                 sid: s,
@@ -1042,6 +1056,7 @@ async fn run_quorum_conn(
                                 tx: t,
                                 queued: queued.clone(),
                                 id,
+                                alive: alive.clone(),
                             };
                             let first = Some(PeerEvent::Msg { from: s, msg });
                             let _ = tx.send(Internal::QuorumUp {
@@ -1053,6 +1068,10 @@ async fn run_quorum_conn(
                         continue;
                     }
                     let from = sid.expect("set above");
+                    if !alive.load(Ordering::Acquire) {
+                        tracing::debug!(from, "quorum connection let go of; not reading on");
+                        break 'read;
+                    }
                     tracing::trace!(from, kind = p.kind, zxid = p.zxid, "quorum packet");
                     if to_leader && p.kind == packet::SNAP {
                         snap = Some((p.zxid, Default::default()));

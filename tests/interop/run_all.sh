@@ -85,7 +85,7 @@ PY
 }
 
 javac -nowarn -d "$work/classes" -cp "$CCP:$J/commons-cli.jar" "$here/CuratorSuite.java" "$here/DataDirCheck.java" \
-  "$here/EnsembleTracker.java" || exit 1
+  "$here/EnsembleTracker.java" "$here/FailoverClients.java" || exit 1
 status=0
 start_zabd zkcli "enforce_quota = true"
 "$here/zkcli_suite.sh" "$addr" || status=1
@@ -114,6 +114,11 @@ OPCP=$CCP:$J/commons-cli.jar:$J/jetty9-server.jar:$J/jetty9-servlet.jar:$J/jetty
 OPCP=$OPCP:$J/jetty9-io.jar:$J/jetty9-security.jar:$J/servlet-api.jar:$J/jackson-core.jar:$J/jackson-databind.jar
 OPCP=$OPCP:$J/jackson-annotations.jar:$J/snappy-java.jar:$J/metrics-core.jar
 timeout 900 python3 "$here/operator_suite.py" "$zabd" "$OPCP" || status=1
+echo "== leader kill -9 under 9 writing Curator clients: no client on a surviving member notices (zabd), nobody with leaderServes=no"
+timeout 900 python3 "$here/failover_suite.py" "$zabd" "$CCP" "$work/classes" zabd 2 || status=1
+timeout 900 python3 "$here/failover_suite.py" "$zabd" "$CCP" "$work/classes" zabd-leaderserves-no 2 || status=1
+echo "== the same against Apache ZooKeeper 3.8, recorded for comparison (not checked)"
+timeout 900 python3 "$here/failover_suite.py" "$zabd" "$CCP" "$work/classes" zookeeper 1 || status=1
 echo "== a mixed zabd + Apache ZooKeeper 3.8 ensemble with quorum SASL (DIGEST-MD5) required both ways"
 timeout 900 python3 "$here/mixed_secure.py" "$zabd" "$CCP" || status=1
 echo "== the same with quorum Kerberos (GSSAPI) against a throwaway KDC"

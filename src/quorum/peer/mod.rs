@@ -200,6 +200,14 @@ impl Peer {
         matches!(&self.role, Role::Leading(l) if l.broadcasting)
     }
 
+    /// Leading, and `learner` is up to date on its current connection: the only time its
+    /// forwarded requests may be taken (one left over from an earlier connection or epoch
+    /// must not be, as the learner sends those again once it is up to date).
+    pub fn serves_learner(&self, learner: Sid) -> bool {
+        matches!(&self.role, Role::Leading(l) if l.broadcasting
+            && l.learners.get(&learner).is_some_and(|st| st.phase == Some(LearnerPhase::UpToDate)))
+    }
+
     pub fn leader(&self) -> Option<Sid> {
         match &self.role {
             Role::Learning(l) if l.up_to_date => Some(l.leader),
