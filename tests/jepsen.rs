@@ -10,7 +10,9 @@
 //!   writes and `sync`+`getData` on two registers, plain reads, and sequential creates into
 //!   a set.
 //! * **Checks**: linearizability of the register histories (unknown outcomes may or may not
-//!   have happened); session guarantees of every read (monotonic reads and
+//!   have happened); every create applied once (members keep client connections across a
+//!   change of leader and send again what the new leader lacks: a NodeExists on a node only
+//!   this request names means it applied twice); session guarantees of every read (monotonic reads and
 //!   read-your-writes by mzxid, also across reconnects); no acknowledged create lost; every
 //!   member at the same applied zxid has the same tree digest after healing.
 //!
@@ -190,6 +192,14 @@ async fn client(id: usize, cs: String, seed: u64, sh: Arc<Shared>) {
             match res {
                 Ok(_) => {
                     sh.record.lock().unwrap().acked_creates.push(value);
+                    None
+                }
+                Err(Error::NodeExists) => {
+                    // Each create names a node of its own, sent once: it was applied twice
+                    // (a request in flight across a change of leader sent again after it
+                    // had committed).
+                    let v = format!("create {node} answered NodeExists: applied twice");
+                    sh.record.lock().unwrap().violations.push(v);
                     None
                 }
                 Err(e) => Some(e),

@@ -24,6 +24,9 @@
 //! - after healing: one leader, every member at the same zxid with the same tree digest,
 //!   and every acknowledged create present everywhere.
 //!
+//! In some seeds `leaderServes` is off: leaders refuse new clients and hand leadership to a
+//! larger id while they still have some.
+//!
 //! `NODE_SEED=<seed>` replays one seed; `NODE_SEEDS=<n>` sets how many run (default 150).
 
 mod common;
@@ -131,6 +134,9 @@ struct Client {
 }
 
 struct Sim {
+    /// `leaderServes`: off in some seeds (the leader refuses new clients and hands its
+    /// leadership over when it has some).
+    leader_serves: bool,
     /// Each member's engine mode at the end of the last step.
     modes: BTreeMap<Sid, Mode>,
     /// Replies that came after their member lost its leader, on the same connection.
@@ -166,10 +172,11 @@ fn clock(step: u64) -> Clock {
     }
 }
 
-fn node_config(id: Sid) -> NodeConfig {
+fn node_config(id: Sid, leader_serves: bool) -> NodeConfig {
     NodeConfig {
         engine: EngineConfig {
             server_id: id as i64,
+            leader_serves,
             ..EngineConfig::default()
         },
         extended_types: false,
@@ -183,6 +190,7 @@ impl Sim {
     fn new(seed: u64) -> Sim {
         let mut rng = Rng::new(seed);
         let n = if rng.chance(70) { 3 } else { 5 };
+        let leader_serves = !rng.chance(30);
         let ids: Vec<Sid> = (1..=n).collect();
         let mut sim = Sim {
             seed,
@@ -206,6 +214,7 @@ impl Sim {
             snaps_loaded: 0,
             modes: BTreeMap::new(),
             answered_across: 0,
+            leader_serves: true,
             rng: Rng::new(0),
         };
         for &id in &ids {
@@ -249,6 +258,7 @@ impl Sim {
             });
         }
         sim.rng = rng;
+        sim.leader_serves = leader_serves;
         for id in ids {
             sim.boot(id);
         }
@@ -309,7 +319,7 @@ impl Sim {
         };
         let zab = self.zab[&id].clone();
         let mut node = Node::new(
-            node_config(id),
+            node_config(id, self.leader_serves),
             zab,
             durable,
             tree,

@@ -172,6 +172,8 @@ pub struct Node {
     served: (Mode, Option<Sid>, u32),
     /// Since when (monotonic ms) this member has had no leader.
     down_since: Option<i64>,
+    /// When this member last handed its leadership over (`leaderServes` off).
+    handed_over_at: Option<i64>,
     /// Learners whose sync may be answered once this batch of actions is done.
     sync_replies: Vec<Sid>,
     /// The read round the engine's waiting syncs need, started at the end of the pass.
@@ -228,6 +230,7 @@ impl Node {
             unapplied,
             served: (Mode::Down, None, 0),
             down_since: Some(now.mono_ms),
+            handed_over_at: None,
             sync_replies: Vec::new(),
             read_round: None,
             truncations: 0,
@@ -340,6 +343,7 @@ impl Node {
             Input::PeerTick => {
                 let a = self.peer.tick();
                 self.perform_peer(a);
+                self.hand_over_clients_leadership();
             }
             Input::EngineTick => self.engine_event(Event::Tick),
             Input::PassEnd => {
@@ -357,6 +361,29 @@ impl Node {
     fn engine_event(&mut self, ev: Event) {
         let a = self.engine.handle(ev, self.now);
         self.perform_engine(a);
+    }
+
+    /// With `leaderServes` off, a leader that still has clients (it kept them when it was
+    /// elected) hands leadership to an up-to-date member with a larger id, whose clients
+    /// are none if it joined after them: the clients stay connected through the change,
+    /// and the next leader crash disconnects nobody. At most once every 10 s, so a member
+    /// the election makes leader again does not keep trying.
+    fn hand_over_clients_leadership(&mut self) {
+        const EVERY_MS: i64 = 10_000;
+        let recently = self
+            .handed_over_at
+            .is_some_and(|t| self.now.mono_ms - t < EVERY_MS);
+        if self.cfg.engine.leader_serves
+            || recently
+            || self.engine.mode() != Mode::Leader
+            || self.engine.connection_count() == 0
+        {
+            return;
+        }
+        if let Some(a) = self.peer.hand_over() {
+            self.handed_over_at = Some(self.now.mono_ms);
+            self.perform_peer(a);
+        }
     }
 
     /// A learner's connection ended (or it connected anew): the syncs it forwarded on it

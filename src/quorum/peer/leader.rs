@@ -299,6 +299,9 @@ impl Peer {
         let Some(epoch) = self.leading().epoch else {
             return;
         };
+        if let Some(st) = self.leading().learners.get_mut(&from) {
+            st.acked = st.acked.max(zxid);
+        }
         if zxid == make_zxid(epoch, 0) {
             let l = self.leading();
             if let Some(st) = l.learners.get_mut(&from) {

@@ -82,6 +82,8 @@ struct LearnerState {
     /// round started before the learner reconnected is answered by its coming back up to
     /// date on the new connection, which it did after the round began.
     generation: u64,
+    /// The largest zxid it has acknowledged (NEWLEADER's counts: it then holds the history).
+    acked: Zxid,
 }
 
 impl LearnerState {
@@ -96,6 +98,7 @@ impl LearnerState {
             pings_sent: 0,
             pings_answered: 0,
             generation: 0,
+            acked: 0,
         }
     }
 }
@@ -198,6 +201,36 @@ impl Peer {
     /// Leading with a committed epoch: can take proposals.
     pub fn is_serving_leader(&self) -> bool {
         matches!(&self.role, Role::Leading(l) if l.broadcasting)
+    }
+
+    /// Leading with nothing outstanding, and a voter with a larger id holds everything
+    /// proposed: this leader steps down (looks) so that the election, which prefers the
+    /// larger id among equally recent histories, makes that voter leader. The host asks it
+    /// when `leaderServes` is off and clients are still on this member (they stay
+    /// connected through the change). None, doing nothing, otherwise.
+    pub fn hand_over(&mut self) -> Option<Vec<PeerAction>> {
+        let me = self.cfg.id;
+        let last = self.last_zxid();
+        let Role::Leading(l) = &self.role else {
+            return None;
+        };
+        if !l.broadcasting || !l.acks.is_empty() {
+            return None;
+        }
+        let successor = l.learners.iter().find(|(s, st)| {
+            **s > me
+                && self.cfg.voters.contains(s)
+                && st.phase == Some(LearnerPhase::UpToDate)
+                && st.acked >= last
+        });
+        let to = *successor?.0;
+        tracing::info!(
+            from = me,
+            to,
+            "handing leadership to a member with a larger id"
+        );
+        self.look();
+        Some(self.take())
     }
 
     /// Leading, and `learner` is up to date on its current connection: the only time its
