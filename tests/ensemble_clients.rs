@@ -353,6 +353,88 @@ async fn observers_serve_clients_without_voting() {
     assert_eq!(o.get_data("/o").await.unwrap().0, b"via observer");
 }
 
+/// The client address (`/ip:port`) of the connection that holds `session` on `member`, from
+/// `cons`.
+fn client_socket(e: &Ensemble, member: usize, session: i64) -> Option<String> {
+    let sid = format!("sid=0x{session:x},");
+    e.four(member, "cons")
+        .lines()
+        .find(|l| l.contains(&sid))
+        .and_then(|l| l.trim().split('[').next().map(str::to_string))
+}
+
+/// A change of leader that no client on a surviving member notices: clients pinned to a
+/// follower and to an observer (one address each, so a dropped connection could not move)
+/// keep their connection and session through a kill -9 of the leader, with writes in
+/// flight, and write on under the next leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_and_observers_keep_their_clients_through_a_leader_kill() {
+    let mut e = Ensemble::start_with_observers(3, 1);
+    let leader = tokio::task::block_in_place(|| e.wait_settled());
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let mut lanes = Vec::new();
+    for (name, member) in [("follower", follower), ("observer", 3)] {
+        let c = e.client(member).await;
+        let session = c.session().id();
+        let mut states = c.state_watcher();
+        // Every state change the client sees, until the test ends.
+        let seen = tokio::spawn(async move {
+            let mut v = Vec::new();
+            loop {
+                let s = states.changed().await;
+                v.push(s);
+                if s.is_terminated() {
+                    return v;
+                }
+            }
+        });
+        c.create(&format!("/{name}"), b"0", &persistent())
+            .await
+            .unwrap();
+        let socket = client_socket(&e, member, session.0).expect("listed by cons");
+        lanes.push((name, member, socket, c, session, seen));
+    }
+    // Writes in flight on both while the leader dies.
+    let mut inflight = Vec::new();
+    for (name, _, _, c, _, _) in &lanes {
+        let (c, path) = (c.clone(), format!("/{name}"));
+        inflight.push(tokio::spawn(async move {
+            for i in 0..200u32 {
+                c.set_data(&path, &i.to_be_bytes(), None).await.unwrap();
+            }
+        }));
+    }
+    e.kill9(leader);
+    tokio::task::block_in_place(|| e.wait_settled());
+    for w in inflight {
+        w.await
+            .expect("every write in flight succeeds on the same connection");
+    }
+    for (name, member, socket, c, session, seen) in lanes {
+        assert_eq!(
+            client_socket(&e, member, session.0).as_deref(),
+            Some(socket.as_str()),
+            "{name}: the same TCP connection carries the session"
+        );
+        let (data, _) = c.get_data(&format!("/{name}")).await.unwrap();
+        assert_eq!(
+            data,
+            199u32.to_be_bytes(),
+            "{name}: the last write is there"
+        );
+        assert_eq!(c.session().id(), session, "{name}: the same session");
+        c.create(&format!("/{name}-after"), b"", &persistent())
+            .await
+            .unwrap();
+        drop(c);
+        let states = seen.await.unwrap();
+        assert!(
+            !states.contains(&zookeeper_client::SessionState::Disconnected),
+            "{name}: the client never lost its connection: {states:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_expires_sessions_of_vanished_clients_and_keeps_active_ones() {
     let e = Ensemble::start(3, "");
