@@ -105,6 +105,8 @@ pub(super) struct State {
     pub(super) parked: Vec<(ConnId, ConnectRequest, i64)>,
     /// Since when (monotonic ms) this member has had no leader, while it keeps its clients.
     pub(super) down_since: Option<i64>,
+    /// Logged and not yet applied here, by (session, cxid): told before serving again.
+    pub(super) unapplied: std::collections::HashSet<(i64, i32)>,
 }
 
 impl Engine {
@@ -188,11 +190,13 @@ impl Engine {
         let parked = std::mem::take(&mut self.ensemble.parked);
         let handshakes = std::mem::take(&mut self.ensemble.handshakes);
         let revalidating = std::mem::take(&mut self.ensemble.revalidating);
+        let unapplied = std::mem::take(&mut self.ensemble.unapplied);
         self.ensemble = State {
             epoch_start: if mode == Mode::Down { 0 } else { last_zxid },
             handshakes,
             revalidating,
             down_since,
+            unapplied,
             ..State::default()
         };
         self.enter(mode, last_zxid);

@@ -23,7 +23,10 @@
 //!   transaction (same session and cxid) was in the new history has been answered by its
 //!   apply, as any forwarded write is. One that is still waiting was not in it, and never
 //!   will be (the new leader's history is final for older epochs): it is sent again, in
-//!   its connection's order, before anything that queued behind it. Each goes to the quorum
+//!   its connection's order, before anything that queued behind it. Except one whose
+//!   transaction this member has logged and not applied yet (a proposal of the new epoch
+//!   made from a request the leader read just before this member reconnected: its
+//!   COMMIT comes after UPTODATE): that one waits for its COMMIT. Each goes to the quorum
 //!   once per leader that could commit it, and is applied at most once.
 //!
 //! A change of leader that replaces the engine's state (SNAP, or a reload after TRUNC)
@@ -53,9 +56,15 @@ impl Engine {
         let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
         conns.sort_unstable();
         let mut resent = 0usize;
+        // Logged here and not yet committed: its COMMIT answers it, so it is not sent again.
+        let unapplied = std::mem::take(&mut self.ensemble.unapplied);
         for c in &conns {
             if let Some(c) = self.conns.get_mut(c) {
+                let session = c.session.unwrap_or(0);
                 for q in c.queue.iter_mut().filter(|q| q.logged && q.done.is_none()) {
+                    if q.req.is_write() && unapplied.contains(&(session, q.xid)) {
+                        continue;
+                    }
                     q.logged = false;
                     resent += 1;
                 }
@@ -68,6 +77,11 @@ impl Engine {
         handshakes.sort_unstable();
         for (session, (conn, timeout)) in handshakes {
             if !self.conns.contains_key(&conn) {
+                continue;
+            }
+            if unapplied.contains(&(session, 0)) {
+                // Its createSession is logged here: it answers the handshake once committed.
+                self.ensemble.handshakes.insert(session, (conn, timeout));
                 continue;
             }
             resent += 1;

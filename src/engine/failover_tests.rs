@@ -227,3 +227,30 @@ fn without_leader_serves_a_new_leader_keeps_its_clients_and_refuses_new_ones() {
     let a = e.handle(Event::Handshake { conn: 2, req }, clock(5));
     assert_eq!(closes(&a), vec![2]);
 }
+
+#[test]
+fn a_write_logged_here_and_not_yet_committed_waits_for_its_commit() {
+    let (mut e, session) = member(Mode::Follower);
+    request(&mut e, 1, create("/pending"), 1);
+    mode(&mut e, Mode::Down, 0, 2);
+    // The next leader proposed it (from the request it read before this member came
+    // back); its COMMIT comes after UPTODATE.
+    e.handle(
+        Event::Unapplied {
+            requests: vec![(session, 1)],
+        },
+        clock(3),
+    );
+    let a = mode(&mut e, Mode::Follower, zx2(0), 3);
+    assert!(forwarded(&a).is_empty(), "not sent twice: {a:?}");
+    let a = apply(
+        &mut e,
+        hdr(session, 1, zx2(1), op::CREATE),
+        create_txn("/pending"),
+        4,
+    );
+    assert_eq!(
+        replies(&a, 1).iter().map(|h| h.xid).collect::<Vec<_>>(),
+        vec![1]
+    );
+}

@@ -150,6 +150,10 @@ pub enum Event {
     /// Ensemble leader: learner `origin`'s connection ended, or it connected anew; what it
     /// forwarded on it and is still waiting (its syncs) is not answered.
     LearnerGone { origin: u64 },
+    /// Ensemble: the transactions this member has logged and not yet applied, by (session,
+    /// cxid), told just before it serves again: a request in flight whose transaction is
+    /// among them is not sent again (its own COMMIT will answer it).
+    Unapplied { requests: Vec<(i64, i32)> },
     /// Ensemble: this engine's state is being replaced (a SNAP from the leader, a reload
     /// after TRUNC): every client connection closes, and its clients reconnect.
     Replaced,
@@ -378,6 +382,9 @@ impl Engine {
             Event::Revalidated { session, valid } => self.on_revalidated(session, valid),
             Event::Mode { mode, last_zxid } => self.set_mode(mode, last_zxid),
             Event::LearnerGone { origin } => self.forget_learner(origin),
+            Event::Unapplied { requests } => {
+                self.ensemble.unapplied = requests.into_iter().collect();
+            }
             Event::Replaced => self.close_all("this member loaded a new state; reconnect"),
         }
         std::mem::take(&mut self.out)

@@ -334,6 +334,14 @@ impl Node {
         self.served = (mode, leader, epoch);
         let last_zxid = make_zxid(epoch, 0);
         tracing::info!(?mode, ?leader, epoch, "client service");
+        if matches!(mode, Mode::Leader | Mode::Follower) {
+            let requests = self
+                .unapplied
+                .iter()
+                .map(|e| (e.hdr.client_id, e.hdr.cxid))
+                .collect();
+            self.engine_event(Event::Unapplied { requests });
+        }
         self.engine_event(Event::Mode { mode, last_zxid });
     }
 }
