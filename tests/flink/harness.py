@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "interop"))
 import certs  # noqa: E402
 import krb  # noqa: E402
+import ports  # noqa: E402
+from ports import free_ports  # noqa: E402
 
 DEADLINE = 180.0
 FLINK_PRINCIPAL = f"flink@{krb.REALM}"
@@ -42,16 +43,6 @@ def configure(zabd, flink, scenario):
 
 def path(*names):
     return os.path.join(WORK, *names)
-
-
-def free_ports(n):
-    ss = [socket.socket() for _ in range(n)]
-    for s in ss:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in ss]
-    for s in ss:
-        s.close()
-    return ports
 
 
 def wait(what, cond, deadline=DEADLINE):
@@ -171,21 +162,7 @@ def start_member(i):
 
 
 def mode(i):
-    try:
-        s = socket.create_connection(("127.0.0.1", plain_port(i)), timeout=2)
-        s.sendall(b"srvr")
-        out = b""
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            out += b
-        for line in out.decode().splitlines():
-            if line.startswith("Mode: "):
-                return line[6:]
-    except OSError:
-        return None
-    return None
+    return ports.mode(plain_port(i))
 
 
 def ensemble_serves():

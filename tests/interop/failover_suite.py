@@ -21,7 +21,6 @@ summary line per round (`round <r> <mode>: ...`), checks, then a count.
 """
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ports  # noqa: E402
 from checks import check, results  # noqa: E402
 
 ZABD, CP, CLASSES, MODE = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
@@ -39,35 +39,9 @@ CLIENTS = 9
 procs = {}
 
 
-def free_ports(n):
-    ss = [socket.socket() for _ in range(n)]
-    for s in ss:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in ss]
-    for s in ss:
-        s.close()
-    return ports
-
-
-def word(port, w):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=2)
-        s.settimeout(5)
-        s.sendall(w.encode())
-        out = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-        return out.decode(errors="replace")
-    except OSError:
-        return ""
-
-
 class Ensemble:
     def __init__(self, rnd):
-        self.p = free_ports(9)
+        self.p = ports.free_ports(9)
         self.dir = os.path.join(WORK, f"round{rnd}")
         os.makedirs(self.dir)
 
@@ -103,10 +77,7 @@ class Ensemble:
         procs[f"m{i}"] = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
 
     def mode(self, i):
-        for line in word(self.client_port(i), "srvr").splitlines():
-            if line.startswith("Mode: "):
-                return line[6:]
-        return None
+        return ports.mode(self.client_port(i))
 
     def leader(self):
         end = time.time() + DEADLINE
@@ -122,7 +93,7 @@ class Ensemble:
         """session id (hex, no 0x) -> member, from `cons`."""
         out = {}
         for i in (1, 2, 3):
-            for line in word(self.client_port(i), "cons").splitlines():
+            for line in ports.word(self.client_port(i), "cons").splitlines():
                 k = line.find("sid=0x")
                 if k >= 0:
                     sid = line[k + 6:].split(",")[0].split(")")[0]

@@ -21,7 +21,6 @@ principal names a host that is not in the ensemble. The zabd binary must be buil
 Usage: mixed_secure.py ZABD_BINARY CLASSPATH [kerberos|tls]. One line per check, then a count.
 """
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import certs  # noqa: E402
 import krb  # noqa: E402
+from ports import free_ports  # noqa: E402
+import ports  # noqa: E402
 from checks import check, results  # noqa: E402
 
 ZABD, CP = sys.argv[1], sys.argv[2]
@@ -39,16 +40,6 @@ TLS = len(sys.argv) > 3 and sys.argv[3] == "tls"
 WORK = tempfile.mkdtemp(prefix="zabd-mixed-secure-")
 DEADLINE = 120.0
 procs = {}
-
-
-def free_ports(n):
-    ss = [socket.socket() for _ in range(n)]
-    for s in ss:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in ss]
-    for s in ss:
-        s.close()
-    return ports
 
 
 P = free_ports(9)
@@ -175,21 +166,7 @@ def stop(i):
 
 
 def mode(i):
-    try:
-        s = socket.create_connection(("127.0.0.1", P[(i - 1) * 3 + 2]), timeout=2)
-        s.sendall(b"srvr")
-        out = b""
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            out += b
-        for line in out.decode().splitlines():
-            if line.startswith("Mode: "):
-                return line[6:]
-    except OSError:
-        return None
-    return None
+    return ports.mode(P[(i - 1) * 3 + 2])
 
 
 def wait_roles(leader, followers):
