@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::peer_guard::Guard;
 use super::peer_stream::{PeerStream, PeerWrite};
 use super::quorum_auth::QuorumAuth;
 use super::quorum_tls::QuorumTls;
@@ -51,7 +52,7 @@ const MAX_PEER_QUEUE: usize = 64 << 20;
 /// Most connections open at once on each peer port (an ensemble needs a few per member).
 const MAX_PEER_PORT_CONNS: usize = 256;
 /// How long a new connection on a peer port may take to say who it is.
-const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a connection's writer is given.
 enum Outgoing {
@@ -799,111 +800,6 @@ async fn accept_quorum(
         }
     })
     .await;
-}
-
-/// What a fresh peer connection goes through before the transport reads it: quorum TLS,
-/// then quorum SASL, each when on.
-#[derive(Clone)]
-struct Guard {
-    auth: Option<Arc<QuorumAuth>>,
-    tls: Option<Arc<QuorumTls>>,
-}
-
-impl Guard {
-    /// Opens a connection to a member's peer port (2 s to connect), made TLS when quorum
-    /// TLS says so; None (logged when it was not a plain refusal) when it failed.
-    async fn dial(&self, addr: SocketAddr, host: &str, sid: Sid, port: &str) -> Option<PeerStream> {
-        let wait = std::time::Duration::from_secs(2);
-        let Ok(Ok(tcp)) = tokio::time::timeout(wait, TcpStream::connect(addr)).await else {
-            return None;
-        };
-        self.secure(tcp, host, sid, port).await
-    }
-
-    /// A connection this member opened to `sid`, made TLS when quorum TLS says so.
-    async fn secure(&self, tcp: TcpStream, host: &str, sid: Sid, port: &str) -> Option<PeerStream> {
-        let _ = tcp.set_nodelay(true);
-        let Some(tls) = &self.tls else {
-            let peer = tcp.peer_addr().ok()?;
-            return Some(PeerStream::plain(tcp, peer));
-        };
-        match tokio::time::timeout(HANDSHAKE_DEADLINE, tls.dial(tcp, host)).await {
-            Ok(Ok(s)) => Some(s),
-            Ok(Err(e)) => {
-                tracing::warn!(sid, port, error = %e, "quorum TLS to a member failed; closing");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(
-                    sid,
-                    port,
-                    "quorum TLS handshake with a member timed out; closing"
-                );
-                None
-            }
-        }
-    }
-
-    /// A connection another member opened here, made TLS when it speaks it.
-    async fn accepted(&self, tcp: TcpStream, peer: SocketAddr, port: &str) -> Option<PeerStream> {
-        let _ = tcp.set_nodelay(true);
-        let Some(tls) = &self.tls else {
-            return Some(PeerStream::plain(tcp, peer));
-        };
-        match tokio::time::timeout(HANDSHAKE_DEADLINE, tls.accept(tcp, peer)).await {
-            Ok(Ok(s)) => Some(s),
-            Ok(Err(e)) => {
-                tracing::warn!(%peer, port, error = %e, "a connection failed quorum TLS; closing");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(%peer, port, "quorum TLS handshake timed out; closing");
-                None
-            }
-        }
-    }
-
-    /// Quorum SASL as the side that connected to `sid`; false (logged) when it failed.
-    async fn authenticate_to(&self, s: &mut PeerStream, sid: Sid, port: &str) -> bool {
-        let Some(auth) = &self.auth else {
-            return true;
-        };
-        let host = s.peer_addr().ip().to_string();
-        match tokio::time::timeout(HANDSHAKE_DEADLINE, auth.as_learner(s, &host)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::warn!(sid, port, error = %e, "quorum SASL authentication to a member failed; closing");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(
-                    sid,
-                    port,
-                    "quorum SASL authentication to a member timed out; closing"
-                );
-                false
-            }
-        }
-    }
-
-    /// Quorum SASL as the side that accepted a connection; false (logged) when the
-    /// connection must close.
-    async fn authenticate_from(&self, s: &mut PeerStream, peer: SocketAddr, port: &str) -> bool {
-        let Some(auth) = &self.auth else {
-            return true;
-        };
-        match tokio::time::timeout(HANDSHAKE_DEADLINE, auth.as_server(s)).await {
-            Ok(Ok(_)) => true,
-            Ok(Err(e)) => {
-                tracing::warn!(%peer, port, error = %e, "a member failed quorum SASL authentication; closing");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(%peer, port, "quorum SASL authentication timed out; closing");
-                false
-            }
-        }
-    }
 }
 
 /// A quorum packet whose framing cannot be right: the connection closes.
