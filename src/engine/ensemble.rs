@@ -515,11 +515,17 @@ impl Engine {
         self.ensemble.read_round += 1;
         let round = self.ensemble.read_round;
         self.out.push(EngineAction::ConfirmLeadership { round });
-        self.ensemble.leader_syncs.push_back(SyncWait {
-            zxid: self.last_logged,
-            round,
-            from,
-        });
+        // Before this epoch's first write, `last_logged` is the numbering base (epoch, 0),
+        // which names no transaction: the history before it was applied when this member
+        // took the lead, and waiting for it would hold every `sync` until the next write.
+        let zxid = if self.last_logged == self.ensemble.epoch_start {
+            self.tree.last_zxid
+        } else {
+            self.last_logged
+        };
+        self.ensemble
+            .leader_syncs
+            .push_back(SyncWait { zxid, round, from });
     }
 
     pub(super) fn on_leadership_confirmed(&mut self, round: u64) {

@@ -254,3 +254,29 @@ fn a_write_logged_here_and_not_yet_committed_waits_for_its_commit() {
         vec![1]
     );
 }
+
+/// A new leader answers a `sync` before its epoch's first write: nothing it has logged is
+/// unapplied (the epoch's numbering base names no transaction). Seen in the node
+/// simulation: every `sync` after a change of leader waited for some client to write.
+#[test]
+fn a_new_leader_answers_sync_before_any_write_of_its_epoch() {
+    let (mut e, _) = member(Mode::Leader);
+    mode(&mut e, Mode::Down, 0, 2);
+    mode(&mut e, Mode::Leader, zx2(0), 3);
+    let a = request(&mut e, 1, super::tests::sync_req(), 4);
+    let round = a
+        .iter()
+        .find_map(|a| match a {
+            EngineAction::ConfirmLeadership { round } => Some(*round),
+            _ => None,
+        })
+        .expect("a read round");
+    let a = e.handle(Event::LeadershipConfirmed { round }, clock(5));
+    assert_eq!(
+        replies(&a, 1)
+            .iter()
+            .map(|h| (h.xid, h.err))
+            .collect::<Vec<_>>(),
+        vec![(1, 0)]
+    );
+}
