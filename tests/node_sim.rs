@@ -22,7 +22,8 @@
 //! - no node ever returns `Diverged`, and no TRUNC ever cuts below what a member has applied
 //!   (the engine holds only committed transactions, so it never needs `Io::Reload`);
 //! - after healing: one leader, every member at the same zxid with the same tree digest,
-//!   and every acknowledged create present everywhere.
+//!   every request outstanding answered, a `sync` + `exists` answered on every client's
+//!   connection, and every acknowledged create present everywhere.
 //!
 //! In some seeds `leaderServes` is off: leaders refuse new clients and hand leadership to a
 //! larger id while they still have some.
@@ -161,6 +162,8 @@ struct Sim {
     /// Creates acknowledged, in the order the acknowledgements arrived.
     acked: Vec<String>,
     checked_syncs: usize,
+    /// Syncs answered on every connection once healed.
+    final_syncs: usize,
     truncs: usize,
     snaps_loaded: usize,
 }
@@ -210,6 +213,7 @@ impl Sim {
             next_node: 0,
             acked: Vec::new(),
             checked_syncs: 0,
+            final_syncs: 0,
             truncs: 0,
             snaps_loaded: 0,
             modes: BTreeMap::new(),
@@ -393,6 +397,11 @@ impl Sim {
                 Io::Reload => "reload".into(),
                 Io::Append { hdr, .. } => format!("append 0x{:x}", hdr.zxid),
                 Io::Peer(PeerCmd::Send { to, msg }) => format!("to {to}: {msg:?}"),
+                Io::Peer(PeerCmd::Raw { to, packet }) => {
+                    format!("to {to}: packet {} 0x{:x}", packet.kind, packet.zxid)
+                }
+                Io::Peer(PeerCmd::ConnectLeader { leader }) => format!("connect to {leader}"),
+                Io::Peer(PeerCmd::Disconnect { peer }) => format!("disconnect {peer}"),
                 _ => String::new(),
             });
             let m = self.members.get_mut(&id).expect("member");
@@ -932,6 +941,7 @@ fn run(seed: u64) -> Sim {
             sim.fail("the ensemble did not converge after healing".into());
         }
     }
+    final_syncs(&mut sim);
     for id in &sim.ids {
         let tree = &sim.members[id].node.as_ref().expect("live").engine().tree;
         for path in &sim.acked {
@@ -941,6 +951,46 @@ fn run(seed: u64) -> Sim {
         }
     }
     sim
+}
+
+/// Liveness once healed: every client (reconnecting where its connection broke) gets every
+/// request it has outstanding answered, then a `sync` + `exists` on each connection, within
+/// a generous bound. A read round that can never be confirmed would hang every `sync` on
+/// its leader for good while the ensemble otherwise looks healthy.
+fn final_syncs(sim: &mut Sim) {
+    let settled = |sim: &Sim| {
+        sim.clients
+            .iter()
+            .all(|cl| cl.conn.is_some() && cl.handshaken && cl.sent.is_empty())
+    };
+    let mut steps = 0;
+    let mut wait = |sim: &mut Sim, what: &str| {
+        while !settled(sim) {
+            sim.run_step(false, false);
+            steps += 1;
+            if steps > 20_000 {
+                let stuck: Vec<_> = sim
+                    .clients
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, cl)| !cl.sent.is_empty() || !cl.handshaken)
+                    .map(|(c, cl)| (c, cl.member, cl.conn, cl.sent.clone()))
+                    .collect();
+                let modes: Vec<_> = sim.modes.iter().collect();
+                sim.fail(format!(
+                    "{what}: not answered after healing {stuck:?}; modes {modes:?}"
+                ));
+            }
+        }
+    };
+    wait(sim, "requests outstanding at the heal");
+    for c in 0..sim.clients.len() {
+        let newest = sim.acked.last().cloned();
+        sim.request(c, Op::Sync);
+        sim.request(c, Op::ExistsAfterSync(newest));
+    }
+    wait(sim, "a sync + exists on every connection");
+    sim.final_syncs += sim.clients.len();
 }
 
 #[test]
@@ -956,7 +1006,7 @@ fn members_keep_client_promises_through_crashes_partitions_and_slow_disks() {
         }
     };
     let (mut acked, mut syncs, mut truncs, mut snaps, mut pauses) = (0, 0, 0, 0, 0);
-    let mut across = 0;
+    let (mut across, mut finals) = (0, 0);
     for seed in &seeds {
         let sim = run(*seed);
         acked += sim.acked.len();
@@ -965,11 +1015,12 @@ fn members_keep_client_promises_through_crashes_partitions_and_slow_disks() {
         snaps += sim.snaps_loaded;
         pauses += sim.pauses;
         across += sim.answered_across;
+        finals += sim.final_syncs;
     }
     println!(
         "{} seeds: {acked} acknowledged creates, {syncs} sync+reads checked, {truncs} TRUNCs, \
          {snaps} SNAPs loaded, {pauses} pauses, {across} requests answered on a connection \
-         that outlived its member's leader",
+         that outlived its member's leader, {finals} syncs answered once healed",
         seeds.len()
     );
     assert!(acked > 0 && syncs > 0, "the workload ran");

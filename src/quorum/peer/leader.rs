@@ -465,11 +465,15 @@ impl Peer {
         for s in &targets {
             self.ping(*s);
         }
-        let l = self.leading();
-        let needed = targets
+        let voters: Vec<Sid> = self
+            .cfg
+            .voters
             .iter()
-            .map(|s| (*s, (l.learners[s].generation, l.learners[s].pings_sent)))
+            .copied()
+            .filter(|s| *s != me)
             .collect();
+        let l = self.leading();
+        let needed = voters.into_iter().map(|s| (s, round_needs(l, s))).collect();
         l.reads.push_back(ReadRound { round, needed });
         self.confirm_reads();
         self.take()
@@ -524,5 +528,22 @@ impl Peer {
         if let Some(round) = confirmed {
             self.out.push(PeerAction::ReadConfirmed { round });
         }
+    }
+}
+
+/// What voter `s` must do to confirm a read round starting now, as (connection generation,
+/// PING answers on that connection). Every voter is listed, not only those up to date: a
+/// round started while too few were (they were syncing or reconnecting) must still be
+/// confirmed once they are back, or it and every `sync` behind it would wait forever.
+/// * Up to date: answer the PING the round sends now.
+/// * Connected, still syncing: once up to date, answer a later PING (the tick sends one).
+///   Its ACK of NEWLEADER alone proves nothing: it may have been sent before the round.
+/// * Not connected: come back on a newer connection and reach up to date on it; the
+///   NEWLEADER it then ACKs was sent after the round began.
+fn round_needs(l: &Leading, s: Sid) -> (u64, u64) {
+    match l.learners.get(&s) {
+        Some(st) if st.phase == Some(LearnerPhase::UpToDate) => (st.generation, st.pings_sent),
+        Some(st) => (st.generation, st.pings_sent + 1),
+        None => (l.next_generation, u64::MAX),
     }
 }

@@ -122,7 +122,7 @@ struct Leading {
     ticks: u32,
     /// Read rounds not yet confirmed by a quorum, oldest first.
     reads: std::collections::VecDeque<ReadRound>,
-    /// The generation the next learner connection gets.
+    /// The generation of the newest learner connection (the next one gets one more).
     next_generation: u64,
 }
 
@@ -672,6 +672,90 @@ mod tests {
         settle(&mut peers, actions, |p| {
             p[li].is_serving_leader() && p[bi].state() == State::Following && !round_pending(p)
         });
+    }
+
+    /// A read round started while no voter was up to date (one was syncing again, the other
+    /// had just dropped its connection) is confirmed once they are back up to date and
+    /// answer a PING, instead of waiting forever with every later round and `sync` behind it
+    /// (seen in a Jepsen run: the healed ensemble never answered `sync` again).
+    #[test]
+    fn a_read_round_started_with_no_voter_up_to_date_is_confirmed_when_they_return() {
+        let mut peers: Vec<Peer> = (1..=3)
+            .map(|i| Peer::new(cfg(i), Durable::default()))
+            .collect();
+        settle(&mut peers, Vec::new(), |p| {
+            p.iter().any(|x| x.is_serving_leader())
+                && p.iter().filter(|x| x.state() == State::Following).count() == 2
+        });
+        let li = peers
+            .iter()
+            .position(|p| p.is_serving_leader())
+            .expect("a leader");
+        let leader = peers[li].id();
+        let mut voters = (1..=3).filter(|s| *s != leader);
+        let (a, b) = (voters.next().expect("voter"), voters.next().expect("voter"));
+        let idx = |s: Sid| (s - 1) as usize;
+        let phase_of = |p: &[Peer], s: Sid| match &p[li].role {
+            Role::Leading(l) => l.learners.get(&s).and_then(|st| st.phase),
+            _ => None,
+        };
+        let cut = |peers: &mut [Peer], s: Sid, actions: &mut Vec<(Sid, PeerAction)>| {
+            let x = peers[li].disconnected(s);
+            actions.extend(x.into_iter().map(|x| (leader, x)));
+            let y = peers[idx(s)].disconnected(leader);
+            actions.extend(y.into_iter().map(|y| (s, y)));
+        };
+        // `a` reconnects; stop, one message at a time, once the leader syncs it again.
+        let mut actions: Vec<(Sid, PeerAction)> = Vec::new();
+        cut(&mut peers, a, &mut actions);
+        let mut rounds = 0;
+        while phase_of(&peers, a) != Some(LearnerPhase::Syncing) {
+            rounds += 1;
+            assert!(rounds < 10_000, "`a` never got back to syncing");
+            match actions.pop() {
+                Some((from, PeerAction::Send { to, msg })) => {
+                    let out = peers[idx(to)].step(from, msg);
+                    actions.extend(out.into_iter().map(|x| (to, x)));
+                }
+                Some((from, PeerAction::Append(e))) => {
+                    let out = peers[idx(from)].durable(e.zxid);
+                    actions.extend(out.into_iter().map(|x| (from, x)));
+                }
+                Some(_) => {}
+                None => {
+                    for p in peers.iter_mut() {
+                        let id = p.id();
+                        actions.extend(p.tick().into_iter().map(|x| (id, x)));
+                    }
+                }
+            }
+        }
+        // Now `b` drops too, and a `sync` starts a round: no voter is up to date.
+        cut(&mut peers, b, &mut actions);
+        assert!(peers[li].is_serving_leader(), "still leading for now");
+        let start = peers[li].start_read_round(1);
+        assert!(
+            !start
+                .iter()
+                .any(|x| matches!(x, PeerAction::ReadConfirmed { .. })),
+            "no voter can confirm the round yet"
+        );
+        actions.extend(start.into_iter().map(|x| (leader, x)));
+        let epoch = peers[li].current_epoch();
+        let round_pending = |p: &[Peer]| match &p[li].role {
+            Role::Leading(l) => !l.reads.is_empty(),
+            _ => true,
+        };
+        settle(&mut peers, actions, |p| {
+            p[li].is_serving_leader()
+                && p.iter().filter(|x| x.state() == State::Following).count() == 2
+                && !round_pending(p)
+        });
+        assert_eq!(
+            peers[li].current_epoch(),
+            epoch,
+            "the same leadership confirmed it"
+        );
     }
 
     #[test]
