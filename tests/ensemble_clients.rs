@@ -435,6 +435,31 @@ async fn followers_and_observers_keep_their_clients_through_a_leader_kill() {
     }
 }
 
+/// A `sync` from a session that stayed on a follower through a leader kill, sent before
+/// anyone writes in the new epoch, is answered, and the read behind it sees the write
+/// acknowledged before the kill. (A new leader once held every such `sync` until the next
+/// write.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_after_a_leader_kill_is_answered_before_any_new_write() {
+    let mut e = Ensemble::start(3, "");
+    let leader = tokio::task::block_in_place(|| e.wait_settled());
+    let f = (0..3).find(|i| *i != leader).expect("a follower");
+    let c = e.client(f).await;
+    c.create("/before", b"acked", &persistent()).await.unwrap();
+    e.kill9(leader);
+    let next = tokio::task::block_in_place(|| e.wait_settled());
+    assert_ne!(next, leader);
+    let read = async {
+        c.sync("/before").await?;
+        c.get_data("/before").await
+    };
+    let (data, _) = tokio::time::timeout(std::time::Duration::from_secs(60), read)
+        .await
+        .expect("sync + getData answered with no write in the new epoch")
+        .unwrap();
+    assert_eq!(data, b"acked");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_expires_sessions_of_vanished_clients_and_keeps_active_ones() {
     let e = Ensemble::start(3, "");
