@@ -1,5 +1,8 @@
 //! Shared by the benches: start the zabd binary on a free loopback port.
 
+pub mod hosts;
+pub mod side_by_side;
+
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
