@@ -257,6 +257,97 @@ fn fdatasync_us(dir: &Path) -> f64 {
     median(t)
 }
 
+/// A member's `mntr`, key by key.
+fn mntr(addr: &str) -> std::collections::HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut out = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+        let _ = s.write_all(b"mntr");
+        let _ = s.read_to_string(&mut out);
+    }
+    out.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once('\t')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+type Mntr = std::collections::HashMap<String, f64>;
+
+/// Every member's `mntr`, in connect-string order.
+fn mntr_all(s: &Server) -> Vec<Mntr> {
+    s.addr.split(',').map(mntr).collect()
+}
+
+/// The write path's stages (`mntr`'s `zabd_write_*_us`, the most recent 1,024 samples of
+/// each) on every member, after the rounds of one load: a markdown table of p50 / p99.
+/// A member's stage counts only if the load added at least 1,024 samples to it (`before`:
+/// every member's `mntr` before the load), so that its samples are all this load's.
+fn breakdown(label: &str, s: &Server, before: &[Mntr]) -> String {
+    let members: Vec<(String, Mntr, &Mntr)> = s
+        .addr
+        .split(',')
+        .zip(before)
+        .map(|(a, b)| (common::mode(a), mntr(a), b))
+        .collect();
+    let stages = [
+        (
+            "leader",
+            "update",
+            "a client's write on the leader: arrival to reply",
+        ),
+        (
+            "follower",
+            "update",
+            "a client's write on a follower: arrival to reply (forwarded)",
+        ),
+        (
+            "leader",
+            "leader_fsync",
+            "leader: propose to its own log sync",
+        ),
+        (
+            "leader",
+            "leader_quorum",
+            "leader: propose to commit (quorum of ACKs)",
+        ),
+        (
+            "follower",
+            "learner_fsync",
+            "follower: PROPOSAL in to its log sync (ACK out)",
+        ),
+        (
+            "follower",
+            "learner_commit",
+            "follower: PROPOSAL in to COMMIT in",
+        ),
+    ];
+    let mut t = format!(
+        "\nWrite path, zabd, {label} (us, p50 / p99 of the last 1,024 samples; followers: \
+         the median member):\n\n| stage | p50 | p99 |\n|---|---|---|\n"
+    );
+    for (role, stage, what) in stages {
+        let pick = |q: &str| {
+            let v: Vec<f64> = members
+                .iter()
+                .filter(|(m, _, _)| m == role)
+                .filter_map(|(_, x, b)| {
+                    let key = format!("zabd_write_{stage}_us_cnt");
+                    let added = x.get(&key)? - b.get(&key).copied().unwrap_or(0.0);
+                    (added >= 1024.0)
+                        .then(|| x.get(&format!("zabd_write_{stage}_us_{q}")).copied())?
+                })
+                .collect();
+            (!v.is_empty()).then(|| median(v))
+        };
+        if let (Some(p50), Some(p99)) = (pick("p50"), pick("p99")) {
+            t.push_str(&format!("| {what} | {p50:.0} | {p99:.0} |\n"));
+        }
+    }
+    t
+}
+
 /// One TCP round trip to a member (connect's SYN / SYN-ACK), median of 300 (us).
 fn round_trip_us(addr: &str) -> f64 {
     let addr: std::net::SocketAddr = addr.parse().unwrap();
@@ -279,25 +370,36 @@ fn side_by_side(rows: &mut Vec<Row>, n: usize, work: &Path, secs: u64, rounds: u
     let zabd = start_zabd(&place, &work.join(format!("zabd-{n}")), n, 0);
     let zk = start_zk(&place, &work.join(format!("zk-{n}")), n);
     let (warm_rounds, warm_zk) = warm(&zabd, &zk, secs);
+    let mut stages = String::new();
     for mix in ["create", "set", "get", "read90"] {
+        let label = format!("{n} members {mix}, 32 sessions x 16");
+        let before = mntr_all(&zabd);
         versus(
             rows,
-            &format!("{n} members {mix}, 32 sessions x 16"),
+            &label,
             &zabd,
             &zk,
             &load_args(mix, 32, 16, secs),
             rounds,
         );
+        if mix == "create" {
+            stages.push_str(&breakdown(&label, &zabd, &before));
+        }
     }
     for mix in ["set", "exists"] {
+        let label = format!("{n} members {mix}, 1 session x 1");
+        let before = mntr_all(&zabd);
         versus(
             rows,
-            &format!("{n} members {mix}, 1 session x 1"),
+            &label,
             &zabd,
             &zk,
             &load_args(mix, 1, 1, secs),
             rounds,
         );
+        if mix == "set" {
+            stages.push_str(&breakdown(&label, &zabd, &before));
+        }
     }
     let fsync = fdatasync_us(work);
     let rtt = round_trip_us(&place.client_addr(1.min(n - 1)));
@@ -306,7 +408,7 @@ fn side_by_side(rows: &mut Vec<Row>, n: usize, work: &Path, secs: u64, rounds: u
     format!(
         "{n} members: {topology}. ZooKeeper warmed for {warm_rounds} rounds of creates \
          ({}), zabd for as many. Floor of a synced write: fdatasync {fsync:.0} us + one TCP \
-         round trip {rtt:.0} us = {:.0} us.\n",
+         round trip {rtt:.0} us = {:.0} us.\n{stages}",
         warm_zk
             .iter()
             .map(|t| format!("{t:.0}"))

@@ -164,6 +164,9 @@ struct Sim {
     checked_syncs: usize,
     /// Syncs answered on every connection once healed.
     final_syncs: usize,
+    /// Samples of the write path's stages (update, leader fsync, leader quorum, learner
+    /// fsync, learner commit) the members held at the end.
+    stages_timed: [u64; 5],
     truncs: usize,
     snaps_loaded: usize,
 }
@@ -171,6 +174,7 @@ struct Sim {
 fn clock(step: u64) -> Clock {
     Clock {
         mono_ms: step as i64 * STEP_MS,
+        mono_us: step as i64 * STEP_MS * 1000,
         wall_ms: 1_800_000_000_000 + step as i64 * STEP_MS,
     }
 }
@@ -214,6 +218,7 @@ impl Sim {
             acked: Vec::new(),
             checked_syncs: 0,
             final_syncs: 0,
+            stages_timed: [0; 5],
             truncs: 0,
             snaps_loaded: 0,
             modes: BTreeMap::new(),
@@ -942,6 +947,27 @@ fn run(seed: u64) -> Sim {
         }
     }
     final_syncs(&mut sim);
+    // The write path's stages timed by the members as they are at the end.
+    let wp: Vec<_> = sim
+        .members
+        .values()
+        .filter_map(|m| m.node.as_ref())
+        .map(|n| n.engine().stats.write_path.clone())
+        .collect();
+    for w in wp {
+        for (i, n) in [
+            w.update_us.count,
+            w.leader_fsync_us.count,
+            w.leader_quorum_us.count,
+            w.learner_fsync_us.count,
+            w.learner_commit_us.count,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            sim.stages_timed[i] += n;
+        }
+    }
     for id in &sim.ids {
         let tree = &sim.members[id].node.as_ref().expect("live").engine().tree;
         for path in &sim.acked {
@@ -1007,6 +1033,7 @@ fn members_keep_client_promises_through_crashes_partitions_and_slow_disks() {
     };
     let (mut acked, mut syncs, mut truncs, mut snaps, mut pauses) = (0, 0, 0, 0, 0);
     let (mut across, mut finals) = (0, 0);
+    let mut stages = [0u64; 5];
     for seed in &seeds {
         let sim = run(*seed);
         acked += sim.acked.len();
@@ -1016,6 +1043,9 @@ fn members_keep_client_promises_through_crashes_partitions_and_slow_disks() {
         pauses += sim.pauses;
         across += sim.answered_across;
         finals += sim.final_syncs;
+        for (t, n) in stages.iter_mut().zip(sim.stages_timed) {
+            *t += n;
+        }
     }
     println!(
         "{} seeds: {acked} acknowledged creates, {syncs} sync+reads checked, {truncs} TRUNCs, \
@@ -1024,6 +1054,11 @@ fn members_keep_client_promises_through_crashes_partitions_and_slow_disks() {
         seeds.len()
     );
     assert!(acked > 0 && syncs > 0, "the workload ran");
+    assert!(
+        stages.iter().all(|n| *n > 0),
+        "every stage of the write path was timed (update, leader fsync, leader quorum, \
+         learner fsync, learner commit): {stages:?}"
+    );
     if seeds.len() >= 50 {
         assert!(truncs > 0, "no TRUNC was exercised");
         assert!(snaps > 0, "no SNAP was exercised");

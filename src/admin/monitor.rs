@@ -253,7 +253,8 @@ pub fn rows(engine: &Engine, info: &ServerInfo) -> Vec<Row> {
             }
         }
     }
-    // zabd's own: what replicas compare, and the core loop's longest pass.
+    // zabd's own: what replicas compare, the core loop's longest pass, and the write
+    // path's stages in microseconds (`engine::stats::WritePath`).
     v.extend([
         gauge("zabd_last_applied_zxid", engine.last_zxid()),
         row(
@@ -267,6 +268,20 @@ pub fn rows(engine: &Engine, info: &ServerInfo) -> Vec<Row> {
             Kind::Gauge,
         ),
     ]);
+    let wp = &st.write_path;
+    for (stage, m) in [
+        ("update", &wp.update_us),
+        ("leader_fsync", &wp.leader_fsync_us),
+        ("leader_quorum", &wp.leader_quorum_us),
+        ("learner_fsync", &wp.learner_fsync_us),
+        ("learner_commit", &wp.learner_commit_us),
+    ] {
+        let k = format!("zabd_write_{stage}_us");
+        v.push(gauge(&format!("{k}_cnt"), m.count));
+        v.push(row(&format!("{k}_avg"), Value::Float(m.avg()), Kind::Gauge));
+        v.push(gauge(&format!("{k}_p50"), m.quantile(0.5)));
+        v.push(gauge(&format!("{k}_p99"), m.quantile(0.99)));
+    }
     for (k, val) in &info.ensemble_rows {
         if k.starts_with("zabd_") {
             v.push(gauge(k, val.parse::<i64>().unwrap_or(0)));

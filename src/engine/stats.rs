@@ -25,8 +25,27 @@ pub struct QuorumCounts {
     pub connection_revalidates: u64,
 }
 
+/// Where a write's time goes, in microseconds: zabd's own figures (ZooKeeper's summaries,
+/// in ms, cannot show stages well below a millisecond). `mntr` shows them as
+/// `zabd_write_*_us`; `benches/ensemble_hosts.rs` reads them for its breakdown.
+#[derive(Debug, Clone, Default)]
+pub struct WritePath {
+    /// The member the client is on: a write's arrival in the engine to its reply.
+    pub update_us: Summary,
+    /// Leader: proposing a transaction to its own log sync covering it.
+    pub leader_fsync_us: Summary,
+    /// Leader: proposing a transaction to its commit by a quorum's ACKs.
+    pub leader_quorum_us: Summary,
+    /// Learner: a PROPOSAL's arrival to its log sync covering it (its ACK goes then).
+    pub learner_fsync_us: Summary,
+    /// Learner: a PROPOSAL's arrival to its COMMIT's.
+    pub learner_commit_us: Summary,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// The write path's stage timings (microseconds).
+    pub write_path: WritePath,
     /// ZAB's counters (ensemble members).
     pub quorum: QuorumCounts,
     /// Watchers one event fired, by event type: created, deleted, data changed, children

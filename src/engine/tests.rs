@@ -10,6 +10,7 @@ use crate::tree::acl_cache::open_acl;
 pub(super) fn clock(ms: i64) -> Clock {
     Clock {
         mono_ms: ms,
+        mono_us: ms * 1000,
         wall_ms: 1_700_000_000_000 + ms,
     }
 }
@@ -406,4 +407,33 @@ fn a_held_handshake_is_closed_after_its_session_timeout() {
         "{a:?}"
     );
     assert_eq!(e.parked_len(), 0);
+}
+
+/// The write path's `update_us`: a write's arrival in the engine to its reply, in
+/// microseconds; reads are not counted.
+#[test]
+fn a_writes_time_from_arrival_to_reply_is_kept_in_microseconds() {
+    let (mut e, session) = member(Mode::Follower);
+    let before = e.stats.write_path.update_us.count;
+    request(&mut e, 1, create("/t"), 4);
+    let a = apply(
+        &mut e,
+        hdr(session, 1, zx(2), op::CREATE),
+        create_txn("/t"),
+        7,
+    );
+    assert_eq!(replies(&a, 1).len(), 1);
+    let u = &e.stats.write_path.update_us;
+    assert_eq!(u.count, before + 1);
+    assert_eq!(u.max, 3000, "3 ms from arrival to reply");
+    request(
+        &mut e,
+        2,
+        Request::GetData {
+            path: "/t".into(),
+            watch: false,
+        },
+        8,
+    );
+    assert_eq!(e.stats.write_path.update_us.count, before + 1);
 }

@@ -56,6 +56,15 @@ use crate::txn::{Txn, TxnHeader};
 use bytes::Bytes;
 use std::collections::VecDeque;
 
+/// A proposal on its way to commit, as this member saw it.
+struct InFlight {
+    zxid: Zxid,
+    /// When the leader proposed it or the learner received it (mono us).
+    at_us: i64,
+    /// This member's log sync covers it.
+    synced: bool,
+}
+
 /// An input to the node.
 pub enum Input {
     /// From a client connection: `Accepted`, `Handshake`, `Request` or `Closed`.
@@ -183,9 +192,10 @@ pub struct Node {
     /// The last and the largest time from the leader's prep of a transaction (its header
     /// time, wall clock) to its apply here, in ms.
     apply_lag_ms: (i64, i64),
-    /// Leader: when each proposal still waiting for its quorum was made (zxid, mono ms),
-    /// for `quorum_ack_latency`; emptied by commits and by role changes.
-    proposed_at: VecDeque<(i64, i64)>,
+    /// Proposals not yet committed, with when this member proposed (leader) or received
+    /// (learner) each, for `quorum_ack_latency` and the write path's stage timings;
+    /// emptied by commits and by role changes.
+    in_flight: VecDeque<InFlight>,
     /// Learner: PROPOSALs not yet acknowledged (zxid, creation time on the leader), for
     /// `proposal_ack_creation_latency`.
     received_at: VecDeque<(i64, i64)>,
@@ -235,7 +245,7 @@ impl Node {
             read_round: None,
             truncations: 0,
             apply_lag_ms: (0, 0),
-            proposed_at: VecDeque::new(),
+            in_flight: VecDeque::new(),
             received_at: VecDeque::new(),
             sync_started: None,
             wait: None,
@@ -336,6 +346,9 @@ impl Node {
             Input::Client(ev) => self.engine_event(ev),
             Input::Peer(e) => self.peer_event(e),
             Input::Durable { zxid, truncations } if truncations == self.truncations => {
+                if self.peer.state() == State::Leading {
+                    self.note_synced(zxid);
+                }
                 let a = self.peer.durable(zxid);
                 self.perform_peer(a);
             }
@@ -515,7 +528,7 @@ impl Node {
     /// Counts and times what a learner receives from its leader (ZooKeeper's learner
     /// metrics).
     fn note_received(&mut self, msg: &Msg) {
-        let (wall, mono) = (self.now.wall_ms, self.now.mono_ms);
+        let (wall, mono, mono_us) = (self.now.wall_ms, self.now.mono_ms, self.now.mono_us);
         let stats = &mut self.engine.stats;
         match msg {
             Msg::Proposal(e) => {
@@ -526,6 +539,11 @@ impl Node {
                     stats.proposal_latency.add((wall - created).max(0));
                     if self.received_at.len() < 100_000 {
                         self.received_at.push_back((e.zxid, created));
+                        self.in_flight.push_back(InFlight {
+                            zxid: e.zxid,
+                            at_us: mono_us,
+                            synced: false,
+                        });
                     }
                 }
             }
@@ -549,7 +567,11 @@ impl Node {
         let body = txnlog::encode_body(&hdr, &txn, Some(digest));
         self.engine.stats.record_proposal_size(body.len());
         self.engine.stats.quorum.proposals += 1;
-        self.proposed_at.push_back((hdr.zxid, self.now.mono_ms));
+        self.in_flight.push_back(InFlight {
+            zxid: hdr.zxid,
+            at_us: self.now.mono_us,
+            synced: false,
+        });
         let (zxid, acts) = self.peer.propose(body);
         match zxid {
             Some(z) if z == hdr.zxid => {}

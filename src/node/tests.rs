@@ -7,6 +7,7 @@ use crate::persist::snapshot;
 fn clock(ms: i64) -> Clock {
     Clock {
         mono_ms: ms,
+        mono_us: ms * 1000,
         wall_ms: 1_700_000_000_000 + ms,
     }
 }

@@ -64,16 +64,7 @@ impl Node {
                     }
                 }
                 PeerAction::Commit { zxid } => {
-                    if self.peer.state() == State::Leading {
-                        self.engine.stats.quorum.commits += 1;
-                        while self.proposed_at.front().is_some_and(|(z, _)| *z <= zxid) {
-                            let (_, at) = self.proposed_at.pop_front().expect("front");
-                            let ms = (self.now.mono_ms - at).max(0);
-                            self.engine.stats.quorum_ack_latency.add(ms);
-                        }
-                    } else {
-                        self.proposed_at.clear();
-                    }
+                    self.note_committed(zxid);
                     self.apply_upto(zxid)
                 }
                 PeerAction::ReadConfirmed { round } => {
@@ -280,8 +271,48 @@ impl Node {
         }
     }
 
+    /// This member's log sync covers the proposals up to `zxid`: the fsync stage of the
+    /// write path (the leader's, or a learner's before its ACK).
+    pub(super) fn note_synced(&mut self, zxid: Zxid) {
+        let (now, leading) = (self.now.mono_us, self.peer.state() == State::Leading);
+        let wp = &mut self.engine.stats.write_path;
+        for f in self.in_flight.iter_mut().take_while(|f| f.zxid <= zxid) {
+            if !f.synced {
+                f.synced = true;
+                let us = (now - f.at_us).max(0);
+                if leading {
+                    wp.leader_fsync_us.add(us);
+                } else {
+                    wp.learner_fsync_us.add(us);
+                }
+            }
+        }
+    }
+
+    /// Proposals up to `zxid` are committed: the leader's quorum stage (and ZooKeeper's
+    /// `quorum_ack_latency`, in ms), or a learner's wait from PROPOSAL to COMMIT.
+    fn note_committed(&mut self, zxid: Zxid) {
+        let leading = self.peer.state() == State::Leading;
+        if leading {
+            self.engine.stats.quorum.commits += 1;
+        }
+        let now = self.now.mono_us;
+        while self.in_flight.front().is_some_and(|f| f.zxid <= zxid) {
+            let f = self.in_flight.pop_front().expect("front");
+            let us = (now - f.at_us).max(0);
+            let stats = &mut self.engine.stats;
+            if leading {
+                stats.quorum_ack_latency.add(us / 1000);
+                stats.write_path.leader_quorum_us.add(us);
+            } else {
+                stats.write_path.learner_commit_us.add(us);
+            }
+        }
+    }
+
     /// A learner acknowledges proposals up to `zxid` (after its log sync).
     fn note_ack(&mut self, zxid: Zxid) {
+        self.note_synced(zxid);
         while self.received_at.front().is_some_and(|(z, _)| *z <= zxid) {
             let (_, created) = self.received_at.pop_front().expect("front");
             let ms = (self.now.wall_ms - created).max(0);
@@ -297,9 +328,7 @@ impl Node {
             }
         }
         self.received_at.clear();
-        if state != State::Leading {
-            self.proposed_at.clear();
-        }
+        self.in_flight.clear();
         if state == State::Looking {
             tracing::info!(id = self.peer.id(), "looking for a leader");
         } else {

@@ -69,8 +69,10 @@ impl Clocks {
     }
 
     pub fn now(&self) -> Clock {
+        let us = self.start.elapsed().as_micros() as i64;
         Clock {
-            mono_ms: self.start.elapsed().as_millis() as i64,
+            mono_ms: us / 1000,
+            mono_us: us,
             wall_ms: wall_ms(),
         }
     }
