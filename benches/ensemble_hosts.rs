@@ -10,7 +10,8 @@
 //! rounds, default 8), zabd gets the same number of warm-up rounds; then each load runs
 //! `HOSTS_ROUNDS` times (default 3) against one, then the other, alternating, and the
 //! table shows medians. Loads: create, setData, getData and 90 % reads at 32 sessions x
-//! 16 in flight, sessions spread round-robin over the members; setData and exists at
+//! 16 in flight, sessions spread round-robin over the members (`zabd bench --round-robin`;
+//! with one session, it sits on the first member); setData and exists at
 //! 1 x 1. Also the floor of a synced write here: fdatasync on the data disk plus one
 //! TCP round trip between namespaces. Then zabd's observers: 3 voters against 3 voters +
 //! 2 observers, getData and create throughput.
@@ -28,15 +29,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Ports inside each namespace (each has its own port space; none is 2181).
-const CLIENT: u16 = 12181;
-const QUORUM: u16 = 12888;
-const ELECTION: u16 = 13888;
+/// Ports inside each namespace (each has its own port space; none is 2181), as
+/// (quorum, election, client), for zabd's member and for ZooKeeper's, which share the host.
+const PORTS: [[u16; 3]; 2] = [[12888, 13888, 12181], [22888, 23888, 22181]];
+
+/// Which server a member belongs to (its ports on a shared host).
+#[derive(Clone, Copy)]
+enum Kind {
+    Zabd = 0,
+    ZooKeeper = 1,
+}
 
 /// Where members run: namespace hosts, or loopback with free ports.
 enum Place {
     Hosts(Hosts),
-    Loopback(Vec<[u16; 3]>),
+    Loopback(Vec<[[u16; 3]; 2]>),
 }
 
 impl Place {
@@ -52,9 +59,8 @@ impl Place {
                 ),
             }
         }
-        let ports = (0..n)
-            .map(|_| [free_port(), free_port(), free_port()])
-            .collect();
+        let three = || [free_port(), free_port(), free_port()];
+        let ports = (0..n).map(|_| [three(), three()]).collect();
         (
             Place::Loopback(ports),
             "loopback (no network namespaces could be made)".into(),
@@ -68,16 +74,16 @@ impl Place {
         }
     }
 
-    /// (quorum, election, client) port of member `i`.
-    fn ports(&self, i: usize) -> [u16; 3] {
+    /// (quorum, election, client) port of member `i` of `kind`.
+    fn ports(&self, i: usize, kind: Kind) -> [u16; 3] {
         match self {
-            Place::Hosts(_) => [QUORUM, ELECTION, CLIENT],
-            Place::Loopback(p) => p[i],
+            Place::Hosts(_) => PORTS[kind as usize],
+            Place::Loopback(p) => p[i][kind as usize],
         }
     }
 
-    fn client_addr(&self, i: usize) -> String {
-        format!("{}:{}", self.ip(i), self.ports(i)[2])
+    fn client_addr(&self, i: usize, kind: Kind) -> String {
+        format!("{}:{}", self.ip(i), self.ports(i, kind)[2])
     }
 
     fn command(&self, i: usize, program: &str) -> Command {
@@ -107,12 +113,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A load spread round-robin over the members (`zabd bench --round-robin`).
+fn rr_load(mix: &str, sessions: usize, inflight: usize, secs: u64) -> Vec<String> {
+    let mut v = load_args(mix, sessions, inflight, secs);
+    v.push("--round-robin".into());
+    v
+}
+
 /// Starts zabd members on `place`: `voters` participants then `observers` observers.
 fn start_zabd(place: &Place, dir: &Path, voters: usize, observers: usize) -> Server {
     let n = voters + observers;
     let servers: String = (0..n)
         .map(|i| {
-            let [q, e, c] = place.ports(i);
+            let [q, e, c] = place.ports(i, Kind::Zabd);
             let role = if i >= voters { ":observer" } else { "" };
             format!(
                 "{} = \"{ip}:{q}:{e}{role};{ip}:{c}\"\n",
@@ -134,7 +147,7 @@ fn start_zabd(place: &Place, dir: &Path, voters: usize, observers: usize) -> Ser
                  data_dir = \"{}\"\nclient_port = {}\nclient_port_address = \"{}\"\n\
                  server_id = {}\n[servers]\n{servers}",
                 d.display(),
-                place.ports(i)[2],
+                place.ports(i, Kind::Zabd)[2],
                 place.ip(i),
                 i + 1
             ),
@@ -151,7 +164,7 @@ fn start_zabd(place: &Place, dir: &Path, voters: usize, observers: usize) -> Ser
             .spawn()
             .expect("start zabd");
         children.push(child);
-        addrs.push(place.client_addr(i));
+        addrs.push(place.client_addr(i, Kind::Zabd));
     }
     for a in &addrs {
         wait_ruok(a);
@@ -168,7 +181,7 @@ fn start_zabd(place: &Place, dir: &Path, voters: usize, observers: usize) -> Ser
 fn start_zk(place: &Place, dir: &Path, n: usize) -> Server {
     let servers: String = (0..n)
         .map(|i| {
-            let [q, e, c] = place.ports(i);
+            let [q, e, c] = place.ports(i, Kind::ZooKeeper);
             format!("server.{}={ip}:{q}:{e};{ip}:{c}\n", i + 1, ip = place.ip(i))
         })
         .collect();
@@ -201,7 +214,7 @@ fn start_zk(place: &Place, dir: &Path, n: usize) -> Server {
                 .spawn()
                 .expect("java runs ZooKeeper"),
         );
-        addrs.push(place.client_addr(i));
+        addrs.push(place.client_addr(i, Kind::ZooKeeper));
     }
     for a in &addrs {
         wait_ruok(a);
@@ -217,7 +230,7 @@ fn start_zk(place: &Place, dir: &Path, n: usize) -> Server {
 /// Warms ZooKeeper's JIT with rounds of creates until one improves on the best before by
 /// no more than 3 %; zabd gets as many rounds. Returns the rounds and ZooKeeper's figures.
 fn warm(zabd: &Server, zk: &Server, secs: u64) -> (usize, Vec<f64>) {
-    let args = load_args("create", 32, 16, secs);
+    let args = rr_load("create", 32, 16, secs);
     let max = env_u64("HOSTS_WARM_MAX", 8) as usize;
     let mut seen: Vec<f64> = Vec::new();
     while seen.len() < max {
@@ -379,7 +392,7 @@ fn side_by_side(rows: &mut Vec<Row>, n: usize, work: &Path, secs: u64, rounds: u
             &label,
             &zabd,
             &zk,
-            &load_args(mix, 32, 16, secs),
+            &rr_load(mix, 32, 16, secs),
             rounds,
         );
         if mix == "create" {
@@ -389,20 +402,13 @@ fn side_by_side(rows: &mut Vec<Row>, n: usize, work: &Path, secs: u64, rounds: u
     for mix in ["set", "exists"] {
         let label = format!("{n} members {mix}, 1 session x 1");
         let before = mntr_all(&zabd);
-        versus(
-            rows,
-            &label,
-            &zabd,
-            &zk,
-            &load_args(mix, 1, 1, secs),
-            rounds,
-        );
+        versus(rows, &label, &zabd, &zk, &rr_load(mix, 1, 1, secs), rounds);
         if mix == "set" {
             stages.push_str(&breakdown(&label, &zabd, &before));
         }
     }
     let fsync = fdatasync_us(work);
-    let rtt = round_trip_us(&place.client_addr(1.min(n - 1)));
+    let rtt = round_trip_us(&place.client_addr(1.min(n - 1), Kind::Zabd));
     drop(zabd);
     drop(zk);
     format!(
@@ -434,7 +440,7 @@ fn observers(work: &Path, secs: u64, rounds: u64) -> String {
         let run = |mix: &str| {
             let t: Vec<f64> = (0..rounds)
                 .map(|_| {
-                    bench(&s, &load_args(mix, 32, 16, secs))["ops_per_sec"]
+                    bench(&s, &rr_load(mix, 32, 16, secs))["ops_per_sec"]
                         .as_f64()
                         .unwrap()
                 })

@@ -175,6 +175,10 @@ struct BenchArgs {
     /// of --servers until a reader polling the second sees it.
     #[arg(long)]
     staleness: bool,
+    /// Session i connects to server i mod n of --servers only, instead of letting the
+    /// client pick from the whole string: an even, repeatable spread over an ensemble.
+    #[arg(long)]
+    round_robin: bool,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -334,6 +338,7 @@ fn bench(b: &BenchArgs) -> ExitCode {
         session_timeout: std::time::Duration::from_secs(30),
         progress: !b.quiet,
         staleness: b.staleness,
+        round_robin: b.round_robin,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -44,6 +44,8 @@ pub struct Options {
     pub progress: bool,
     /// Also measure staleness between the first two servers (see `staleness.rs`).
     pub staleness: bool,
+    /// Session i connects to server i mod n of `servers` only.
+    pub round_robin: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,11 +120,26 @@ fn root() -> String {
 }
 
 async fn connect(o: &Options) -> Result<Client, String> {
+    connect_to(o, &o.servers).await
+}
+
+async fn connect_to(o: &Options, servers: &str) -> Result<Client, String> {
     Client::connector()
         .with_session_timeout(o.session_timeout)
-        .connect(&o.servers)
+        .connect(servers)
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", o.servers))
+        .map_err(|e| format!("cannot connect to {servers}: {e}"))
+}
+
+/// Session `i`'s connect string: one server of the list in turn with `round_robin`, else
+/// the whole list.
+fn servers_for(o: &Options, i: usize) -> String {
+    let all: Vec<&str> = o.servers.split(',').collect();
+    if o.round_robin && !all.is_empty() {
+        all[i % all.len()].to_string()
+    } else {
+        o.servers.clone()
+    }
 }
 
 /// Creates the run's root and `keys` nodes of `value_size` bytes.
@@ -156,11 +173,11 @@ pub async fn run(o: &Options) -> Result<Report, String> {
     if o.watchers > 0 {
         return fan_out(o).await;
     }
-    let first = connect(o).await?;
+    let first = connect_to(o, &servers_for(o, 0)).await?;
     populate(&first, o).await?;
     let mut clients = vec![first];
     while clients.len() < o.sessions {
-        clients.push(connect(o).await?);
+        clients.push(connect_to(o, &servers_for(o, clients.len())).await?);
     }
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));

@@ -61,8 +61,6 @@ struct InFlight {
     zxid: Zxid,
     /// When the leader proposed it or the learner received it (mono us).
     at_us: i64,
-    /// This member's log sync covers it.
-    synced: bool,
 }
 
 /// An input to the node.
@@ -196,6 +194,9 @@ pub struct Node {
     /// (learner) each, for `quorum_ack_latency` and the write path's stage timings;
     /// emptied by commits and by role changes.
     in_flight: VecDeque<InFlight>,
+    /// How many of `in_flight`, from the front, this member's log sync covers (syncs and
+    /// commits both go in zxid order), so a durability report looks only at the rest.
+    in_flight_synced: usize,
     /// Learner: PROPOSALs not yet acknowledged (zxid, creation time on the leader), for
     /// `proposal_ack_creation_latency`.
     received_at: VecDeque<(i64, i64)>,
@@ -246,6 +247,7 @@ impl Node {
             truncations: 0,
             apply_lag_ms: (0, 0),
             in_flight: VecDeque::new(),
+            in_flight_synced: 0,
             received_at: VecDeque::new(),
             sync_started: None,
             wait: None,
@@ -542,7 +544,6 @@ impl Node {
                         self.in_flight.push_back(InFlight {
                             zxid: e.zxid,
                             at_us: mono_us,
-                            synced: false,
                         });
                     }
                 }
@@ -570,7 +571,6 @@ impl Node {
         self.in_flight.push_back(InFlight {
             zxid: hdr.zxid,
             at_us: self.now.mono_us,
-            synced: false,
         });
         let (zxid, acts) = self.peer.propose(body);
         match zxid {

@@ -276,15 +276,16 @@ impl Node {
     pub(super) fn note_synced(&mut self, zxid: Zxid) {
         let (now, leading) = (self.now.mono_us, self.peer.state() == State::Leading);
         let wp = &mut self.engine.stats.write_path;
-        for f in self.in_flight.iter_mut().take_while(|f| f.zxid <= zxid) {
-            if !f.synced {
-                f.synced = true;
-                let us = (now - f.at_us).max(0);
-                if leading {
-                    wp.leader_fsync_us.add(us);
-                } else {
-                    wp.learner_fsync_us.add(us);
-                }
+        while let Some(f) = self.in_flight.get(self.in_flight_synced) {
+            if f.zxid > zxid {
+                break;
+            }
+            self.in_flight_synced += 1;
+            let us = (now - f.at_us).max(0);
+            if leading {
+                wp.leader_fsync_us.add(us);
+            } else {
+                wp.learner_fsync_us.add(us);
             }
         }
     }
@@ -299,6 +300,7 @@ impl Node {
         let now = self.now.mono_us;
         while self.in_flight.front().is_some_and(|f| f.zxid <= zxid) {
             let f = self.in_flight.pop_front().expect("front");
+            self.in_flight_synced = self.in_flight_synced.saturating_sub(1);
             let us = (now - f.at_us).max(0);
             let stats = &mut self.engine.stats;
             if leading {
@@ -329,6 +331,7 @@ impl Node {
         }
         self.received_at.clear();
         self.in_flight.clear();
+        self.in_flight_synced = 0;
         if state == State::Looking {
             tracing::info!(id = self.peer.id(), "looking for a leader");
         } else {
