@@ -105,14 +105,6 @@ impl Place {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A load spread round-robin over the members (`zabd bench --round-robin`).
 fn rr_load(mix: &str, sessions: usize, inflight: usize, secs: u64) -> Vec<String> {
     let mut v = load_args(mix, sessions, inflight, secs);
@@ -247,27 +239,6 @@ fn warm(zabd: &Server, zk: &Server, secs: u64) -> (usize, Vec<f64>) {
         eprintln!("  warm-up zabd round {}: {t:.0} creates/s", r + 1);
     }
     (seen.len(), seen)
-}
-
-/// fdatasync of a 128 B write into a preallocated file under `dir` (median, us).
-fn fdatasync_us(dir: &Path) -> f64 {
-    use std::io::Write;
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("fdatasync-floor");
-    let mut f = std::fs::File::create(&path).unwrap();
-    f.write_all(&vec![0u8; 1000 * 128]).unwrap();
-    f.sync_all().unwrap();
-    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    let t: Vec<f64> = (0..1000)
-        .map(|_| {
-            let start = Instant::now();
-            f.write_all(&[7u8; 128]).unwrap();
-            f.sync_data().unwrap();
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    let _ = std::fs::remove_file(&path);
-    median(t)
 }
 
 /// A member's `mntr`, key by key.
@@ -407,7 +378,7 @@ fn side_by_side(rows: &mut Vec<Row>, n: usize, work: &Path, secs: u64, rounds: u
             stages.push_str(&breakdown(&label, &zabd, &before));
         }
     }
-    let fsync = fdatasync_us(work);
+    let fsync = median(fdatasync_samples(work, 1000));
     let rtt = round_trip_us(&place.client_addr(1.min(n - 1), Kind::Zabd));
     drop(zabd);
     drop(zk);

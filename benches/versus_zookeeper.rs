@@ -24,14 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_zk(dir: &Path, port: u16) -> (Vec<Child>, String) {
     std::fs::create_dir_all(dir).unwrap();
     let cfg = dir.with_extension("cfg");
@@ -499,31 +491,6 @@ async fn time_failover(connect: &str, epoch: i64, kill: impl FnOnce()) -> Durati
     }
 }
 
-/// fdatasync after each 128-byte write into a zero-filled, already synced file, 2,000 times,
-/// as a preallocated transaction log is written (both servers preallocate theirs, so a
-/// sync carries no change of file size): (p50, p99) in us. The floor under any synced
-/// write's latency.
-fn fdatasync_floor(dir: &Path) -> (f64, f64) {
-    use std::io::Write;
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("fdatasync-floor");
-    let mut f = std::fs::File::create(&path).unwrap();
-    f.write_all(&vec![0u8; 2000 * 128]).unwrap();
-    f.sync_all().unwrap();
-    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    let mut t: Vec<f64> = (0..2000)
-        .map(|_| {
-            let start = Instant::now();
-            f.write_all(&[7u8; 128]).unwrap();
-            f.sync_data().unwrap();
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    let _ = std::fs::remove_file(&path);
-    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (t[t.len() / 2], t[t.len() * 99 / 100])
-}
-
 /// The 1x1 rows against the fdatasync floor: the server's share of a synced write is the
 /// setData round trip less the exists round trip (client, loopback and dispatch).
 fn floor_note(rows: &[Row], floor: (f64, f64)) -> String {
@@ -617,7 +584,10 @@ fn main() {
             rounds,
         );
     }
-    let floor = fdatasync_floor(&work);
+    let floor = {
+        let t = fdatasync_samples(&work, 2000);
+        (t[t.len() / 2], t[t.len() * 99 / 100])
+    };
     let mut points = Vec::new();
     for (s, k) in [(1, 1), (4, 4), (16, 8), (32, 16), (64, 16)] {
         let label = format!("{s}x{k}");

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -220,4 +221,38 @@ pub fn table(rows: &[Row]) -> String {
         ));
     }
     s
+}
+
+/// A free loopback port (free when asked; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// fdatasync after a 128 B write into a preallocated file under `dir`, `n` times, the way
+/// a preallocated transaction log is written (both servers preallocate theirs, so a sync
+/// carries no change of file size): the floor under any synced write's latency. Returns
+/// the samples in us, sorted.
+pub fn fdatasync_samples(dir: &Path, n: usize) -> Vec<f64> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("fdatasync-floor");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&vec![0u8; n * 128]).unwrap();
+    f.sync_all().unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let mut t: Vec<f64> = (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            f.write_all(&[7u8; 128]).unwrap();
+            f.sync_data().unwrap();
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    let _ = std::fs::remove_file(&path);
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    t
 }
