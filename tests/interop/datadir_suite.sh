@@ -39,7 +39,7 @@ start_zk() {
   pid=$!; pids+=($pid)
   addr=127.0.0.1:$port
   for _ in $(seq 1 600); do
-    [ "$(echo ruok | nc -q1 127.0.0.1 "$port" 2>/dev/null)" = imok ] && return 0; sleep 0.1
+    [ "$(echo ruok | timeout 5 nc -q1 127.0.0.1 "$port" 2>/dev/null)" = imok ] && return 0; sleep 0.1
   done
   echo "ZooKeeper did not start"; tail -20 "$work/zk.log"; exit 1
 }
@@ -85,7 +85,7 @@ cp -r "$work/b" "$work/b-copy"
 start_zabd "$work/b-copy"
 check resume "$addr" "$work/session-b" && ok "zabd resumes the session ZooKeeper left open" || bad "zabd resumes ZooKeeper's session"
 check dump "$addr" >"$work/zabd-on-zk.txt" 2>/dev/null
-mntr=$(echo mntr | nc -q1 "${addr%:*}" "${addr##*:}")
+mntr=$(echo mntr | timeout 5 nc -q1 "${addr%:*}" "${addr##*:}")
 stop "$pid"
 printf '%s' "$mntr" | grep -q "zk_digest_mismatches_count	0" && ok "zabd replays ZooKeeper's logs with matching digests" || bad "digest mismatches replaying ZooKeeper's logs"
 start_zk "$work/b"

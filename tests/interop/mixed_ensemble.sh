@@ -53,7 +53,7 @@ start() {
 }
 stop() { kill -9 "${pids[$1]}" 2>/dev/null; wait "${pids[$1]}" 2>/dev/null; pids[$1]=0; }
 wipe() { rm -rf "$work/m$1/version-2" "$work/m$1/acceptedEpoch" "$work/m$1/currentEpoch"; }
-mode() { (echo srvr | nc -q1 127.0.0.1 "${ports[($1 - 1) * 3 + 2]}" 2>/dev/null) | sed -n 's/^Mode: //p'; }
+mode() { (echo srvr | timeout 5 nc -q1 127.0.0.1 "${ports[($1 - 1) * 3 + 2]}" 2>/dev/null) | sed -n 's/^Mode: //p'; }
 
 # wait_roles "LEADER" "FOLLOWERS...": until member LEADER leads and the others follow.
 wait_roles() {
