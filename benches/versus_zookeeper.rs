@@ -65,20 +65,7 @@ fn start_zk_ensemble(dir: &Path, ports: &[u16]) -> (Vec<Child>, String) {
     let mut children = Vec::new();
     let mut addrs = Vec::new();
     for i in 0..3 {
-        let d = dir.join(format!("m{}", i + 1));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("myid"), format!("{}", i + 1)).unwrap();
-        let cfg = d.with_extension("cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nmaxClientCnxns=0\n\
-                 4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=yes\n{servers}",
-                d.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(d.with_extension("log")).unwrap();
+        let (cfg, log) = zk_member_files(dir, i, &servers);
         children.push(
             Command::new("java")
                 .args(["-Xmx2g", "-cp", &classpath()])

@@ -256,3 +256,24 @@ pub fn fdatasync_samples(dir: &Path, n: usize) -> Vec<f64> {
     t.sort_by(|a, b| a.partial_cmp(b).unwrap());
     t
 }
+
+/// ZooKeeper ensemble member `i`'s files under `dir`: `m<i+1>/myid`, and `m<i+1>.cfg` with
+/// the settings both servers get (sync on, tickTime 2000, no connection limit) and the
+/// `server.N` lines `servers`; returns the config's path and a fresh log file.
+pub fn zk_member_files(dir: &Path, i: usize, servers: &str) -> (std::path::PathBuf, std::fs::File) {
+    let d = dir.join(format!("m{}", i + 1));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("myid"), format!("{}", i + 1)).unwrap();
+    let cfg = d.with_extension("cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nmaxClientCnxns=0\n\
+             4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=yes\n{servers}",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(d.with_extension("log")).unwrap();
+    (cfg, log)
+}
