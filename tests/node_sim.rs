@@ -236,6 +236,7 @@ impl Sim {
                 finalize_ticks: 1,
                 snap_threshold: 30 + rng.below(60) as usize,
                 log_window: 5 + rng.below(60) as usize,
+                batched: rng.below(2) == 0,
             };
             sim.zab.insert(id, cfg);
             let mut disk = Disk::default();

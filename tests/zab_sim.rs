@@ -119,6 +119,8 @@ impl Sim {
                 finalize_ticks: 1,
                 snap_threshold: 40,
                 log_window: 3 + rng.below(40) as usize,
+                // Half the peers are like Apache ZooKeeper: one ACK and COMMIT per proposal.
+                batched: rng.below(2) == 0,
             };
             nodes.insert(
                 id,

@@ -29,6 +29,7 @@ fn node(id: Sid) -> Node {
         finalize_ticks: 1,
         snap_threshold: 100,
         log_window: 100,
+        batched: true,
     };
     let tree = DataTree::new(false);
     Node::new(cfg, zab, Durable::default(), tree, Vec::new(), clock(0)).expect("a node")

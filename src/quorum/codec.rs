@@ -4,8 +4,8 @@
 //! | [`Msg`]                         | packet                                                        |
 //! |---------------------------------|---------------------------------------------------------------|
 //! | `Notify(vote)`                  | election notification (state, leader, zxid, round, peer epoch) |
-//! | `FollowerInfo{e, observer}`     | FOLLOWERINFO / OBSERVERINFO, zxid (e, 0), data LearnerInfo{long sid, int 0x10000, long configVersion} |
-//! | `LeaderInfo{e}`                 | LEADERINFO, zxid (e, 0), data int 0x10000                      |
+//! | `FollowerInfo{e, observer, batched}` | FOLLOWERINFO / OBSERVERINFO, zxid (e, 0), data LearnerInfo{long sid, int 0x10000, long configVersion}, then zabd's trailer |
+//! | `LeaderInfo{e, batched}`        | LEADERINFO, zxid (e, 0), data int 0x10000, then zabd's trailer |
 //! | `AckEpoch{current, last, counts}` | ACKEPOCH, zxid last, data int current (-1: does not count) |
 //! | `Diff{z}` / `Trunc{z}`          | DIFF / TRUNC, zxid z                                           |
 //! | `Snap{..}`                      | SNAP, zxid of the state; the state follows on the stream       |
@@ -15,6 +15,12 @@
 //! | `Inform(entry)`                 | INFORM (to observers: a committed proposal), data as PROPOSAL's |
 //! | `UpToDate`                      | UPTODATE, zxid -1                                              |
 //! | `Ping` (leader) / `PingReply` (learner) | PING; the learner's carries its sessions' touches       |
+//!
+//! **zabd's trailer**: 8 bytes after the data ZooKeeper defines, `int 0x7a616264` ("zabd"),
+//! `int flags`; bit 0 (`BATCHED`) is set by a member that takes (leader) or sends (learner)
+//! one ACK and one COMMIT for every proposal up to its zxid. Apache ZooKeeper reads only the
+//! fields it knows from both packets (Learner.registerWithLeader, LearnerHandler.run) and
+//! never sends a trailer, so it gets and gives one ACK and one COMMIT per proposal, as ever.
 //!
 //! Session traffic (REQUEST, REVALIDATE, SYNC, ping session lists) belongs to the server and
 //! has its own helpers here.
@@ -26,6 +32,28 @@ use bytes::Bytes;
 
 /// ZooKeeper's learner protocol version (0x10000).
 pub const LEARNER_PROTOCOL: i32 = 0x10000;
+
+/// The trailer's first int, "zabd" in ASCII.
+const TRAILER_MAGIC: i32 = 0x7a61_6264;
+/// Trailer flag: one ACK and one COMMIT for every proposal up to its zxid.
+const BATCHED: i32 = 1;
+
+fn put_trailer(w: &mut Writer, batched: bool) {
+    w.i32(TRAILER_MAGIC).i32(if batched { BATCHED } else { 0 });
+}
+
+/// The trailer's flags after the first `known` bytes of `data`; 0 without a trailer.
+fn trailer_flags(data: &[u8], known: usize) -> i32 {
+    let Some(t) = data.get(known..known + 8) else {
+        return 0;
+    };
+    let int = |b: &[u8]| i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    if int(&t[..4]) == TRAILER_MAGIC {
+        int(&t[4..])
+    } else {
+        0
+    }
+}
 
 fn state_code(s: State) -> i32 {
     match s {
@@ -91,9 +119,11 @@ pub fn encode_packet(
         Msg::FollowerInfo {
             accepted_epoch,
             observer,
+            batched,
         } => {
             let mut w = Writer::new();
             w.i64(me as i64).i32(LEARNER_PROTOCOL).i64(config_version);
+            put_trailer(&mut w, *batched);
             let kind = if *observer {
                 packet::OBSERVERINFO
             } else {
@@ -101,11 +131,16 @@ pub fn encode_packet(
             };
             p(kind, make_zxid(*accepted_epoch, 0), Some(w.into_bytes()))
         }
-        Msg::LeaderInfo { epoch } => p(
-            packet::LEADERINFO,
-            make_zxid(*epoch, 0),
-            int_data(LEARNER_PROTOCOL),
-        ),
+        Msg::LeaderInfo { epoch, batched } => {
+            let mut w = Writer::new();
+            w.i32(LEARNER_PROTOCOL);
+            put_trailer(&mut w, *batched);
+            p(
+                packet::LEADERINFO,
+                make_zxid(*epoch, 0),
+                Some(w.into_bytes()),
+            )
+        }
         Msg::AckEpoch {
             current_epoch,
             last_zxid,
@@ -139,9 +174,11 @@ pub fn decode_packet(p: &QuorumPacket, from_leader: bool) -> Result<Msg, DecodeE
         packet::FOLLOWERINFO | packet::OBSERVERINFO => Msg::FollowerInfo {
             accepted_epoch: epoch_of(p.zxid),
             observer: p.kind == packet::OBSERVERINFO,
+            batched: trailer_flags(&data(), 20) & BATCHED != 0,
         },
         packet::LEADERINFO => Msg::LeaderInfo {
             epoch: epoch_of(p.zxid),
+            batched: trailer_flags(&data(), 4) & BATCHED != 0,
         },
         packet::ACKEPOCH => {
             let e = int()?;
@@ -288,12 +325,21 @@ mod tests {
             Msg::FollowerInfo {
                 accepted_epoch: 3,
                 observer: false,
+                batched: true,
             },
             Msg::FollowerInfo {
                 accepted_epoch: 3,
                 observer: true,
+                batched: false,
             },
-            Msg::LeaderInfo { epoch: 4 },
+            Msg::LeaderInfo {
+                epoch: 4,
+                batched: true,
+            },
+            Msg::LeaderInfo {
+                epoch: 4,
+                batched: false,
+            },
             Msg::AckEpoch {
                 current_epoch: 3,
                 last_zxid: make_zxid(3, 9),
@@ -329,6 +375,48 @@ mod tests {
         let ping = encode_packet(&Msg::Ping, 1, 0, &cfg).unwrap();
         assert_eq!(decode_packet(&ping, true).unwrap(), Msg::Ping);
         assert_eq!(decode_packet(&ping, false).unwrap(), Msg::PingReply);
+    }
+
+    #[test]
+    fn zookeepers_learner_info_and_leader_info_are_not_batched() {
+        // As Apache ZooKeeper 3.8 writes them: no trailer.
+        let mut w = Writer::new();
+        w.i64(2).i32(LEARNER_PROTOCOL).i64(0);
+        let info = QuorumPacket {
+            kind: packet::FOLLOWERINFO,
+            zxid: make_zxid(3, 0),
+            data: Some(w.into_bytes()),
+            auth: Vec::new(),
+        };
+        let leader = QuorumPacket {
+            kind: packet::LEADERINFO,
+            zxid: make_zxid(4, 0),
+            data: int_data(LEARNER_PROTOCOL),
+            auth: Vec::new(),
+        };
+        assert!(matches!(
+            decode_packet(&info, false).unwrap(),
+            Msg::FollowerInfo { batched: false, .. }
+        ));
+        assert!(matches!(
+            decode_packet(&leader, true).unwrap(),
+            Msg::LeaderInfo { batched: false, .. }
+        ));
+        // What ZooKeeper reads of zabd's: the fields it knows, at their places.
+        let ours = encode_packet(
+            &Msg::LeaderInfo {
+                epoch: 4,
+                batched: true,
+            },
+            1,
+            0,
+            &Bytes::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            ours.data.as_ref().unwrap()[..4],
+            LEARNER_PROTOCOL.to_be_bytes()
+        );
     }
 
     #[test]

@@ -86,12 +86,18 @@ pub struct Entry {
 pub enum Msg {
     /// Election port: the sender's vote and state.
     Notify(Vote),
+    /// `batched`: the learner takes one COMMIT for every proposal up to its zxid (a zabd
+    /// learner; see [`codec`] for how it is told on the wire).
     FollowerInfo {
         accepted_epoch: u32,
         observer: bool,
+        batched: bool,
     },
+    /// `batched`: the leader counts an ACK as acknowledging every earlier proposal, so the
+    /// learner may send one ACK per log sync.
     LeaderInfo {
         epoch: u32,
+        batched: bool,
     },
     /// `counts` is false when the learner had already accepted this epoch before (ZooKeeper
     /// sends -1 then): it is synced, but not counted toward the epoch quorum.

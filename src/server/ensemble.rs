@@ -176,6 +176,7 @@ pub async fn run_member(
         finalize_ticks: 1,
         snap_threshold: s.commit_log_count,
         log_window: s.commit_log_count,
+        batched: true,
     };
     let election = super::bind("leader election", peers[&me].election.to_string()).await?;
     let quorum = super::bind("the quorum", peers[&me].quorum.to_string()).await?;

@@ -20,7 +20,6 @@ impl Peer {
             learners,
             newleader_acks: BTreeSet::new(),
             broadcasting: false,
-            acks: BTreeMap::new(),
             next_counter: 0,
             ticks: 0,
             reads: Default::default(),
@@ -38,6 +37,13 @@ impl Peer {
             self.leader_step(from, msg);
         }
         self.leader_progress();
+    }
+
+    fn leader_info(&self, epoch: u32) -> Msg {
+        Msg::LeaderInfo {
+            epoch,
+            batched: self.cfg.batched,
+        }
     }
 
     pub(super) fn leading(&mut self) -> &mut Leading {
@@ -85,7 +91,7 @@ impl Peer {
                 .filter(|s| *s != me)
                 .collect();
             for s in others {
-                self.send(s, Msg::LeaderInfo { epoch });
+                self.send(s, self.leader_info(epoch));
             }
         }
         // Sync every learner whose epoch ack is in, once a quorum of voters has acked (once
@@ -236,6 +242,7 @@ impl Peer {
             Msg::FollowerInfo {
                 accepted_epoch,
                 observer,
+                batched,
             } => {
                 let epoch = self.leading().epoch;
                 let broadcasting = self.leading().broadcasting;
@@ -252,12 +259,13 @@ impl Peer {
                 }
                 let mut st =
                     LearnerState::new(observer, accepted_epoch, epoch.map(|_| LearnerPhase::Epoch));
+                st.batched = batched && self.cfg.batched;
                 let l = self.leading();
                 l.next_generation += 1;
                 st.generation = l.next_generation;
                 l.learners.insert(from, st);
                 if let Some(epoch) = epoch {
-                    self.send(from, Msg::LeaderInfo { epoch });
+                    self.send(from, self.leader_info(epoch));
                 }
                 self.leader_progress();
             }
@@ -320,11 +328,6 @@ impl Peer {
             self.check_newleader_quorum();
             return;
         }
-        if self.is_voter(from) {
-            if let Some(set) = self.leading().acks.get_mut(&zxid) {
-                set.insert(from);
-            }
-        }
         self.try_commit();
     }
 
@@ -346,44 +349,70 @@ impl Peer {
         }
     }
 
-    /// Commits the oldest outstanding proposals that a quorum has acked, in zxid order.
-    pub(super) fn try_commit(&mut self) {
-        let q = quorum_of(self.cfg.voters.len());
+    /// The largest zxid a quorum of voters holds durably: the leader's own log sync, and
+    /// each follower's largest ACK (it logs in zxid order, so it holds everything before).
+    fn quorum_acked(&self) -> Zxid {
+        let Role::Leading(l) = &self.role else {
+            return 0;
+        };
         let me = self.cfg.id;
-        let durable = self.durable_zxid;
-        loop {
-            let Role::Leading(l) = &mut self.role else {
-                return;
-            };
-            let Some((&zxid, acks)) = l.acks.iter_mut().next() else {
-                break;
-            };
-            if zxid <= durable {
-                acks.insert(me);
-            }
-            if acks.len() < q {
-                break;
-            }
-            l.acks.remove(&zxid);
-            self.committed = zxid;
-            self.out.push(PeerAction::Commit { zxid });
-            let targets: Vec<(Sid, bool)> = l
-                .learners
-                .iter()
-                .filter(|(s, st)| **s != me && st.phase >= Some(LearnerPhase::Syncing))
-                .map(|(s, st)| (*s, st.observer))
-                .collect();
-            let entry = self.log.iter().rev().find(|e| e.zxid == zxid).cloned();
-            // (Trimming waits until the observers have been sent this entry.)
-            for (s, observer) in targets {
-                match (observer, &entry) {
+        let mut acked: Vec<Zxid> = self
+            .cfg
+            .voters
+            .iter()
+            .map(|v| match l.learners.get(v) {
+                _ if *v == me => self.durable_zxid,
+                Some(st) if !st.observer => st.acked,
+                _ => 0,
+            })
+            .collect();
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        acked
+            .get(quorum_of(self.cfg.voters.len()) - 1)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Commits, in zxid order, the outstanding proposals a quorum of voters has acked. A
+    /// learner that takes batched COMMITs gets one, of the last of them; one that does not
+    /// (Apache ZooKeeper) gets one per proposal; observers get each as INFORM.
+    pub(super) fn try_commit(&mut self) {
+        if !matches!(&self.role, Role::Leading(l) if l.broadcasting) {
+            return;
+        }
+        let point = self.quorum_acked().min(self.last_zxid());
+        if point <= self.committed {
+            return;
+        }
+        let from = self.log.partition_point(|e| e.zxid <= self.committed);
+        let upto = self.log.partition_point(|e| e.zxid <= point);
+        let entries: Vec<Entry> = self.log[from..upto].to_vec();
+        let me = self.cfg.id;
+        let targets: Vec<(Sid, bool, bool)> = self
+            .leading()
+            .learners
+            .iter()
+            .filter(|(s, st)| **s != me && st.phase >= Some(LearnerPhase::Syncing))
+            .map(|(s, st)| (*s, st.observer, st.batched))
+            .collect();
+        for e in entries {
+            self.committed = e.zxid;
+            self.out.push(PeerAction::Commit { zxid: e.zxid });
+            for &(s, observer, batched) in &targets {
+                if observer {
                     // INFORM: observers only ever see committed proposals.
-                    (true, Some(e)) => self.send(s, Msg::Inform(e.clone())),
-                    (true, None) => {}
-                    (false, _) => self.send(s, Msg::Commit { zxid }),
+                    self.send(s, Msg::Inform(e.clone()));
+                } else if !batched {
+                    self.send(s, Msg::Commit { zxid: e.zxid });
                 }
             }
         }
+        for &(s, observer, batched) in &targets {
+            if batched && !observer {
+                self.send(s, Msg::Commit { zxid: point });
+            }
+        }
+        // (Trimming waits until the observers have been sent these entries.)
         self.trim();
     }
 
@@ -421,7 +450,6 @@ impl Peer {
         }
         l.next_counter += 1;
         let zxid = make_zxid(self.current_epoch, l.next_counter);
-        l.acks.insert(zxid, BTreeSet::new());
         let targets: Vec<Sid> = l
             .learners
             .iter()

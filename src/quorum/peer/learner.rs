@@ -16,8 +16,9 @@ impl Peer {
             newleader: None,
             newleader_acked: false,
             up_to_date: false,
-            to_ack: BTreeSet::new(),
+            to_ack: Default::default(),
             commit_target: self.committed,
+            batched: false,
         });
         self.out.push(PeerAction::Role {
             state: if observer {
@@ -33,6 +34,7 @@ impl Peer {
             Msg::FollowerInfo {
                 accepted_epoch: self.accepted_epoch,
                 observer,
+                batched: self.cfg.batched,
             },
         );
     }
@@ -46,11 +48,12 @@ impl Peer {
         }
         l.silent = 0;
         match msg {
-            Msg::LeaderInfo { epoch } => {
+            Msg::LeaderInfo { epoch, batched } => {
                 if epoch < self.accepted_epoch {
                     self.look();
                     return;
                 }
+                l.batched = batched && self.cfg.batched;
                 let counts = epoch > self.accepted_epoch;
                 if counts {
                     self.accepted_epoch = epoch;
@@ -111,7 +114,11 @@ impl Peer {
                 if let Role::Learning(l) = &mut self.role {
                     l.newleader = Some((zxid, before));
                     if !l.observer {
-                        l.to_ack.extend(held);
+                        // Proposals that came during this sync are both logged and queued.
+                        let mut all: Vec<Zxid> = l.to_ack.drain(..).chain(held).collect();
+                        all.sort_unstable();
+                        all.dedup();
+                        l.to_ack = all.into();
                     }
                 }
                 self.ack_durable();
@@ -169,7 +176,7 @@ impl Peer {
             return;
         };
         if !l.observer {
-            l.to_ack.insert(e.zxid);
+            l.to_ack.push_back(e.zxid);
         }
         self.log.push(e.clone());
         self.out.push(PeerAction::Append(e));
@@ -202,14 +209,21 @@ impl Peer {
             return;
         };
         if l.newleader_acked {
-            while let Some(&z) = l.to_ack.first() {
+            let mut newest = None;
+            while let Some(&z) = l.to_ack.front() {
                 if z > durable {
                     break;
                 }
-                l.to_ack.remove(&z);
+                l.to_ack.pop_front();
                 if epoch_of(z) == self.current_epoch {
-                    sends.push(Msg::Ack { zxid: z });
+                    newest = Some(z);
+                    if !l.batched {
+                        sends.push(Msg::Ack { zxid: z });
+                    }
                 }
+            }
+            if let Some(z) = newest.filter(|_| l.batched) {
+                sends.push(Msg::Ack { zxid: z });
             }
         }
         for m in sends {

@@ -27,6 +27,9 @@ pub struct Config {
     /// Committed entries kept in memory for DIFF; older ones are forgotten (their effect is
     /// in the host's state), and a learner that needs them gets SNAP.
     pub log_window: usize,
+    /// Offer batched ACKs and COMMITs to peers that offer them too (zabd members do; Apache
+    /// ZooKeeper's do not, and get one per proposal). Off only to test the per-proposal path.
+    pub batched: bool,
 }
 
 /// What survives a crash: the epoch files, the zxid of the host's snapshot state, and the
@@ -50,9 +53,11 @@ struct Learning {
     newleader: Option<(Zxid, Zxid)>,
     newleader_acked: bool,
     up_to_date: bool,
-    /// Proposals to ACK once durable.
-    to_ack: BTreeSet<Zxid>,
+    /// Proposals to ACK once durable, in zxid order.
+    to_ack: std::collections::VecDeque<Zxid>,
     commit_target: Zxid,
+    /// The leader counts an ACK for every proposal up to it: one ACK per log sync.
+    batched: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,7 +88,10 @@ struct LearnerState {
     /// date on the new connection, which it did after the round began.
     generation: u64,
     /// The largest zxid it has acknowledged (NEWLEADER's counts: it then holds the history).
+    /// A learner logs in zxid order, so it holds every proposal up to this one.
     acked: Zxid,
+    /// It takes one COMMIT for every proposal up to its zxid.
+    batched: bool,
 }
 
 impl LearnerState {
@@ -99,6 +107,7 @@ impl LearnerState {
             pings_answered: 0,
             generation: 0,
             acked: 0,
+            batched: false,
         }
     }
 }
@@ -116,8 +125,6 @@ struct Leading {
     learners: BTreeMap<Sid, LearnerState>,
     newleader_acks: BTreeSet<Sid>,
     broadcasting: bool,
-    /// Outstanding proposals of this epoch and the voters that have acked them.
-    acks: BTreeMap<Zxid, BTreeSet<Sid>>,
     next_counter: u32,
     ticks: u32,
     /// Read rounds not yet confirmed by a quorum, oldest first.
@@ -214,7 +221,7 @@ impl Peer {
         let Role::Leading(l) = &self.role else {
             return None;
         };
-        if !l.broadcasting || !l.acks.is_empty() {
+        if !l.broadcasting || self.committed < last {
             return None;
         }
         let successor = l.learners.iter().find(|(s, st)| {

@@ -14,6 +14,7 @@ fn cfg(id: Sid) -> Config {
         finalize_ticks: 0,
         snap_threshold: 100,
         log_window: 100,
+        batched: true,
     }
 }
 
