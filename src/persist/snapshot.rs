@@ -28,7 +28,7 @@
 use super::{file_header, Error, SNAP_DBID, SNAP_MAGIC};
 use crate::jute::records::{read_acls, write_acls, Acl, StatPersisted};
 use crate::jute::{Reader, Record, Writer};
-use crate::tree::acl_cache::{AclCache, OPEN_ACL_ID};
+use crate::tree::acl_cache::OPEN_ACL_ID;
 use crate::tree::load::Loader;
 use crate::tree::DataTree;
 use bytes::Bytes;
@@ -57,11 +57,6 @@ pub struct Builder {
     /// Every ACL list a written node refers to (ids are never reused, so the list an id
     /// had when its node was written is the one it has).
     acls: BTreeMap<i64, Arc<Vec<Acl>>>,
-    /// Streaming (see [`Builder::streaming`]): the whole ACL cache is already in the head,
-    /// and ids above this one were created after it was written.
-    acl_limit: Option<i64>,
-    /// Streaming: a written node refers to an ACL list the head lacks.
-    pub acl_missed: bool,
     pub visited: usize,
 }
 
@@ -81,45 +76,8 @@ impl Builder {
             root_done: false,
             nodes: Vec::new(),
             acls: BTreeMap::new(),
-            acl_limit: None,
-            acl_missed: false,
             visited: 0,
         }
-    }
-
-    /// Starts a snapshot whose bytes leave as they are made: the head (with every ACL list
-    /// cached now) is taken by [`Builder::take_head`] and the nodes by
-    /// [`Builder::take_nodes`] after each step, so no serialized copy of the tree builds up
-    /// in memory. A node created meanwhile with a brand-new ACL list would refer to a list
-    /// the head lacks; [`Builder::acl_missed`] then says the file must be abandoned.
-    pub fn streaming(sessions: &SessionList, zxid: i64, acls: &AclCache) -> Builder {
-        let mut b = Builder::new(sessions, zxid);
-        let entries = acls.entries();
-        b.head.i32(entries.len() as i32);
-        for (id, list) in &entries {
-            b.head.i64(*id);
-            write_acls(&mut b.head, list);
-        }
-        b.acl_limit = Some(entries.last().map_or(OPEN_ACL_ID, |(id, _)| *id));
-        b
-    }
-
-    /// Streaming: the file header, sessions and ACL cache (once, at the start).
-    pub fn take_head(&mut self) -> Bytes {
-        std::mem::take(&mut self.head).into_bytes()
-    }
-
-    /// Streaming: the nodes serialized since the last call.
-    pub fn take_nodes(&mut self) -> Vec<Bytes> {
-        std::mem::take(&mut self.nodes)
-    }
-
-    /// Streaming: what follows the nodes (`None` if the file must be abandoned).
-    pub fn finish_streaming(self, tree: &DataTree) -> Option<Tail> {
-        (!self.acl_missed).then_some(Tail {
-            zxid: tree.last_zxid,
-            digest: tree.digest,
-        })
     }
 
     pub fn zxid(&self) -> i64 {
@@ -199,9 +157,7 @@ impl Builder {
         w.string(p);
         w.buffer(n.data.as_deref()).i64(n.acl);
         n.stat.write(w);
-        if let Some(limit) = self.acl_limit {
-            self.acl_missed |= n.acl != OPEN_ACL_ID && n.acl > limit;
-        } else if n.acl != OPEN_ACL_ID {
+        if n.acl != OPEN_ACL_ID {
             self.acls
                 .entry(n.acl)
                 .or_insert_with(|| tree.acls.get(n.acl));
@@ -522,11 +478,25 @@ impl View {
 
     /// Serializes the SNAP state (the layout of [`Parts::to_stream`]) and hands it to `out`
     /// in chunks of about `chunk` bytes. Stops, returning false, as soon as `out` does.
+    pub fn write_stream(&self, chunk: usize, mut out: impl FnMut(Bytes) -> bool) -> bool {
+        if !self.write_body(chunk, &mut out) {
+            return false;
+        }
+        let mut w = Writer::new();
+        w.raw(&END_MARKER);
+        w.string(SIGNATURE);
+        out(w.into_bytes())
+    }
+
+    /// A snapshot file's body for this state (sessions, ACL cache, nodes; what
+    /// [`stream_body`] takes from a SNAP state), to `out` in chunks of about `chunk` bytes.
+    /// A file written from a frozen view is exact, not fuzzy: its tail is `zxid` and
+    /// `digest`. Stops, returning false, as soon as `out` does.
     ///
     /// Nodes go parents first, depth first with children in name order (the order
     /// [`Builder`] writes): sorting the paths with `/` below every other byte gives exactly
     /// that, with no child lists (which a frozen view does not have).
-    pub fn write_stream(&self, chunk: usize, mut out: impl FnMut(Bytes) -> bool) -> bool {
+    pub fn write_body(&self, chunk: usize, out: &mut impl FnMut(Bytes) -> bool) -> bool {
         let mut w = Writer::with_capacity(chunk + 4096);
         w.i32(self.sessions.len() as i32);
         for (id, timeout) in &self.sessions {
@@ -550,9 +520,11 @@ impl View {
                 }
             }
         }
-        w.raw(&END_MARKER);
-        w.string(SIGNATURE);
-        out(w.into_bytes())
+        w.is_empty() || out(w.into_bytes())
+    }
+
+    pub fn tail(&self) -> Tail {
+        Tail::new(self.zxid, self.digest)
     }
 
     /// The whole SNAP state in one buffer.
@@ -860,33 +832,23 @@ mod tests {
         t.apply(&hdr, &txn, &mut Vec::new());
     }
 
-    /// Streams a whole walk in `budget`-node slices, calling `between` after each slice.
-    fn stream(
+    /// Walks the whole tree in `budget`-node slices, calling `between` after each slice.
+    fn walk(
         t: &mut DataTree,
         budget: usize,
         mut between: impl FnMut(&mut DataTree, usize),
-    ) -> Option<Vec<u8>> {
-        let mut b = Builder::streaming(&vec![(9, 30000)], t.last_zxid, &t.acls);
-        let (mut out, mut sealer) = (Vec::new(), Sealer::default());
-        sealer.put(&mut out, &b.take_head()).unwrap();
+    ) -> Vec<u8> {
+        let mut b = Builder::new(&vec![(9, 30000)], t.last_zxid);
         let mut slices = 0;
         while !b.step(t, budget) {
-            for c in b.take_nodes() {
-                sealer.put(&mut out, &c).unwrap();
-            }
             slices += 1;
             between(t, slices);
         }
-        for c in b.take_nodes() {
-            sealer.put(&mut out, &c).unwrap();
-        }
-        let tail = b.finish_streaming(t)?;
-        sealer.finish(&mut out, &tail).unwrap();
-        Some(out)
+        b.finish(t).to_vec()
     }
 
     #[test]
-    fn streamed_snapshot_is_the_in_memory_one_and_notices_new_acl_lists() {
+    fn a_walk_in_slices_is_the_whole_one_and_a_fuzzy_walk_reads_back() {
         let mut t = DataTree::new(false);
         create(&mut t, 1, "/a", acl_cache::read_acl());
         create(&mut t, 2, "/a/b", acl_cache::open_acl());
@@ -897,29 +859,26 @@ mod tests {
         create(&mut t, 44, "/d/x07/deep", acl_cache::open_acl());
         let whole = encode(&t, &vec![(9, 30000)], t.last_zxid);
         for budget in [1, 3, 7, 1000] {
-            assert_eq!(stream(&mut t, budget, |_, _| {}).as_ref(), Some(&whole));
+            assert_eq!(walk(&mut t, budget, |_, _| {}), whole);
         }
-        // Nodes created during the walk with lists already cached: a valid fuzzy snapshot.
-        let streamed = stream(&mut t, 5, |t, i| {
-            let z = t.last_zxid + 1;
-            create(t, z, &format!("/d/y{i}"), acl_cache::read_acl());
-        })
-        .expect("no new ACL list");
-        let back = decode(Bytes::from(streamed), false).unwrap();
-        assert!(back.tree.get("/d/x39").is_some());
-        assert_eq!(back.digest, Some((t.last_zxid, t.digest)));
-        // A node with a list first seen during the walk: the file cannot be used.
+        // Nodes created during the walk, one with an ACL list first seen then: a valid
+        // fuzzy snapshot whose tail is the zxid and digest at the walk's end.
         let new_list = vec![Acl {
             perms: acl_cache::perms::READ,
             id: crate::jute::records::Id::new("ip", "10.0.0.1"),
         }];
-        let abandoned = stream(&mut t, 5, |t, i| {
-            if i == 1 {
-                let z = t.last_zxid + 1;
-                create(t, z, "/e", new_list.clone());
-            }
+        let fuzzy = walk(&mut t, 5, |t, i| {
+            let z = t.last_zxid + 1;
+            let acl = if i == 2 {
+                new_list.clone()
+            } else {
+                acl_cache::read_acl()
+            };
+            create(t, z, &format!("/d/y{i}"), acl);
         });
-        assert_eq!(abandoned, None);
+        let back = decode(Bytes::from(fuzzy), false).unwrap();
+        assert!(back.tree.get("/d/x39").is_some());
+        assert_eq!(back.digest, Some((t.last_zxid, t.digest)));
     }
 
     #[test]

@@ -89,9 +89,10 @@ pub struct Persistence {
     pub since_snapshot: u64,
     /// This round's threshold: snap_count/2 plus a random part of snap_count/2.
     pub threshold: u64,
-    /// A finished snapshot's last message, held back until the log is durable up to the
-    /// zxid its walk ended at (see `seal`).
+    /// A frozen snapshot held back until the log is durable up to its zxid (see `seal`).
     held_seal: Option<(i64, SnapMsg)>,
+    /// Set while a snapshot is on its way to disk (`disk::Busy`): no other starts then.
+    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Persistence {
@@ -107,13 +108,42 @@ impl Persistence {
             since_snapshot: 0,
             threshold: 0,
             held_seal: None,
+            busy: Default::default(),
         };
         p.new_threshold();
         p
     }
 
-    /// Ends a snapshot whose walk saw the tree at `upto`: the snapshot thread seals (names)
-    /// the file only once the log is durable up to `upto`. An ensemble member applies a
+    /// Takes a snapshot once `threshold` transactions have been logged since the last one
+    /// and none is still on its way to disk: a new log file starts, and the engine's state
+    /// is frozen (a copy-on-write view: shard and value pointers, well under a millisecond
+    /// even at a million nodes) and handed to the snapshot thread, which serializes and
+    /// writes it there; the engine's owner never walks the tree. `durable`: how far the
+    /// log is durable now (see `seal`).
+    pub fn maybe_snapshot(&mut self, engine: &Engine, durable: i64) {
+        use std::sync::atomic::Ordering;
+        if self.since_snapshot < self.threshold
+            || self.sealing()
+            || self.busy.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let _ = self.log.send(LogCmd::Roll);
+        self.since_snapshot = 0;
+        self.new_threshold();
+        let zxid = engine.last_zxid();
+        let view = crate::persist::snapshot::View::of(&engine.tree, engine.session_list(), zxid);
+        let busy = super::disk::Busy::take(&self.busy);
+        tracing::info!(
+            zxid = format_args!("0x{zxid:x}"),
+            nodes = view.node_count(),
+            "snapshot: state frozen for the snapshot thread"
+        );
+        self.seal(zxid, SnapMsg::Frozen(Box::new(view), busy), durable);
+    }
+
+    /// Hands a snapshot of the state at `upto` to the snapshot thread once the log is
+    /// durable up to `upto`. An ensemble member applies a
     /// committed transaction before its own log sync of it is done, so a walk can see
     /// transactions this member's log does not hold durably yet; a snapshot file sealed
     /// then and followed by a crash would carry effects that recovery's log replay cannot
@@ -142,13 +172,9 @@ impl Persistence {
         self.held_seal.is_some()
     }
 
-    /// Drops a held seal (the engine is being replaced); the temporary file goes too.
+    /// Drops a held snapshot (the engine is being replaced).
     pub fn drop_seal(&mut self) {
-        if let Some((_, msg)) = self.held_seal.take() {
-            if matches!(msg, SnapMsg::End(_)) {
-                let _ = self.snapshots.send(SnapMsg::Abort);
-            }
-        }
+        self.held_seal = None;
     }
 
     fn new_threshold(&mut self) {
@@ -170,74 +196,34 @@ pub async fn run(
     let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut job: Option<SnapshotJob> = None;
-    let mut last_tick = std::time::Instant::now();
     let mut draining: Option<super::shutdown::Draining> = None;
     loop {
         let mut actions = Vec::new();
-        let mut busy_from = std::time::Instant::now();
-        if job.is_some() {
-            // A snapshot is in progress: take what is waiting without blocking, then write
-            // the next slice of it.
-            for _ in 0..BATCH {
-                match rx.try_recv() {
-                    Ok(m) => take(
-                        &mut engine,
-                        &info,
-                        &mut conns,
-                        m,
-                        &clocks,
-                        &mut actions,
-                        &mut draining,
-                    ),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
-                }
-            }
-            if last_tick.elapsed() >= tick {
-                last_tick = std::time::Instant::now();
-                actions.extend(engine.handle(Event::Tick, clocks.now()));
-            }
-        } else {
-            tokio::select! {
-                msg = rx.recv() => {
-                    let Some(msg) = msg else { return };
-                    busy_from = std::time::Instant::now();
-                    take(&mut engine, &info, &mut conns, msg, &clocks, &mut actions, &mut draining);
-                    for _ in 0..BATCH {
-                        match rx.try_recv() {
-                            Ok(m) => take(&mut engine, &info, &mut conns, m, &clocks, &mut actions, &mut draining),
-                            Err(_) => break,
-                        }
+        let busy_from;
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return };
+                busy_from = std::time::Instant::now();
+                take(&mut engine, &info, &mut conns, msg, &clocks, &mut actions, &mut draining);
+                for _ in 0..BATCH {
+                    match rx.try_recv() {
+                        Ok(m) => take(&mut engine, &info, &mut conns, m, &clocks, &mut actions, &mut draining),
+                        Err(_) => break,
                     }
                 }
-                _ = ticker.tick() => {
-                    busy_from = std::time::Instant::now();
-                    last_tick = std::time::Instant::now();
-                    actions.extend(engine.handle(Event::Tick, clocks.now()));
-                }
+            }
+            _ = ticker.tick() => {
+                busy_from = std::time::Instant::now();
+                actions.extend(engine.handle(Event::Tick, clocks.now()));
             }
         }
         perform(&mut conns, actions, &mut disk);
         if draining.is_some() && engine.writes_in_flight() == 0 {
             draining.take().expect("checked").finish(&disk.log);
         }
-        if job.is_none() && disk.since_snapshot >= disk.threshold {
-            job = Some(SnapshotJob::start(&engine, &mut disk));
-        }
-        if let Some(j) = job.as_mut() {
-            if j.step(&engine, &disk, || !rx.is_empty()) {
-                // Standalone: everything applied is durable.
-                job = job
-                    .take()
-                    .expect("present")
-                    .finish(&engine, &mut disk, i64::MAX);
-            }
-        }
+        // Standalone: everything applied is durable.
+        disk.maybe_snapshot(&engine, i64::MAX);
         note_stall(&mut engine, busy_from.elapsed());
-        if job.is_some() {
-            tokio::task::yield_now().await;
-        }
     }
 }
 
@@ -251,126 +237,6 @@ pub(super) fn note_stall(engine: &mut Engine, d: Duration) {
                 ms = us / 1000,
                 "the core loop was busy for a long time in one pass"
             );
-        }
-    }
-}
-
-/// Nodes serialized per pass of the core loop while a snapshot is in progress, whether or
-/// not requests came in that pass: about 20-60 µs of work on a large tree. Tasks on the
-/// core's worker thread (client connections among them) run only between passes, so a
-/// longer slice is a longer wait for a request arriving then — 2,048 nodes per idle pass
-/// gave single requests a p99 of ~0.7 ms during snapshots of 1.5M nodes — and a snapshot
-/// taken in short slices simply lasts longer, which a fuzzy snapshot allows.
-const SNAPSHOT_SLICE: usize = 64;
-
-/// Nodes serialized between checks for waiting work: about 5-20 µs on a large tree, which
-/// is what a request arriving during a snapshot waits at most.
-const SNAPSHOT_CHUNK: usize = 32;
-
-/// A snapshot being written a slice at a time (see `persist::snapshot::Builder`). Normally
-/// streamed: each slice goes to the snapshot thread as soon as it is serialized, so the
-/// serialized tree never sits in memory. If a node gets a brand-new ACL list during the
-/// walk, the streamed file is abandoned and the snapshot is taken again in memory.
-pub(super) struct SnapshotJob {
-    builder: crate::persist::snapshot::Builder,
-    streamed: bool,
-    started: std::time::Instant,
-}
-
-impl SnapshotJob {
-    /// Starts a new log file and a fuzzy snapshot named by the last applied zxid.
-    pub(super) fn start(engine: &Engine, disk: &mut Persistence) -> SnapshotJob {
-        Self::begin(engine, disk, true)
-    }
-
-    fn begin(engine: &Engine, disk: &mut Persistence, streamed: bool) -> SnapshotJob {
-        use crate::persist::snapshot::Builder;
-        let _ = disk.log.send(LogCmd::Roll);
-        disk.since_snapshot = 0;
-        disk.new_threshold();
-        let (sessions, zxid) = (engine.session_list(), engine.last_zxid());
-        let builder = if streamed {
-            let mut b = Builder::streaming(&sessions, zxid, &engine.tree.acls);
-            let head = b.take_head();
-            let _ = disk.snapshots.send(SnapMsg::Begin { zxid, head });
-            b
-        } else {
-            Builder::new(&sessions, zxid)
-        };
-        SnapshotJob {
-            builder,
-            streamed,
-            started: std::time::Instant::now(),
-        }
-    }
-
-    /// Serializes up to [`SNAPSHOT_SLICE`] more nodes, in chunks of [`SNAPSHOT_CHUNK`],
-    /// stopping early once `waiting()` says that requests or sync completions are queued (at
-    /// least one chunk per call, so the walk always advances); true once the walk is complete.
-    pub(super) fn step(
-        &mut self,
-        engine: &Engine,
-        disk: &Persistence,
-        waiting: impl Fn() -> bool,
-    ) -> bool {
-        let mut left = SNAPSHOT_SLICE;
-        let done = loop {
-            let n = left.min(SNAPSHOT_CHUNK);
-            left -= n;
-            if self.builder.step(&engine.tree, n) {
-                break true;
-            }
-            if left == 0 || waiting() {
-                break false;
-            }
-        };
-        if self.streamed {
-            let nodes = self.builder.take_nodes();
-            if !nodes.is_empty() {
-                let _ = disk.snapshots.send(SnapMsg::Nodes(nodes));
-            }
-        }
-        done
-    }
-
-    /// Hands the end of the snapshot to the snapshot thread, which seals, writes and syncs
-    /// it once the log is durable up to what the walk saw (`Persistence::seal`; `durable`
-    /// is how far it is now). Returns the in-memory retry when the streamed file had to be
-    /// abandoned.
-    pub(super) fn finish(
-        self,
-        engine: &Engine,
-        disk: &mut Persistence,
-        durable: i64,
-    ) -> Option<SnapshotJob> {
-        let upto = engine.last_zxid();
-        let zxid = self.builder.zxid();
-        let nodes = self.builder.visited;
-        let ms = self.started.elapsed().as_millis() as u64;
-        if self.streamed {
-            let Some(tail) = self.builder.finish_streaming(&engine.tree) else {
-                tracing::info!(
-                    zxid = format_args!("0x{zxid:x}"),
-                    "a new ACL list appeared during the snapshot; taking it again in memory"
-                );
-                let _ = disk.snapshots.send(SnapMsg::Abort);
-                return Some(Self::begin(engine, disk, false));
-            };
-            disk.seal(upto, SnapMsg::End(tail), durable);
-        } else {
-            let parts = self.builder.finish(&engine.tree);
-            disk.seal(upto, SnapMsg::Whole(parts), durable);
-        }
-        super::counters::COUNTERS.snapshot(ms as i64, zxid, super::wall_ms());
-        let zxid = format_args!("0x{zxid:x}");
-        tracing::info!(zxid, nodes, ms, "snapshot serialized");
-        None
-    }
-
-    /// Drops the snapshot (the engine is being replaced) and its temporary file.
-    pub(super) fn abandon(self, disk: &Persistence) {
-        if self.streamed {
-            let _ = disk.snapshots.send(SnapMsg::Abort);
         }
     }
 }

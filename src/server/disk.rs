@@ -277,16 +277,10 @@ pub fn write_snapshot(
 
 /// What the snapshot writer thread is sent.
 pub enum SnapMsg {
-    /// A snapshot made in memory: seal it, write it and sync it.
-    Whole(crate::persist::snapshot::Parts),
-    /// A streamed snapshot begins: its temporary file gets this head.
-    Begin { zxid: i64, head: bytes::Bytes },
-    /// The next serialized nodes of the streamed snapshot.
-    Nodes(Vec<bytes::Bytes>),
-    /// The streamed snapshot is complete: seal, sync and rename it into place.
-    End(crate::persist::snapshot::Tail),
-    /// The streamed snapshot is abandoned: remove its temporary file.
-    Abort,
+    /// The engine's state, frozen (`persist::snapshot::View`): serialize it here, off the
+    /// task that owns the engine, then write, sync and rename it as `snapshot.<zxid>`.
+    /// `Busy` clears when this message is done with, written or dropped unwritten.
+    Frozen(Box<crate::persist::snapshot::View>, Busy),
     /// Answered once everything sent before it is done (nothing is being written then).
     Barrier(mpsc::Sender<()>),
     /// Rename the snapshots past `newer_than` out of the way ([`set_aside_snapshots`]),
@@ -303,7 +297,47 @@ pub enum SnapMsg {
     },
 }
 
-/// A streamed snapshot being written: its temporary file and running checksum.
+/// Set while a frozen snapshot is on its way to disk (held for the log, queued or being
+/// written), so that the engine's owner freezes no other meanwhile; clears on drop.
+pub struct Busy(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Busy {
+    /// Marks `flag` busy until the returned guard is dropped.
+    pub fn take(flag: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> Busy {
+        flag.store(true, std::sync::atomic::Ordering::Release);
+        Busy(flag.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Writes a frozen state as the snapshot `snapshot.<zxid>`, 1 MiB at a time.
+fn write_view(
+    dir: &Path,
+    view: &crate::persist::snapshot::View,
+) -> std::io::Result<(PathBuf, u64)> {
+    let head = persist::file_header(persist::SNAP_MAGIC, persist::SNAP_DBID);
+    let mut s = Streaming::begin(dir, view.zxid, &head)?;
+    let mut failed = None;
+    view.write_body(1 << 20, &mut |chunk| match s.nodes(&[chunk]) {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    });
+    if let Some(e) = failed {
+        let _ = std::fs::remove_file(&s.tmp);
+        return Err(e);
+    }
+    s.end(dir, &view.tail())
+}
+
+/// A snapshot being written: its temporary file and running checksum.
 struct Streaming {
     zxid: i64,
     tmp: PathBuf,
@@ -378,47 +412,16 @@ fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
             tracing::error!(error = %e, "writing a snapshot failed; the log still holds everything")
         }
     };
-    // The streamed snapshot being written, from its Begin; `None` after a failure, and the
-    // rest of that stream is dropped.
-    let mut open: Option<(Streaming, std::time::Instant)> = None;
-    let drop_file = |s: Streaming| {
-        let _ = std::fs::remove_file(&s.tmp);
-    };
     while let Ok(msg) = rx.recv() {
         match msg {
-            SnapMsg::Whole(parts) => {
+            SnapMsg::Frozen(view, _busy) => {
                 let started = std::time::Instant::now();
-                done(write_snapshot(dir, &parts), started);
-            }
-            SnapMsg::Begin { zxid, head } => {
-                if let Some((old, _)) = open.take() {
-                    drop_file(old);
+                let written = write_view(dir, &view);
+                if written.is_ok() {
+                    let ms = started.elapsed().as_millis() as i64;
+                    super::counters::COUNTERS.snapshot(ms, view.zxid, super::wall_ms());
                 }
-                match Streaming::begin(dir, zxid, &head) {
-                    Ok(s) => open = Some((s, std::time::Instant::now())),
-                    Err(e) => done(Err(e), std::time::Instant::now()),
-                }
-            }
-            SnapMsg::Nodes(chunks) => {
-                if let Some((mut s, started)) = open.take() {
-                    match s.nodes(&chunks) {
-                        Ok(()) => open = Some((s, started)),
-                        Err(e) => {
-                            drop_file(s);
-                            done(Err(e), started);
-                        }
-                    }
-                }
-            }
-            SnapMsg::End(tail) => {
-                if let Some((s, started)) = open.take() {
-                    done(s.end(dir, &tail), started);
-                }
-            }
-            SnapMsg::Abort => {
-                if let Some((s, _)) = open.take() {
-                    drop_file(s);
-                }
+                done(written, started);
             }
             SnapMsg::Barrier(done) => {
                 let _ = done.send(());
@@ -430,9 +433,6 @@ fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
                 digest,
                 done: report,
             } => {
-                if let Some((old, _)) = open.take() {
-                    drop_file(old);
-                }
                 let started = std::time::Instant::now();
                 let head = persist::file_header(persist::SNAP_MAGIC, persist::SNAP_DBID);
                 let written = Streaming::begin(dir, zxid, &head).and_then(|mut s| {
@@ -453,43 +453,74 @@ fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::snapshot::{self, Builder};
-    use crate::tree::DataTree;
+    use crate::persist::snapshot::{self, View};
+    use crate::proto::op;
+    use crate::tree::{acl_cache, DataTree};
+    use crate::txn::{CreateKind, Txn, TxnHeader};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn tree() -> DataTree {
+        let mut t = DataTree::new(false);
+        for (zxid, p) in [(1, "/a"), (2, "/a/b"), (3, "/c"), (4, "/a/b/d")] {
+            let hdr = TxnHeader {
+                client_id: 5,
+                cxid: 0,
+                zxid,
+                time: 100,
+                op: op::CREATE,
+            };
+            let txn = Txn::Create {
+                op: op::CREATE,
+                path: p.into(),
+                data: Some(bytes::Bytes::from(p.to_string())),
+                acl: acl_cache::read_acl(),
+                kind: CreateKind::Persistent,
+                parent_cversion: -1,
+            };
+            t.apply(&hdr, &txn, &mut Vec::new());
+        }
+        t
+    }
 
     #[test]
-    fn streamed_snapshot_lands_whole_and_abandoned_one_leaves_nothing() {
+    fn a_frozen_view_is_written_as_the_snapshot_of_its_zxid_and_clears_busy() {
         let dir = tempfile::tempdir().unwrap();
-        let tree = DataTree::new(false);
+        let mut t = tree();
+        let sessions = vec![(5, 4000)];
+        let expected = snapshot::encode(&t, &sessions, 4);
+        let busy = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
-        let mut b = Builder::streaming(&vec![(5, 4000)], 7, &tree.acls);
-        tx.send(SnapMsg::Begin {
-            zxid: 7,
-            head: b.take_head(),
-        })
-        .unwrap();
-        while !b.step(&tree, 1) {
-            tx.send(SnapMsg::Nodes(b.take_nodes())).unwrap();
-        }
-        tx.send(SnapMsg::Nodes(b.take_nodes())).unwrap();
-        tx.send(SnapMsg::End(b.finish_streaming(&tree).unwrap()))
+        let view = View::of(&t, sessions.clone(), t.last_zxid);
+        tx.send(SnapMsg::Frozen(Box::new(view), Busy::take(&busy)))
             .unwrap();
-        let mut other = Builder::streaming(&Vec::new(), 9, &tree.acls);
-        tx.send(SnapMsg::Begin {
-            zxid: 9,
-            head: other.take_head(),
-        })
-        .unwrap();
-        tx.send(SnapMsg::Abort).unwrap();
+        assert!(busy.load(Ordering::Acquire));
+        // The tree moves on; the file holds the state at 4.
+        let hdr = TxnHeader {
+            client_id: 5,
+            cxid: 1,
+            zxid: 5,
+            time: 100,
+            op: op::DELETE,
+        };
+        let delete = Txn::Delete {
+            op: op::DELETE,
+            path: "/c".into(),
+        };
+        t.apply(&hdr, &delete, &mut Vec::new());
+        assert!(t.get("/c").is_none());
+        let unsent = View::of(&t, Vec::new(), 9);
+        drop(SnapMsg::Frozen(Box::new(unsent), Busy::take(&busy)));
         drop(tx);
         snapshot_writer(dir.path(), rx);
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        assert!(!busy.load(Ordering::Acquire));
+        let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        names.sort();
-        assert_eq!(names, vec![persist::snapshot_name(7)]);
-        let file = std::fs::read(dir.path().join(persist::snapshot_name(7))).unwrap();
-        assert_eq!(file, snapshot::encode(&tree, &vec![(5, 4000)], 7));
+        assert_eq!(names, vec![persist::snapshot_name(4)]);
+        let file = std::fs::read(dir.path().join(persist::snapshot_name(4))).unwrap();
+        assert_eq!(file, expected);
     }
 }
 

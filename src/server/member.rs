@@ -1,18 +1,19 @@
 //! An ensemble member's host: it performs what the pure node (`crate::node::Node`: the
 //! engine and the ZAB peer, wired together, with every protocol decision) asks for. It owns
 //! the I/O around it: the transport (`peers.rs`), the log writer and snapshot threads
-//! (`disk.rs`), the client connections (`connection.rs`), the snapshot walk, the epoch
-//! files and the timers. Nothing here decides what the ensemble's state is.
+//! (`disk.rs`), the client connections (`connection.rs`), freezing the state for snapshots,
+//! the epoch files and the timers. Nothing here decides what the ensemble's state is.
 //!
 //! One loop pass: take what woke it (client messages in a batch, a peer event, a tick),
 //! hand each to the node and perform its [`Io`] in order, then end the pass
-//! (`Input::PassEnd`: one read round for the syncs that arrived) and advance the snapshot.
+//! (`Input::PassEnd`: one read round for the syncs that arrived) and, when one is due, hand
+//! a frozen view of the state to the snapshot thread.
 //!
 //! At startup the newest snapshot is ZAB's base and the engine's state; every entry logged
 //! after it is ZAB's log (its commit state decided by the next leader), applied only once
 //! committed.
 
-use super::core_task::{self, ConnHandle, CoreMsg, Persistence, SnapshotJob};
+use super::core_task::{self, ConnHandle, CoreMsg, Persistence};
 use super::disk::{self, LogCmd, SnapMsg};
 use super::ensemble::{epoch_dir, read_member_epoch, write_epoch, Status};
 use super::peers::{self, PeerAddrs};
@@ -50,7 +51,6 @@ enum Woke {
     Peer(Option<PeerEvent>),
     PeerTick,
     EngineTick,
-    Snapshot,
 }
 
 struct Member {
@@ -64,7 +64,6 @@ struct Member {
     /// Log cuts sent to the log writer and perhaps not done yet (a reload waits for them).
     pending_cuts: Vec<std::sync::mpsc::Receiver<()>>,
     disk: Persistence,
-    job: Option<SnapshotJob>,
     clocks: Clocks,
     status: Arc<Mutex<Status>>,
     /// What `status` shows: the role, the leader and the epoch.
@@ -190,7 +189,6 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         pending_cuts: Vec::new(),
         disk: Persistence::new(log, snapshots, s.snap_count),
         settings: s,
-        job: None,
         clocks,
         status: setup.status,
         shown: (State::Looking, None, 0),
@@ -246,7 +244,6 @@ impl Member {
                 e = ev_rx.recv() => Woke::Peer(e),
                 _ = peer_ticker.tick() => Woke::PeerTick,
                 _ = engine_ticker.tick() => Woke::EngineTick,
-                _ = std::future::ready(()), if self.job.is_some() => Woke::Snapshot,
             };
             let busy_from = std::time::Instant::now();
             match woke {
@@ -266,18 +263,17 @@ impl Member {
                 Woke::Peer(Some(e)) => self.input(Input::Peer(e)),
                 Woke::PeerTick => self.input(Input::PeerTick),
                 Woke::EngineTick => self.input(Input::EngineTick),
-                Woke::Snapshot => {}
             }
             self.input(Input::PassEnd);
             if self.draining.is_some() && self.node.engine().writes_in_flight() == 0 {
                 let d = self.draining.take().expect("checked");
                 d.finish(&self.disk.log);
             }
-            self.snapshot_step(|| !core_rx.is_empty() || !ev_rx.is_empty());
-            core_task::note_stall(self.node.engine_mut(), busy_from.elapsed());
-            if self.job.is_some() {
-                tokio::task::yield_now().await;
+            if !self.node.waiting() {
+                let durable = self.node.peer().durable_zxid();
+                self.disk.maybe_snapshot(self.node.engine(), durable);
             }
+            core_task::note_stall(self.node.engine_mut(), busy_from.elapsed());
         }
     }
 
@@ -287,25 +283,6 @@ impl Member {
         match self.node.handle(input, now) {
             Ok(io) => self.perform(io),
             Err(d) => fatal(d.0),
-        }
-    }
-
-    /// Advances the snapshot, yielding to queued client or peer messages (`waiting`).
-    fn snapshot_step(&mut self, waiting: impl Fn() -> bool) {
-        let engine = self.node.engine();
-        if self.job.is_none()
-            && !self.node.waiting()
-            && !self.disk.sealing()
-            && self.disk.since_snapshot >= self.disk.threshold
-        {
-            self.job = Some(SnapshotJob::start(engine, &mut self.disk));
-        }
-        if let Some(j) = self.job.as_mut() {
-            if j.step(engine, &self.disk, waiting) {
-                let j = self.job.take().expect("present");
-                let durable = self.node.peer().durable_zxid();
-                self.job = j.finish(engine, &mut self.disk, durable);
-            }
         }
     }
 
@@ -570,13 +547,11 @@ impl Member {
         self.pending_cuts.push(wait);
     }
 
-    /// Abandons the snapshot being made or sealed. What the snapshot thread is writing
-    /// finishes first; everything sent to it after this (setting snapshots aside, writing a
-    /// SNAP's state) comes after that, in order, so nothing here waits.
+    /// Drops the snapshot held for the log, if any. What the snapshot thread is writing
+    /// (committed state only) finishes first; everything sent to it after this (setting
+    /// snapshots aside, writing a SNAP's state) comes after that, in order, so nothing here
+    /// waits.
     fn stop_snapshots(&mut self) {
-        if let Some(j) = self.job.take() {
-            j.abandon(&self.disk);
-        }
         self.disk.drop_seal();
     }
 }
