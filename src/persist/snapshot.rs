@@ -33,6 +33,7 @@ use crate::tree::load::Loader;
 use crate::tree::DataTree;
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 
@@ -493,9 +494,9 @@ impl View {
     /// A file written from a frozen view is exact, not fuzzy: its tail is `zxid` and
     /// `digest`. Stops, returning false, as soon as `out` does.
     ///
-    /// Nodes go parents first, depth first with children in name order (the order
-    /// [`Builder`] writes): sorting the paths with `/` below every other byte gives exactly
-    /// that, with no child lists (which a frozen view does not have).
+    /// Nodes go parents first, depth first (what both servers' loaders take fastest;
+    /// Apache ZooKeeper needs only a node's parent before it), siblings in no particular
+    /// order, as ZooKeeper writes them: see [`View::depth_first`].
     pub fn write_body(&self, chunk: usize, out: &mut impl FnMut(Bytes) -> bool) -> bool {
         let mut w = Writer::with_capacity(chunk + 4096);
         w.i32(self.sessions.len() as i32);
@@ -507,9 +508,7 @@ impl View {
             w.i64(*id);
             write_acls(&mut w, list);
         }
-        let mut nodes: Vec<(&str, &crate::tree::Node)> = self.nodes.iter().collect();
-        nodes.sort_unstable_by(|a, b| depth_first(a.0, b.0));
-        for (p, n) in nodes {
+        for (p, n) in self.depth_first() {
             w.string(if p == "/" { "" } else { p });
             w.buffer(n.data.as_deref()).i64(n.acl);
             n.stat.write(&mut w);
@@ -527,6 +526,35 @@ impl View {
         Tail::new(self.zxid, self.digest)
     }
 
+    /// Every node, depth first, in linear time: a frozen view has no child lists, so each
+    /// node's index is filed under its parent's path, then the walk starts at the root.
+    /// (Sorting the paths instead, with `/` below every other byte, cost two thirds of the
+    /// snapshot thread on a tree of a million nodes.) A node whose parent is missing,
+    /// which a tree never has, comes last, and the reader refuses the state.
+    fn depth_first(&self) -> impl Iterator<Item = (&str, &crate::tree::Node)> {
+        let all: Vec<(&str, &crate::tree::Node)> = self.nodes.iter().collect();
+        let mut kids: HashMap<&str, Vec<u32>, ahash::RandomState> = HashMap::default();
+        let mut stack = Vec::new();
+        for (i, (p, _)) in all.iter().enumerate() {
+            if *p == "/" {
+                stack.push(i as u32);
+            } else {
+                kids.entry(crate::tree::path::parent(p))
+                    .or_default()
+                    .push(i as u32);
+            }
+        }
+        let mut order = Vec::with_capacity(all.len());
+        while let Some(i) = stack.pop() {
+            order.push(i);
+            if let Some(children) = kids.remove(all[i as usize].0) {
+                stack.extend(children);
+            }
+        }
+        order.extend(kids.into_values().flatten());
+        order.into_iter().map(move |i| all[i as usize])
+    }
+
     /// The whole SNAP state in one buffer.
     pub fn to_stream(&self) -> Vec<u8> {
         let mut v = Vec::new();
@@ -536,12 +564,6 @@ impl View {
         });
         v
     }
-}
-
-/// Path order for a depth-first walk: as bytes, with `/` before every other byte.
-fn depth_first(a: &str, b: &str) -> std::cmp::Ordering {
-    let key = |c: u8| if c == b'/' { 0 } else { c };
-    a.bytes().map(key).cmp(b.bytes().map(key))
 }
 
 /// Reads the state sent after SNAP.
@@ -901,7 +923,33 @@ mod tests {
         // The tree moves on: the view does not.
         create(&mut t, 46, "/d/x07/later", acl_cache::open_acl());
         create(&mut t, 47, "/z", acl_cache::open_acl());
-        assert_eq!(view.to_stream(), walked, "the walk's order and bytes");
+        let streamed = view.to_stream();
+        assert_eq!(streamed.len(), walked.len());
+        let (a, b) = (decode_stream(Bytes::from(walked), false).unwrap(), {
+            decode_stream(Bytes::from(streamed.clone()), false).unwrap()
+        });
+        assert_eq!(
+            listing(&a.tree),
+            listing(&b.tree),
+            "the same nodes as the walk"
+        );
+        assert_eq!((a.sessions, b.sessions), (sessions.clone(), sessions));
+        assert_eq!((b.tree.digest, view.digest), (digest, digest));
+        assert!(b.tree.get("/z").is_none());
+        // Parents first, depth first: every node follows its parent, and a subtree is
+        // written whole before the next sibling of its root.
+        let paths = node_paths(&streamed);
+        for (i, p) in paths.iter().enumerate().skip(1) {
+            let parent = crate::tree::path::parent(p);
+            let at = paths.iter().position(|q| q == parent).unwrap();
+            assert!(at < i, "{p} before its parent");
+            assert!(
+                paths[at + 1..i]
+                    .iter()
+                    .all(|q| q.starts_with(&format!("{parent}/")) || parent == "/"),
+                "{p}: a node outside its parent's subtree came between them"
+            );
+        }
         // In small chunks, with an early stop honoured.
         let mut chunks = Vec::new();
         assert!(view.write_stream(64, |c| {
@@ -909,16 +957,59 @@ mod tests {
             true
         }));
         assert!(chunks.len() > 5);
-        assert_eq!(chunks.concat(), walked);
+        assert_eq!(chunks.concat(), streamed);
         let mut calls = 0;
         assert!(!view.write_stream(64, |_| {
             calls += 1;
             calls < 2
         }));
         assert_eq!(calls, 2);
-        let back = decode_stream(Bytes::from(walked), false).unwrap();
-        assert_eq!((back.tree.digest, view.digest), (digest, digest));
-        assert!(back.tree.get("/z").is_none());
+    }
+
+    /// A node as (path, data, ACL id, stat, children by name).
+    type Listed = (String, Option<Bytes>, i64, StatPersisted, Vec<String>);
+
+    /// Every node, by path.
+    fn listing(t: &DataTree) -> Vec<Listed> {
+        let frozen = t.freeze_nodes();
+        let mut v: Vec<_> = frozen
+            .iter()
+            .map(|(p, n)| {
+                (
+                    p.to_string(),
+                    n.data.clone(),
+                    n.acl,
+                    n.stat,
+                    t.children_sorted(p),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The node paths of a SNAP state, in the order written.
+    fn node_paths(state: &[u8]) -> Vec<String> {
+        let mut r = Reader::new(Bytes::copy_from_slice(state));
+        for _ in 0..r.i32().unwrap() {
+            r.i64().unwrap();
+            r.i32().unwrap();
+        }
+        for _ in 0..r.i32().unwrap() {
+            r.i64().unwrap();
+            read_acls(&mut r).unwrap();
+        }
+        let mut paths = Vec::new();
+        loop {
+            let p = r.string().unwrap();
+            if p == "/" {
+                return paths;
+            }
+            r.buffer().unwrap();
+            r.i64().unwrap();
+            StatPersisted::read(&mut r).unwrap();
+            paths.push(if p.is_empty() { "/".into() } else { p });
+        }
     }
 
     #[test]
