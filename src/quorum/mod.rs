@@ -30,6 +30,7 @@
 
 pub mod codec;
 pub mod election;
+pub mod membership;
 mod peer;
 pub mod wire;
 

@@ -76,45 +76,14 @@ pub fn write_epoch(dir: &Path, name: &str, epoch: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `/zookeeper/config` as ZooKeeper 3.8 writes it for a static ensemble: one
-/// `server.N=host:quorum:election:role[;clientHost:clientPort]` line per member in id
-/// order, then `version=0` (no newline at the end). A server line without a client
-/// address gets none here either: ZooKeeper fills its own member's from `clientPort` but
-/// leaves that out of the text (`QuorumServer.isClientAddrFromStatic`), and Curator's
-/// ensemble tracker, on by default, rewrites the client's connect string from these
-/// lines, so an address made up here would send every client to one member.
+/// `/zookeeper/config` as ZooKeeper 3.8 writes it for a static ensemble
+/// (`quorum::membership`, version 0). A server line without a client address gets none
+/// here either: ZooKeeper fills its own member's from `clientPort` but leaves that out of
+/// the text, and Curator's ensemble tracker, on by default, rewrites the client's connect
+/// string from these lines, so an address made up here would send every client to one
+/// member.
 pub fn config_node_text(s: &crate::config::Settings) -> String {
-    use crate::config::Role;
-    let mut servers: Vec<_> = s.servers.iter().collect();
-    servers.sort_by_key(|x| x.id);
-    let mut out = String::new();
-    for x in servers {
-        let role = if x.role == Role::Observer {
-            "observer"
-        } else {
-            "participant"
-        };
-        let host = bracketed(&x.host);
-        out.push_str(&format!(
-            "server.{}={host}:{}:{}:{role}",
-            x.id, x.quorum_port, x.election_port
-        ));
-        if let Some((ch, cp)) = &x.client {
-            out.push_str(&format!(";{}:{cp}", bracketed(ch)));
-        }
-        out.push('\n');
-    }
-    out.push_str("version=0");
-    out
-}
-
-/// An IPv6 host in brackets, as ZooKeeper's `delimitedHostString`.
-fn bracketed(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    }
+    crate::quorum::membership::Membership::new(s.servers.clone(), 0).to_text()
 }
 
 /// Core ticks per second: election back-off and the init/sync limits run on this clock,
