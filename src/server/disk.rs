@@ -400,7 +400,26 @@ pub fn start_snapshot_writer(snap_dir: PathBuf) -> mpsc::Sender<SnapMsg> {
     tx
 }
 
+/// The snapshot thread's nice value: writing a snapshot is background work, and on a
+/// loaded machine it takes only what the request path (connections, the engine's owner,
+/// the log writer) leaves. A snapshot of a tree of millions of nodes is seconds of CPU.
+const SNAPSHOT_NICE: i32 = 10;
+
+/// Lowers this thread's CPU priority to [`SNAPSHOT_NICE`] (Linux: nice is per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on this thread's own id; no memory is passed.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, SNAPSHOT_NICE) } != 0 {
+            let e = std::io::Error::last_os_error();
+            tracing::debug!(error = %e, "could not lower the snapshot thread's priority");
+        }
+    }
+}
+
 fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
+    lower_priority();
     let done = |r: std::io::Result<(PathBuf, u64)>, started: std::time::Instant| match r {
         Ok((p, bytes)) => tracing::info!(
             file = %p.display(),
