@@ -24,6 +24,7 @@ pub mod gssapi;
 mod http;
 mod live;
 mod member;
+mod peer_conn;
 mod peer_guard;
 pub mod peer_stream;
 pub mod peers;
