@@ -91,6 +91,9 @@ pub struct Transport {
     auth: Option<Arc<QuorumAuth>>,
     /// Quorum TLS, when on.
     tls: Option<Arc<QuorumTls>>,
+    /// The last PROPOSAL encoded, by (zxid, its payload's address): the packet for the
+    /// next follower is the same bytes.
+    last_proposal: Option<((i64, usize), Bytes)>,
 }
 
 /// What the transport needs besides its listeners.
@@ -153,6 +156,7 @@ pub fn start(
         extended_types,
         auth,
         tls,
+        last_proposal: None,
     };
     super::supervise(
         "peer transport",
@@ -340,6 +344,22 @@ impl Transport {
                 }
             }
             return;
+        }
+        if let Msg::Proposal(e) = &msg {
+            // One PROPOSAL goes to every follower in a row: encoded once, shared by all.
+            let key = (e.zxid, e.payload.as_ptr() as usize);
+            let bytes = match &self.last_proposal {
+                Some((k, b)) if *k == key => b.clone(),
+                _ => {
+                    let Some(p) = codec::encode_packet(&msg, self.me, 0, &self.config) else {
+                        return;
+                    };
+                    let b = p.encode();
+                    self.last_proposal = Some((key, b.clone()));
+                    b
+                }
+            };
+            return self.send_bytes(to, bytes);
         }
         let Some(p) = codec::encode_packet(&msg, self.me, 0, &self.config) else {
             return;

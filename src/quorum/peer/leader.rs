@@ -450,17 +450,19 @@ impl Peer {
         }
         l.next_counter += 1;
         let zxid = make_zxid(self.current_epoch, l.next_counter);
-        let targets: Vec<Sid> = l
-            .learners
-            .iter()
-            .filter(|(s, st)| **s != me && !st.observer && st.phase >= Some(LearnerPhase::Syncing))
-            .map(|(s, _)| *s)
-            .collect();
         let e = Entry { zxid, payload };
         self.log.push(e.clone());
         self.out.push(PeerAction::Append(e.clone()));
-        for s in targets {
-            self.send(s, Msg::Proposal(e.clone()));
+        // Straight from the learner map into the actions: no list of targets per write.
+        let to = l
+            .learners
+            .iter()
+            .filter(|(s, st)| **s != me && !st.observer && st.phase >= Some(LearnerPhase::Syncing));
+        for (s, _) in to {
+            self.out.push(PeerAction::Send {
+                to: *s,
+                msg: Msg::Proposal(e.clone()),
+            });
         }
         (Some(zxid), self.take())
     }
