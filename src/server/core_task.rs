@@ -143,13 +143,12 @@ impl Persistence {
     }
 
     /// Hands a snapshot of the state at `upto` to the snapshot thread once the log is
-    /// durable up to `upto`. An ensemble member applies a
-    /// committed transaction before its own log sync of it is done, so a walk can see
-    /// transactions this member's log does not hold durably yet; a snapshot file sealed
-    /// then and followed by a crash would carry effects that recovery's log replay cannot
-    /// place (and a zxid the log may never reach). Held back, a crash leaves only the
-    /// temporary file, which startup removes. A standalone server applies only durable
-    /// transactions, so its snapshots seal at once.
+    /// durable up to `upto`. An ensemble member applies a committed transaction before its
+    /// own log sync of it is done, so a frozen state can hold transactions this member's
+    /// log does not hold durably yet; a snapshot file written then and followed by a crash
+    /// would carry effects that recovery's log replay cannot place (and a zxid the log may
+    /// never reach). Held back, a crash leaves nothing. A standalone server applies only
+    /// durable transactions, so its snapshots go at once.
     pub fn seal(&mut self, upto: i64, msg: SnapMsg, durable: i64) {
         self.held_seal = Some((upto, msg));
         self.release_seal(durable);
