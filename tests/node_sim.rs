@@ -401,7 +401,7 @@ impl Sim {
                 }
                 Io::WriteSnap { zxid, .. } => format!("write SNAP state 0x{zxid:x}"),
                 Io::Reload => "reload".into(),
-                Io::Append { hdr, .. } => format!("append 0x{:x}", hdr.zxid),
+                Io::Append { zxid, .. } => format!("append 0x{zxid:x}"),
                 Io::Peer(PeerCmd::Send { to, msg }) => format!("to {to}: {msg:?}"),
                 Io::Peer(PeerCmd::Raw { to, packet }) => {
                     format!("to {to}: packet {} 0x{:x}", packet.kind, packet.zxid)
@@ -421,8 +421,9 @@ impl Sim {
                     "acceptedEpoch" => m.disk.accepted_epoch = epoch,
                     _ => m.disk.current_epoch = epoch,
                 },
-                Io::Append { hdr, txn, digest } => {
-                    m.disk.log.push(txnlog::Entry { hdr, txn, digest });
+                Io::Append { body, .. } => {
+                    let entry = txnlog::decode_body(body).expect("the node logs what decodes");
+                    m.disk.log.push(entry);
                     m.disk.since_snapshot += 1;
                 }
                 Io::CutLog { after } => {

@@ -102,9 +102,8 @@ pub enum Io {
     },
     /// Append to the log; its sync is reported as [`Input::Durable`].
     Append {
-        hdr: TxnHeader,
-        txn: Txn,
-        digest: Option<u64>,
+        zxid: Zxid,
+        body: Bytes,
     },
     /// Drop every logged entry after `after`, before any append that follows; the log
     /// writer counts the cut (its durability reports carry the count), and a reload waits
@@ -175,6 +174,9 @@ pub struct Node {
     peer: Peer,
     /// Logged entries not yet applied to the engine, in zxid order.
     unapplied: VecDeque<txnlog::Entry>,
+    /// Leader: the transaction being proposed, as prep made it, so that ZAB's append of
+    /// it need not decode its own PROPOSAL back.
+    proposing: Option<txnlog::Entry>,
     /// What the engine was last told: its mode, the leader and the epoch.
     served: (Mode, Option<Sid>, u32),
     /// Since when (monotonic ms) this member has had no leader.
@@ -239,6 +241,7 @@ impl Node {
             engine,
             peer: Peer::new(zab, durable),
             unapplied,
+            proposing: None,
             served: (Mode::Down, None, 0),
             down_since: Some(now.mono_ms),
             handed_over_at: None,
@@ -572,7 +575,13 @@ impl Node {
             zxid: hdr.zxid,
             at_us: self.now.mono_us,
         });
+        self.proposing = Some(txnlog::Entry {
+            hdr,
+            txn,
+            digest: Some(digest),
+        });
         let (zxid, acts) = self.peer.propose(body);
+        self.proposing = None;
         match zxid {
             Some(z) if z == hdr.zxid => {}
             Some(z) => {

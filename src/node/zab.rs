@@ -118,17 +118,21 @@ impl Node {
         self.out.push(Io::Peer(cmd));
     }
 
+    /// Logs a proposal as its bytes came (or were made), and keeps it decoded until its
+    /// commit: the leader's own from prep, a learner's from the PROPOSAL.
     fn append(&mut self, e: Entry) {
-        let entry = match txnlog::decode_body(e.payload) {
-            Ok(x) => x,
-            Err(err) => {
-                return self.diverge(format!("cannot decode proposal 0x{:x}: {err}", e.zxid))
-            }
+        let entry = match self.proposing.take() {
+            Some(mine) if mine.hdr.zxid == e.zxid => mine,
+            _ => match txnlog::decode_body(e.payload.clone()) {
+                Ok(x) => x,
+                Err(err) => {
+                    return self.diverge(format!("cannot decode proposal 0x{:x}: {err}", e.zxid))
+                }
+            },
         };
         self.out.push(Io::Append {
-            hdr: entry.hdr,
-            txn: entry.txn.clone(),
-            digest: entry.digest,
+            zxid: entry.hdr.zxid,
+            body: e.payload,
         });
         self.unapplied.push_back(entry);
     }

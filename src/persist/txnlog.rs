@@ -31,10 +31,15 @@ pub const END_OF_RECORD: u8 = 0x42;
 
 /// Appends one entry to `out`.
 pub fn encode_entry(hdr: &TxnHeader, txn: &Txn, digest: Option<u64>, out: &mut Vec<u8>) {
-    let body = encode_body(hdr, txn, digest);
-    out.extend_from_slice(&(adler32(&body) as i64).to_be_bytes());
+    encode_entry_of_body(&encode_body(hdr, txn, digest), out);
+}
+
+/// A log entry around a body already encoded (a PROPOSAL's data is one): checksum, length,
+/// the body, end of record.
+pub fn encode_entry_of_body(body: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(adler32(body) as i64).to_be_bytes());
     out.extend_from_slice(&(body.len() as i32).to_be_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     out.push(END_OF_RECORD);
 }
 

@@ -26,6 +26,9 @@ pub enum LogCmd {
         txn: Txn,
         digest: Option<u64>,
     },
+    /// Append an entry whose body is already encoded (an ensemble member's: the
+    /// PROPOSAL's data, `txnlog::encode_body`'s layout), as it is.
+    AppendBody { zxid: i64, body: bytes::Bytes },
     /// Start a new log file with the next append.
     Roll,
     /// Ensemble learner (TRUNC, SNAP): remove every logged entry after `after`, then
@@ -100,6 +103,13 @@ fn log_loop(cfg: LogConfig, rx: mpsc::Receiver<LogCmd>, core: UnboundedSender<Co
                     }
                     txnlog::encode_entry(&hdr, &txn, digest, &mut buf);
                     last_zxid = Some(hdr.zxid);
+                }
+                LogCmd::AppendBody { zxid, body } => {
+                    if current.is_none() {
+                        current = Some(open_log(&cfg, zxid));
+                    }
+                    txnlog::encode_entry_of_body(&body, &mut buf);
+                    last_zxid = Some(zxid);
                 }
                 LogCmd::Roll => {
                     if let Some(cur) = current.as_mut() {
@@ -591,6 +601,33 @@ mod log_tests {
             log.send(append(z)).unwrap();
         }
         (dir, log, reports)
+    }
+
+    /// An entry whose body came encoded (an ensemble member's PROPOSAL) is logged exactly
+    /// as one encoded by the writer: the same entries read back.
+    #[test]
+    fn an_encoded_body_is_logged_as_the_entry_it_encodes() {
+        let (dir, log, mut reports) = writer_with_three_entries();
+        let LogCmd::Append { hdr, txn, digest } = append(4) else {
+            unreachable!()
+        };
+        let body = txnlog::encode_body(&hdr, &txn, Some(7));
+        log.send(LogCmd::AppendBody { zxid: 4, body }).unwrap();
+        while !matches!(
+            reports.blocking_recv(),
+            Some(CoreMsg::Durable { zxid: 4, .. })
+        ) {}
+        let entries: Vec<txnlog::Entry> = persist::list(dir.path(), "log")
+            .unwrap()
+            .iter()
+            .flat_map(|(_, p)| txnlog::parse(&std::fs::read(p).unwrap()).unwrap().entries)
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(entries.len(), 4);
+        assert_eq!(entries[3].hdr, hdr);
+        assert_eq!(entries[3].txn, txn);
+        assert_eq!((digest, entries[3].digest), (None, Some(7)));
+        assert_eq!(entries[2].hdr.zxid, 3);
     }
 
     /// A durability report made after a cut never names what the cut removed: reports

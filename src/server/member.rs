@@ -349,12 +349,12 @@ impl Member {
                         fatal(format!("writing {file}: {err}"));
                     }
                 }
-                Io::Append { hdr, txn, digest } => {
+                Io::Append { zxid, body } => {
                     self.disk.since_snapshot += 1;
                     if self
                         .disk
                         .log
-                        .send(LogCmd::Append { hdr, txn, digest })
+                        .send(LogCmd::AppendBody { zxid, body })
                         .is_err()
                     {
                         fatal("the log writer is gone".into());
