@@ -123,8 +123,9 @@ fn features_zabd_lacks_are_refused_with_exit_2() {
         // Enforcement without schemes, as ZooKeeper refuses it.
         ("enforce.auth.enabled=true", "enforce.auth.schemes"),
         ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl"),
+        // A dynamic file that cannot be read.
         (
-            "dynamicConfigFile=/etc/zoo.cfg.dynamic",
+            "dynamicConfigFile=/nonexistent/zoo.cfg.dynamic",
             "dynamicConfigFile",
         ),
         ("skipACL=yes", "skipACL"),

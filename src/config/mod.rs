@@ -99,6 +99,10 @@ pub struct Settings {
     pub quorum_tls: QuorumTlsSettings,
     #[serde(skip)]
     pub servers: Vec<ServerSpec>,
+    /// The membership's version (zoo.cfg's `dynamicConfigFile` name suffix, hex; 0 when
+    /// static), printed in `/zookeeper/config`.
+    #[serde(skip)]
+    pub config_version: i64,
     /// The text of the file the settings came from (the AdminServer's
     /// `initial_configuration`).
     #[serde(skip)]
@@ -151,6 +155,7 @@ impl Default for Settings {
             sasl: SaslSettings::default(),
             quorum_tls: QuorumTlsSettings::default(),
             servers: Vec::new(),
+            config_version: 0,
             source_text: String::new(),
             servers_raw: BTreeMap::new(),
         }

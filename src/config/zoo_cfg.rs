@@ -7,6 +7,7 @@ use std::path::PathBuf;
 pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
     let mut s = Settings::default();
     let (mut saw_address, mut saw_port) = (false, false);
+    let mut dynamic = None;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
@@ -22,7 +23,14 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
         let (key, value) = (key.trim(), value.trim());
         saw_port |= key == "clientPort";
         saw_address |= key == "clientPortAddress";
+        if key == "dynamicConfigFile" {
+            dynamic = Some(value.to_string());
+            continue;
+        }
         apply(&mut s, key, value, file)?;
+    }
+    if let Some(path) = dynamic {
+        read_dynamic_file(&mut s, &path)?;
     }
     if !saw_port && s.tls.secure_client_port != 0 {
         // ZooKeeper opens no plain client port then.
@@ -37,6 +45,45 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
         });
     }
     Ok(s)
+}
+
+/// ZooKeeper 3.5+'s split configuration: the members live in `dynamicConfigFile` (path as
+/// given), `server.N` lines only, and its name ends in the membership's version in hex
+/// (`zoo.cfg.dynamic.100000000`; none: 0). As ZooKeeper, `server.N` lines in the static file
+/// are then ignored, and a `version` line inside the dynamic file is an error. The members
+/// are read at startup; changing them (`reconfig`, the `.next` file) is not supported yet.
+fn read_dynamic_file(s: &mut Settings, path: &str) -> Result<(), ConfigError> {
+    let err = |msg: String| ConfigError {
+        file: path.to_string(),
+        key: "dynamicConfigFile".into(),
+        msg,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+    let has_version = text.lines().any(|l| {
+        l.split_once('=')
+            .is_some_and(|(k, _)| k.trim() == "version")
+    });
+    if has_version {
+        return Err(err("dynamic file shouldn't have version inside".into()));
+    }
+    let members = crate::quorum::membership::Membership::parse(&text).map_err(err)?;
+    if !s.servers.is_empty() {
+        tracing::warn!(
+            file = path,
+            "server.N lines in the static file are ignored: the members are the dynamic file's"
+        );
+    }
+    s.servers = members.servers;
+    s.config_version = version_of_file_name(path);
+    Ok(())
+}
+
+/// The version at the end of a dynamic file's name, after its last dot, in hex; 0 if none
+/// (ZooKeeper's `getVersionFromFilename`).
+fn version_of_file_name(path: &str) -> i64 {
+    path.rsplit_once('.')
+        .and_then(|(_, v)| i64::from_str_radix(v, 16).ok())
+        .unwrap_or(0)
 }
 
 /// A system property as ZooKeeper reads it from JVMFLAGS (`-Dzookeeper.snapCount=...`):
@@ -288,7 +335,6 @@ fn refused(key: &str, value: &str) -> Option<&'static str> {
         "security.auth_to_local" if value != "DEFAULT" => {
             Some("Kerberos auth_to_local rules are not supported by zabd; only DEFAULT")
         }
-        "dynamicConfigFile" => Some("dynamic reconfiguration is not supported by zabd yet"),
         "skipACL" if on => Some("zabd always checks ACLs"),
         "localSessionsEnabled" | "localSessionsUpgradingEnabled" if on => {
             Some("local sessions are not supported by zabd yet")
@@ -354,6 +400,50 @@ mod tests {
     }
 
     #[test]
+    fn the_members_of_a_dynamic_file_replace_the_static_ones_with_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let dynamic = dir.path().join("zoo.cfg.dynamic.100000000");
+        std::fs::write(
+            &dynamic,
+            "server.1=10.0.0.1:2888:3888:participant;2181\n\
+             server.2=10.0.0.2:2888:3888:participant;2181\n\
+             server.3=10.0.0.3:2888:3888:observer;2181\n",
+        )
+        .unwrap();
+        let text = format!(
+            "tickTime=2000\nserver.9=old:1:2\ndynamicConfigFile={}\n",
+            dynamic.display()
+        );
+        let s = parse(&text, "zoo.cfg").unwrap();
+        let ids: Vec<i64> = s.servers.iter().map(|x| x.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(s.config_version, 0x1_0000_0000);
+        assert_eq!(s.servers[2].role, crate::config::Role::Observer);
+        // No version in the name: 0. A version inside: refused, as ZooKeeper does.
+        let plain = dir.path().join("zoo.cfg.dynamic");
+        std::fs::write(&plain, "server.1=h:1:2\nserver.2=h2:1:2\n").unwrap();
+        let s = parse(
+            &format!("dynamicConfigFile={}\n", plain.display()),
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!((s.servers.len(), s.config_version), (2, 0));
+        std::fs::write(&plain, "server.1=h:1:2\nversion=5\n").unwrap();
+        let e = parse(
+            &format!("dynamicConfigFile={}\n", plain.display()),
+            "zoo.cfg",
+        )
+        .unwrap_err();
+        assert!(e.msg.contains("version inside"), "{e}");
+        let e = parse(
+            "dynamicConfigFile=/nonexistent/zoo.cfg.dynamic\n",
+            "zoo.cfg",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "dynamicConfigFile");
+    }
+
+    #[test]
     fn features_zabd_lacks_are_refused_not_ignored() {
         for line in [
             "ssl.quorum.ocsp=true",
@@ -361,7 +451,6 @@ mod tests {
             "ssl.quorum.clientAuth=want",
             "authProvider.1=com.example.LdapAuthenticationProvider",
             "zookeeper.security.auth_to_local=RULE:[1:$1]",
-            "dynamicConfigFile=/etc/zoo.cfg.dynamic",
             "skipACL=yes",
             "zookeeper.skipACL=yes",
             "localSessionsEnabled=true",

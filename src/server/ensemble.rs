@@ -76,14 +76,14 @@ pub fn write_epoch(dir: &Path, name: &str, epoch: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `/zookeeper/config` as ZooKeeper 3.8 writes it for a static ensemble
-/// (`quorum::membership`, version 0). A server line without a client address gets none
+/// `/zookeeper/config` as ZooKeeper 3.8 writes it (`quorum::membership`; the version is
+/// the dynamic file's, 0 for a static ensemble). A server line without a client address gets none
 /// here either: ZooKeeper fills its own member's from `clientPort` but leaves that out of
 /// the text, and Curator's ensemble tracker, on by default, rewrites the client's connect
 /// string from these lines, so an address made up here would send every client to one
 /// member.
 pub fn config_node_text(s: &crate::config::Settings) -> String {
-    crate::quorum::membership::Membership::new(s.servers.clone(), 0).to_text()
+    crate::quorum::membership::Membership::new(s.servers.clone(), s.config_version).to_text()
 }
 
 /// Core ticks per second: election back-off and the init/sync limits run on this clock,
