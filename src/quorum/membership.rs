@@ -146,7 +146,7 @@ impl Membership {
 }
 
 /// An IPv6 host in brackets, as ZooKeeper's `delimitedHostString`.
-fn bracketed(host: &str) -> String {
+pub fn bracketed(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {

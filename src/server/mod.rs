@@ -278,11 +278,7 @@ fn read_myid(s: &mut Settings) -> std::io::Result<()> {
 
 /// `host:port`, with an IPv6 host in brackets.
 pub(super) fn client_addr(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
+    format!("{}:{port}", crate::quorum::membership::bracketed(host))
 }
 
 /// Binds a listener, naming what it is for and the address when that fails.
