@@ -39,12 +39,12 @@ struct Cli {
     /// Overrides the data directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// A ZooKeeper system property, as JVMFLAGS' -Dkey=value (e.g.
-    /// zookeeper.snapCount=50000, jute.maxbuffer=4194304); repeatable, applied over the file.
     /// Log line format: text (human-readable; colour only on a terminal) or json (one JSON
     /// object per line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// A ZooKeeper system property, as JVMFLAGS' -Dkey=value (e.g.
+    /// zookeeper.snapCount=50000, jute.maxbuffer=4194304); repeatable, applied over the file.
     #[arg(long = "property", short = 'D', value_name = "KEY=VALUE", global = true, value_parser = parse_property)]
     properties: Vec<(String, String)>,
 }
