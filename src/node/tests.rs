@@ -38,7 +38,8 @@ fn node(id: Sid) -> Node {
 fn leaders_state() -> Box<ReceivedSnap> {
     let mut tree = DataTree::new(false);
     tree.last_zxid = 0x5_0000_0007;
-    let view = snapshot::View::of(&tree, vec![(77, 30_000)], tree.last_zxid);
+    let last = tree.last_zxid;
+    let view = snapshot::View::of(&mut tree, vec![(77, 30_000)], last);
     Box::new(ReceivedSnap::decode(Bytes::from(view.to_stream()), false))
 }
 

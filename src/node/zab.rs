@@ -103,7 +103,7 @@ impl Node {
                 }
                 // A frozen view, serialized by the transport on another thread.
                 let sessions = self.engine.session_list();
-                let state = snapshot::View::of(&self.engine.tree, sessions, zxid);
+                let state = snapshot::View::of(&mut self.engine.tree, sessions, zxid);
                 tracing::info!(
                     to,
                     zxid = format_args!("0x{zxid:x}"),

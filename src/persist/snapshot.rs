@@ -463,7 +463,7 @@ impl std::fmt::Debug for View {
 
 impl View {
     /// Freezes `tree` (applied up to `zxid`) and the session table.
-    pub fn of(tree: &DataTree, sessions: SessionList, zxid: i64) -> View {
+    pub fn of(tree: &mut DataTree, sessions: SessionList, zxid: i64) -> View {
         View {
             zxid,
             sessions,
@@ -532,7 +532,8 @@ impl View {
     /// snapshot thread on a tree of a million nodes.) A node whose parent is missing,
     /// which a tree never has, comes last, and the reader refuses the state.
     fn depth_first(&self) -> impl Iterator<Item = (&str, &crate::tree::Node)> {
-        let all: Vec<(&str, &crate::tree::Node)> = self.nodes.iter().collect();
+        let mut all: Vec<(&str, &crate::tree::Node)> = Vec::with_capacity(self.nodes.len());
+        all.extend(self.nodes.iter());
         let mut kids: HashMap<&str, Vec<u32>, ahash::RandomState> = HashMap::default();
         let mut stack = Vec::new();
         for (i, (p, _)) in all.iter().enumerate() {
@@ -918,19 +919,20 @@ mod tests {
         let mut b = Builder::new(&sessions, t.last_zxid);
         b.step(&t, usize::MAX);
         let walked = b.finish(&t).to_stream();
-        let view = View::of(&t, sessions.clone(), t.last_zxid);
+        let last = t.last_zxid;
+        let view = View::of(&mut t, sessions.clone(), last);
         let digest = t.digest;
         // The tree moves on: the view does not.
         create(&mut t, 46, "/d/x07/later", acl_cache::open_acl());
         create(&mut t, 47, "/z", acl_cache::open_acl());
         let streamed = view.to_stream();
         assert_eq!(streamed.len(), walked.len());
-        let (a, b) = (decode_stream(Bytes::from(walked), false).unwrap(), {
+        let (mut a, mut b) = (decode_stream(Bytes::from(walked), false).unwrap(), {
             decode_stream(Bytes::from(streamed.clone()), false).unwrap()
         });
         assert_eq!(
-            listing(&a.tree),
-            listing(&b.tree),
+            listing(&mut a.tree),
+            listing(&mut b.tree),
             "the same nodes as the walk"
         );
         assert_eq!((a.sessions, b.sessions), (sessions.clone(), sessions));
@@ -970,7 +972,7 @@ mod tests {
     type Listed = (String, Option<Bytes>, i64, StatPersisted, Vec<String>);
 
     /// Every node, by path.
-    fn listing(t: &DataTree) -> Vec<Listed> {
+    fn listing(t: &mut DataTree) -> Vec<Listed> {
         let frozen = t.freeze_nodes();
         let mut v: Vec<_> = frozen
             .iter()
@@ -1019,7 +1021,8 @@ mod tests {
         for i in 0..30 {
             create(&mut t, 2 + i, &format!("/a/n{i}"), acl_cache::open_acl());
         }
-        let mut stream = View::of(&t, vec![(1, 2), (3, 4)], t.last_zxid).to_stream();
+        let last = t.last_zxid;
+        let mut stream = View::of(&mut t, vec![(1, 2), (3, 4)], last).to_stream();
         let n = stream.len();
         stream.extend_from_slice(&[0, 0, 0, 9]);
         for step in [1, 2, 7, 64] {

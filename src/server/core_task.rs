@@ -114,17 +114,19 @@ impl Persistence {
         p
     }
 
-    /// Takes a snapshot once `threshold` transactions have been logged since the last one
-    /// and none is still on its way to disk: a new log file starts, and the engine's state
-    /// is frozen (a copy-on-write view: shard and value pointers, well under a millisecond
-    /// even at a million nodes) and handed to the snapshot thread, which serializes and
-    /// writes it there; the engine's owner never walks the tree. `durable`: how far the
-    /// log is durable now (see `seal`).
-    pub fn maybe_snapshot(&mut self, engine: &Engine, durable: i64) {
+    /// Takes a snapshot once `threshold` transactions have been logged since the last one,
+    /// none is still on its way to disk, and no earlier view (a SNAP being sent) shares a
+    /// changed node table, which the freeze would have to copy. A new log file starts, and
+    /// the engine's state is frozen (a copy-on-write view: 64 table pointers; see
+    /// `tree::nodes`) and handed to the snapshot thread, which serializes and writes it;
+    /// the engine's owner never walks the tree. `durable`: how far the log is durable now
+    /// (see `seal`).
+    pub fn maybe_snapshot(&mut self, engine: &mut Engine, durable: i64) {
         use std::sync::atomic::Ordering;
         if self.since_snapshot < self.threshold
             || self.sealing()
             || self.busy.load(Ordering::Acquire)
+            || engine.tree.freeze_would_copy()
         {
             return;
         }
@@ -132,7 +134,8 @@ impl Persistence {
         self.since_snapshot = 0;
         self.new_threshold();
         let zxid = engine.last_zxid();
-        let view = crate::persist::snapshot::View::of(&engine.tree, engine.session_list(), zxid);
+        let sessions = engine.session_list();
+        let view = crate::persist::snapshot::View::of(&mut engine.tree, sessions, zxid);
         let busy = super::disk::Busy::take(&self.busy);
         tracing::info!(
             zxid = format_args!("0x{zxid:x}"),
@@ -199,6 +202,7 @@ pub async fn run(
     loop {
         let mut actions = Vec::new();
         let busy_from;
+        let mut pass = "requests";
         tokio::select! {
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
@@ -213,6 +217,7 @@ pub async fn run(
             }
             _ = ticker.tick() => {
                 busy_from = std::time::Instant::now();
+                pass = "tick";
                 actions.extend(engine.handle(Event::Tick, clocks.now()));
             }
         }
@@ -221,19 +226,21 @@ pub async fn run(
             draining.take().expect("checked").finish(&disk.log);
         }
         // Standalone: everything applied is durable.
-        disk.maybe_snapshot(&engine, i64::MAX);
-        note_stall(&mut engine, busy_from.elapsed());
+        disk.maybe_snapshot(&mut engine, i64::MAX);
+        note_stall(&mut engine, busy_from.elapsed(), pass);
     }
 }
 
 /// Records how long one pass of the loop kept the core busy.
-pub(super) fn note_stall(engine: &mut Engine, d: Duration) {
+/// `pass`: what woke it (client requests, peer messages, a tick).
+pub(super) fn note_stall(engine: &mut Engine, d: Duration, pass: &'static str) {
     let us = d.as_micros() as u64;
     if us > engine.stats.core_stall_max_us {
         engine.stats.core_stall_max_us = us;
         if us > 100_000 {
             tracing::warn!(
                 ms = us / 1000,
+                pass,
                 "the core loop was busy for a long time in one pass"
             );
         }

@@ -443,7 +443,7 @@ fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
     };
     while let Ok(msg) = rx.recv() {
         match msg {
-            SnapMsg::Frozen(view, _busy) => {
+            SnapMsg::Frozen(view, busy) => {
                 let started = std::time::Instant::now();
                 let written = write_view(dir, &view);
                 if written.is_ok() {
@@ -451,6 +451,10 @@ fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
                     super::counters::COUNTERS.snapshot(ms, view.zxid, super::wall_ms());
                 }
                 done(written, started);
+                // The view first: while it lives, the next freeze would have to copy every
+                // table it shares (see tree::nodes).
+                drop(view);
+                drop(busy);
             }
             SnapMsg::Barrier(done) => {
                 let _ = done.send(());
@@ -520,7 +524,8 @@ mod tests {
         let expected = snapshot::encode(&t, &sessions, 4);
         let busy = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
-        let view = View::of(&t, sessions.clone(), t.last_zxid);
+        let last = t.last_zxid;
+        let view = View::of(&mut t, sessions.clone(), last);
         tx.send(SnapMsg::Frozen(Box::new(view), Busy::take(&busy)))
             .unwrap();
         assert!(busy.load(Ordering::Acquire));
@@ -538,7 +543,7 @@ mod tests {
         };
         t.apply(&hdr, &delete, &mut Vec::new());
         assert!(t.get("/c").is_none());
-        let unsent = View::of(&t, Vec::new(), 9);
+        let unsent = View::of(&mut t, Vec::new(), 9);
         drop(SnapMsg::Frozen(Box::new(unsent), Busy::take(&busy)));
         drop(tx);
         snapshot_writer(dir.path(), rx);

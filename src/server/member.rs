@@ -53,6 +53,20 @@ enum Woke {
     EngineTick,
 }
 
+impl Woke {
+    /// For the log line of a long pass.
+    fn name(&self) -> &'static str {
+        match self {
+            Woke::Core(_) => "requests",
+            Woke::Peer(Some(PeerEvent::Msg { .. })) => "a peer message",
+            Woke::Peer(Some(PeerEvent::Snap { .. })) => "a SNAP",
+            Woke::Peer(_) => "a peer event",
+            Woke::PeerTick => "the peer tick",
+            Woke::EngineTick => "the engine tick",
+        }
+    }
+}
+
 struct Member {
     node: Node,
     info: ServerInfo,
@@ -246,6 +260,7 @@ impl Member {
                 _ = engine_ticker.tick() => Woke::EngineTick,
             };
             let busy_from = std::time::Instant::now();
+            let pass = woke.name();
             match woke {
                 Woke::Core(None) => return Err(std::io::Error::other("the client side stopped")),
                 Woke::Peer(None) => {
@@ -271,9 +286,9 @@ impl Member {
             }
             if !self.node.waiting() {
                 let durable = self.node.peer().durable_zxid();
-                self.disk.maybe_snapshot(self.node.engine(), durable);
+                self.disk.maybe_snapshot(self.node.engine_mut(), durable);
             }
-            core_task::note_stall(self.node.engine_mut(), busy_from.elapsed());
+            core_task::note_stall(self.node.engine_mut(), busy_from.elapsed(), pass);
         }
     }
 

@@ -309,7 +309,12 @@ impl DataTree {
 
     /// A view of every node as they are now, unchanged by later transactions, for another
     /// thread to serialize (see `nodes.rs` for what it costs).
-    pub fn freeze_nodes(&self) -> nodes::Frozen<Node> {
+    /// Whether freezing now would copy node tables (an earlier view is still alive).
+    pub fn freeze_would_copy(&self) -> bool {
+        self.nodes.freeze_would_copy()
+    }
+
+    pub fn freeze_nodes(&mut self) -> nodes::Frozen<Node> {
         self.nodes.freeze()
     }
 
