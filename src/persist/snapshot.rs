@@ -508,7 +508,17 @@ impl View {
             w.i64(*id);
             write_acls(&mut w, list);
         }
-        for (p, n) in self.depth_first() {
+        let order = self.depth_first();
+        for (i, &(p, n)) in order.iter().enumerate() {
+            // The nodes lie all over the heap: ask for the ones coming next while this one
+            // is written (path and node a few nodes ahead, then the data they point to).
+            if let Some(&(p, n)) = order.get(i + 16) {
+                prefetch(p.as_ptr());
+                prefetch(n);
+            }
+            if let Some(d) = order.get(i + 8).and_then(|(_, n)| n.data.as_ref()) {
+                prefetch(d.as_ptr());
+            }
             w.string(if p == "/" { "" } else { p });
             w.buffer(n.data.as_deref()).i64(n.acl);
             n.stat.write(&mut w);
@@ -531,12 +541,15 @@ impl View {
     /// (Sorting the paths instead, with `/` below every other byte, cost two thirds of the
     /// snapshot thread on a tree of a million nodes.) A node whose parent is missing,
     /// which a tree never has, comes last, and the reader refuses the state.
-    fn depth_first(&self) -> impl Iterator<Item = (&str, &crate::tree::Node)> {
+    fn depth_first(&self) -> Vec<(&str, &crate::tree::Node)> {
         let mut all: Vec<(&str, &crate::tree::Node)> = Vec::with_capacity(self.nodes.len());
         all.extend(self.nodes.iter());
         let mut kids: HashMap<&str, Vec<u32>, ahash::RandomState> = HashMap::default();
         let mut stack = Vec::new();
         for (i, (p, _)) in all.iter().enumerate() {
+            if let Some((p, _)) = all.get(i + 16) {
+                prefetch(p.as_ptr());
+            }
             if *p == "/" {
                 stack.push(i as u32);
             } else {
@@ -548,12 +561,19 @@ impl View {
         let mut order = Vec::with_capacity(all.len());
         while let Some(i) = stack.pop() {
             order.push(i);
-            if let Some(children) = kids.remove(all[i as usize].0) {
-                stack.extend(children);
+            if let Some(&next) = stack.len().checked_sub(8).and_then(|k| stack.get(k)) {
+                prefetch(all[next as usize].1);
+            }
+            let (p, n) = all[i as usize];
+            // A leaf (most nodes) is known by its count, without hashing its path.
+            if n.child_count > 0 {
+                if let Some(children) = kids.remove(p) {
+                    stack.extend(children);
+                }
             }
         }
         order.extend(kids.into_values().flatten());
-        order.into_iter().map(move |i| all[i as usize])
+        order.into_iter().map(|i| all[i as usize]).collect()
     }
 
     /// The whole SNAP state in one buffer.
@@ -565,6 +585,20 @@ impl View {
         });
         v
     }
+}
+
+/// Asks the CPU to bring the cache line at `p` in ahead of its use (a hint: nothing is
+/// read, and a bad address is ignored).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 (SSE, in every x86_64 CPU) never faults and reads nothing into
+    // the program.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Reads the state sent after SNAP.

@@ -91,8 +91,9 @@ pub struct Persistence {
     pub threshold: u64,
     /// A frozen snapshot held back until the log is durable up to its zxid (see `seal`).
     held_seal: Option<(i64, SnapMsg)>,
-    /// Set while a snapshot is on its way to disk (`disk::Busy`): no other starts then.
-    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Shut while a snapshot is on its way to disk, and for a rest after it
+    /// (`disk::SnapGate`).
+    gate: std::sync::Arc<super::disk::SnapGate>,
 }
 
 impl Persistence {
@@ -108,24 +109,24 @@ impl Persistence {
             since_snapshot: 0,
             threshold: 0,
             held_seal: None,
-            busy: Default::default(),
+            gate: Default::default(),
         };
         p.new_threshold();
         p
     }
 
     /// Takes a snapshot once `threshold` transactions have been logged since the last one,
-    /// none is still on its way to disk, and no earlier view (a SNAP being sent) shares a
+    /// none is still on its way to disk nor resting after one (`disk::SnapGate`), and no
+    /// earlier view (a SNAP being sent) shares a
     /// changed node table, which the freeze would have to copy. A new log file starts, and
     /// the engine's state is frozen (a copy-on-write view: 64 table pointers; see
     /// `tree::nodes`) and handed to the snapshot thread, which serializes and writes it;
     /// the engine's owner never walks the tree. `durable`: how far the log is durable now
     /// (see `seal`).
     pub fn maybe_snapshot(&mut self, engine: &mut Engine, durable: i64) {
-        use std::sync::atomic::Ordering;
         if self.since_snapshot < self.threshold
             || self.sealing()
-            || self.busy.load(Ordering::Acquire)
+            || !self.gate.open()
             || engine.tree.freeze_would_copy()
         {
             return;
@@ -136,7 +137,7 @@ impl Persistence {
         let zxid = engine.last_zxid();
         let sessions = engine.session_list();
         let view = crate::persist::snapshot::View::of(&mut engine.tree, sessions, zxid);
-        let busy = super::disk::Busy::take(&self.busy);
+        let busy = super::disk::Busy::take(&self.gate);
         tracing::info!(
             zxid = format_args!("0x{zxid:x}"),
             nodes = view.node_count(),

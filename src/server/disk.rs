@@ -307,21 +307,68 @@ pub enum SnapMsg {
     },
 }
 
-/// Set while a frozen snapshot is on its way to disk (held for the log, queued or being
-/// written), so that the engine's owner freezes no other meanwhile; clears on drop.
-pub struct Busy(std::sync::Arc<std::sync::atomic::AtomicBool>);
+/// When the next snapshot may start, shared by the engine's owner and the snapshot thread.
+///
+/// - `writing`: a frozen snapshot is on its way to disk (held for the log, queued or being
+///   written), so no other is frozen meanwhile (see [`Busy`]).
+/// - `rest_until`: after writing one that took D, the thread rests for
+///   `SNAPSHOT_REST_FACTOR` × D: snapshots then use at most a quarter of a core however
+///   large the tree grows. snapCount stays the least number of transactions between two
+///   snapshots (ZooKeeper's wording: a snapshot *can* be taken then); on a large tree under
+///   heavy writes they come further apart, and a restart replays a longer log.
+#[derive(Default)]
+pub struct SnapGate {
+    writing: std::sync::atomic::AtomicBool,
+    rest_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// See [`SnapGate`]: 3 gives the snapshot thread at most a quarter of the time.
+pub const SNAPSHOT_REST_FACTOR: u32 = 3;
+
+impl SnapGate {
+    /// Whether a snapshot may be frozen now.
+    pub fn open(&self) -> bool {
+        if self.writing.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        let rest = *self.rest_until.lock().unwrap_or_else(|e| e.into_inner());
+        rest.is_none_or(|t| std::time::Instant::now() >= t)
+    }
+
+    fn rest(&self, took: std::time::Duration) {
+        let until = std::time::Instant::now() + took * SNAPSHOT_REST_FACTOR;
+        *self.rest_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
+    }
+
+    #[cfg(test)]
+    pub fn writing(&self) -> bool {
+        self.writing.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Holds a [`SnapGate`] shut while a frozen snapshot is on its way to disk; opens it
+/// (writing-wise) on drop.
+pub struct Busy(std::sync::Arc<SnapGate>);
 
 impl Busy {
-    /// Marks `flag` busy until the returned guard is dropped.
-    pub fn take(flag: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> Busy {
-        flag.store(true, std::sync::atomic::Ordering::Release);
-        Busy(flag.clone())
+    /// Marks `gate` writing until the returned guard is dropped.
+    pub fn take(gate: &std::sync::Arc<SnapGate>) -> Busy {
+        gate.writing
+            .store(true, std::sync::atomic::Ordering::Release);
+        Busy(gate.clone())
+    }
+
+    /// The snapshot took `took` to write: the next waits in proportion.
+    fn rest(&self, took: std::time::Duration) {
+        self.0.rest(took);
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.store(false, std::sync::atomic::Ordering::Release);
+        self.0
+            .writing
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -450,6 +497,7 @@ fn snapshot_writer(dir: &Path, rx: mpsc::Receiver<SnapMsg>) {
                     let ms = started.elapsed().as_millis() as i64;
                     super::counters::COUNTERS.snapshot(ms, view.zxid, super::wall_ms());
                 }
+                busy.rest(started.elapsed());
                 done(written, started);
                 // The view first: while it lives, the next freeze would have to copy every
                 // table it shares (see tree::nodes).
@@ -490,7 +538,7 @@ mod tests {
     use crate::proto::op;
     use crate::tree::{acl_cache, DataTree};
     use crate::txn::{CreateKind, Txn, TxnHeader};
-    use std::sync::atomic::{AtomicBool, Ordering};
+
     use std::sync::Arc;
 
     fn tree() -> DataTree {
@@ -522,13 +570,13 @@ mod tests {
         let mut t = tree();
         let sessions = vec![(5, 4000)];
         let expected = snapshot::encode(&t, &sessions, 4);
-        let busy = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(SnapGate::default());
         let (tx, rx) = mpsc::channel();
         let last = t.last_zxid;
         let view = View::of(&mut t, sessions.clone(), last);
         tx.send(SnapMsg::Frozen(Box::new(view), Busy::take(&busy)))
             .unwrap();
-        assert!(busy.load(Ordering::Acquire));
+        assert!(busy.writing() && !busy.open());
         // The tree moves on; the file holds the state at 4.
         let hdr = TxnHeader {
             client_id: 5,
@@ -547,7 +595,7 @@ mod tests {
         drop(SnapMsg::Frozen(Box::new(unsent), Busy::take(&busy)));
         drop(tx);
         snapshot_writer(dir.path(), rx);
-        assert!(!busy.load(Ordering::Acquire));
+        assert!(!busy.writing());
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -564,6 +612,68 @@ mod tests {
         assert_eq!(got.tree.node_count(), want.tree.node_count());
         assert_eq!(got.tree.children_sorted("/a/b"), ["d"]);
         assert!(got.tree.get("/c").is_some());
+    }
+    /// By hand, for docs/performance.md: what writing a large snapshot costs the snapshot
+    /// thread (`cargo test --release --lib snapshot_write_cost -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn snapshot_write_cost() {
+        let mut t = DataTree::new(false);
+        let n: i64 = std::env::var("NODES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2_000_000);
+        let mk = |zxid: i64, path: String| {
+            let hdr = TxnHeader {
+                client_id: 5,
+                cxid: 0,
+                zxid,
+                time: 100,
+                op: op::CREATE,
+            };
+            let txn = Txn::Create {
+                op: op::CREATE,
+                path,
+                data: Some(bytes::Bytes::from(vec![b'v'; 100])),
+                acl: acl_cache::open_acl(),
+                kind: CreateKind::Persistent,
+                parent_cversion: -1,
+            };
+            (hdr, txn)
+        };
+        let (h, c) = mk(1, "/zabd-bench".into());
+        t.apply(&h, &c, &mut Vec::new());
+        let (h, c) = mk(2, "/zabd-bench/n".into());
+        t.apply(&h, &c, &mut Vec::new());
+        for i in 0..n {
+            let (h, c) = mk(3 + i, format!("/zabd-bench/n/{:x}-{i:x}", i % 32));
+            t.apply(&h, &c, &mut Vec::new());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let last = t.last_zxid;
+        let view = View::of(&mut t, Vec::new(), last);
+        let started = std::time::Instant::now();
+        let cpu = || {
+            let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+            unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+            (
+                u.ru_utime.tv_sec as f64 + u.ru_utime.tv_usec as f64 / 1e6,
+                u.ru_stime.tv_sec as f64 + u.ru_stime.tv_usec as f64 / 1e6,
+            )
+        };
+        let rounds = 3;
+        let before = cpu();
+        let mut bytes = 0;
+        for _ in 0..rounds {
+            bytes = write_view(dir.path(), &view).unwrap().1;
+        }
+        let after = cpu();
+        eprintln!(
+            "{n} nodes, {bytes} bytes, per write: {:?} wall, user {:.2} s, system {:.2} s",
+            started.elapsed() / rounds,
+            (after.0 - before.0) / rounds as f64,
+            (after.1 - before.1) / rounds as f64
+        );
     }
 }
 
