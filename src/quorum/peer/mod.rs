@@ -156,6 +156,9 @@ pub struct Peer {
     /// if this peer becomes the leader.
     early_learners: Vec<(Sid, Msg)>,
     out: Vec<PeerAction>,
+    /// An emptied action list the host gave back ([`Peer::recycle`]): the next `take`
+    /// hands it out, so a write's PROPOSAL allocates no list of actions.
+    spare: Vec<PeerAction>,
 }
 
 impl Peer {
@@ -187,6 +190,7 @@ impl Peer {
             )),
             cfg,
             out: Vec::new(),
+            spare: Vec::new(),
         };
         p.look();
         p
@@ -303,7 +307,15 @@ impl Peer {
     }
 
     fn take(&mut self) -> Vec<PeerAction> {
-        std::mem::take(&mut self.out)
+        std::mem::replace(&mut self.out, std::mem::take(&mut self.spare))
+    }
+
+    /// Gives back a list of actions the host has carried out, for reuse.
+    pub fn recycle(&mut self, mut done: Vec<PeerAction>) {
+        done.clear();
+        if self.spare.capacity() < done.capacity() {
+            self.spare = done;
+        }
     }
 
     // ---- LOOKING ------------------------------------------------------------------------
