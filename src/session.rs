@@ -53,6 +53,12 @@ impl JavaRandom {
 
 /// The first session id of a server started at wall-clock `now_ms` (ZooKeeper's
 /// initializeNextSessionId).
+/// The id of the server that made session `id` (its top byte, as ZooKeeper's
+/// `SessionTrackerImpl.initializeNextSessionId` puts it there).
+pub fn server_of(id: i64) -> i64 {
+    (id >> 56) & 0xff
+}
+
 pub fn first_session_id(server_id: i64, now_ms: i64) -> i64 {
     let base = ((now_ms << 24) as u64 >> 8) as i64;
     let sid = base | (server_id << 56);
@@ -129,6 +135,11 @@ impl Sessions {
 
     pub fn get(&self, id: i64) -> Option<&Session> {
         self.sessions.get(&id)
+    }
+
+    /// Whether the session's expiry time has passed (false when it is gone).
+    pub fn has_expired(&self, id: i64, now: i64) -> bool {
+        self.sessions.get(&id).is_some_and(|s| s.expires_at <= now)
     }
 
     /// Is the session live (present and not closing)?

@@ -82,6 +82,12 @@ pub struct Settings {
     /// `leaderServes`: the leader accepts client connections. With it off, the leader
     /// refuses new ones (clients sit on followers) and keeps those it had as a follower.
     pub leader_serves: bool,
+    /// `localSessionsEnabled`: a new session on an ensemble member is local to it until
+    /// it creates an ephemeral node (see `engine/local.rs`).
+    pub local_sessions: bool,
+    /// `localSessionsUpgradingEnabled`: a local session that creates an ephemeral node
+    /// becomes global; without it, that create fails with EphemeralOnLocalSession.
+    pub local_sessions_upgrading: bool,
     /// Testing only: the log writer waits this long before every fdatasync (a slow disk).
     pub test_log_sync_delay_ms: u64,
     /// A log sync slower than this is logged and counted (zoo.cfg:
@@ -147,6 +153,8 @@ impl Default for Settings {
             commit_log_count: 500,
             read_only_mode: false,
             leader_serves: true,
+            local_sessions: false,
+            local_sessions_upgrading: false,
             test_log_sync_delay_ms: 0,
             fsync_warning_threshold_ms: 1000,
             admin: AdminSettings::default(),
@@ -437,7 +445,7 @@ impl Default for SaslSettings {
     }
 }
 
-const TOML_KEYS: [&str; 40] = [
+const TOML_KEYS: [&str; 42] = [
     "quorum_tls",
     "sasl",
     "tls",
@@ -451,6 +459,8 @@ const TOML_KEYS: [&str; 40] = [
     "test_log_sync_delay_ms",
     "read_only_mode",
     "leader_serves",
+    "local_sessions",
+    "local_sessions_upgrading",
     "enforce_quota",
     "snap_count",
     "force_sync",

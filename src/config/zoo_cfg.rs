@@ -158,6 +158,8 @@ pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(),
         }
         "readonlymode.enabled" => s.read_only_mode = boolean(value)?,
         "leaderServes" => s.leader_serves = boolean(value)?,
+        "localSessionsEnabled" => s.local_sessions = boolean(value)?,
+        "localSessionsUpgradingEnabled" => s.local_sessions_upgrading = boolean(value)?,
         "commitLogCount" => s.commit_log_count = ranged(value, i32::MAX as i64)?.max(1) as usize,
         "snapCount" => s.snap_count = ranged(value, i64::MAX)? as u64,
         "preAllocSize" => s.pre_alloc_size_kb = ranged(value, i64::MAX)? as u64,
@@ -336,9 +338,6 @@ fn refused(key: &str, value: &str) -> Option<&'static str> {
             Some("Kerberos auth_to_local rules are not supported by zabd; only DEFAULT")
         }
         "skipACL" if on => Some("zabd always checks ACLs"),
-        "localSessionsEnabled" | "localSessionsUpgradingEnabled" if on => {
-            Some("local sessions are not supported by zabd yet")
-        }
         "multiAddress.enabled" if on => {
             Some("multiple addresses per server are not supported by zabd yet")
         }
@@ -453,7 +452,6 @@ mod tests {
             "zookeeper.security.auth_to_local=RULE:[1:$1]",
             "skipACL=yes",
             "zookeeper.skipACL=yes",
-            "localSessionsEnabled=true",
             "electionAlg=1",
         ] {
             let e = parse(&format!("{line}\n"), "zoo.cfg").unwrap_err();
@@ -471,6 +469,21 @@ mod tests {
         ] {
             parse(&format!("{line}\n"), "zoo.cfg").unwrap();
         }
+    }
+
+    #[test]
+    fn local_sessions_are_read() {
+        let s = parse(
+            "localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert!(s.local_sessions && s.local_sessions_upgrading);
+        let s = parse("localSessionsEnabled=true\n", "zoo.cfg").unwrap();
+        assert!(
+            s.local_sessions && !s.local_sessions_upgrading,
+            "upgrading is off by default, as in ZooKeeper"
+        );
     }
 
     #[test]

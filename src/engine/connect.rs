@@ -62,7 +62,7 @@ impl Engine {
 
     fn create_session(&mut self, conn: ConnId, timeout: i32) {
         let id = self.sessions.next_id();
-        if self.mode == super::Mode::ReadOnly {
+        if self.new_sessions_are_local() {
             self.local_session(conn, id, timeout);
             return;
         }
@@ -105,6 +105,13 @@ impl Engine {
         let id = req.session_id;
         if req.passwd[..] != session::password(id)[..] {
             self.refuse_resume(conn, id);
+        } else if self.is_local(id) {
+            // Only this member knows it: it is live here or nowhere.
+            if self.sessions.is_live(id) {
+                self.resume(conn, id, timeout);
+            } else {
+                self.refuse_resume(conn, id);
+            }
         } else if self.mode.forwards() {
             // The leader decides (REVALIDATE), as it alone expires sessions.
             self.revalidate_with_leader(conn, id, timeout);

@@ -97,8 +97,6 @@ pub(super) struct State {
     confirmed_round: u64,
     /// The zxid the current epoch starts at (`srvr` reports at least this).
     epoch_start: i64,
-    /// Read-only mode: the sessions created here, never known to the quorum.
-    local_sessions: Vec<i64>,
     /// Learner: reconnects waiting for the leader's REVALIDATE answer.
     pub(super) revalidating: HashMap<i64, (ConnId, i32)>,
     /// Handshakes that arrived while this member had no leader, and when (monotonic ms).
@@ -128,26 +126,11 @@ impl Engine {
     }
 
     pub(super) fn note_touch(&mut self, session: i64) {
-        if self.mode.forwards() {
+        if self.mode.forwards() && !self.is_local(session) {
             if let Some(s) = self.sessions.get(session) {
                 self.ensemble.touched.insert(session, s.timeout);
             }
         }
-    }
-
-    /// Sessions only this member knows (read-only mode).
-    pub fn local_session_count(&self) -> usize {
-        self.ensemble.local_sessions.len()
-    }
-
-    /// Read-only mode: a session only this member knows (ZooKeeper's local session).
-    pub(super) fn local_session(&mut self, conn: ConnId, id: i64, timeout: i32) {
-        self.sessions.add(id, timeout, self.now.mono_ms);
-        self.ensemble.local_sessions.push(id);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.session = Some(id);
-        }
-        self.session_established(conn, id, timeout);
     }
 
     /// Read-only mode: a write is refused (closeSession just closes).
@@ -224,9 +207,7 @@ impl Engine {
         self.session_conn.clear();
         self.pending.clear();
         self.prep = crate::prep::Prep::with_quota_enforcement(self.cfg.enforce_quota);
-        for id in std::mem::take(&mut self.ensemble.local_sessions) {
-            self.sessions.remove(id);
-        }
+        self.drop_local_sessions();
         self.ensemble = State {
             epoch_start: if matches!(mode, Mode::Leader | Mode::Follower) {
                 last_zxid
@@ -400,7 +381,10 @@ impl Engine {
     /// Leader: is this session live (a client brought it to a learner)? Touches it if so.
     pub fn revalidate(&mut self, session: i64, _timeout: i32, now: super::Clock) -> bool {
         self.now = now;
-        self.mode == Mode::Leader && self.sessions.touch(session, now.mono_ms)
+        // The leader's own local sessions are unknown to the ensemble, as elsewhere.
+        self.mode == Mode::Leader
+            && !self.is_local(session)
+            && self.sessions.touch(session, now.mono_ms)
     }
 
     /// Learner: a client brings a session here; the leader says whether it lives.

@@ -15,6 +15,7 @@
 mod connect;
 mod ensemble;
 mod failover;
+mod local;
 mod reads;
 mod stats;
 
@@ -71,6 +72,10 @@ pub struct EngineConfig {
     pub allow_sasl_failed: bool,
     /// `leaderServes`: as leader, this member accepts new client sessions.
     pub leader_serves: bool,
+    /// `localSessionsEnabled` (see `local.rs`).
+    pub local_sessions: bool,
+    /// `localSessionsUpgradingEnabled` (see `local.rs`).
+    pub local_sessions_upgrading: bool,
 }
 
 impl Default for EngineConfig {
@@ -88,6 +93,8 @@ impl Default for EngineConfig {
             enforce_auth_schemes: Vec::new(),
             allow_sasl_failed: false,
             leader_serves: true,
+            local_sessions: false,
+            local_sessions_upgrading: false,
         }
     }
 }
@@ -286,6 +293,8 @@ pub struct Engine {
     /// Sessions already told (in the log) that they hold the most watches allowed; cleared
     /// when their connection goes.
     watch_limit_hit: std::collections::HashSet<i64>,
+    /// The sessions only this member knows (`local.rs`).
+    local: std::collections::HashSet<i64>,
 }
 
 impl Engine {
@@ -307,6 +316,7 @@ impl Engine {
             mode: Mode::Standalone,
             ensemble: ensemble::State::default(),
             watch_limit_hit: Default::default(),
+            local: Default::default(),
         }
     }
 
@@ -339,7 +349,12 @@ impl Engine {
 
     /// The session table as snapshots hold it.
     pub fn session_list(&self) -> Vec<(i64, i32)> {
-        let mut v: Vec<(i64, i32)> = self.sessions.iter().map(|s| (s.id, s.timeout)).collect();
+        let mut v: Vec<(i64, i32)> = self
+            .sessions
+            .iter()
+            .filter(|s| !self.is_local(s.id))
+            .map(|s| (s.id, s.timeout))
+            .collect();
         v.sort_unstable();
         v
     }
@@ -559,7 +574,17 @@ impl Engine {
             let sync = matches!(item.req, Request::Sync { .. });
             if item.req.is_write() || (gated_sync && sync) {
                 let (x, req, body) = (item.xid, item.req.clone(), item.body.clone());
+                let session = c.session.unwrap_or(0);
                 c.queue[i].logged = true;
+                if req.is_write() && self.is_local(session) {
+                    if let Some(done) = self.local_session_write(session, x, &req) {
+                        // Answered here, in its turn.
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.queue[i].done = Some(done);
+                        }
+                        continue;
+                    }
+                }
                 if forwarding {
                     self.forward(conn, x, &req, body);
                 } else if sync {
@@ -631,7 +656,10 @@ impl Engine {
         let zxid = self.next_zxid();
         let who = Requester { session, ids };
         let time = self.now.wall_ms;
-        let txn = if !self.sessions.is_live(session) && !matches!(req, Request::CloseSession) {
+        let unknown = !self.sessions.is_live(session)
+            && !matches!(req, Request::CloseSession)
+            && !self.takes_remote_local(session, req);
+        let txn = if unknown {
             Txn::Error {
                 err: ZkError::SessionExpired.code(),
             }
@@ -810,10 +838,15 @@ impl Engine {
     fn on_tick(&mut self) {
         self.expire_parked();
         self.close_leaderless();
+        self.expire_local_sessions();
         if !self.mode.decides_expiry() {
             return;
         }
         for s in self.sessions.expire(self.now.mono_ms) {
+            if self.is_local(s) {
+                continue;
+            }
+            self.stats.sessions_expired += 1;
             tracing::info!(session = format_args!("0x{s:x}"), "session expired");
             self.system_write(s, &Request::CloseSession);
         }
@@ -903,5 +936,7 @@ pub fn is_special_xid(x: i32) -> bool {
 
 #[cfg(test)]
 mod failover_tests;
+#[cfg(test)]
+mod local_tests;
 #[cfg(test)]
 mod tests;

@@ -91,6 +91,9 @@ pub struct Stats {
     pub latency_max_ms: i64,
     /// Transactions after which the tree digest differed from the one prep logged.
     pub digest_mismatches: u64,
+    /// Sessions this member expired: global ones as leader (or standalone), its local ones
+    /// in any role (ZooKeeper's `stale_sessions_expired`).
+    pub sessions_expired: u64,
     /// The longest single pass of the core loop, in microseconds: the longest any request
     /// could have waited for the server's attention (set by the server's core task).
     pub core_stall_max_us: u64,

@@ -176,6 +176,8 @@ pub(super) fn engine_config(s: &Settings) -> EngineConfig {
         },
         allow_sasl_failed: s.sasl.allow_failed_clients,
         leader_serves: s.leader_serves,
+        local_sessions: s.local_sessions,
+        local_sessions_upgrading: s.local_sessions_upgrading,
     }
 }
 

@@ -85,7 +85,7 @@ PY
 }
 
 javac -nowarn -d "$work/classes" -cp "$CCP:$J/commons-cli.jar" "$here/CuratorSuite.java" "$here/DataDirCheck.java" \
-  "$here/EnsembleTracker.java" "$here/FailoverClients.java" || exit 1
+  "$here/EnsembleTracker.java" "$here/FailoverClients.java" "$here/LocalSessions.java" || exit 1
 status=0
 start_zabd zkcli "enforce_quota = true"
 "$here/zkcli_suite.sh" "$addr" || status=1
@@ -100,6 +100,11 @@ start_ensemble curator-ensemble
 timeout 900 java -cp "$work/classes:$CCP" CuratorSuite "$addr" || status=1
 start_ensemble kazoo-ensemble
 timeout 900 python3 "$here/kazoo_suite.py" "$addr" || status=1
+echo "== local sessions (localSessionsEnabled) on a 3-member ensemble, through the Java client"
+start_ensemble local-sessions "local_sessions = true"
+timeout 600 java -cp "$work/classes:$CCP" LocalSessions "$addr" no-upgrading || status=1
+start_ensemble local-upgrading "local_sessions = true" "local_sessions_upgrading = true"
+timeout 600 java -cp "$work/classes:$CCP" LocalSessions "$addr" upgrading || status=1
 echo "== /zookeeper/config beside Apache ZooKeeper 3.8, and Curator's ensemble tracker through member kills"
 mkdir -p "$work/tracker"
 timeout 900 java -cp "$work/classes:$CCP" EnsembleTracker "$zabd" "$work/tracker" "$CCP:$J/commons-cli.jar" || status=1
