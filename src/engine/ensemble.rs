@@ -97,6 +97,9 @@ pub(super) struct State {
     confirmed_round: u64,
     /// The zxid the current epoch starts at (`srvr` reports at least this).
     epoch_start: i64,
+    /// Local sessions being upgraded (`local.rs`), with their timeout, until their
+    /// createSession applies: sent again under a new leader, ahead of the writes.
+    pub(super) upgrades: HashMap<i64, i32>,
     /// Learner: reconnects waiting for the leader's REVALIDATE answer.
     pub(super) revalidating: HashMap<i64, (ConnId, i32)>,
     /// Handshakes that arrived while this member had no leader, and when (monotonic ms).
@@ -174,9 +177,11 @@ impl Engine {
         let handshakes = std::mem::take(&mut self.ensemble.handshakes);
         let revalidating = std::mem::take(&mut self.ensemble.revalidating);
         let unapplied = std::mem::take(&mut self.ensemble.unapplied);
+        let upgrades = std::mem::take(&mut self.ensemble.upgrades);
         self.ensemble = State {
             epoch_start: if mode == Mode::Down { 0 } else { last_zxid },
             handshakes,
+            upgrades,
             revalidating,
             down_since,
             unapplied,

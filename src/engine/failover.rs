@@ -90,6 +90,7 @@ impl Engine {
                 _ => self.forward_create_session(conn, session, timeout),
             }
         }
+        resent += self.resend_upgrades(&unapplied);
         let mut revalidating: Vec<(i64, (ConnId, i32))> =
             std::mem::take(&mut self.ensemble.revalidating)
                 .into_iter()

@@ -21,7 +21,9 @@
 //! - A create of an ephemeral node (alone or in a multi) needs a global session: with
 //!   `localSessionsUpgradingEnabled`, the session is first upgraded — a createSession
 //!   transaction with the same id and timeout goes ahead of the write, in order — and
-//!   stays global; without it, the write gets EphemeralOnLocalSession.
+//!   stays global; without it, the write gets EphemeralOnLocalSession. Should the leader
+//!   change before that createSession applies, it is sent again under the new one, ahead
+//!   of the writes sent again.
 
 use super::{ConnId, Done, Engine, EngineAction, Mode, ToClient, Waiter};
 use crate::proto::request::{CreateRequest, Request};
@@ -136,6 +138,11 @@ impl Engine {
             session = format_args!("0x{session:x}"),
             "upgrading a local session to a global one"
         );
+        self.ensemble.upgrades.insert(session, timeout);
+        self.send_create_session(session, timeout);
+    }
+
+    fn send_create_session(&mut self, session: i64, timeout: i32) {
         if self.mode.forwards() {
             let mut b = BytesMut::with_capacity(4);
             b.put_i32(timeout);
@@ -156,6 +163,25 @@ impl Engine {
             op: op::CREATE_SESSION,
         };
         self.log(hdr, Txn::CreateSession { timeout }, Waiter::None);
+    }
+
+    /// Under a new leader: the upgrades whose createSession had not applied are sent again
+    /// (before the writes that need them, which are sent again after), unless it is logged
+    /// here and waits for its commit (`unapplied`). Returns how many were sent.
+    pub(super) fn resend_upgrades(
+        &mut self,
+        unapplied: &std::collections::HashSet<(i64, i32)>,
+    ) -> usize {
+        let mut upgrades: Vec<(i64, i32)> = self.ensemble.upgrades.clone().into_iter().collect();
+        upgrades.sort_unstable();
+        let mut sent = 0;
+        for (session, timeout) in upgrades {
+            if !unapplied.contains(&(session, 0)) {
+                self.send_create_session(session, timeout);
+                sent += 1;
+            }
+        }
+        sent
     }
 
     /// Expires the local sessions whose time has passed (any mode: this member alone

@@ -301,3 +301,29 @@ fn the_leader_does_not_vouch_for_its_own_local_sessions_to_learners() {
     );
     assert!(e.sessions.is_live(s), "still live on the leader itself");
 }
+
+#[test]
+fn an_upgrade_lost_in_a_change_of_leader_is_sent_again_ahead_of_its_write() {
+    let (mut e, _) = local_member(Mode::Follower, true);
+    let s = session_of(&e);
+    let a = request(&mut e, 1, ephemeral("/e"), 1);
+    assert_eq!(
+        forwards(&a),
+        vec![(s, 0, op::CREATE_SESSION), (s, 1, op::CREATE)]
+    );
+    let to =
+        |e: &mut Engine, mode, last_zxid, ms| e.handle(Event::Mode { mode, last_zxid }, clock(ms));
+    to(&mut e, Mode::Down, 0, 2);
+    let a = to(&mut e, Mode::Follower, crate::quorum::make_zxid(2, 0), 3);
+    assert_eq!(
+        forwards(&a),
+        vec![(s, 0, op::CREATE_SESSION), (s, 1, op::CREATE)],
+        "the createSession again, then the write"
+    );
+    // Once it applies, a later change of leader sends nothing for it.
+    let h = hdr(s, 0, crate::quorum::make_zxid(2, 1), op::CREATE_SESSION);
+    super::tests::apply(&mut e, h, Txn::CreateSession { timeout: 10_000 }, 4);
+    to(&mut e, Mode::Down, 0, 5);
+    let a = to(&mut e, Mode::Follower, crate::quorum::make_zxid(3, 0), 6);
+    assert_eq!(forwards(&a), vec![(s, 1, op::CREATE)]);
+}

@@ -720,9 +720,12 @@ impl Engine {
     /// Session bookkeeping that follows a session transaction.
     fn after_apply(&mut self, p: &Pending) {
         match &p.txn {
-            Txn::CreateSession { timeout } if !self.sessions.is_live(p.hdr.client_id) => {
-                self.sessions
-                    .add(p.hdr.client_id, *timeout, self.now.mono_ms);
+            Txn::CreateSession { timeout } => {
+                self.ensemble.upgrades.remove(&p.hdr.client_id);
+                if !self.sessions.is_live(p.hdr.client_id) {
+                    self.sessions
+                        .add(p.hdr.client_id, *timeout, self.now.mono_ms);
+                }
             }
             Txn::CloseSession { .. } => {
                 self.sessions.remove(p.hdr.client_id);

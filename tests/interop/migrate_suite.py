@@ -7,13 +7,21 @@ up), then the same in reverse (rollback to ZooKeeper). At the end every acknowle
 is there, the client's session never expired (its ephemeral is still there), and each
 step's members agree on zxid and data.
 
-Usage: migrate_suite.py ZABD_BIN ZK_CLASSPATH
+With `rolling`, the same for a rolling restart of zabd itself (docs/operations.md): three
+zabd members under the same client are restarted one at a time, first each stopped as an
+operator stops it (SIGTERM), then each killed (SIGKILL), each started again on its files.
+
+Each step prints how long it took (stop to all three agreeing on the zxid), the writes
+acknowledged during it, and the connection states the client went through.
+
+Usage: migrate_suite.py ZABD_BIN ZK_CLASSPATH [rolling]
 """
 import os, signal, socket, subprocess, sys, tempfile, threading, time
 from kazoo.client import KazooClient, KazooState
 from kazoo.retry import KazooRetry
 
 zabd, zkcp = sys.argv[1], sys.argv[2]
+rolling = len(sys.argv) > 3 and sys.argv[3] == "rolling"
 # ZooKeeper's own log through a simple slf4j binding, so that a failed step can be read.
 logcp = "/usr/share/java/maven3-slf4j-provider.jar:/usr/share/java/maven-shared-utils.jar:/usr/share/java/jansi.jar"
 if all(os.path.exists(j) for j in logcp.split(":")):
@@ -54,9 +62,9 @@ def start(i, kind):
         cmd = [zabd, "--config", f"{work}/m{i}.cfg"]
     procs[i] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
-def stop(i):
+def stop(i, sig=signal.SIGTERM):
     p = procs.pop(i)
-    p.send_signal(signal.SIGTERM)  # as an operator stops a member
+    p.send_signal(sig)  # SIGTERM: as an operator stops a member
     try:
         p.wait(timeout=60)
     except subprocess.TimeoutExpired:
@@ -104,9 +112,10 @@ acked, errors, states = [], [], []
 stop_writing = threading.Event()
 
 try:
+    first = "zabd" if rolling else "zk"
     for i in (1, 2, 3):
-        start(i, "zk")
-    ok(all(wait_serving(i) for i in (1, 2, 3)), "three ZooKeeper members serve")
+        start(i, first)
+    ok(all(wait_serving(i) for i in (1, 2, 3)), f"three {first} members serve")
     connect = ",".join(f"127.0.0.1:{client(i)}" for i in (1, 2, 3))
     kz = KazooClient(hosts=connect, timeout=30, connection_retry=KazooRetry(max_tries=-1, max_delay=1),
                      command_retry=KazooRetry(max_tries=-1, max_delay=1, deadline=60))
@@ -134,22 +143,34 @@ try:
     t.start()
     time.sleep(1)
 
-    def replace(order, to):
+    def replace(order, to, sig=signal.SIGTERM):
         for i in order:
-            before = len(acked)
-            stop(i)
+            before, seen, t0 = len(acked), len(states), time.time()
+            role = stat(i)[0]
+            stop(i, sig)
             start(i, to)
-            ok(wait_serving(i), f"member {i} serves as {to}")
+            ok(wait_serving(i), f"member {i} ({role} before) serves as {to}")
             ok(wait_caught_up(), f"all three agree on the zxid after member {i} became {to}")
+            took = time.time() - t0
+            during = len(acked) - before
             end = time.time() + 60
             while len(acked) < before + 20 and time.time() < end:
                 time.sleep(0.1)
             ok(len(acked) >= before + 20, f"writes go on after member {i} became {to}")
+            how = "killed" if sig == signal.SIGKILL else "stopped"
+            print(f"step: member {i} ({role}) {how}, started as {to}: {took:.1f} s, "
+                  f"{during} writes acknowledged meanwhile, client states {states[seen:] or 'none'}",
+                  flush=True)
 
-    replace((1, 2, 3), "zabd")
-    ok(all(word(i, "srvr").find("zabd") >= 0 for i in (1, 2, 3)), "the ensemble is all zabd")
-    replace((3, 2, 1), "zk")
-    ok(all(word(i, "srvr").find("zabd") < 0 for i in (1, 2, 3)), "rolled back: the ensemble is all ZooKeeper")
+    if rolling:
+        replace((1, 2, 3), "zabd")
+        replace((1, 2, 3), "zabd", signal.SIGKILL)
+        ok(all(word(i, "srvr").find("zabd") >= 0 for i in (1, 2, 3)), "the ensemble is still all zabd")
+    else:
+        replace((1, 2, 3), "zabd")
+        ok(all(word(i, "srvr").find("zabd") >= 0 for i in (1, 2, 3)), "the ensemble is all zabd")
+        replace((3, 2, 1), "zk")
+        ok(all(word(i, "srvr").find("zabd") < 0 for i in (1, 2, 3)), "rolled back: the ensemble is all ZooKeeper")
     stop_writing.set()
     t.join(timeout=120)
     ok(not errors, f"no write failed for good ({errors[:3]})")
@@ -168,5 +189,5 @@ finally:
         p.wait()
     if not os.environ.get("KEEP_WORK"):
         subprocess.run(["rm", "-rf", work])
-print(f"migration suite: {len(failures)} failed")
+print(f"{'rolling restart' if rolling else 'migration'} suite: {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -114,6 +114,8 @@ timeout 900 "$here/mixed_ensemble.sh" || status=1
 "$here/datadir_suite.sh" "$work/classes" || status=1
 echo "== a live Apache ZooKeeper 3.8 ensemble replaced by zabd member by member under a writing client, then rolled back"
 timeout 900 python3 "$here/migrate_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" || status=1
+echo "== a rolling restart of a zabd ensemble under a writing client: each member stopped, then each killed"
+timeout 900 python3 "$here/migrate_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" rolling || status=1
 echo "== the operator's surface beside Apache ZooKeeper 3.8: four-letter words, AdminServer, mntr, Prometheus"
 OPCP=$CCP:$J/commons-cli.jar:$J/jetty9-server.jar:$J/jetty9-servlet.jar:$J/jetty9-http.jar:$J/jetty9-util.jar
 OPCP=$OPCP:$J/jetty9-io.jar:$J/jetty9-security.jar:$J/servlet-api.jar:$J/jackson-core.jar:$J/jackson-databind.jar
