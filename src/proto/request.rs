@@ -111,7 +111,8 @@ pub enum Request {
     },
     Multi(Vec<Request>),
     MultiRead(Vec<Request>),
-    Reconfig,
+    /// Still answered ReconfigDisabled (see `quorum::reconfig` for what it asks).
+    Reconfig(crate::quorum::reconfig::ReconfigAsk),
     CheckWatches {
         path: String,
         kind: i32,
@@ -175,7 +176,7 @@ impl Request {
             Request::Check { .. } => op::CHECK,
             Request::Multi(_) => op::MULTI,
             Request::MultiRead(_) => op::MULTI_READ,
-            Request::Reconfig => op::RECONFIG,
+            Request::Reconfig(_) => op::RECONFIG,
             Request::CheckWatches { .. } => op::CHECK_WATCHES,
             Request::RemoveWatches { .. } => op::REMOVE_WATCHES,
             Request::Auth { .. } => op::AUTH,
@@ -261,13 +262,12 @@ fn decode_body(opcode: i32, r: &mut Reader) -> Result<Request, DecodeError> {
         },
         op::MULTI => Request::Multi(decode_multi(r, false)?),
         op::MULTI_READ => Request::MultiRead(decode_multi(r, true)?),
-        op::RECONFIG => {
-            r.ustring()?;
-            r.ustring()?;
-            r.ustring()?;
-            r.i64()?;
-            Request::Reconfig
-        }
+        op::RECONFIG => Request::Reconfig(crate::quorum::reconfig::ReconfigAsk {
+            joining: r.ustring()?,
+            leaving: r.ustring()?,
+            new_members: r.ustring()?,
+            cur_config_id: r.i64()?,
+        }),
         op::CHECK_WATCHES => Request::CheckWatches {
             path: r.string()?,
             kind: r.i32()?,
@@ -360,6 +360,32 @@ mod tests {
         hdr.write(&mut w);
         body(&mut w);
         w.into_bytes()
+    }
+
+    #[test]
+    fn decodes_reconfig_as_zkcli_sends_it() {
+        let b = frame(
+            RequestHeader {
+                xid: 3,
+                op: op::RECONFIG,
+            },
+            |w| {
+                w.buffer(Some(b"server.4=10.0.0.4:2888:3888;2181"))
+                    .buffer(Some(b"2"))
+                    .buffer(None)
+                    .i64(-1);
+            },
+        );
+        let (_, r) = decode(b).unwrap();
+        assert_eq!(
+            r,
+            Request::Reconfig(crate::quorum::reconfig::ReconfigAsk {
+                joining: Some("server.4=10.0.0.4:2888:3888;2181".into()),
+                leaving: Some("2".into()),
+                new_members: None,
+                cur_config_id: -1,
+            })
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod codec;
 pub mod election;
 pub mod membership;
 mod peer;
+pub mod reconfig;
 pub mod wire;
 
 pub use peer::{Config, Durable, Peer};
