@@ -229,4 +229,8 @@ out=$(printf 'create /mixed/after-trunc-zabd x\nquit\n' | zkcli "$(client 2)")
 expect "and zabd takes writes again" 'Created /mixed/after-trunc-zabd' "$out"
 
 echo "mixed ensemble: $passed passed, $failed failed"
+if [ "$failed" != 0 ]; then
+  # What each member logged, for the failure to be read from CI's output.
+  for f in "$work"/m*.log; do echo "--- the last lines of $f"; tail -60 "$f"; done
+fi
 [ "$failed" = 0 ]
