@@ -124,31 +124,27 @@ impl<V: Clone> Shard<V> {
     /// Records a change while the table is shared: `v` is the path's new value, or `None`
     /// to remove it. Returns the value it had.
     fn shadow(&mut self, h: u64, p: &str, v: Option<Arc<V>>) -> Option<V> {
-        let key = match self.table_find(h, p) {
-            Some((k, n)) => Err((k.clone(), (**n).clone())),
-            None => Ok(()),
-        };
-        match self.overlay.entry(h, |(_, k, _)| **k == *p, |(h, _, _)| *h) {
-            Entry::Occupied(mut o) => {
-                let old = std::mem::replace(&mut o.get_mut().2, v);
-                if o.get().2.is_none() && key.is_ok() {
-                    // Neither in the table nor changed any more: forget it.
-                    o.remove();
-                }
-                old.map(Arc::unwrap_or_clone)
+        if let Ok(mut o) = self.overlay.find_entry(h, |(_, k, _)| **k == *p) {
+            let old = std::mem::replace(&mut o.get_mut().2, v);
+            if o.get().2.is_none() && self.table.find(h, |(k, _)| **k == *p).is_none() {
+                // Neither in the table nor changed any more: forget it.
+                o.remove();
             }
-            Entry::Vacant(e) => match key {
-                Err((k, old)) => {
-                    e.insert((h, k, v));
-                    Some(old)
+            return old.map(Arc::unwrap_or_clone);
+        }
+        match self.table.find(h, |(k, _)| **k == *p) {
+            Some((k, n)) => {
+                let (k, old) = (k.clone(), (**n).clone());
+                self.overlay.insert_unique(h, (h, k, v), |(h, _, _)| *h);
+                Some(old)
+            }
+            None => {
+                if v.is_some() {
+                    self.overlay
+                        .insert_unique(h, (h, Arc::from(p), v), |(h, _, _)| *h);
                 }
-                Ok(()) => {
-                    if v.is_some() {
-                        e.insert((h, Arc::from(p), v));
-                    }
-                    None
-                }
-            },
+                None
+            }
         }
     }
 
