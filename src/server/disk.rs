@@ -311,7 +311,7 @@ pub enum SnapMsg {
 ///
 /// - `writing`: a frozen snapshot is on its way to disk (held for the log, queued or being
 ///   written), so no other is frozen meanwhile (see [`Busy`]).
-/// - `rest_until`: after writing one that took D, the thread rests for
+/// - `rest_until`: after writing one that took D (at least `SNAPSHOT_REST_FROM`), the thread rests for
 ///   `SNAPSHOT_REST_FACTOR` × D: snapshots then use at most a quarter of a core however
 ///   large the tree grows. snapCount stays the least number of transactions between two
 ///   snapshots (ZooKeeper's wording: a snapshot *can* be taken then); on a large tree under
@@ -325,6 +325,10 @@ pub struct SnapGate {
 /// See [`SnapGate`]: 3 gives the snapshot thread at most a quarter of the time.
 pub const SNAPSHOT_REST_FACTOR: u32 = 3;
 
+/// A snapshot quicker than this leaves no rest: its cost is negligible, and snapCount
+/// alone spaces small trees' snapshots, as in ZooKeeper.
+pub const SNAPSHOT_REST_FROM: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl SnapGate {
     /// Whether a snapshot may be frozen now.
     pub fn open(&self) -> bool {
@@ -336,6 +340,9 @@ impl SnapGate {
     }
 
     fn rest(&self, took: std::time::Duration) {
+        if took < SNAPSHOT_REST_FROM {
+            return;
+        }
         let until = std::time::Instant::now() + took * SNAPSHOT_REST_FACTOR;
         *self.rest_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
     }
