@@ -548,25 +548,42 @@ mod tests {
 
     use std::sync::Arc;
 
+    /// Applies a persistent create at `zxid`.
+    fn create(
+        t: &mut DataTree,
+        zxid: i64,
+        path: String,
+        data: Vec<u8>,
+        acl: Vec<crate::jute::records::Acl>,
+    ) {
+        let hdr = TxnHeader {
+            client_id: 5,
+            cxid: 0,
+            zxid,
+            time: 100,
+            op: op::CREATE,
+        };
+        let txn = Txn::Create {
+            op: op::CREATE,
+            path,
+            data: Some(bytes::Bytes::from(data)),
+            acl,
+            kind: CreateKind::Persistent,
+            parent_cversion: -1,
+        };
+        t.apply(&hdr, &txn, &mut Vec::new());
+    }
+
     fn tree() -> DataTree {
         let mut t = DataTree::new(false);
         for (zxid, p) in [(1, "/a"), (2, "/a/b"), (3, "/c"), (4, "/a/b/d")] {
-            let hdr = TxnHeader {
-                client_id: 5,
-                cxid: 0,
+            create(
+                &mut t,
                 zxid,
-                time: 100,
-                op: op::CREATE,
-            };
-            let txn = Txn::Create {
-                op: op::CREATE,
-                path: p.into(),
-                data: Some(bytes::Bytes::from(p.to_string())),
-                acl: acl_cache::read_acl(),
-                kind: CreateKind::Persistent,
-                parent_cversion: -1,
-            };
-            t.apply(&hdr, &txn, &mut Vec::new());
+                p.into(),
+                p.as_bytes().to_vec(),
+                acl_cache::read_acl(),
+            );
         }
         t
     }
@@ -630,31 +647,24 @@ mod tests {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(2_000_000);
-        let mk = |zxid: i64, path: String| {
-            let hdr = TxnHeader {
-                client_id: 5,
-                cxid: 0,
-                zxid,
-                time: 100,
-                op: op::CREATE,
-            };
-            let txn = Txn::Create {
-                op: op::CREATE,
-                path,
-                data: Some(bytes::Bytes::from(vec![b'v'; 100])),
-                acl: acl_cache::open_acl(),
-                kind: CreateKind::Persistent,
-                parent_cversion: -1,
-            };
-            (hdr, txn)
-        };
-        let (h, c) = mk(1, "/zabd-bench".into());
-        t.apply(&h, &c, &mut Vec::new());
-        let (h, c) = mk(2, "/zabd-bench/n".into());
-        t.apply(&h, &c, &mut Vec::new());
+        let value = || vec![b'v'; 100];
+        create(
+            &mut t,
+            1,
+            "/zabd-bench".into(),
+            value(),
+            acl_cache::open_acl(),
+        );
+        create(
+            &mut t,
+            2,
+            "/zabd-bench/n".into(),
+            value(),
+            acl_cache::open_acl(),
+        );
         for i in 0..n {
-            let (h, c) = mk(3 + i, format!("/zabd-bench/n/{:x}-{i:x}", i % 32));
-            t.apply(&h, &c, &mut Vec::new());
+            let path = format!("/zabd-bench/n/{:x}-{i:x}", i % 32);
+            create(&mut t, 3 + i, path, value(), acl_cache::open_acl());
         }
         let dir = tempfile::tempdir().unwrap();
         let last = t.last_zxid;
