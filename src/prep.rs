@@ -215,6 +215,33 @@ impl Prep {
         r
     }
 
+    /// A reconfig's transaction, once the membership checks have passed (the engine's
+    /// `reconfig.rs`): WRITE on `/zookeeper/config` (super passes), then the node's new
+    /// data, version -1, as ZooKeeper's PrepRequestProcessor writes it.
+    pub fn prepare_reconfig(
+        &mut self,
+        tree: &DataTree,
+        who: &Requester,
+        text: Bytes,
+        zxid: i64,
+        now: i64,
+    ) -> Result<Txn, ZkError> {
+        let path = crate::tree::CONFIG_PATH;
+        let mut n = self.record(tree, path)?;
+        auth::check(&n.acl, perms::WRITE, who.ids)?;
+        let mut undo = Undo::new(self);
+        n.data = Some(text.clone());
+        n.stat.version = -1;
+        n.stat.mtime = now;
+        n.stat.mzxid = zxid;
+        self.add(tree, path, zxid, Some(n), &mut undo);
+        Ok(Txn::Reconfig {
+            path: path.to_string(),
+            data: Some(text),
+            version: -1,
+        })
+    }
+
     /// A multi: every op prepared in turn against the changes of the ones before it; the
     /// first failure rolls all of them back and the txn lists Error records.
     fn prepare_multi(

@@ -12,6 +12,7 @@
 //! | createTTL 21                | CreateTTLTxn: path, data, acl, int parentCVersion, long ttl   |
 //! | delete 2 / deleteContainer 20 | DeleteTxn: ustring path                                     |
 //! | setData 5                   | SetDataTxn: ustring path, buffer data, int version            |
+//! | reconfig 16                 | SetDataTxn of `/zookeeper/config`: the new membership's text, version -1 |
 //! | setACL 7                    | SetACLTxn: ustring path, vector<ACL>, int version             |
 //! | check 13                    | CheckVersionTxn: ustring path, int version                    |
 //! | createSession -10           | CreateSessionTxn: int timeOut                                 |
@@ -91,6 +92,12 @@ pub enum Txn {
         data: Option<Bytes>,
         version: i32,
     },
+    /// A membership change: `/zookeeper/config` gets `data` (see `quorum::membership`).
+    Reconfig {
+        path: String,
+        data: Option<Bytes>,
+        version: i32,
+    },
     SetAcl {
         path: String,
         acl: Vec<Acl>,
@@ -118,6 +125,7 @@ impl Txn {
         match self {
             Txn::Create { op, .. } | Txn::Delete { op, .. } => *op,
             Txn::SetData { .. } => op::SET_DATA,
+            Txn::Reconfig { .. } => op::RECONFIG,
             Txn::SetAcl { .. } => op::SET_ACL,
             Txn::Check { .. } => op::CHECK,
             Txn::CreateSession { .. } => op::CREATE_SESSION,
@@ -155,6 +163,11 @@ impl Txn {
                 w.string(path);
             }
             Txn::SetData {
+                path,
+                data,
+                version,
+            }
+            | Txn::Reconfig {
                 path,
                 data,
                 version,
@@ -235,6 +248,11 @@ impl Txn {
                 path: r.string()?,
             },
             op::SET_DATA => Txn::SetData {
+                path: r.string()?,
+                data: r.buffer()?,
+                version: r.i32()?,
+            },
+            op::RECONFIG => Txn::Reconfig {
                 path: r.string()?,
                 data: r.buffer()?,
                 version: r.i32()?,

@@ -190,6 +190,7 @@ fn node_config(id: Sid, leader_serves: bool) -> NodeConfig {
         read_only_mode: false,
         read_only_after_ms: 2000,
         config_node: Bytes::from_static(b""),
+        membership: Default::default(),
     }
 }
 
@@ -237,6 +238,7 @@ impl Sim {
                 snap_threshold: 30 + rng.below(60) as usize,
                 log_window: 5 + rng.below(60) as usize,
                 batched: rng.below(2) == 0,
+                config_version: 0,
             };
             sim.zab.insert(id, cfg);
             let mut disk = Disk::default();
@@ -444,7 +446,8 @@ impl Sim {
                     assert!(m.disk.snap_write.is_none(), "two SNAP writes at once");
                     m.disk.snap_write = Some((self.step + m.sync_delay, zxid, state));
                 }
-                Io::Discard(_) => {}
+                // No reconfig in this simulation: memberships stay as they start.
+                Io::Discard(_) | Io::Membership(_) | Io::NextMembership(_) => {}
                 // Only a snapshot holding an uncommitted tail makes a TRUNC reload, and
                 // the engine never holds one.
                 Io::Reload => self.fail(format!(
@@ -466,7 +469,7 @@ impl Sim {
                 let state = Bytes::from(state.to_stream());
                 self.post(from, to, Wire::Snap(zxid, state))
             }
-            PeerCmd::ConnectLeader { .. } => {}
+            PeerCmd::ConnectLeader { .. } | PeerCmd::Members { .. } => {}
             PeerCmd::Disconnect { peer } => self.break_link(from, peer),
         }
     }

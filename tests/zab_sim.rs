@@ -121,6 +121,7 @@ impl Sim {
                 log_window: 3 + rng.below(40) as usize,
                 // Half the peers are like Apache ZooKeeper: one ACK and COMMIT per proposal.
                 batched: rng.below(2) == 0,
+                config_version: 0,
             };
             nodes.insert(
                 id,
@@ -239,6 +240,7 @@ impl Sim {
                 PeerAction::Role { .. } => {}
                 PeerAction::ReadConfirmed { round } => self.check_read(id, round),
                 PeerAction::Disconnect { peer } => self.break_link(id, peer),
+                PeerAction::Activate { .. } | PeerAction::Seen { .. } => {}
             }
             // Sync the log now or later.
             let node = self.nodes.get_mut(&id).expect("node");

@@ -4,7 +4,7 @@
 //! and key (zabd exits with code 2); an unknown key is a warning. `conf/zabd.toml` is both
 //! the documentation of every setting and the embedded default.
 
-mod zoo_cfg;
+pub mod zoo_cfg;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -88,6 +88,12 @@ pub struct Settings {
     /// `localSessionsUpgradingEnabled`: a local session that creates an ephemeral node
     /// becomes global; without it, that create fails with EphemeralOnLocalSession.
     pub local_sessions_upgrading: bool,
+    /// `reconfigEnabled`: clients (super, or with WRITE on `/zookeeper/config`) may change
+    /// the membership with `reconfig`; off, they get ReconfigDisabled.
+    pub reconfig_enabled: bool,
+    /// `standaloneEnabled`: a membership needs two voters (a reconfig down to one is
+    /// refused), and one server alone runs standalone.
+    pub standalone_enabled: bool,
     /// Testing only: the log writer waits this long before every fdatasync (a slow disk).
     pub test_log_sync_delay_ms: u64,
     /// A log sync slower than this is logged and counted (zoo.cfg:
@@ -113,6 +119,14 @@ pub struct Settings {
     /// `initial_configuration`).
     #[serde(skip)]
     pub source_text: String,
+    /// The file the settings came from (none: the embedded default); a reconfig rewrites
+    /// its `dynamicConfigFile` line (`dynamic_config_file` in TOML).
+    #[serde(skip)]
+    pub config_file: Option<std::path::PathBuf>,
+    /// The dynamic configuration file the members came from, if any (zoo.cfg's
+    /// `dynamicConfigFile`, TOML's `dynamic_config_file`).
+    #[serde(rename = "dynamic_config_file")]
+    pub dynamic_file: Option<String>,
     #[serde(rename = "servers")]
     servers_raw: BTreeMap<String, String>,
 }
@@ -155,6 +169,8 @@ impl Default for Settings {
             leader_serves: true,
             local_sessions: false,
             local_sessions_upgrading: false,
+            reconfig_enabled: false,
+            standalone_enabled: true,
             test_log_sync_delay_ms: 0,
             fsync_warning_threshold_ms: 1000,
             admin: AdminSettings::default(),
@@ -165,6 +181,8 @@ impl Default for Settings {
             servers: Vec::new(),
             config_version: 0,
             source_text: String::new(),
+            config_file: None,
+            dynamic_file: None,
             servers_raw: BTreeMap::new(),
         }
     }
@@ -445,7 +463,7 @@ impl Default for SaslSettings {
     }
 }
 
-const TOML_KEYS: [&str; 42] = [
+const TOML_KEYS: [&str; 45] = [
     "quorum_tls",
     "sasl",
     "tls",
@@ -461,6 +479,9 @@ const TOML_KEYS: [&str; 42] = [
     "leader_serves",
     "local_sessions",
     "local_sessions_upgrading",
+    "reconfig_enabled",
+    "dynamic_config_file",
+    "standalone_enabled",
     "enforce_quota",
     "snap_count",
     "force_sync",
@@ -508,6 +529,7 @@ impl Settings {
         s.apply_properties(props)?;
         s.validate(&file)?;
         s.source_text = text;
+        s.config_file = Some(path.to_path_buf());
         Ok(s)
     }
 
@@ -581,6 +603,9 @@ impl Settings {
             let spec =
                 parse_server_spec(id, &spec).map_err(|m| err(&format!("servers.{id}"), m))?;
             s.servers.push(spec);
+        }
+        if let Some(path) = s.dynamic_file.clone() {
+            zoo_cfg::read_dynamic_file(&mut s, &path)?;
         }
         Ok(s)
     }

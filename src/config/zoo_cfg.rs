@@ -50,9 +50,9 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, ConfigError> {
 /// ZooKeeper 3.5+'s split configuration: the members live in `dynamicConfigFile` (path as
 /// given), `server.N` lines only, and its name ends in the membership's version in hex
 /// (`zoo.cfg.dynamic.100000000`; none: 0). As ZooKeeper, `server.N` lines in the static file
-/// are then ignored, and a `version` line inside the dynamic file is an error. The members
-/// are read at startup; changing them (`reconfig`, the `.next` file) is not supported yet.
-fn read_dynamic_file(s: &mut Settings, path: &str) -> Result<(), ConfigError> {
+/// are then ignored, and a `version` line inside the dynamic file is an error. A reconfig
+/// writes the next one (`server::dynamic_file`).
+pub(super) fn read_dynamic_file(s: &mut Settings, path: &str) -> Result<(), ConfigError> {
     let err = |msg: String| ConfigError {
         file: path.to_string(),
         key: "dynamicConfigFile".into(),
@@ -75,7 +75,45 @@ fn read_dynamic_file(s: &mut Settings, path: &str) -> Result<(), ConfigError> {
     }
     s.servers = members.servers;
     s.config_version = version_of_file_name(path);
+    s.dynamic_file = Some(path.to_string());
     Ok(())
+}
+
+/// The configuration file's text once a reconfig has written the dynamic file
+/// `dynamic_path`, as ZooKeeper's `QuorumPeerConfig.editStaticConfig` leaves a zoo.cfg:
+/// without `server.N`, `group.N`, `weight.N` and `dynamicConfigFile` lines, and ending in
+/// `dynamicConfigFile=<path>`. A TOML file (`toml`) gets `dynamic_config_file = "<path>"`
+/// as its first line instead of any it had (its `[servers]` are then ignored).
+pub fn static_text_after_reconfig(text: &str, dynamic_path: &str, toml: bool) -> String {
+    let key_of = |l: &str| {
+        l.split_once(['=', ':'])
+            .map(|(k, _)| k.trim().to_string())
+            .unwrap_or_default()
+    };
+    let mut out = String::new();
+    if toml {
+        out.push_str(&format!("dynamic_config_file = {dynamic_path:?}\n"));
+        for line in text.lines() {
+            if key_of(line) != "dynamic_config_file" {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        return out;
+    }
+    for line in text.lines() {
+        let key = key_of(line.trim());
+        let dropped = key == "dynamicConfigFile"
+            || ["server.", "group.", "weight."]
+                .iter()
+                .any(|p| key.starts_with(p));
+        if !dropped || line.trim_start().starts_with('#') {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!("dynamicConfigFile={dynamic_path}\n"));
+    out
 }
 
 /// The version at the end of a dynamic file's name, after its last dot, in hex; 0 if none
@@ -160,6 +198,8 @@ pub fn apply(s: &mut Settings, key: &str, value: &str, file: &str) -> Result<(),
         "leaderServes" => s.leader_serves = boolean(value)?,
         "localSessionsEnabled" => s.local_sessions = boolean(value)?,
         "localSessionsUpgradingEnabled" => s.local_sessions_upgrading = boolean(value)?,
+        "reconfigEnabled" => s.reconfig_enabled = boolean(value)?,
+        "standaloneEnabled" => s.standalone_enabled = boolean(value)?,
         "commitLogCount" => s.commit_log_count = ranged(value, i32::MAX as i64)?.max(1) as usize,
         "snapCount" => s.snap_count = ranged(value, i64::MAX)? as u64,
         "preAllocSize" => s.pre_alloc_size_kb = ranged(value, i64::MAX)? as u64,
@@ -469,6 +509,23 @@ mod tests {
         ] {
             parse(&format!("{line}\n"), "zoo.cfg").unwrap();
         }
+    }
+
+    #[test]
+    fn a_reconfig_rewrites_the_static_file_as_zookeeper_does() {
+        let cfg = "tickTime=2000\n# server.9 was here\nserver.1=a:1:2\ndataDir=/d\n\
+                   dynamicConfigFile=/c/zoo.cfg.dynamic.0\ngroup.1=1:2\nweight.1=1\n";
+        assert_eq!(
+            static_text_after_reconfig(cfg, "/c/zoo.cfg.dynamic.100000003", false),
+            "tickTime=2000\n# server.9 was here\ndataDir=/d\n\
+             dynamicConfigFile=/c/zoo.cfg.dynamic.100000003\n"
+        );
+        let toml = "dynamic_config_file = \"x\"\ntick_time = 2000\n[servers]\n1 = \"a:1:2\"\n";
+        let t = static_text_after_reconfig(toml, "/c/z.toml.dynamic.5", true);
+        assert_eq!(
+            t,
+            "dynamic_config_file = \"/c/z.toml.dynamic.5\"\ntick_time = 2000\n[servers]\n1 = \"a:1:2\"\n"
+        );
     }
 
     #[test]

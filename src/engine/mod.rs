@@ -17,6 +17,7 @@ mod ensemble;
 mod failover;
 mod local;
 mod reads;
+mod reconfig;
 mod stats;
 
 pub use ensemble::Mode;
@@ -76,6 +77,10 @@ pub struct EngineConfig {
     pub local_sessions: bool,
     /// `localSessionsUpgradingEnabled` (see `local.rs`).
     pub local_sessions_upgrading: bool,
+    /// `reconfigEnabled` (see `reconfig.rs`).
+    pub reconfig_enabled: bool,
+    /// `standaloneEnabled`: a reconfig must leave two voters.
+    pub standalone_enabled: bool,
 }
 
 impl Default for EngineConfig {
@@ -95,6 +100,8 @@ impl Default for EngineConfig {
             leader_serves: true,
             local_sessions: false,
             local_sessions_upgrading: false,
+            reconfig_enabled: false,
+            standalone_enabled: true,
         }
     }
 }
@@ -295,6 +302,9 @@ pub struct Engine {
     watch_limit_hit: std::collections::HashSet<i64>,
     /// The sessions only this member knows (`local.rs`).
     local: std::collections::HashSet<i64>,
+    /// An ensemble's membership, as a reconfig's checks need it (`reconfig.rs`); None
+    /// standalone.
+    membership: Option<reconfig::View>,
 }
 
 impl Engine {
@@ -317,6 +327,7 @@ impl Engine {
             ensemble: ensemble::State::default(),
             watch_limit_hit: Default::default(),
             local: Default::default(),
+            membership: None,
         }
     }
 
@@ -663,6 +674,9 @@ impl Engine {
             Txn::Error {
                 err: ZkError::SessionExpired.code(),
             }
+        } else if let Request::Reconfig(ask) = req {
+            self.prepare_reconfig(&who, ask, zxid, time)
+                .unwrap_or_else(|e| Txn::Error { err: e.code() })
         } else {
             self.prep
                 .prepare(&self.tree, &who, req, zxid, time)
@@ -785,8 +799,11 @@ impl Engine {
     fn finish(&mut self, p: Pending, result: TxnResult) {
         match p.waiter {
             Waiter::Request { conn, xid: x, op } => {
-                let frame = response::reply(x, p.hdr.zxid, result.err, |w| {
-                    response::write_result(w, op, &result)
+                let frame = response::reply(x, p.hdr.zxid, result.err, |w| match op {
+                    op::RECONFIG => {
+                        reconfig::write_reply(w, &p.txn, &result.stat.unwrap_or_default())
+                    }
+                    _ => response::write_result(w, op, &result),
                 });
                 self.set_done(conn, x, Done::Reply(frame, op));
             }

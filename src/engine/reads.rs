@@ -141,7 +141,6 @@ impl Engine {
                     .collect();
                 body(|w| response::write_multi_read(w, &results))
             }
-            Request::Reconfig(_) => Err(ZkError::ReconfigDisabled),
             _ => Err(ZkError::Unimplemented),
         }
     }

@@ -135,6 +135,12 @@ pub enum Io {
     Reload,
     /// Drop this off the member task (a replaced engine: freeing a large tree takes long).
     Discard(Box<dyn std::any::Any + Send>),
+    /// A committed reconfig's membership is active: reach its members (and only them) on
+    /// the election and quorum ports, and write it as the dynamic configuration file.
+    Membership(crate::quorum::membership::Membership),
+    /// A reconfig's membership is proposed: keep it as the `.next` dynamic file until it
+    /// activates (ZooKeeper's last seen configuration).
+    NextMembership(crate::quorum::membership::Membership),
 }
 
 /// What the node waits for from the host before it takes anything from its peers again.
@@ -166,6 +172,9 @@ pub struct NodeConfig {
     pub read_only_after_ms: i64,
     /// The content of `/zookeeper/config` (this member's own view, also after SNAP).
     pub config_node: Bytes,
+    /// The active membership (empty in simulations that do not reconfigure); replaced,
+    /// with `config_node`, when a reconfig activates.
+    pub membership: crate::quorum::membership::Membership,
 }
 
 pub struct Node {
@@ -271,6 +280,7 @@ impl Node {
         engine
             .tree
             .set_config_data(cfg.config_node.clone(), now.wall_ms);
+        engine.set_membership(cfg.membership.clone(), cfg.membership.clone());
         let down = Event::Mode {
             mode: Mode::Down,
             last_zxid: 0,
@@ -377,6 +387,17 @@ impl Node {
     }
 
     fn engine_event(&mut self, ev: Event) {
+        let reconfig = match &ev {
+            Event::Request { req, .. } => {
+                matches!(req, crate::proto::request::Request::Reconfig(_))
+            }
+            Event::Forwarded { op, .. } => *op == crate::proto::op::RECONFIG,
+            _ => false,
+        };
+        if reconfig {
+            self.engine
+                .set_synced_followers(self.peer.synced_followers());
+        }
         let a = self.engine.handle(ev, self.now);
         self.perform_engine(a);
     }

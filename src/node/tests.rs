@@ -19,6 +19,7 @@ fn node(id: Sid) -> Node {
         read_only_mode: false,
         read_only_after_ms: 2000,
         config_node: Bytes::new(),
+        membership: Default::default(),
     };
     let zab = Config {
         id,
@@ -30,6 +31,7 @@ fn node(id: Sid) -> Node {
         snap_threshold: 100,
         log_window: 100,
         batched: true,
+        config_version: 0,
     };
     let tree = DataTree::new(false);
     Node::new(cfg, zab, Durable::default(), tree, Vec::new(), clock(0)).expect("a node")

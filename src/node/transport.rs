@@ -105,6 +105,12 @@ pub enum PeerCmd {
         to: Sid,
         packet: QuorumPacket,
     },
+    /// The membership changed: reach these members from now on, and send `config` (the
+    /// membership's text) in notifications and NEWLEADER.
+    Members {
+        servers: Vec<crate::config::ServerSpec>,
+        config: Bytes,
+    },
     /// SNAP followed by the state: the transport serializes the frozen view on another
     /// thread and streams it (`persist::snapshot::View::write_stream`), ahead of anything
     /// queued for that peer after this command.

@@ -7,6 +7,7 @@ use crate::engine::{Event, Mode};
 use crate::persist::{snapshot, txnlog};
 use crate::quorum::{codec, make_zxid, Entry, Msg, PeerAction, Sid, State, Zxid};
 use crate::tree::DataTree;
+use bytes::Bytes;
 use std::collections::VecDeque;
 
 impl Node {
@@ -83,6 +84,8 @@ impl Node {
                     leader,
                     epoch,
                 } => self.role(state, leader, epoch),
+                PeerAction::Activate { membership } => self.activated(membership),
+                PeerAction::Seen { membership } => self.out.push(Io::NextMembership(membership)),
             }
         }
         self.update_mode();
@@ -335,7 +338,28 @@ impl Node {
         }
     }
 
+    /// A reconfig committed: its membership is this member's from now on.
+    fn activated(&mut self, m: crate::quorum::membership::Membership) {
+        self.cfg.config_node = Bytes::from(m.to_text());
+        self.cfg.membership = m.clone();
+        self.engine.set_membership(m.clone(), m.clone());
+        self.out.push(Io::Membership(m));
+    }
+
+    /// The engine's membership view after a role change: a reconfig the peer has seen
+    /// (and may yet commit) stays in progress.
+    fn reset_membership_view(&mut self) {
+        let active = self.cfg.membership.clone();
+        let last_seen = self
+            .peer
+            .pending_membership()
+            .cloned()
+            .unwrap_or(active.clone());
+        self.engine.set_membership(active, last_seen);
+    }
+
     fn role(&mut self, state: State, leader: Option<Sid>, epoch: u32) {
+        self.reset_membership_view();
         if matches!(state, State::Following | State::Observing) {
             if let Some(leader) = leader {
                 self.out.push(Io::Peer(PeerCmd::ConnectLeader { leader }));

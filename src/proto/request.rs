@@ -111,7 +111,7 @@ pub enum Request {
     },
     Multi(Vec<Request>),
     MultiRead(Vec<Request>),
-    /// Still answered ReconfigDisabled (see `quorum::reconfig` for what it asks).
+    /// A membership change (see `quorum::reconfig` for what it asks, `engine/reconfig.rs`).
     Reconfig(crate::quorum::reconfig::ReconfigAsk),
     CheckWatches {
         path: String,
@@ -155,6 +155,7 @@ impl Request {
                 | Request::Check { .. }
                 | Request::Multi(_)
                 | Request::CloseSession
+                | Request::Reconfig(_)
         )
     }
 

@@ -13,6 +13,8 @@
 //! | `NewLeader{z}`                  | NEWLEADER, zxid z, data = the ensemble config text             |
 //! | `Ack{z}` / `Commit{z}`          | ACK / COMMIT, zxid z                                           |
 //! | `Inform(entry)`                 | INFORM (to observers: a committed proposal), data as PROPOSAL's |
+//! | `CommitAndActivate{z, leader}`  | COMMITANDACTIVATE, zxid z, data long leader                    |
+//! | `InformAndActivate{entry, leader}` | INFORMANDACTIVATE, zxid, data long leader then PROPOSAL's data |
 //! | `UpToDate`                      | UPTODATE, zxid -1                                              |
 //! | `Ping` (leader) / `PingReply` (learner) | PING; the learner's carries its sessions' touches       |
 //!
@@ -158,6 +160,17 @@ pub fn encode_packet(
         Msg::Ack { zxid } => p(packet::ACK, *zxid, None),
         Msg::UpToDate => p(packet::UPTODATE, -1, None),
         Msg::Commit { zxid } => p(packet::COMMIT, *zxid, None),
+        Msg::CommitAndActivate { zxid, leader } => p(
+            packet::COMMITANDACTIVATE,
+            *zxid,
+            Some(Bytes::copy_from_slice(&(*leader as i64).to_be_bytes())),
+        ),
+        Msg::InformAndActivate { entry, leader } => {
+            let mut data = Vec::with_capacity(8 + entry.payload.len());
+            data.extend_from_slice(&(*leader as i64).to_be_bytes());
+            data.extend_from_slice(&entry.payload);
+            p(packet::INFORMANDACTIVATE, entry.zxid, Some(data.into()))
+        }
         Msg::Ping => p(packet::PING, 0, None),
         // ZooKeeper's LearnerHandler reads the session touches from the reply's data without
         // a null check: always send a buffer, empty when there is nothing to report.
@@ -203,6 +216,25 @@ pub fn decode_packet(p: &QuorumPacket, from_leader: bool) -> Result<Msg, DecodeE
         packet::ACK => Msg::Ack { zxid: p.zxid },
         packet::UPTODATE => Msg::UpToDate,
         packet::COMMIT => Msg::Commit { zxid: p.zxid },
+        packet::COMMITANDACTIVATE => Msg::CommitAndActivate {
+            zxid: p.zxid,
+            leader: Reader::new(data()).i64()? as Sid,
+        },
+        packet::INFORMANDACTIVATE => {
+            let d = data();
+            if d.len() < 8 {
+                return Err(DecodeError::Invalid(
+                    "INFORMANDACTIVATE without its designated leader".into(),
+                ));
+            }
+            Msg::InformAndActivate {
+                leader: Reader::new(d.clone()).i64()? as Sid,
+                entry: Entry {
+                    zxid: p.zxid,
+                    payload: d.slice(8..),
+                },
+            }
+        }
         packet::PING if from_leader => Msg::Ping,
         packet::PING => Msg::PingReply,
         other => {
@@ -363,6 +395,14 @@ mod tests {
             Msg::Ack { zxid: 7 },
             Msg::UpToDate,
             Msg::Commit { zxid: 8 },
+            Msg::CommitAndActivate { zxid: 9, leader: 3 },
+            Msg::InformAndActivate {
+                entry: Entry {
+                    zxid: 10,
+                    payload: Bytes::from_static(b"txn"),
+                },
+                leader: 2,
+            },
         ];
         for m in msgs {
             let p = encode_packet(&m, 2, 0x100000000, &cfg).unwrap();

@@ -132,6 +132,18 @@ pub enum Msg {
     Commit {
         zxid: Zxid,
     },
+    /// To a follower: commit everything up to `zxid`, which is a reconfig, and activate the
+    /// membership it proposed; `leader` leads in it (ZooKeeper's COMMITANDACTIVATE).
+    CommitAndActivate {
+        zxid: Zxid,
+        leader: Sid,
+    },
+    /// To an observer: a committed reconfig, logged, committed and activated at once
+    /// (ZooKeeper's INFORMANDACTIVATE).
+    InformAndActivate {
+        entry: Entry,
+        leader: Sid,
+    },
     Ping,
     PingReply,
 }
@@ -172,5 +184,17 @@ pub enum PeerAction {
     /// learner leaving its leader closes that one); the other end gets `disconnected`.
     Disconnect {
         peer: Sid,
+    },
+    /// A committed reconfig's membership is now the ensemble's (its version is the
+    /// reconfig's zxid): the host connects to new members, writes the dynamic
+    /// configuration file and `/zookeeper/config` follows. Comes after the reconfig's
+    /// `Commit` and before any role change it causes.
+    Activate {
+        membership: membership::Membership,
+    },
+    /// A reconfig was proposed (or received): its membership is pending; the host keeps it
+    /// as the `.next` dynamic file until it activates.
+    Seen {
+        membership: membership::Membership,
     },
 }

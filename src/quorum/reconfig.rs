@@ -18,6 +18,10 @@
 //!
 //! The result keeps `last_seen`'s version: the reconfig's zxid becomes the new version
 //! when it is proposed.
+//!
+//! [`membership_in`] reads the membership back out of a proposal: the txn log entry body
+//! (`TxnHeader`: long clientId, int cxid, long zxid, long time, int type = 16 at bytes
+//! 28..32; then `SetDataTxn`: ustring path, buffer data = the membership text, int version).
 
 use super::membership::Membership;
 use crate::config::ServerSpec;
@@ -69,6 +73,24 @@ pub fn plan(
         ));
     }
     Ok(next)
+}
+
+/// The membership a reconfig proposal carries (see the module header); None for any
+/// other transaction, or one whose text does not parse.
+pub fn membership_in(payload: &[u8]) -> Option<Membership> {
+    let int = |at: usize| -> Option<i32> {
+        Some(i32::from_be_bytes(
+            payload.get(at..at + 4)?.try_into().ok()?,
+        ))
+    };
+    if int(28)? != crate::proto::op::RECONFIG {
+        return None;
+    }
+    let path_len = usize::try_from(int(32)?).ok()?;
+    let data_at = 36usize.checked_add(path_len)?;
+    let data_len = usize::try_from(int(data_at)?).ok()?;
+    let text = payload.get(data_at + 4..(data_at + 4).checked_add(data_len)?)?;
+    Membership::parse(std::str::from_utf8(text).ok()?).ok()
 }
 
 /// `-members`: commas or newlines between entries; a `version` entry is ignored (the
@@ -178,6 +200,39 @@ mod tests {
             new_members: members.map(str::to_string),
             cur_config_id: from,
         }
+    }
+
+    #[test]
+    fn a_reconfig_proposal_carries_its_membership() {
+        use crate::txn::{Txn, TxnHeader};
+        let mut m = three();
+        m.version = 0x2_0000_0005;
+        let hdr = TxnHeader {
+            client_id: 1,
+            cxid: 2,
+            zxid: m.version,
+            time: 3,
+            op: crate::proto::op::RECONFIG,
+        };
+        let txn = Txn::Reconfig {
+            path: "/zookeeper/config".into(),
+            data: Some(m.to_text().into()),
+            version: -1,
+        };
+        let body = crate::persist::txnlog::encode_body(&hdr, &txn, Some(7));
+        assert_eq!(membership_in(&body), Some(m));
+        let set = Txn::SetData {
+            path: "/zookeeper/config".into(),
+            data: Some(three().to_text().into()),
+            version: -1,
+        };
+        let hdr = TxnHeader {
+            op: crate::proto::op::SET_DATA,
+            ..hdr
+        };
+        let body = crate::persist::txnlog::encode_body(&hdr, &set, None);
+        assert_eq!(membership_in(&body), None, "a plain setData");
+        assert_eq!(membership_in(&body[..30]), None);
     }
 
     #[test]

@@ -6,6 +6,13 @@
 //! epoch in decimal with no newline, replaced atomically (write a temporary file, fsync,
 //! rename, fsync the directory).
 //!
+//! After a reconfig ([`write_membership`]), as ZooKeeper's `QuorumPeer.setQuorumVerifier`:
+//! the members go to `<config file>.dynamic.<version in hex>` (`server.N` lines, no
+//! version line: the name carries it), the configuration file is rewritten to name it
+//! (`config::zoo_cfg::static_text_after_reconfig`), and `<config file>.dynamic.next`,
+//! written when the reconfig was proposed (with its `version=` line), is removed. Each file
+//! is replaced atomically too.
+//!
 //! [`run_member`] sets a member up and hands over to `member.rs`, which runs the engine,
 //! ZAB and the log together.
 
@@ -64,16 +71,75 @@ pub fn read_epoch(dir: &Path, name: &str) -> std::io::Result<u32> {
 }
 
 pub fn write_epoch(dir: &Path, name: &str, epoch: u32) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
+    replace_file(&dir.join(name), epoch.to_string().as_bytes())
+}
+
+/// Writes `path` whole or not at all: a temporary file, fsync, rename, fsync the directory.
+fn replace_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!("{name}.tmp"));
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(epoch.to_string().as_bytes())?;
+        f.write_all(content)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, dir.join(name))?;
-    super::disk::sync_dir(dir);
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    super::disk::sync_dir(dir.unwrap_or(Path::new(".")));
     Ok(())
+}
+
+/// `<config file>.dynamic.next`, or None when the settings came from no file.
+fn next_file(s: &crate::config::Settings) -> Option<std::path::PathBuf> {
+    let cfg = s.config_file.as_ref()?;
+    Some(std::path::PathBuf::from(format!(
+        "{}.dynamic.next",
+        cfg.display()
+    )))
+}
+
+/// A reconfig was proposed: its membership, with its version, as the `.next` file.
+pub fn write_next_membership(
+    s: &crate::config::Settings,
+    m: &crate::quorum::membership::Membership,
+) -> std::io::Result<()> {
+    match next_file(s) {
+        Some(path) => replace_file(&path, m.to_text().as_bytes()),
+        None => Ok(()),
+    }
+}
+
+/// A reconfig activated: the new dynamic file, the configuration file naming it, no
+/// `.next` (see the module header). Returns the dynamic file's path (None when the
+/// settings came from no file, and nothing is written).
+pub fn write_membership(
+    s: &crate::config::Settings,
+    m: &crate::quorum::membership::Membership,
+) -> std::io::Result<Option<String>> {
+    let Some(cfg) = s.config_file.as_ref() else {
+        return Ok(None);
+    };
+    let dynamic = format!("{}.dynamic.{:x}", cfg.display(), m.version);
+    let members = crate::quorum::membership::Membership::new(m.servers.clone(), 0);
+    let text: String = members
+        .to_text()
+        .lines()
+        .filter(|l| !l.starts_with("version="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    replace_file(Path::new(&dynamic), text.as_bytes())?;
+    let old = std::fs::read_to_string(cfg)?;
+    let toml = cfg.extension().is_none_or(|e| e != "cfg");
+    let new = crate::config::zoo_cfg::static_text_after_reconfig(&old, &dynamic, toml);
+    replace_file(cfg, new.as_bytes())?;
+    if let Some(next) = next_file(s) {
+        match std::fs::remove_file(&next) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(Some(dynamic))
 }
 
 /// `/zookeeper/config` as ZooKeeper 3.8 writes it (`quorum::membership`; the version is
@@ -86,9 +152,44 @@ pub fn config_node_text(s: &crate::config::Settings) -> String {
     crate::quorum::membership::Membership::new(s.servers.clone(), s.config_version).to_text()
 }
 
+/// The membership text the transport sends in notifications and NEWLEADER: none for a
+/// static membership (version 0), as zabd always sent (a ZooKeeper learner then keeps its
+/// own), the membership's once a reconfig has made it.
+pub fn transport_config(s: &crate::config::Settings) -> bytes::Bytes {
+    match s.config_version {
+        0 => bytes::Bytes::new(),
+        _ => bytes::Bytes::from(config_node_text(s)),
+    }
+}
+
 /// Core ticks per second: election back-off and the init/sync limits run on this clock,
 /// while ZooKeeper's tickTime keeps its meaning (limits are converted).
 const CORE_TICK_MS: u64 = 50;
+
+/// The election and quorum addresses of the members' `server.N` lines.
+pub fn peer_addrs(
+    servers: &[crate::config::ServerSpec],
+) -> std::io::Result<HashMap<Sid, PeerAddrs>> {
+    let mut peers = HashMap::new();
+    for x in servers {
+        let resolve = |port: u16| -> std::io::Result<std::net::SocketAddr> {
+            use std::net::ToSocketAddrs;
+            (x.host.as_str(), port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| std::io::Error::other(format!("cannot resolve {}", x.host)))
+        };
+        peers.insert(
+            x.id as Sid,
+            PeerAddrs {
+                host: x.host.clone(),
+                election: resolve(x.election_port)?,
+                quorum: resolve(x.quorum_port)?,
+            },
+        );
+    }
+    Ok(peers)
+}
 
 /// Runs this member of the configured ensemble: election and quorum ports, and the client
 /// port answering four-letter words from the current role.
@@ -107,24 +208,7 @@ pub async fn run_member(
                 "server id {me} (myid) is not among the server.N lines"
             ))
         })?;
-    let mut peers = HashMap::new();
-    for x in &s.servers {
-        let resolve = |port: u16| -> std::io::Result<std::net::SocketAddr> {
-            use std::net::ToSocketAddrs;
-            (x.host.as_str(), port)
-                .to_socket_addrs()?
-                .next()
-                .ok_or_else(|| std::io::Error::other(format!("cannot resolve {}", x.host)))
-        };
-        peers.insert(
-            x.id as Sid,
-            PeerAddrs {
-                host: x.host.clone(),
-                election: resolve(x.election_port)?,
-                quorum: resolve(x.quorum_port)?,
-            },
-        );
-    }
+    let peers = peer_addrs(&s.servers)?;
     let per_tick = (s.tick_time / CORE_TICK_MS).max(1) as u32;
     let ids = |role: Role| -> Vec<Sid> {
         s.servers
@@ -146,6 +230,7 @@ pub async fn run_member(
         snap_threshold: s.commit_log_count,
         log_window: s.commit_log_count,
         batched: true,
+        config_version: s.config_version,
     };
     let election = super::bind("leader election", peers[&me].election.to_string()).await?;
     let quorum = super::bind("the quorum", peers[&me].quorum.to_string()).await?;

@@ -134,6 +134,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         read_only_mode: s.read_only_mode,
         read_only_after_ms: s.tick_time.max(2000) as i64,
         config_node: Bytes::from(super::ensemble::config_node_text(&s)),
+        membership: crate::quorum::membership::Membership::new(s.servers.clone(), s.config_version),
     };
     let sessions = rec.sessions.into_iter().collect();
     let node = Node::new(
@@ -171,7 +172,7 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
     let transport = peers::start(
         node.peer().id(),
         setup.peers,
-        Bytes::new(),
+        super::ensemble::transport_config(&s),
         setup.election,
         setup.quorum,
         ev_tx,
@@ -349,6 +350,25 @@ impl Member {
         }
     }
 
+    /// A reconfig activated: the transport reaches the new members, the files say who
+    /// they are, and the operator's answers show them.
+    fn membership_active(&mut self, m: crate::quorum::membership::Membership) {
+        match super::ensemble::write_membership(&self.settings, &m) {
+            Ok(Some(file)) => {
+                tracing::info!(file, "the new membership is written");
+                self.settings.dynamic_file = Some(file);
+            }
+            Ok(None) => {}
+            Err(e) => fatal(format!("writing the dynamic configuration file: {e}")),
+        }
+        self.settings.servers = m.servers.clone();
+        self.settings.config_version = m.version;
+        let _ = self.transport.send(PeerCmd::Members {
+            servers: m.servers.clone(),
+            config: Bytes::from(m.to_text()),
+        });
+    }
+
     /// Performs the node's commands in order.
     fn perform(&mut self, io: Vec<Io>) {
         let mut queue: VecDeque<Io> = io.into();
@@ -390,6 +410,12 @@ impl Member {
                     digest,
                 } => self.write_snap(zxid, state, digest),
                 Io::Reload => self.reload(),
+                Io::Membership(m) => self.membership_active(m),
+                Io::NextMembership(m) => {
+                    if let Err(e) = super::ensemble::write_next_membership(&self.settings, &m) {
+                        fatal(format!("writing the .next dynamic configuration file: {e}"));
+                    }
+                }
                 Io::Discard(x) => {
                     let _ = std::thread::Builder::new()
                         .name("zabd-discard".into())

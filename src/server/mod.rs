@@ -178,6 +178,8 @@ pub(super) fn engine_config(s: &Settings) -> EngineConfig {
         leader_serves: s.leader_serves,
         local_sessions: s.local_sessions,
         local_sessions_upgrading: s.local_sessions_upgrading,
+        reconfig_enabled: s.reconfig_enabled,
+        standalone_enabled: s.standalone_enabled,
     }
 }
 

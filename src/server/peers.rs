@@ -314,6 +314,13 @@ impl Transport {
                 }
             }
             PeerCmd::ConnectLeader { leader } => self.connect_leader(leader),
+            PeerCmd::Members { servers, config } => {
+                match super::ensemble::peer_addrs(&servers) {
+                    Ok(peers) => self.peers = peers,
+                    Err(e) => tracing::error!(error = %e, "cannot resolve the new members"),
+                }
+                self.config = config;
+            }
             PeerCmd::Disconnect { peer } => {
                 self.quorum.remove(&peer);
                 if self

@@ -526,6 +526,11 @@ impl DataTree {
                 path,
                 data,
                 version,
+            }
+            | Txn::Reconfig {
+                path,
+                data,
+                version,
             } => {
                 r.path = path.clone();
                 self.set_data(path, data.clone(), *version, hdr, events)

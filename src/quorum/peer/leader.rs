@@ -194,6 +194,13 @@ impl Peer {
         {
             return;
         }
+        // A reconfig pending in the history needs its own voters' quorum too.
+        if let Some(p) = &self.pending {
+            let acks = l.newleader_acks.iter().filter(|s| p.voters.contains(s));
+            if acks.count() < quorum_of(p.voters.len()) {
+                return;
+            }
+        }
         let epoch = l.epoch.expect("checked");
         l.broadcasting = true;
         l.next_counter = 0;
@@ -228,13 +235,24 @@ impl Peer {
             leader: Some(me),
             epoch,
         });
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.zxid <= self.committed)
+        {
+            let leader = self.designated_leader();
+            self.activate();
+            if leader != me {
+                self.leader_hand_over_to(leader);
+            }
+        }
     }
 
     pub(super) fn leader_step(&mut self, from: Sid, msg: Msg) {
-        let known = self.cfg.voters.contains(&from) || self.cfg.observers.contains(&from);
-        if !known {
-            return;
-        }
+        // A sid outside the membership may still learn: a member about to be added syncs
+        // as a non-voting follower (its ACKs count only toward a pending membership that
+        // names it), as ZooKeeper's LearnerHandler takes one.
+        let voter = self.is_voter(from);
         if let Some(st) = self.leading().learners.get_mut(&from) {
             st.heard = 0;
         }
@@ -253,7 +271,7 @@ impl Peer {
                 // that accepted exactly it is one of ours coming back (dropped for silence,
                 // or reconnecting): it rejoins, as in ZooKeeper.
                 let rejoin = broadcasting && epoch == Some(accepted_epoch);
-                if epoch.is_some_and(|e| accepted_epoch >= e) && !rejoin {
+                if voter && epoch.is_some_and(|e| accepted_epoch >= e) && !rejoin {
                     self.look();
                     return;
                 }
@@ -274,7 +292,8 @@ impl Peer {
                 last_zxid,
                 counts,
             } => {
-                if (current_epoch, last_zxid) > (self.current_epoch, self.last_zxid())
+                if voter
+                    && (current_epoch, last_zxid) > (self.current_epoch, self.last_zxid())
                     && !self.leading().broadcasting
                 {
                     // A learner knows more than we do: we should not lead.
@@ -352,13 +371,16 @@ impl Peer {
     /// The largest zxid a quorum of voters holds durably: the leader's own log sync, and
     /// each follower's largest ACK (it logs in zxid order, so it holds everything before).
     fn quorum_acked(&self) -> Zxid {
+        self.joint_point(self.quorum_point(&self.cfg.voters))
+    }
+
+    /// The largest zxid a quorum of `voters` holds durably.
+    pub(super) fn quorum_point(&self, voters: &[Sid]) -> Zxid {
         let Role::Leading(l) = &self.role else {
             return 0;
         };
         let me = self.cfg.id;
-        let mut acked: Vec<Zxid> = self
-            .cfg
-            .voters
+        let mut acked: Vec<Zxid> = voters
             .iter()
             .map(|v| match l.learners.get(v) {
                 _ if *v == me => self.durable_zxid,
@@ -367,10 +389,7 @@ impl Peer {
             })
             .collect();
         acked.sort_unstable_by(|a, b| b.cmp(a));
-        acked
-            .get(quorum_of(self.cfg.voters.len()) - 1)
-            .copied()
-            .unwrap_or(0)
+        acked.get(quorum_of(voters.len()) - 1).copied().unwrap_or(0)
     }
 
     /// Commits, in zxid order, the outstanding proposals a quorum of voters has acked. A
@@ -384,6 +403,7 @@ impl Peer {
         if point <= self.committed {
             return;
         }
+        let reconfig = self.reconfig_within(point);
         let from = self.log.partition_point(|e| e.zxid <= self.committed);
         let upto = self.log.partition_point(|e| e.zxid <= point);
         let entries: Vec<Entry> = self.log[from..upto].to_vec();
@@ -395,7 +415,41 @@ impl Peer {
             .filter(|(s, st)| **s != me && st.phase >= Some(LearnerPhase::Syncing))
             .map(|(s, st)| (*s, st.observer, st.batched))
             .collect();
+        // The zxid each batched follower's last COMMIT named.
+        let mut batched_upto = self.committed;
+        let mut handed_to = None;
         for e in entries {
+            if Some(e.zxid) == reconfig {
+                // Batched followers first hear of what comes before the reconfig.
+                if self.committed > batched_upto {
+                    self.send_batched_commits(&targets, self.committed);
+                }
+                let leader = self.designated_leader();
+                self.committed = e.zxid;
+                batched_upto = e.zxid;
+                self.out.push(PeerAction::Commit { zxid: e.zxid });
+                for &(s, observer, _) in &targets {
+                    let msg = if observer {
+                        Msg::InformAndActivate {
+                            entry: e.clone(),
+                            leader,
+                        }
+                    } else {
+                        Msg::CommitAndActivate {
+                            zxid: e.zxid,
+                            leader,
+                        }
+                    };
+                    self.send(s, msg);
+                }
+                self.activate();
+                if leader != me {
+                    // ZooKeeper's `allowedToCommit = false`: the rest is the next leader's.
+                    handed_to = Some(leader);
+                    break;
+                }
+                continue;
+            }
             self.committed = e.zxid;
             self.out.push(PeerAction::Commit { zxid: e.zxid });
             for &(s, observer, batched) in &targets {
@@ -407,13 +461,24 @@ impl Peer {
                 }
             }
         }
-        for &(s, observer, batched) in &targets {
-            if batched && !observer {
-                self.send(s, Msg::Commit { zxid: point });
-            }
+        if self.committed > batched_upto {
+            self.send_batched_commits(&targets, self.committed);
+        }
+        if let Some(leader) = handed_to {
+            self.leader_hand_over_to(leader);
+            return;
         }
         // (Trimming waits until the observers have been sent these entries.)
         self.trim();
+    }
+
+    /// One COMMIT of `zxid` to each batched follower (it covers every proposal before).
+    fn send_batched_commits(&mut self, targets: &[(Sid, bool, bool)], zxid: Zxid) {
+        for &(s, observer, batched) in targets {
+            if batched && !observer {
+                self.send(s, Msg::Commit { zxid });
+            }
+        }
     }
 
     /// A leader's learners: (connected, synced followers, synced observers, still syncing).
@@ -453,6 +518,10 @@ impl Peer {
         let e = Entry { zxid, payload };
         self.log.push(e.clone());
         self.out.push(PeerAction::Append(e.clone()));
+        self.note_reconfig(&e);
+        let Role::Leading(l) = &self.role else {
+            unreachable!("leading, checked above")
+        };
         // Straight from the learner map into the actions: no list of targets per write.
         let to = l
             .learners

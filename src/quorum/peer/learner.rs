@@ -74,6 +74,7 @@ impl Peer {
                 self.log.retain(|e| e.zxid <= zxid);
                 self.durable_zxid = self.durable_zxid.min(zxid);
                 self.out.push(PeerAction::Truncate { after: zxid });
+                self.pending_after_cut(zxid, false);
             }
             Msg::Snap { zxid } => {
                 // The host has loaded (and persisted) the leader's state at `zxid`.
@@ -82,6 +83,7 @@ impl Peer {
                 self.durable_zxid = zxid;
                 self.committed = zxid;
                 l.commit_target = l.commit_target.max(zxid);
+                self.pending_after_cut(zxid, true);
             }
             Msg::Proposal(e) => self.learner_proposal(e),
             Msg::Inform(e) => {
@@ -154,6 +156,18 @@ impl Peer {
                 l.commit_target = l.commit_target.max(zxid);
                 self.deliver();
             }
+            Msg::CommitAndActivate { zxid, leader } => {
+                l.commit_target = l.commit_target.max(zxid);
+                self.deliver_then_activate(Some(leader));
+            }
+            Msg::InformAndActivate { entry, leader } => {
+                let zxid = entry.zxid;
+                self.learner_proposal(entry);
+                if let Role::Learning(l) = &mut self.role {
+                    l.commit_target = l.commit_target.max(zxid);
+                }
+                self.deliver_then_activate(Some(leader));
+            }
             // Answered only once up to date, as ZooKeeper's learner (its sync loop drops
             // PINGs): the leader counts replies against the PINGs it sent after UPTODATE to
             // confirm its leadership for `sync` (see `leader.rs`, read rounds).
@@ -178,6 +192,7 @@ impl Peer {
         if !l.observer {
             l.to_ack.push_back(e.zxid);
         }
+        self.note_reconfig(&e);
         self.log.push(e.clone());
         self.out.push(PeerAction::Append(e));
     }
@@ -238,6 +253,12 @@ impl Peer {
     /// state a message behind the leader rather than an fsync behind, and keeps a SYNC,
     /// which follows its COMMITs on the stream, behind their effects.
     pub(super) fn deliver(&mut self) {
+        self.deliver_then_activate(None);
+    }
+
+    /// [`Peer::deliver`], then the activation of a pending reconfig the commit passed, with
+    /// the leader COMMITANDACTIVATE or INFORMANDACTIVATE named.
+    pub(super) fn deliver_then_activate(&mut self, designated: Option<Sid>) {
         let target = match &self.role {
             Role::Learning(l) if l.up_to_date => l.commit_target,
             Role::Leading(_) => self.committed,
@@ -253,6 +274,9 @@ impl Peer {
             self.committed = upto;
             self.out.push(PeerAction::Commit { zxid: upto });
             self.trim();
+        }
+        if matches!(self.role, Role::Learning(_)) {
+            self.learner_activation(designated);
         }
     }
 }

@@ -6,6 +6,9 @@
 
 mod leader;
 mod learner;
+mod reconfig;
+
+use reconfig::PendingConfig;
 
 use super::election::{Election, Outcome};
 use super::{epoch_of, make_zxid, quorum_of, Entry, Msg, PeerAction, Sid, State, Vote, Zxid};
@@ -30,6 +33,9 @@ pub struct Config {
     /// Offer batched ACKs and COMMITs to peers that offer them too (zabd members do; Apache
     /// ZooKeeper's do not, and get one per proposal). Off only to test the per-proposal path.
     pub batched: bool,
+    /// The version of the membership `voters` and `observers` come from: the zxid of the
+    /// reconfig that made it, 0 for a static one. A reconfig in the log past it is pending.
+    pub config_version: i64,
 }
 
 /// What survives a crash: the epoch files, the zxid of the host's snapshot state, and the
@@ -159,6 +165,8 @@ pub struct Peer {
     /// An emptied action list the host gave back ([`Peer::recycle`]): the next `take`
     /// hands it out, so a write's PROPOSAL allocates no list of actions.
     spare: Vec<PeerAction>,
+    /// A reconfig seen and not yet committed (see `reconfig.rs`).
+    pending: Option<PendingConfig>,
 }
 
 impl Peer {
@@ -191,7 +199,12 @@ impl Peer {
             cfg,
             out: Vec::new(),
             spare: Vec::new(),
+            pending: None,
         };
+        for i in 0..p.log.len() {
+            let e = p.log[i].clone();
+            p.note_reconfig(&e);
+        }
         p.look();
         p
     }
@@ -440,6 +453,12 @@ impl Peer {
             let mine = self.my_vote();
             self.send(from, Msg::Notify(mine));
         }
+        // A member outside this membership (one about to join) is told our vote, as
+        // ZooKeeper's election answers any sender that is not a voter.
+        if matches!(self.role, Role::Looking(_)) && !self.is_voter(from) {
+            let mine = self.my_vote();
+            self.send(from, Msg::Notify(mine));
+        }
     }
 
     /// The connection to `peer` broke (TCP closed or reset): a learner that loses its
@@ -568,5 +587,7 @@ impl Peer {
     }
 }
 
+#[cfg(test)]
+mod reconfig_tests;
 #[cfg(test)]
 mod tests;

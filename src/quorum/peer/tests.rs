@@ -4,7 +4,7 @@
 use super::*;
 use bytes::Bytes;
 
-fn cfg(id: Sid) -> Config {
+pub(super) fn cfg(id: Sid) -> Config {
     Config {
         id,
         voters: vec![1, 2, 3],
@@ -15,11 +15,16 @@ fn cfg(id: Sid) -> Config {
         snap_threshold: 100,
         log_window: 100,
         batched: true,
+        config_version: 0,
     }
 }
 
 /// Runs three peers with instant, lossless delivery until `done` holds.
-fn settle(peers: &mut [Peer], mut actions: Vec<(Sid, PeerAction)>, done: impl Fn(&[Peer]) -> bool) {
+pub(super) fn settle(
+    peers: &mut [Peer],
+    mut actions: Vec<(Sid, PeerAction)>,
+    done: impl Fn(&[Peer]) -> bool,
+) {
     for _ in 0..200 {
         while let Some((from, a)) = actions.pop() {
             let idx = |s: Sid| (s - 1) as usize;

@@ -1,0 +1,378 @@
+#!/usr/bin/env python3
+"""Dynamic reconfiguration against real members, through kazoo, under a writing client whose
+connect string names every member that will ever take part.
+
+Scenarios (argument 3):
+- `zabd`: three zabd members; a fourth started with a dynamic config naming the three and
+  itself syncs as a non-voting follower, is added with `reconfig -add`, the leader is
+  removed with `reconfig -remove`, a member becomes an observer and a participant again,
+  and `-members` sets the whole membership.
+- `migrate`: docs/migration.md's live migration: a three-member Apache ZooKeeper 3.8
+  ensemble is replaced one member at a time by three zabd members (start zabd i, wait until
+  it follows, add it, remove ZooKeeper member i), then rolled back the same way.
+- `mixed`: one reconfig with a ZooKeeper leader and one with a zabd leader.
+
+At the end every acknowledged write is there, the client's session never expired (its
+ephemeral is still there), a Curator-like check that the session was never lost (kazoo's
+LOST state), and each step prints its time, the writes acknowledged during it and the
+connection states the client saw.
+
+Usage: reconfig_suite.py ZABD_BIN ZK_CLASSPATH zabd|migrate|mixed
+"""
+import os, signal, socket, subprocess, sys, tempfile, threading, time
+from kazoo.client import KazooClient, KazooState
+from kazoo.retry import KazooRetry
+from kazoo.exceptions import NewConfigNoQuorumError, BadVersionError, BadArgumentsError
+
+zabd, zkcp, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
+logcp = "/usr/share/java/maven3-slf4j-provider.jar:/usr/share/java/maven-shared-utils.jar:/usr/share/java/jansi.jar"
+if all(os.path.exists(j) for j in logcp.split(":")):
+    zkcp = zkcp.replace("/usr/share/java/slf4j-nop.jar", logcp)
+import logging
+logging.basicConfig(level=logging.CRITICAL)
+work = tempfile.mkdtemp(prefix="zabd-reconfig-")
+procs, kinds = {}, {}
+failures = []
+SUPER = ("digest", "super:test")
+SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+N = 7  # member ids 1..7 may take part
+FIRST_VERSION = "100000000"
+
+
+def ok(cond, what):
+    print(("ok - " if cond else "FAILED - ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+ss = [socket.socket() for _ in range(3 * N)]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+ports = [s.getsockname()[1] for s in ss]
+for s in ss:
+    s.close()
+client = lambda i: ports[(i - 1) * 3 + 2]
+
+
+def spec(i, role="participant"):
+    return f"server.{i}=127.0.0.1:{ports[(i-1)*3]}:{ports[(i-1)*3+1]}:{role};127.0.0.1:{client(i)}"
+
+
+def configure(i, members):
+    """Member i's zoo.cfg and its first dynamic file, naming `members` (ids)."""
+    d = f"{work}/m{i}"
+    os.makedirs(d, exist_ok=True)
+    open(f"{d}/myid", "w").write(f"{i}\n")
+    dyn = f"{work}/m{i}.cfg.dynamic.{FIRST_VERSION}"
+    with open(dyn, "w") as f:
+        for j in members:
+            f.write(spec(j) + "\n")
+    with open(f"{work}/m{i}.cfg", "w") as f:
+        f.write(f"tickTime=500\ninitLimit=20\nsyncLimit=5\ndataDir={d}\n"
+                f"4lw.commands.whitelist=*\nadmin.enableServer=false\nreconfigEnabled=true\n"
+                f"standaloneEnabled=false\nDigestAuthenticationProvider.superDigest={SUPER_DIGEST}\n"
+                f"dynamicConfigFile={dyn}\n")
+
+
+def start(i, kind):
+    log = open(f"{work}/m{i}.{kind}.log", "a")
+    if kind == "zk":
+        cmd = ["java", "-Xmx512m", "-cp", zkcp,
+               f"-Dzookeeper.DigestAuthenticationProvider.superDigest={SUPER_DIGEST}",
+               "org.apache.zookeeper.server.quorum.QuorumPeerMain", f"{work}/m{i}.cfg"]
+    else:
+        cmd = [zabd, "--config", f"{work}/m{i}.cfg"]
+    procs[i] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    kinds[i] = kind
+
+
+def stop(i, sig=signal.SIGTERM):
+    p = procs.pop(i)
+    p.send_signal(sig)
+    try:
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def word(i, w):
+    try:
+        s = socket.create_connection(("127.0.0.1", client(i)), timeout=10)
+        s.settimeout(10)
+        s.sendall(w.encode())
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+        return out.decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def mode(i):
+    for line in word(i, "srvr").splitlines():
+        if line.startswith("Mode: "):
+            return line[6:]
+    return None
+
+
+def wait_for(cond, deadline=120):
+    end = time.time() + deadline
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def leader_of(ids):
+    for i in ids:
+        if mode(i) == "leader":
+            return i
+    return None
+
+
+def config_seen(i):
+    """/zookeeper/config as member i serves it (its own connection)."""
+    kz = KazooClient(hosts=f"127.0.0.1:{client(i)}", timeout=10,
+                     connection_retry=KazooRetry(max_tries=3))
+    try:
+        kz.start(timeout=30)
+        kz.sync("/")
+        return kz.get("/zookeeper/config")[0].decode()
+    except Exception as e:
+        return f"<{e!r}>"
+    finally:
+        try:
+            kz.stop()
+            kz.close()
+        except Exception:
+            pass
+
+
+def members_in(text):
+    return sorted(int(l.split("=")[0][7:]) for l in text.splitlines() if l.startswith("server."))
+
+
+def voters_in(text):
+    return sorted(int(l.split("=")[0][7:]) for l in text.splitlines()
+                  if l.startswith("server.") and ":participant" in l)
+
+
+acked, errors, states = [], [], []
+stop_writing = threading.Event()
+connect = ",".join(f"127.0.0.1:{client(i)}" for i in range(1, N + 1))
+
+
+def writer(kz):
+    n = 0
+    while not stop_writing.is_set() and n < 200000:
+        try:
+            kz.create(f"/reconfig/w{n:07d}", b"x")
+            acked.append(n)
+        except Exception as e:
+            errors.append(repr(e))
+        n += 1
+        time.sleep(0.005)
+
+
+def reconfig(admin, **kw):
+    """A reconfig through the admin client, retried while the ensemble settles."""
+    last = None
+    for _ in range(60):
+        try:
+            data, _ = admin.reconfig(kw.get("joining"), kw.get("leaving"), kw.get("new_members"),
+                                     kw.get("from_config", -1))
+            return data.decode()
+        except NewConfigNoQuorumError as e:
+            last = e
+            time.sleep(1)
+    raise last
+
+
+def step(name, action, members_after):
+    """Runs one step and reports its time, the writes acknowledged during it, and the
+    client's states; then waits until every member agrees on the membership."""
+    t0, a0, s0 = time.time(), len(acked), len(states)
+    action()
+    agreed = wait_for(lambda: all(members_in(config_seen(i)) == sorted(members_after)
+                                  for i in members_after), 120)
+    took = time.time() - t0
+    print(f"# step {name}: {took:.1f} s, {len(acked) - a0} writes acknowledged during it, "
+          f"client states {[str(s) for s in states[s0:]] or 'none'}", flush=True)
+    ok(agreed, f"{name}: every member serves the membership {sorted(members_after)}")
+
+
+def add(admin, i, role="participant"):
+    return reconfig(admin, joining=spec(i, role))
+
+
+def remove(admin, i):
+    return reconfig(admin, leaving=str(i))
+
+
+def join(i, kind, current):
+    """Starts member i with a dynamic config of the current members plus itself, and
+    waits until it follows (as a non-voting follower)."""
+    configure(i, sorted(current + [i]))
+    start(i, kind)
+    return wait_for(lambda: mode(i) in ("follower", "observer"), 120)
+
+
+def run_zabd(admin):
+    current = [1, 2, 3]
+    ok(join(4, "zabd", current), "a zabd member started with the three and itself syncs without a vote")
+    step("add zabd 4", lambda: ok("server.4=" in add(admin, 4), "reconfig -add 4 answers the new membership"), [1, 2, 3, 4])
+    current = [1, 2, 3, 4]
+    text = config_seen(4)
+    ok(voters_in(text) == [1, 2, 3, 4] and "version=" in text, f"/zookeeper/config names four voters and a version: {text!r}")
+    leader = leader_of(current)
+    ok(leader is not None, f"a leader among {current}: {leader}")
+    step(f"remove the leader {leader}", lambda: remove(admin, leader), [i for i in current if i != leader])
+    current = [i for i in current if i != leader]
+    ok(wait_for(lambda: leader_of(current) is not None, 60), f"a new leader among {current}")
+    stop(leader)
+    # A participant becomes an observer and back.
+    x = [i for i in current if mode(i) == "follower"][0]
+    step(f"make {x} an observer", lambda: add(admin, x, "observer"), current)
+    ok(wait_for(lambda: mode(x) == "observer", 60), f"member {x} observes")
+    ok(sorted(voters_in(config_seen(x))) == sorted(i for i in current if i != x), "it is no voter any more")
+    step(f"make {x} a participant again", lambda: add(admin, x), current)
+    ok(wait_for(lambda: mode(x) == "follower", 60), f"member {x} follows again")
+    # -from with a stale version; -members with the whole membership.
+    version = int(config_seen(current[0]).splitlines()[-1].split("=")[1], 16)
+    try:
+        reconfig(admin, joining=spec(7), from_config=version + 1)
+        ok(False, "a reconfig from a future version is refused")
+    except BadVersionError:
+        ok(True, "a reconfig from a future version is refused (BadVersion)")
+    try:
+        reconfig(admin, joining="some thing")
+        ok(False, "a malformed joining server is refused")
+    except BadArgumentsError:
+        ok(True, "a malformed joining server is refused (BadArguments)")
+    members = ",".join(spec(i) for i in current)
+    step("-members with the same three", lambda: reconfig(admin, new_members=members, from_config=version), current)
+    # The files say the membership: zoo.cfg names a dynamic file holding it.
+    for i in current:
+        cfg = open(f"{work}/m{i}.cfg").read()
+        dyn = [l.split("=", 1)[1] for l in cfg.splitlines() if l.startswith("dynamicConfigFile=")]
+        ok(len(dyn) == 1 and os.path.exists(dyn[0]) and not dyn[0].endswith(FIRST_VERSION),
+           f"member {i}'s zoo.cfg names its new dynamic file: {dyn}")
+        if dyn and os.path.exists(dyn[0]):
+            ok(sorted(members_in(open(dyn[0]).read())) == sorted(current), f"member {i}'s dynamic file names {current}")
+        ok(not os.path.exists(f"{work}/m{i}.cfg.dynamic.next"), f"member {i} has no .next file left")
+    # A restarted member comes back with the new membership from its files.
+    y = current[-1]
+    stop(y)
+    start(y, "zabd")
+    ok(wait_for(lambda: mode(y) in ("leader", "follower"), 120), f"member {y} restarts on its rewritten files and serves")
+    return current
+
+
+def migrate(admin, forward):
+    """ZooKeeper members 1..3 replaced by zabd 4..6 (forward), or zabd 4..6 by ZooKeeper
+    members 1..3 again, from empty data directories (rollback)."""
+    if forward:
+        olds, news, kind = [1, 2, 3], [4, 5, 6], "zabd"
+    else:
+        olds, news, kind = [4, 5, 6], [1, 2, 3], "zk"
+    current = list(olds)
+    for old, new in zip(olds, news):
+        if not forward:
+            import shutil
+            shutil.rmtree(f"{work}/m{new}", ignore_errors=True)
+        ok(join(new, kind, current), f"{kind} member {new} syncs as a non-voting follower")
+        step(f"add {kind} {new}", lambda: add(admin, new), current + [new])
+        current = current + [new]
+        step(f"remove {kinds[old]} {old}", lambda: remove(admin, old), [i for i in current if i != old])
+        current = [i for i in current if i != old]
+        ok(wait_for(lambda: leader_of(current) is not None, 60), f"a leader among {current}")
+        stop(old)
+    return current
+
+
+try:
+    first = "zk" if scenario in ("migrate", "mixed") else "zabd"
+    for i in (1, 2, 3):
+        configure(i, [1, 2, 3])
+        start(i, first)
+    ok(wait_for(lambda: all(mode(i) in ("leader", "follower") for i in (1, 2, 3)), 120),
+       f"three {first} members serve")
+    kz = KazooClient(hosts=connect, timeout=30, connection_retry=KazooRetry(max_tries=-1, max_delay=1),
+                     command_retry=KazooRetry(max_tries=-1, max_delay=1, deadline=60))
+    kz.add_listener(lambda s: states.append(s))
+    kz.start(timeout=60)
+    kz.ensure_path("/reconfig")
+    kz.create("/reconfig-owner", b"", ephemeral=True)
+    session = kz.client_id[0]
+    admin = KazooClient(hosts=connect, timeout=30, auth_data=[SUPER],
+                        connection_retry=KazooRetry(max_tries=-1, max_delay=1),
+                        command_retry=KazooRetry(max_tries=-1, max_delay=1, deadline=60))
+    admin.start(timeout=60)
+    t = threading.Thread(target=writer, args=(kz,), daemon=True)
+    t.start()
+    if scenario == "zabd":
+        current = run_zabd(admin)
+    elif scenario == "migrate":
+        current = migrate(admin, True)
+        ok(all(kinds[i] == "zabd" for i in current), f"the ensemble is all zabd: {current}")
+        n = len(acked)
+        ok(wait_for(lambda: len(acked) > n + 20, 60), "the all-zabd ensemble serves writes")
+        current = migrate(admin, False)
+        ok(all(kinds[i] == "zk" for i in current), f"the ensemble is all ZooKeeper again: {current}")
+    else:
+        # mixed: a ZooKeeper leader adds a zabd member; then with a zabd leader, a ZooKeeper one.
+        current = [1, 2, 3]
+        ok(join(4, "zabd", current), "zabd 4 syncs with a ZooKeeper leader")
+        step("add zabd 4 (ZooKeeper leader)", lambda: add(admin, 4), [1, 2, 3, 4])
+        current = [1, 2, 3, 4]
+        leader = leader_of(current)
+        step(f"remove ZooKeeper leader {leader}", lambda: remove(admin, leader), [i for i in current if i != leader])
+        current = [i for i in current if i != leader]
+        stop(leader)
+        for _ in range(3):
+            if kinds.get(leader_of(current)) == "zabd":
+                break
+            # Make zabd 4 the leader: remove whichever ZooKeeper member leads.
+            l = leader_of(current)
+            if l is None or len(current) <= 2:
+                break
+            step(f"remove ZooKeeper leader {l}", lambda: remove(admin, l), [i for i in current if i != l])
+            current = [i for i in current if i != l]
+            stop(l)
+        ok(kinds.get(leader_of(current)) == "zabd", f"a zabd member leads {current}")
+        ok(join(5, "zk", current), "ZooKeeper 5 syncs with a zabd leader")
+        step("add ZooKeeper 5 (zabd leader)", lambda: add(admin, 5), current + [5])
+        current = current + [5]
+    n = len(acked)
+    ok(wait_for(lambda: len(acked) > n + 20, 60), f"writes go on with {current}")
+    stop_writing.set()
+    t.join(timeout=120)
+    kz.sync("/reconfig")
+    have = set(kz.get_children("/reconfig"))
+    missing = [n for n in acked if f"w{n:07d}" not in have]
+    ok(not missing, f"every acknowledged write is there ({len(acked)} acknowledged, {len(missing)} missing)")
+    ok(kz.client_id[0] == session and kz.exists("/reconfig-owner") is not None,
+       "the session never expired: its ephemeral is still there")
+    ok(KazooState.LOST not in states, f"the client never saw LOST (states: {[str(s) for s in states]})")
+    print(f"# {len(acked)} writes acknowledged, {len(errors)} failed and retried by the client", flush=True)
+    kz.stop()
+    admin.stop()
+finally:
+    stop_writing.set()
+    for i in list(procs):
+        stop(i, signal.SIGKILL)
+    if failures:
+        for i in range(1, N + 1):
+            for kind in ("zk", "zabd"):
+                p = f"{work}/m{i}.{kind}.log"
+                if os.path.exists(p):
+                    print(f"--- m{i}.{kind}.log (last 40 lines)")
+                    print("".join(open(p).readlines()[-40:]))
+print(f"# work directory {work}")
+sys.exit(1 if failures else 0)
