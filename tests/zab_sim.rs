@@ -12,6 +12,13 @@
 //! - every write a leader committed (acknowledged to its client) is in every member's
 //!   committed sequence at the end;
 //! - after healing: one serving leader, everyone else up to date, identical sequences;
+//! - membership changes (in some seeds): two members outside the first membership start
+//!   as joiners (their own configuration names the voters and themselves), and the client
+//!   now and then asks the serving leader for a reconfig to a random membership of all the
+//!   members, the leader included or not, once a quorum of its voters is synced (as
+//!   ZooKeeper's prep asks); an activated membership is what a member restarts with (the
+//!   host's dynamic file). The checks above hold across every change, and after healing
+//!   the final membership's members converge on its leader;
 //! - `sync` as a quorum read: whenever a leader's read round is confirmed, its history
 //!   holds every write acknowledged (by any leader) before that round started, so a
 //!   paused or partitioned leader that was deposed never confirms one.
@@ -80,6 +87,10 @@ struct Sim {
     confirmed_reads: usize,
     faults: Faults,
     seed: u64,
+    /// Whether the client asks for membership changes in this run.
+    reconfig: bool,
+    /// Reconfigs committed (activated by the leader that proposed them).
+    reconfigs: usize,
 }
 
 impl Sim {
@@ -92,7 +103,13 @@ impl Sim {
         } else {
             vec![]
         };
-        let ids: Vec<Sid> = voters.iter().chain(observers.iter()).copied().collect();
+        let mut ids: Vec<Sid> = voters.iter().chain(observers.iter()).copied().collect();
+        let reconfig = rng.chance(40);
+        let joiners: Vec<Sid> = match reconfig {
+            true => vec![ids.len() as Sid + 1, ids.len() as Sid + 2],
+            false => Vec::new(),
+        };
+        ids.extend(&joiners);
         // A long syncLimit keeps a cut-off leader believing it leads for longer, while a
         // new one may already commit: the window a quorum read must close.
         let sync_limit = if rng.chance(50) {
@@ -110,9 +127,14 @@ impl Sim {
         };
         let mut nodes = BTreeMap::new();
         for &id in &ids {
+            // A joiner's own configuration names the voters and itself.
+            let mut own_voters = voters.clone();
+            if joiners.contains(&id) {
+                own_voters.push(id);
+            }
             let cfg = Config {
                 id,
-                voters: voters.clone(),
+                voters: own_voters,
                 observers: observers.clone(),
                 init_limit: 10,
                 sync_limit,
@@ -157,6 +179,8 @@ impl Sim {
             confirmed_reads: 0,
             faults,
             seed,
+            reconfig,
+            reconfigs: 0,
         }
     }
 
@@ -165,14 +189,22 @@ impl Sim {
             let n = &self.nodes[id];
             let show = |v: &[Entry]| {
                 v.iter()
-                    .map(|e| format!("{:x}:{}", e.zxid, String::from_utf8_lossy(&e.payload)))
+                    .map(
+                        |e| match zabd::quorum::reconfig::membership_in(&e.payload) {
+                            Some(m) => {
+                                format!("{:x}:reconfig{:?}/{:?}", e.zxid, m.voters(), m.observers())
+                            }
+                            None => format!("{:x}:{}", e.zxid, String::from_utf8_lossy(&e.payload)),
+                        },
+                    )
                     .collect::<Vec<_>>()
                     .join(" ")
             };
             eprintln!(
-                "node {id} {:?} leader {:?} epochs {}/{} committed [{}] log [{}]",
+                "node {id} {:?} leader {:?} members {:?} epochs {}/{} committed [{}] log [{}]",
                 n.peer.as_ref().map(|p| p.state()),
                 n.peer.as_ref().map(|p| p.leader()),
+                n.peer.as_ref().map(|p| p.members()),
                 n.durable.accepted_epoch,
                 n.durable.current_epoch,
                 show(&n.delivered),
@@ -240,7 +272,21 @@ impl Sim {
                 PeerAction::Role { .. } => {}
                 PeerAction::ReadConfirmed { round } => self.check_read(id, round),
                 PeerAction::Disconnect { peer } => self.break_link(id, peer),
-                PeerAction::Activate { .. } | PeerAction::Seen { .. } => {}
+                PeerAction::Activate { membership } => {
+                    // The host's dynamic file: what the member restarts with.
+                    let ids = |v: Vec<i64>| v.into_iter().map(|i| i as Sid).collect();
+                    node.cfg.voters = ids(membership.voters());
+                    node.cfg.observers = ids(membership.observers());
+                    node.cfg.config_version = membership.version;
+                    if node
+                        .peer
+                        .as_ref()
+                        .is_some_and(|p| p.state() == State::Leading)
+                    {
+                        self.reconfigs += 1;
+                    }
+                }
+                PeerAction::Seen { .. } => {}
             }
             // Sync the log now or later.
             let node = self.nodes.get_mut(&id).expect("node");
@@ -495,6 +541,9 @@ impl Sim {
         if self.rng.chance(20) {
             self.start_reads();
         }
+        if load && self.reconfig && self.rng.chance(3) {
+            self.propose_reconfig();
+        }
         // The client proposes to whoever leads.
         if load && self.rng.chance(70) {
             if let Some(&leader) = self.ids.iter().find(|i| {
@@ -518,6 +567,44 @@ impl Sim {
             }
         }
         self.check_prefixes();
+    }
+
+    /// Asks the serving leader for a random new membership of all the members, as a
+    /// client's reconfig would: not while one is in progress, and only with a quorum of
+    /// the new voters synced with the leader (ZooKeeper's NewConfigNoQuorum otherwise).
+    fn propose_reconfig(&mut self) {
+        let Some(&leader) = self.ids.iter().find(|i| {
+            !self.paused.contains_key(i)
+                && self.nodes[i]
+                    .peer
+                    .as_ref()
+                    .is_some_and(|p| p.is_serving_leader())
+        }) else {
+            return;
+        };
+        let p = self.nodes[&leader].peer.as_ref().expect("serving");
+        if p.last_seen_version() != p.config_version() {
+            return;
+        }
+        let synced = p.synced_followers();
+        let mut voters = Vec::new();
+        let mut observers = Vec::new();
+        for &id in &self.ids {
+            match self.rng.below(10) {
+                0..=5 => voters.push(id),
+                6 => observers.push(id),
+                _ => {}
+            }
+        }
+        let live = voters.iter().filter(|v| synced.contains(v)).count();
+        if voters.len() < 2 || live < voters.len() / 2 + 1 {
+            return;
+        }
+        self.next_payload += 1;
+        let payload = reconfig_payload(&voters, &observers, self.next_payload);
+        let p = self.nodes.get_mut(&leader).expect("node").peer.as_mut();
+        let (_, a) = p.expect("serving").propose(payload);
+        self.perform(leader, a);
     }
 
     fn inject_faults(&mut self) {
@@ -585,6 +672,9 @@ impl Sim {
         };
     }
 
+    /// One serving leader, and every member of its membership up to date with it, with
+    /// the same committed sequence holding every acknowledged write. Members a reconfig
+    /// removed look for good; what they committed is a prefix (checked throughout).
     fn check_converged(&self) {
         let leaders: Vec<Sid> = self
             .ids
@@ -600,7 +690,10 @@ impl Sim {
         if leaders.len() != 1 {
             self.fail(format!("after healing, serving leaders: {leaders:?}"));
         }
-        for id in &self.ids {
+        let lp = self.nodes[&leaders[0]].peer.as_ref().expect("alive");
+        let (voters, observers) = lp.members();
+        let members: Vec<Sid> = voters.iter().chain(observers).copied().collect();
+        for id in &members {
             let p = self.nodes[id].peer.as_ref().expect("alive");
             if p.leader() != Some(leaders[0]) {
                 self.fail(format!(
@@ -610,8 +703,8 @@ impl Sim {
                 ));
             }
         }
-        let first = &self.nodes[&self.ids[0]].delivered;
-        for id in &self.ids {
+        let first = &self.nodes[&leaders[0]].delivered;
+        for id in &members {
             if &self.nodes[id].delivered != first {
                 self.fail(format!(
                     "node {id} has a different committed sequence after healing"
@@ -626,11 +719,40 @@ impl Sim {
     }
 }
 
+/// A reconfig proposal's payload (a txn log entry body of type reconfig) naming `voters`
+/// and `observers`; `n` makes it unique.
+fn reconfig_payload(voters: &[Sid], observers: &[Sid], n: u64) -> Bytes {
+    use zabd::txn::{Txn, TxnHeader};
+    let line = |id: Sid, role: &str| {
+        format!(
+            "server.{id}=127.0.0.1:{}:{}:{role};127.0.0.1:{}",
+            100 + id,
+            200 + id,
+            300 + id
+        )
+    };
+    let mut lines: Vec<String> = voters.iter().map(|v| line(*v, "participant")).collect();
+    lines.extend(observers.iter().map(|o| line(*o, "observer")));
+    let hdr = TxnHeader {
+        client_id: n as i64,
+        cxid: 0,
+        zxid: 0,
+        time: 0,
+        op: zabd::proto::op::RECONFIG,
+    };
+    let txn = Txn::Reconfig {
+        path: "/zookeeper/config".into(),
+        data: Some(lines.join("\n").into()),
+        version: -1,
+    };
+    zabd::persist::txnlog::encode_body(&hdr, &txn, None)
+}
+
 fn is_prefix(a: &[Entry], b: &[Entry]) -> bool {
     a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-fn run(seed: u64) -> (usize, usize, usize, usize) {
+fn run(seed: u64) -> (usize, usize, usize, usize, usize) {
     let mut sim = Sim::new(seed);
     for _ in 0..300 {
         sim.step(true, true);
@@ -659,37 +781,54 @@ fn run(seed: u64) -> (usize, usize, usize, usize) {
             "read round {round}, started after healing, was never confirmed"
         ));
     }
+    let leader = sim
+        .ids
+        .iter()
+        .find(|i| {
+            sim.nodes[i]
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.is_serving_leader())
+        })
+        .copied()
+        .unwrap_or(sim.ids[0]);
     (
-        sim.nodes[&sim.ids[0]].delivered.len(),
+        sim.nodes[&leader].delivered.len(),
         sim.leaders.len(),
         sim.snaps,
         sim.confirmed_reads,
+        sim.reconfigs,
     )
 }
 
 #[test]
 fn ensembles_stay_safe_and_converge_under_faults() {
     if let Ok(s) = std::env::var("ZAB_SEED") {
-        let (n, epochs, snaps, reads) = run(s.parse().expect("a seed"));
-        println!("seed {s}: {n} committed, {epochs} epochs, {snaps} SNAP syncs, {reads} reads");
+        let (n, epochs, snaps, reads, reconfigs) = run(s.parse().expect("a seed"));
+        println!(
+            "seed {s}: {n} committed, {epochs} epochs, {snaps} SNAP syncs, {reads} reads, \
+             {reconfigs} reconfigs"
+        );
         return;
     }
     let seeds: u64 = std::env::var("ZAB_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
-    let (mut total, mut epochs, mut snaps, mut reads) = (0, 0, 0, 0);
+    let (mut total, mut epochs, mut snaps, mut reads, mut reconfigs) = (0, 0, 0, 0, 0);
     for seed in 1..=seeds {
-        let (n, e, s, r) = run(seed);
+        let (n, e, s, r, c) = run(seed);
         total += n;
         epochs += e;
         snaps += s;
         reads += r;
+        reconfigs += c;
     }
     println!(
         "{seeds} seeds: {total} committed transactions, {epochs} leader epochs, {snaps} SNAP \
-         syncs, {reads} confirmed read rounds"
+         syncs, {reads} confirmed read rounds, {reconfigs} membership changes"
     );
     assert!(snaps > 0, "the SNAP path was never exercised");
     assert!(reads > 0, "no read round was ever confirmed");
+    assert!(reconfigs > 0, "no membership change was ever committed");
 }

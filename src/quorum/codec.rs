@@ -78,8 +78,16 @@ pub fn encode_notification(v: &Vote, config: Bytes) -> Bytes {
     .encode()
 }
 
-pub fn decode_notification(b: Bytes) -> Result<Msg, DecodeError> {
+/// A notification's vote, and the membership it carries when that is a reconfig's (a
+/// version above 0; one that does not parse is left out).
+pub fn decode_notification(b: Bytes) -> Result<(Msg, Option<Msg>), DecodeError> {
     let n = Notification::decode(b)?;
+    let config = std::str::from_utf8(&n.config)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .and_then(|t| super::membership::Membership::parse(t).ok())
+        .filter(|m| m.version > 0 && !m.servers.is_empty())
+        .map(|m| Msg::Config(std::sync::Arc::new(m)));
     let state = match n.state {
         0 => State::Looking,
         1 => State::Following,
@@ -87,13 +95,14 @@ pub fn decode_notification(b: Bytes) -> Result<Msg, DecodeError> {
         3 => State::Observing,
         s => return Err(DecodeError::Invalid(format!("unknown peer state {s}"))),
     };
-    Ok(Msg::Notify(Vote {
+    let vote = Msg::Notify(Vote {
         leader: n.leader as Sid,
         zxid: n.zxid,
         election_epoch: n.election_epoch as u64,
         peer_epoch: n.peer_epoch as u32,
         state,
-    }))
+    });
+    Ok((vote, config))
 }
 
 fn int_data(v: i32) -> Option<Bytes> {
@@ -117,7 +126,8 @@ pub fn encode_packet(
         })
     };
     match msg {
-        Msg::Notify(_) => None,
+        // Election port only (the transport puts its membership in every notification).
+        Msg::Notify(_) | Msg::Config(_) => None,
         Msg::FollowerInfo {
             accepted_epoch,
             observer,
@@ -469,7 +479,7 @@ mod tests {
             state: State::Following,
         };
         let b = encode_notification(&v, Bytes::new());
-        assert_eq!(decode_notification(b).unwrap(), Msg::Notify(v));
+        assert_eq!(decode_notification(b).unwrap(), (Msg::Notify(v), None));
         let q = encode_revalidate(0x77, 4000);
         assert_eq!(
             decode_revalidate(&QuorumPacket::decode(q.encode()).unwrap()),

@@ -38,20 +38,37 @@ pub enum Outcome {
     Decided(Vote),
 }
 
+/// The leader a member outside the voters proposes: nobody (ZooKeeper's Long.MIN_VALUE),
+/// so that peers whose membership is older than its own never elect it.
+pub const NO_LEADER: Sid = i64::MIN as Sid;
+
 impl Election {
+    /// A new round. `voter`: this peer is a voter of its membership; one that is not votes
+    /// for nobody with the lowest zxid (ZooKeeper's `getInitId`, `getInitLastLoggedZxid`),
+    /// and adopts the first valid vote it hears.
     pub fn start(
         me: Sid,
+        voter: bool,
         last_zxid: Zxid,
         current_epoch: u32,
         clock: u64,
         finalize_ticks: u32,
     ) -> Election {
-        let own = Vote {
-            leader: me,
-            zxid: last_zxid,
-            election_epoch: clock + 1,
-            peer_epoch: current_epoch,
-            state: State::Looking,
+        let own = match voter {
+            true => Vote {
+                leader: me,
+                zxid: last_zxid,
+                election_epoch: clock + 1,
+                peer_epoch: current_epoch,
+                state: State::Looking,
+            },
+            false => Vote {
+                leader: NO_LEADER,
+                zxid: Zxid::MIN,
+                election_epoch: clock + 1,
+                peer_epoch: 0,
+                state: State::Looking,
+            },
         };
         let mut recv = BTreeMap::new();
         recv.insert(me, own.clone());
@@ -237,7 +254,7 @@ mod tests {
     #[test]
     fn three_peers_agree_on_the_most_up_to_date() {
         let voters = [1, 2, 3];
-        let mut e = Election::start(1, 10, 1, 0, 1);
+        let mut e = Election::start(1, true, 10, 1, 0, 1);
         let mut out = Vec::new();
         e.on_notification(1, &voters, 2, &vote(2, 12, 1, 1, State::Looking), &mut out);
         assert_eq!(e.proposal.leader, 2);
@@ -258,7 +275,7 @@ mod tests {
     #[test]
     fn a_newcomer_joins_an_established_leader() {
         let voters = [1, 2, 3];
-        let mut e = Election::start(3, 0, 0, 0, 1);
+        let mut e = Election::start(3, true, 0, 0, 0, 1);
         let mut out = Vec::new();
         e.on_notification(3, &voters, 1, &vote(2, 7, 4, 1, State::Following), &mut out);
         assert!(out.iter().all(|o| !matches!(o, Outcome::Decided(_))));

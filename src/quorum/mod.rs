@@ -88,6 +88,10 @@ pub struct Entry {
 pub enum Msg {
     /// Election port: the sender's vote and state.
     Notify(Vote),
+    /// Election port: the sender's active membership, carried in its notifications (a
+    /// reconfig's; a static one is not sent). A LOOKING peer whose own is older adopts it
+    /// and starts its election again, as ZooKeeper's FastLeaderElection does.
+    Config(std::sync::Arc<membership::Membership>),
     /// `batched`: the learner takes one COMMIT for every proposal up to its zxid (a zabd
     /// learner; see [`codec`] for how it is told on the wire).
     FollowerInfo {

@@ -68,7 +68,16 @@ enum Internal {
         id: u64,
         quorum: bool,
     },
+    /// A peer with a smaller id called with its election address: it is called back there
+    /// if it is not a member (a member about to join, as ZooKeeper calls one back).
+    Introduced {
+        sid: Sid,
+        election: SocketAddr,
+    },
 }
+
+/// Most peers outside the membership remembered for calling back.
+const MAX_INTRODUCED: usize = 64;
 
 pub struct Transport {
     me: Sid,
@@ -80,6 +89,8 @@ pub struct Transport {
     quorum: HashMap<Sid, Conn>,
     /// The leader we are connecting to, the attempt's connection id, and messages for it.
     pending_leader: Option<(Sid, u64, Vec<Bytes>)>,
+    /// Peers outside the membership that called with their election address.
+    introduced: HashMap<Sid, PeerAddrs>,
     events: mpsc::UnboundedSender<PeerEvent>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     next_id: u64,
@@ -149,6 +160,7 @@ pub fn start(
         dialing: std::collections::HashSet::new(),
         quorum: HashMap::new(),
         pending_leader: None,
+        introduced: HashMap::new(),
         events,
         internal_tx,
         next_id: 1,
@@ -218,9 +230,14 @@ impl Transport {
     }
 
     fn dial_smaller(&mut self, me_addr: Option<SocketAddr>) {
+        let introduced = self
+            .introduced
+            .iter()
+            .filter(|(s, _)| !self.peers.contains_key(s));
         let targets: Vec<(Sid, PeerAddrs)> = self
             .peers
             .iter()
+            .chain(introduced)
             .filter(|(s, _)| {
                 **s < self.me && !self.election.contains_key(s) && !self.dialing.contains(s)
             })
@@ -465,6 +482,19 @@ impl Transport {
 
     fn internal(&mut self, i: Internal) {
         match i {
+            Internal::Introduced { sid, election } => {
+                if !self.peers.contains_key(&sid)
+                    && (self.introduced.len() < MAX_INTRODUCED
+                        || self.introduced.contains_key(&sid))
+                {
+                    let addrs = PeerAddrs {
+                        host: election.ip().to_string(),
+                        election,
+                        quorum: election,
+                    };
+                    self.introduced.insert(sid, addrs);
+                }
+            }
             Internal::ElectionUp { sid, conn } => {
                 self.dialing.remove(&sid);
                 self.election.insert(sid, conn);
@@ -568,15 +598,22 @@ where
     }
 }
 
+/// The first address of an election handshake's address text (`host:port`, several
+/// separated by `|` in ZooKeeper 3.6+), if it is an IP address.
+fn first_address(text: &str) -> Option<SocketAddr> {
+    let first = text.split('|').next()?.trim().trim_start_matches('/');
+    first.parse().ok()
+}
+
 /// The election handshake a connecting peer sends: its id (protocol V0: the first long;
 /// V2: version, id, then its election address). None if it is malformed or late.
-async fn election_hello(s: &mut PeerStream, peer: SocketAddr) -> Option<i64> {
+async fn election_hello(s: &mut PeerStream, peer: SocketAddr) -> Option<(i64, Option<String>)> {
     let read = async {
         let mut head = [0u8; 8];
         s.read_exact(&mut head).await.ok()?;
         let first = i64::from_be_bytes(head);
         if first >= 0 {
-            return Some(first);
+            return Some((first, None));
         }
         s.read_exact(&mut head).await.ok()?;
         let sid = i64::from_be_bytes(head);
@@ -589,7 +626,7 @@ async fn election_hello(s: &mut PeerStream, peer: SocketAddr) -> Option<i64> {
         }
         let mut addr = vec![0u8; n as usize];
         s.read_exact(&mut addr).await.ok()?;
-        Some(sid)
+        Some((sid, String::from_utf8(addr).ok()))
     };
     match tokio::time::timeout(HANDSHAKE_DEADLINE, read).await {
         Ok(sid) => sid,
@@ -615,14 +652,21 @@ async fn accept_election(
             let Some(mut s) = guard.accepted(tcp, peer, "election").await else {
                 return;
             };
-            let Some(sid) = election_hello(&mut s, peer).await else {
+            let Some((sid, addr)) = election_hello(&mut s, peer).await else {
                 return;
             };
             if !guard.authenticate_from(&mut s, peer, "election").await {
                 return;
             }
             if sid < 0 || (sid as Sid) <= me {
-                // The larger id keeps the connection; we call it back ourselves.
+                // The larger id keeps the connection; we call it back ourselves, at the
+                // address it gave if it is no member we know (one about to join).
+                if let Some(election) = addr.as_deref().and_then(first_address) {
+                    let _ = tx.send(Internal::Introduced {
+                        sid: sid as Sid,
+                        election,
+                    });
+                }
                 return;
             }
             run_election_conn(s, sid as Sid, id, tx, ev).await;
@@ -669,8 +713,14 @@ async fn run_election_conn(
             break;
         }
         match codec::decode_notification(Bytes::from(body)) {
-            Ok(msg) => {
-                let _ = ev.send(PeerEvent::Msg { from: sid, msg });
+            Ok((vote, config)) => {
+                if let Some(msg) = config {
+                    let _ = ev.send(PeerEvent::Msg { from: sid, msg });
+                }
+                let _ = ev.send(PeerEvent::Msg {
+                    from: sid,
+                    msg: vote,
+                });
             }
             Err(e) => {
                 tracing::warn!(sid, error = %e, "bad notification; closing");

@@ -1,6 +1,8 @@
 // N Curator 5.4 clients writing through a leader's kill -9 (tests/interop/failover_suite.py
 // drives it, against zabd and against Apache ZooKeeper 3.8).
-// Usage: java FailoverClients CONNECT_STRING CLIENTS SECONDS KILL_FILE
+// Usage: java FailoverClients CONNECT_STRING CLIENTS SECONDS KILL_FILE [STOP_FILE]
+// (with STOP_FILE, the clients also stop writing once that file exists: reconfig_suite.py
+// runs them through a whole migration).
 //
 // Each client has its own CuratorFramework (its own session, on whichever member its
 // ZooKeeper client picks from the connect string) with a ConnectionStateListener, and
@@ -34,6 +36,7 @@ public class FailoverClients {
         int n = Integer.parseInt(a[1]);
         long seconds = Long.parseLong(a[2]);
         Path killFile = Paths.get(a[3]);
+        Path stopFile = a.length > 4 ? Paths.get(a[4]) : null;
         List<Lane> lanes = new ArrayList<>();
         for (int i = 0; i < n; i++) {
             Lane l = new Lane(i);
@@ -60,7 +63,7 @@ public class FailoverClients {
         for (Lane l : lanes) {
             Thread t = new Thread(() -> {
                 byte[] v = new byte[16];
-                while (System.currentTimeMillis() < end) {
+                while (System.currentTimeMillis() < end && (stopFile == null || !Files.exists(stopFile))) {
                     try {
                         l.c.setData().forPath("/fw/c" + l.i, v);
                         l.writes.add(System.currentTimeMillis());

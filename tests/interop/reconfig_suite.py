@@ -17,14 +17,19 @@ ephemeral is still there), a Curator-like check that the session was never lost 
 LOST state), and each step prints its time, the writes acknowledged during it and the
 connection states the client saw.
 
-Usage: reconfig_suite.py ZABD_BIN ZK_CLASSPATH zabd|migrate|mixed
+Besides the kazoo writer, two Curator 5.4 clients (FailoverClients.java, compiled into
+CLASSES) write under the same connect string; none may see LOST, and each step lists the
+connection states they saw during it.
+
+Usage: reconfig_suite.py ZABD_BIN ZK_CLASSPATH CLASSES zabd|migrate|mixed
 """
 import os, signal, socket, subprocess, sys, tempfile, threading, time
 from kazoo.client import KazooClient, KazooState
 from kazoo.retry import KazooRetry
-from kazoo.exceptions import NewConfigNoQuorumError, BadVersionError, BadArgumentsError
+from kazoo.exceptions import (NewConfigNoQuorumError, BadVersionError, BadArgumentsError,
+                              ConnectionLoss, SessionExpiredError)
 
-zabd, zkcp, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
+zabd, zkcp, classes, scenario = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 logcp = "/usr/share/java/maven3-slf4j-provider.jar:/usr/share/java/maven-shared-utils.jar:/usr/share/java/jansi.jar"
 if all(os.path.exists(j) for j in logcp.split(":")):
     zkcp = zkcp.replace("/usr/share/java/slf4j-nop.jar", logcp)
@@ -164,6 +169,7 @@ def voters_in(text):
 
 
 acked, errors, states = [], [], []
+curator_states = []  # (time, "client i STATE")
 stop_writing = threading.Event()
 connect = ",".join(f"127.0.0.1:{client(i)}" for i in range(1, N + 1))
 
@@ -180,8 +186,11 @@ def writer(kz):
         time.sleep(0.005)
 
 
-def reconfig(admin, **kw):
-    """A reconfig through the admin client, retried while the ensemble settles."""
+def reconfig(admin, done=None, **kw):
+    """A reconfig through the admin client, retried while the ensemble settles. A reconfig
+    that removes the member the client is on can end its connection before the answer
+    (ZooKeeper's leader closes its clients): then `done(text)` of /zookeeper/config tells
+    whether it took effect."""
     last = None
     for _ in range(60):
         try:
@@ -191,6 +200,18 @@ def reconfig(admin, **kw):
         except NewConfigNoQuorumError as e:
             last = e
             time.sleep(1)
+        except (ConnectionLoss, SessionExpiredError) as e:
+            last = e
+            print(f"# reconfig: {e!r}; looking at /zookeeper/config", flush=True)
+            time.sleep(1)
+            if done is not None:
+                try:
+                    admin.sync("/zookeeper/config")
+                    text = admin.get("/zookeeper/config")[0].decode()
+                    if done(text):
+                        return text
+                except Exception as e2:
+                    print(f"# reading /zookeeper/config: {e2!r}", flush=True)
     raise last
 
 
@@ -202,17 +223,19 @@ def step(name, action, members_after):
     agreed = wait_for(lambda: all(members_in(config_seen(i)) == sorted(members_after)
                                   for i in members_after), 120)
     took = time.time() - t0
-    print(f"# step {name}: {took:.1f} s, {len(acked) - a0} writes acknowledged during it, "
-          f"client states {[str(s) for s in states[s0:]] or 'none'}", flush=True)
+    seen = [what for at, what in list(curator_states) if at >= t0]
+    print(f"# step {name}: {took:.1f} s, {len(acked) - a0} kazoo writes acknowledged during it, "
+          f"kazoo states {[str(s) for s in states[s0:]] or 'none'}, "
+          f"Curator states {seen or 'none'}", flush=True)
     ok(agreed, f"{name}: every member serves the membership {sorted(members_after)}")
 
 
 def add(admin, i, role="participant"):
-    return reconfig(admin, joining=spec(i, role))
+    return reconfig(admin, done=lambda t: spec(i, role) in t.splitlines(), joining=spec(i, role))
 
 
 def remove(admin, i):
-    return reconfig(admin, leaving=str(i))
+    return reconfig(admin, done=lambda t: i not in members_in(t), leaving=str(i))
 
 
 def join(i, kind, current):
@@ -276,7 +299,9 @@ def run_zabd(admin):
 
 def migrate(admin, forward):
     """ZooKeeper members 1..3 replaced by zabd 4..6 (forward), or zabd 4..6 by ZooKeeper
-    members 1..3 again, from empty data directories (rollback)."""
+    members 1..3 again, from empty data directories (rollback). Each member swap is two
+    steps: start the new member and add it once it follows; remove the old one and stop it
+    once the others serve without it."""
     if forward:
         olds, news, kind = [1, 2, 3], [4, 5, 6], "zabd"
     else:
@@ -286,13 +311,22 @@ def migrate(admin, forward):
         if not forward:
             import shutil
             shutil.rmtree(f"{work}/m{new}", ignore_errors=True)
-        ok(join(new, kind, current), f"{kind} member {new} syncs as a non-voting follower")
-        step(f"add {kind} {new}", lambda: add(admin, new), current + [new])
+
+        def add_new():
+            ok(join(new, kind, current), f"{kind} member {new} syncs as a non-voting follower")
+            add(admin, new)
+
+        step(f"start {kind} {new}, wait until it follows, add it", add_new, current + [new])
         current = current + [new]
-        step(f"remove {kinds[old]} {old}", lambda: remove(admin, old), [i for i in current if i != old])
-        current = [i for i in current if i != old]
-        ok(wait_for(lambda: leader_of(current) is not None, 60), f"a leader among {current}")
-        stop(old)
+        rest = [i for i in current if i != old]
+
+        def remove_old():
+            remove(admin, old)
+            ok(wait_for(lambda: leader_of(rest) is not None, 60), f"a leader among {rest}")
+            stop(old)
+
+        step(f"remove {kinds[old]} {old} and stop it", remove_old, rest)
+        current = rest
     return current
 
 
@@ -316,6 +350,23 @@ try:
     admin.start(timeout=60)
     t = threading.Thread(target=writer, args=(kz,), daemon=True)
     t.start()
+    stop_file = f"{work}/curator-stop"
+    java = subprocess.Popen(["java", "-cp", f"{classes}:{zkcp}", "FailoverClients", connect, "2", "3600",
+                             f"{work}/no-kill", stop_file], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    procs["curator"] = java
+    curator_lines = []
+
+    def read_curator():
+        for line in java.stdout:
+            line = line.rstrip()
+            curator_lines.append(line)
+            if line.startswith("state "):
+                _, i, st, _ = line.split()
+                curator_states.append((time.time(), f"client {i} {st}"))
+
+    threading.Thread(target=read_curator, daemon=True).start()
+    ok(wait_for(lambda: "ready" in curator_lines, 120), "two Curator clients write")
     if scenario == "zabd":
         current = run_zabd(admin)
     elif scenario == "migrate":
@@ -361,6 +412,17 @@ try:
        "the session never expired: its ephemeral is still there")
     ok(KazooState.LOST not in states, f"the client never saw LOST (states: {[str(s) for s in states]})")
     print(f"# {len(acked)} writes acknowledged, {len(errors)} failed and retried by the client", flush=True)
+    open(stop_file, "w").close()
+    try:
+        procs.pop("curator").wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        pass
+    wait_for(lambda: sum(l.startswith("client ") for l in curator_lines) == 2, 30)
+    summary = [l for l in curator_lines if l.startswith("client ")]
+    ok(len(summary) == 2, f"both Curator clients report: {summary}")
+    ok(all(" lost=0 " in l for l in summary), "no Curator client saw LOST")
+    for l in summary:
+        print(f"# Curator {l}", flush=True)
     kz.stop()
     admin.stop()
 finally:

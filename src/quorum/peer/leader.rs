@@ -639,7 +639,7 @@ impl Peer {
 ///   Its ACK of NEWLEADER alone proves nothing: it may have been sent before the round.
 /// * Not connected: come back on a newer connection and reach up to date on it; the
 ///   NEWLEADER it then ACKs was sent after the round began.
-fn round_needs(l: &Leading, s: Sid) -> (u64, u64) {
+pub(super) fn round_needs(l: &Leading, s: Sid) -> (u64, u64) {
     match l.learners.get(&s) {
         Some(st) if st.phase == Some(LearnerPhase::UpToDate) => (st.generation, st.pings_sent),
         Some(st) => (st.generation, st.pings_sent + 1),

@@ -7,7 +7,9 @@ use super::*;
 impl Peer {
     pub(super) fn become_learner(&mut self, leader: Sid) {
         self.early_learners.clear();
-        let observer = !self.is_voter(self.cfg.id);
+        // A member outside the membership (joining, or removed) follows without a vote, as
+        // ZooKeeper's non-voting follower; only a listed observer observes.
+        let observer = self.cfg.observers.contains(&self.cfg.id);
         self.role = Role::Learning(Learning {
             leader,
             observer,

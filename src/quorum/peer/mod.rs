@@ -98,6 +98,9 @@ struct LearnerState {
     acked: Zxid,
     /// It takes one COMMIT for every proposal up to its zxid.
     batched: bool,
+    /// A reconfig changed its role (voter, observer, none) since it connected: it will
+    /// connect again in its new role, and is not counted as synced until then.
+    stale: bool,
 }
 
 impl LearnerState {
@@ -114,6 +117,7 @@ impl LearnerState {
             generation: 0,
             acked: 0,
             batched: false,
+            stale: false,
         }
     }
 }
@@ -167,6 +171,9 @@ pub struct Peer {
     spare: Vec<PeerAction>,
     /// A reconfig seen and not yet committed (see `reconfig.rs`).
     pending: Option<PendingConfig>,
+    /// The active membership, once a reconfig (or another peer's notification) made it;
+    /// sent with this peer's notifications.
+    membership: Option<std::sync::Arc<crate::quorum::membership::Membership>>,
 }
 
 impl Peer {
@@ -191,6 +198,7 @@ impl Peer {
             early_learners: Vec::new(),
             role: Role::Looking(Election::start(
                 cfg.id,
+                cfg.voters.contains(&cfg.id),
                 last,
                 d.current_epoch,
                 0,
@@ -200,6 +208,7 @@ impl Peer {
             out: Vec::new(),
             spare: Vec::new(),
             pending: None,
+            membership: None,
         };
         for i in 0..p.log.len() {
             let e = p.log[i].clone();
@@ -350,6 +359,7 @@ impl Peer {
         }
         let e = Election::start(
             self.cfg.id,
+            self.is_voter(self.cfg.id),
             self.last_zxid(),
             self.current_epoch,
             self.clock,
@@ -377,6 +387,7 @@ impl Peer {
 
     fn notify_all(&mut self) {
         let v = self.my_vote();
+        let config = self.membership.clone();
         let peers: Vec<Sid> = self
             .cfg
             .voters
@@ -386,18 +397,27 @@ impl Peer {
             .filter(|s| *s != self.cfg.id)
             .collect();
         for s in peers {
+            if let Some(m) = &config {
+                self.send(s, Msg::Config(m.clone()));
+            }
             self.send(s, Msg::Notify(v.clone()));
         }
+    }
+
+    /// A vote to one peer, after the membership this peer's notifications carry.
+    fn notify(&mut self, to: Sid) {
+        if let Some(m) = self.membership.clone() {
+            self.send(to, Msg::Config(m));
+        }
+        let v = self.my_vote();
+        self.send(to, Msg::Notify(v));
     }
 
     fn election_outcomes(&mut self, outcomes: Vec<Outcome>) {
         for o in outcomes {
             match o {
                 Outcome::Notify(None) => self.notify_all(),
-                Outcome::Notify(Some(to)) => {
-                    let v = self.my_vote();
-                    self.send(to, Msg::Notify(v));
-                }
+                Outcome::Notify(Some(to)) => self.notify(to),
                 Outcome::Decided(v) => {
                     self.decide(v);
                     return;
@@ -429,15 +449,18 @@ impl Peer {
     pub fn step(&mut self, from: Sid, msg: Msg) -> Vec<PeerAction> {
         match msg {
             Msg::Notify(v) => self.on_notify(from, v),
+            Msg::Config(m) => self.on_config(m),
+            // A FOLLOWERINFO before this peer leads is kept for when it does: learners
+            // can decide first, and after a reconfig they turn to the designated leader
+            // while it still follows the old one, until its COMMITANDACTIVATE arrives.
+            other @ Msg::FollowerInfo { .. } if !matches!(self.role, Role::Leading(_)) => {
+                self.early_learners.retain(|(s, _)| *s != from);
+                self.early_learners.push((from, other));
+            }
             other => match self.role {
                 Role::Learning(_) => self.learner_step(from, other),
                 Role::Leading(_) => self.leader_step(from, other),
-                Role::Looking(_) => {
-                    if matches!(other, Msg::FollowerInfo { .. }) {
-                        self.early_learners.retain(|(s, _)| *s != from);
-                        self.early_learners.push((from, other));
-                    }
-                }
+                Role::Looking(_) => {}
             },
         }
         self.take()
@@ -450,14 +473,12 @@ impl Peer {
             e.on_notification(self.cfg.id, &voters, from, &v, &mut outcomes);
             self.election_outcomes(outcomes);
         } else if v.state == State::Looking {
-            let mine = self.my_vote();
-            self.send(from, Msg::Notify(mine));
+            self.notify(from);
         }
         // A member outside this membership (one about to join) is told our vote, as
         // ZooKeeper's election answers any sender that is not a voter.
         if matches!(self.role, Role::Looking(_)) && !self.is_voter(from) {
-            let mine = self.my_vote();
-            self.send(from, Msg::Notify(mine));
+            self.notify(from);
         }
     }
 

@@ -16,7 +16,9 @@
 //!   follows the designated one (ZooKeeper's `allowedToCommit = false`). A learner
 //!   activates when its commit passes the reconfig (from any of COMMIT, the ACTIVATE
 //!   packets, or a sync), and moves to the designated leader, or to its new role, at once,
-//!   as ZooKeeper's `updateServerState` does after a reconfig, without an election.
+//!   as ZooKeeper's `updateServerState` does after a reconfig, without an election. A
+//!   member the change removes follows on without a vote (and a leader removed follows
+//!   the designated one), as ZooKeeper's do; the operator stops it.
 //! * **Truncation.** A pending reconfig cut off by TRUNC (or passed over by a SNAP that
 //!   does not hold it) is forgotten.
 
@@ -65,6 +67,11 @@ impl Peer {
         self.cfg.config_version
     }
 
+    /// The active membership's voters and observers.
+    pub fn members(&self) -> (&[Sid], &[Sid]) {
+        (&self.cfg.voters, &self.cfg.observers)
+    }
+
     /// The version of the last membership seen: a pending reconfig's, else the active one.
     pub fn last_seen_version(&self) -> i64 {
         self.pending
@@ -86,7 +93,8 @@ impl Peer {
         l.learners
             .iter()
             .filter(|(s, st)| {
-                **s == self.cfg.id || (!st.observer && st.phase == Some(LearnerPhase::UpToDate))
+                **s == self.cfg.id
+                    || (!st.observer && !st.stale && st.phase == Some(LearnerPhase::UpToDate))
             })
             .map(|(s, _)| *s)
             .collect()
@@ -151,13 +159,76 @@ impl Peer {
             observers = ?p.membership.observers(),
             "a new membership is active"
         );
+        let observers = sids(p.membership.observers());
+        self.mark_changed_learners(&p.voters, &observers);
         self.cfg.voters = p.voters;
-        self.cfg.observers = sids(p.membership.observers());
+        self.cfg.observers = observers;
         self.cfg.config_version = p.zxid;
+        self.reads_count_new_voters();
+        self.membership = Some(std::sync::Arc::new(p.membership.clone()));
         self.out.push(PeerAction::Activate {
             membership: p.membership,
         });
         true
+    }
+
+    /// Leader: learners whose role the new membership changes are stale until they
+    /// connect again (see `LearnerState::stale`).
+    fn mark_changed_learners(&mut self, voters: &[Sid], observers: &[Sid]) {
+        let role = |v: &[Sid], o: &[Sid], s: Sid| (v.contains(&s), o.contains(&s));
+        let (old_v, old_o) = (self.cfg.voters.clone(), self.cfg.observers.clone());
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
+        for (s, st) in l.learners.iter_mut() {
+            if role(&old_v, &old_o, *s) != role(voters, observers, *s) {
+                st.stale = true;
+            }
+        }
+    }
+
+    /// Leader: read rounds in flight are confirmed by a quorum of the voters of now; a
+    /// voter new to them confirms one by answering a PING sent from now on (after the
+    /// round began), as `round_needs` asks of a voter at a round's start.
+    fn reads_count_new_voters(&mut self) {
+        let me = self.cfg.id;
+        let voters = self.cfg.voters.clone();
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
+        let needs: Vec<(Sid, (u64, u64))> = voters
+            .iter()
+            .filter(|s| **s != me)
+            .map(|s| (*s, super::leader::round_needs(l, *s)))
+            .collect();
+        for r in l.reads.iter_mut() {
+            for (s, need) in &needs {
+                r.needed.entry(*s).or_insert(*need);
+            }
+        }
+    }
+
+    /// Another peer's notification carried its membership. A LOOKING peer whose own is
+    /// older takes it (it was committed: only an active membership is sent) and starts its
+    /// election again under it, as ZooKeeper's FastLeaderElection does; in any other role
+    /// the sync with its leader brings it.
+    pub(super) fn on_config(&mut self, m: std::sync::Arc<Membership>) {
+        if !matches!(self.role, Role::Looking(_)) || m.version <= self.cfg.config_version {
+            return;
+        }
+        tracing::info!(
+            version = format_args!("0x{:x}", m.version),
+            "a newer membership from another member's notification"
+        );
+        let membership = (*m).clone();
+        let voters = sids(membership.voters());
+        self.pending = Some(PendingConfig {
+            zxid: m.version,
+            membership,
+            voters,
+        });
+        self.activate();
+        self.look();
     }
 
     /// Whether `id` belongs to the active membership, in either role.
@@ -181,12 +252,10 @@ impl Peer {
         };
         let (old_leader, was_observer) = (l.leader, l.observer);
         let leader = designated.unwrap_or(old_leader);
+        let now_observer = self.cfg.observers.contains(&me);
         if !self.is_member(me) {
-            tracing::info!("this member is not in the new membership; looking");
-            self.look();
-            return;
+            tracing::info!("this member is not in the new membership; it follows without a vote");
         }
-        let now_observer = !self.is_voter(me);
         if leader == old_leader && now_observer == was_observer {
             return;
         }
@@ -206,24 +275,20 @@ impl Peer {
 
     /// A leader that committed a reconfig naming another leader: it leaves its learners
     /// and follows that one (or looks, when it is no member any more).
+    /// Its learners' connections are left for them to close (each leaves on the same
+    /// COMMITANDACTIVATE): closing them here could drop that very packet unsent.
     pub(super) fn leader_hand_over_to(&mut self, designated: Sid) {
         let me = self.cfg.id;
-        let learners: Vec<Sid> = match &self.role {
-            Role::Leading(l) => l.learners.keys().copied().filter(|s| *s != me).collect(),
-            _ => Vec::new(),
-        };
-        if !self.is_member(me) || designated == me {
-            tracing::info!("this leader is not in the new membership; looking");
+        if designated == me {
+            tracing::info!("no voter of the new membership can lead yet; looking");
             self.look();
             return;
         }
         tracing::info!(
             designated,
-            "this leader is an observer in the new membership; following its leader"
+            member = self.is_member(me),
+            "this leader is no voter in the new membership; following its leader"
         );
-        for peer in learners {
-            self.out.push(PeerAction::Disconnect { peer });
-        }
         self.vote.leader = designated;
         self.become_learner(designated);
     }

@@ -146,13 +146,14 @@ fn a_leader_that_removes_itself_hands_over_to_a_new_voter() {
     let (rz, acts) = propose(&mut peers, li, reconfig(&rest));
     settle(&mut peers, acts, |p| {
         p.iter().any(|x| x.is_serving_leader() && x.id() != old)
-            && p.iter().filter(|x| x.state() == State::Following).count() == 2
+            && p.iter().filter(|x| x.leader().is_some()).count() == 4
     });
     assert_eq!(
         peers[li].state(),
-        State::Looking,
-        "the old leader is no member"
+        State::Following,
+        "the old leader follows the new one without a vote"
     );
+    assert!(!peers[li].members().0.contains(&old));
     let ni = leader_index(&peers);
     assert!(peers[ni].current_epoch() > epoch, "a new epoch");
     for s in &rest {
