@@ -959,4 +959,6 @@ mod failover_tests;
 #[cfg(test)]
 mod local_tests;
 #[cfg(test)]
+mod reconfig_tests;
+#[cfg(test)]
 mod tests;

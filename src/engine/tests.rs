@@ -211,7 +211,12 @@ pub(super) fn zx(counter: u32) -> i64 {
 
 /// An engine in `mode` with a session on connection 1 whose createSession applied at zx(1).
 pub(super) fn member(mode: Mode) -> (Engine, i64) {
-    let mut e = engine();
+    member_with(EngineConfig::default(), Vec::new(), mode)
+}
+
+/// [`member`] with its configuration, and the identities connection 1 has.
+pub(super) fn member_with(cfg: EngineConfig, ids: Vec<Id>, mode: Mode) -> (Engine, i64) {
+    let mut e = Engine::fresh(cfg, clock(0));
     e.handle(
         Event::Mode {
             mode,
@@ -223,7 +228,7 @@ pub(super) fn member(mode: Mode) -> (Engine, i64) {
         Event::Accepted {
             conn: 1,
             ip: "127.0.0.1".into(),
-            ids: Vec::new(),
+            ids,
         },
         clock(0),
     );

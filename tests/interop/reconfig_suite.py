@@ -36,6 +36,8 @@ if all(os.path.exists(j) for j in logcp.split(":")):
 import logging
 logging.basicConfig(level=logging.CRITICAL)
 work = tempfile.mkdtemp(prefix="zabd-reconfig-")
+# A timeout's SIGTERM ends the run through `finally`, which stops every member it started.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 procs, kinds = {}, {}
 failures = []
 SUPER = ("digest", "super:test")
@@ -157,6 +159,15 @@ def config_seen(i):
             kz.close()
         except Exception:
             pass
+
+
+def zkcli(i, commands, errors=False):
+    """Apache ZooKeeper's zkCli against member i, one session for all the commands: what it
+    prints (with `errors`, its error stream too)."""
+    p = subprocess.run(["java", "-cp", zkcp, "org.apache.zookeeper.ZooKeeperMain", "-server",
+                        f"127.0.0.1:{client(i)}"], input="\n".join(commands + ["quit"]) + "\n",
+                       capture_output=True, text=True, timeout=120)
+    return p.stdout + (p.stderr if errors else "")
 
 
 def members_in(text):
@@ -289,6 +300,17 @@ def run_zabd(admin):
         if dyn and os.path.exists(dyn[0]):
             ok(sorted(members_in(open(dyn[0]).read())) == sorted(current), f"member {i}'s dynamic file names {current}")
         ok(not os.path.exists(f"{work}/m{i}.cfg.dynamic.next"), f"member {i} has no .next file left")
+    # zkCli's reconfig and config, as an operator types them.
+    out = zkcli(current[0], [f"addauth digest {SUPER[1]}", f"reconfig -add {spec(7, 'observer')}",
+                             "config", "reconfig -remove 7", "config"])
+    ok("Committed new configuration" in out and spec(7, "observer") in out,
+       f"zkCli reconfig -add adds an observer: {out[-600:]!r}")
+    last = out.split("Committed new configuration:")[-1]
+    ok(out.count("Committed new configuration:") == 2 and spec(7, "observer") not in last
+       and out.count(spec(7, "observer")) == 2,
+       f"zkCli reconfig -remove takes it out again, and config shows each membership: {out[-900:]!r}")
+    out = zkcli(current[0], ["reconfig -remove 7"], errors=True)
+    ok("Insufficient permission" in out or "NoAuth" in out, f"zkCli reconfig without super is refused: {out[-300:]!r}")
     # A restarted member comes back with the new membership from its files.
     y = current[-1]
     stop(y)

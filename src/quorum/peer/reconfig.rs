@@ -160,7 +160,7 @@ impl Peer {
             "a new membership is active"
         );
         let observers = sids(p.membership.observers());
-        self.mark_changed_learners(&p.voters, &observers);
+        self.mark_changed_learners(&observers);
         self.cfg.voters = p.voters;
         self.cfg.observers = observers;
         self.cfg.config_version = p.zxid;
@@ -172,16 +172,16 @@ impl Peer {
         true
     }
 
-    /// Leader: learners whose role the new membership changes are stale until they
-    /// connect again (see `LearnerState::stale`).
-    fn mark_changed_learners(&mut self, voters: &[Sid], observers: &[Sid]) {
-        let role = |v: &[Sid], o: &[Sid], s: Sid| (v.contains(&s), o.contains(&s));
-        let (old_v, old_o) = (self.cfg.voters.clone(), self.cfg.observers.clone());
+    /// Leader: learners connected in a role the new membership changes (an observer that
+    /// becomes a voter, a follower that becomes an observer) connect again in the new one,
+    /// and are stale until then (see `LearnerState::stale`). A follower that gains or
+    /// loses its vote stays connected as it is, as ZooKeeper's non-voting followers do.
+    fn mark_changed_learners(&mut self, observers: &[Sid]) {
         let Role::Leading(l) = &mut self.role else {
             return;
         };
         for (s, st) in l.learners.iter_mut() {
-            if role(&old_v, &old_o, *s) != role(voters, observers, *s) {
+            if st.observer != observers.contains(s) {
                 st.stale = true;
             }
         }
