@@ -301,6 +301,19 @@ impl Sim {
         self.check_leaders(id);
     }
 
+    /// The host's log writer syncs everything appended so far, and tells the peer.
+    fn sync_log(&mut self, id: Sid) {
+        let node = self.nodes.get_mut(&id).expect("node");
+        let Some(last) = node.unsynced.last().map(|e| e.zxid) else {
+            return;
+        };
+        node.durable.log.append(&mut node.unsynced);
+        if let Some(p) = node.peer.as_mut() {
+            let a = p.durable(last);
+            self.perform(id, a);
+        }
+    }
+
     fn break_link(&mut self, a: Sid, b: Sid) {
         self.net
             .retain(|(_, _, f, t, _, _)| !((*f == a && *t == b) || (*f == b && *t == a)));
@@ -519,7 +532,7 @@ impl Sim {
                 continue;
             }
             if self.rng.chance(50) {
-                self.perform(id, Vec::new());
+                self.sync_log(id);
             }
             if self.rng.chance(5) {
                 let node = self.nodes.get_mut(&id).expect("node");

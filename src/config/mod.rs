@@ -610,6 +610,13 @@ impl Settings {
         Ok(s)
     }
 
+    /// Whether this server runs as an ensemble member: two members or more, or one with
+    /// `standaloneEnabled=false` (ZooKeeper's rule: a quorum of one that a reconfig can
+    /// grow, rather than a standalone server that cannot).
+    pub fn is_ensemble(&self) -> bool {
+        self.servers.len() > 1 || (self.servers.len() == 1 && !self.standalone_enabled)
+    }
+
     /// The embedded default.
     pub fn embedded() -> Settings {
         Settings::from_toml(DEFAULT_TOML, "<embedded conf/zabd.toml>")
@@ -824,7 +831,7 @@ impl Settings {
             ),
             ("serverId", "server_id", json!(self.server_id)),
         ];
-        if self.servers.len() > 1 {
+        if self.is_ensemble() {
             let me = self.servers.iter().find(|x| x.id == self.server_id);
             v.extend([
                 ("initLimit", "init_limit", json!(self.init_limit)),

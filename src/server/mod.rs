@@ -262,7 +262,7 @@ fn read_myid(s: &mut Settings) -> std::io::Result<()> {
             s.server_id = id;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if s.servers.len() > 1 && s.server_id == 0 {
+            if s.is_ensemble() && s.server_id == 0 {
                 return Err(std::io::Error::other(format!(
                     "{}: missing; an ensemble member needs its server id in this file \
                      (as ZooKeeper) or as server_id in the TOML configuration",
@@ -312,7 +312,7 @@ pub async fn run(mut settings: Settings) -> std::io::Result<()> {
     let stop = shutdown::signals();
     live::mark_start();
     read_myid(&mut settings)?;
-    if settings.servers.len() > 1 {
+    if settings.is_ensemble() {
         return ensemble::run_member(&settings, stop).await;
     }
     let listener = match settings.tls.plain_port {

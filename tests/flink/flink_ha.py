@@ -173,6 +173,9 @@ class Cluster:
             timing(f"(c) member leader kill {r + 1}", t0, coord, None, ckpt, restarted)
             h.start_member(leader)
             h.wait("the member back", h.ensemble_serves)
+            # leaderServes=no's promise holds once the new leader has handed its clients'
+            # member's leadership over (it kept them through the failover).
+            h.wait("a leader without clients", h.leader_without_clients)
         assert h.leader_rest_port(self.admin) == jm, "the same JobManager leads"
         after = h.run_marks(jm, job)
         assert after == first, f"(restarts, start time, restored checkpoint) {first} -> {after}"

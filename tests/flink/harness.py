@@ -184,6 +184,21 @@ def member_leader():
     return leaders[0] if ok else None
 
 
+def leader_without_clients():
+    """zabd with leaderServes=no: the leader holds no client connection (it hands its
+    leadership to a member without clients once one is up to date, after a failover made
+    a member with clients leader). True when that does not apply."""
+    if SERVER != "zabd" or SCENARIO != "failover":
+        return True
+    leader = member_leader()
+    if leader is None:
+        return False
+    for line in ports.word(plain_port(leader), "mntr").splitlines():
+        if line.startswith("zk_num_alive_connections"):
+            return int(line.split()[1]) == 0
+    return False
+
+
 # ---------------------------------------------------------------- ZooKeeper clients (kazoo)
 
 def zk(auth=True):

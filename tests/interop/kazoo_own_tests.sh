@@ -4,17 +4,17 @@
 # the harness's zoo.cfg. The tests run in a virtualenv of their own (kazoo's harness needs
 # pyOpenSSL before 24.3 and pyjks, which would clash with the system's packages).
 # Usage: kazoo_own_tests.sh ZABD_BIN PYTEST_K_EXPRESSION [TEST_FILE...] (files under
-# kazoo/tests; default test_client.py)
+# kazoo/tests; default: all of them). Skipped tests are listed with kazoo's reason (-rs).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 zabd=$1
 select=$2
 shift 2
-files=("${@:-test_client.py}")
+files=("$@")
 venv=${KAZOO_VENV:-/tmp/zabd-kazoo-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || exit 1
-"$venv/bin/python" -c 'import kazoo, pytest, OpenSSL, jks, objgraph' 2>/dev/null ||
-  "$venv/bin/pip" install -q kazoo pytest "pyopenssl<24.3" pyjks objgraph || exit 1
+"$venv/bin/python" -c 'import kazoo, pytest, OpenSSL, jks, objgraph, gevent, eventlet' 2>/dev/null ||
+  "$venv/bin/pip" install -q kazoo pytest "pyopenssl<24.3" pyjks objgraph gevent eventlet || exit 1
 # Three members take ports offset..offset+24: find a block of free loopback ports.
 offset=$(python3 - <<'PY'
 import random, socket
@@ -37,9 +37,12 @@ for _ in range(200):
 PY
 )
 kz=$("$venv/bin/python" -c 'import kazoo, os; print(os.path.dirname(kazoo.__file__))')
+if [ ${#files[@]} -eq 0 ]; then
+  files=($(cd "$kz/tests" && ls test_*.py))
+fi
 work=$(mktemp -d /tmp/zabd-kazoo-own-XXXXXX)
 cd "$work" || exit 1
 ZABD_BIN=$zabd PATH="$here/kazoo_shim:$PATH" ZOOKEEPER_VERSION=3.8.0 \
   ZOOKEEPER_CLASSPATH=/usr/share/java/zookeeper.jar ZOOKEEPER_PORT_OFFSET=$offset \
-  timeout 900 "$venv/bin/python" -m pytest -q -p no:warnings -p no:cacheprovider \
+  timeout 900 "$venv/bin/python" -m pytest -q -rs -p no:warnings -p no:cacheprovider ${KAZOO_PYTEST_FLAGS:-} \
   "${files[@]/#/$kz/tests/}" -k "$select"

@@ -11,6 +11,9 @@ Scenarios (argument 3):
   ensemble is replaced one member at a time by three zabd members (start zabd i, wait until
   it follows, add it, remove ZooKeeper member i), then rolled back the same way.
 - `mixed`: one reconfig with a ZooKeeper leader and one with a zabd leader.
+- `grow`: one zabd member with `standaloneEnabled=false` (a quorum of one, not a
+  standalone server) grows to three by `reconfig -add`, as ZooKeeper's documentation
+  starts an ensemble.
 
 At the end every acknowledged write is there, the client's session never expired (its
 ephemeral is still there), a Curator-like check that the session was never lost (kazoo's
@@ -21,7 +24,7 @@ Besides the kazoo writer, two Curator 5.4 clients (FailoverClients.java, compile
 CLASSES) write under the same connect string; none may see LOST, and each step lists the
 connection states they saw during it.
 
-Usage: reconfig_suite.py ZABD_BIN ZK_CLASSPATH CLASSES zabd|migrate|mixed
+Usage: reconfig_suite.py ZABD_BIN ZK_CLASSPATH CLASSES zabd|migrate|mixed|grow
 """
 import os, signal, socket, subprocess, sys, tempfile, threading, time
 from kazoo.client import KazooClient, KazooState
@@ -354,11 +357,12 @@ def migrate(admin, forward):
 
 try:
     first = "zk" if scenario in ("migrate", "mixed") else "zabd"
-    for i in (1, 2, 3):
-        configure(i, [1, 2, 3])
+    initial = [1] if scenario == "grow" else [1, 2, 3]
+    for i in initial:
+        configure(i, initial)
         start(i, first)
-    ok(wait_for(lambda: all(mode(i) in ("leader", "follower") for i in (1, 2, 3)), 120),
-       f"three {first} members serve")
+    ok(wait_for(lambda: all(mode(i) in ("leader", "follower") for i in initial), 120),
+       f"{len(initial)} {first} member(s) serve, not standalone: {[mode(i) for i in initial]}")
     kz = KazooClient(hosts=connect, timeout=30, connection_retry=KazooRetry(max_tries=-1, max_delay=1),
                      command_retry=KazooRetry(max_tries=-1, max_delay=1, deadline=60))
     kz.add_listener(lambda s: states.append(s))
@@ -398,6 +402,18 @@ try:
         ok(wait_for(lambda: len(acked) > n + 20, 60), "the all-zabd ensemble serves writes")
         current = migrate(admin, False)
         ok(all(kinds[i] == "zk" for i in current), f"the ensemble is all ZooKeeper again: {current}")
+    elif scenario == "grow":
+        current = [1]
+        for new in (2, 3):
+            step(f"start zabd {new}, wait until it follows, add it",
+                 lambda: ok(join(new, "zabd", current), f"zabd {new} syncs") and add(admin, new),
+                 current + [new])
+            current = current + [new]
+        ok(sorted(voters_in(config_seen(1))) == [1, 2, 3], "three voters")
+        leader = leader_of(current)
+        step(f"remove the leader {leader}", lambda: remove(admin, leader), [i for i in current if i != leader])
+        current = [i for i in current if i != leader]
+        stop(leader)
     else:
         # mixed: a ZooKeeper leader adds a zabd member; then with a zabd leader, a ZooKeeper one.
         current = [1, 2, 3]

@@ -116,12 +116,16 @@ echo "== a live Apache ZooKeeper 3.8 ensemble replaced by zabd member by member 
 timeout 900 python3 "$here/migrate_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" || status=1
 echo "== dynamic reconfiguration on a zabd ensemble: a joiner added, the leader removed, role changes, -members, zkCli (kazoo + 2 Curator clients writing)"
 timeout 900 python3 "$here/reconfig_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" "$work/classes" zabd || status=1
+echo "== one zabd member (standaloneEnabled=false) grown to three by reconfig, then its leader removed"
+timeout 900 python3 "$here/reconfig_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" "$work/classes" grow || status=1
 echo "== reconfig in a mixed ensemble: a ZooKeeper leader adds zabd and removes itself, a zabd leader adds ZooKeeper"
 timeout 900 python3 "$here/reconfig_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" "$work/classes" mixed || status=1
 echo "== live migration by reconfig: Apache ZooKeeper 3.8 ensemble -> zabd member by member, then rolled back, clients connected throughout"
 timeout 900 python3 "$here/reconfig_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" "$work/classes" migrate || status=1
-echo "== kazoo's own TestReconfig (kazoo's test harness, members started as zabd)"
-timeout 900 "$here/kazoo_own_tests.sh" "$zabd" TestReconfig || status=1
+echo "== kazoo's own test suite (its PyPI package, its harness's 3-member ensemble started as zabd), TestReconfig included"
+# TestSSLClient is left out: kazoo's harness makes X.509 v1 certificates, which rustls
+# refuses (zabd's TLS is tested with kazoo and zkCli in security_suite.py).
+timeout 900 "$here/kazoo_own_tests.sh" "$zabd" "not TestSSLClient" || status=1
 echo "== a rolling restart of a zabd ensemble under a writing client: each member stopped, then each killed"
 timeout 900 python3 "$here/migrate_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" rolling || status=1
 echo "== the operator's surface beside Apache ZooKeeper 3.8: four-letter words, AdminServer, mntr, Prometheus"

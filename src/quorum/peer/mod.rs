@@ -174,6 +174,8 @@ pub struct Peer {
     /// The active membership, once a reconfig (or another peer's notification) made it;
     /// sent with this peer's notifications.
     membership: Option<std::sync::Arc<crate::quorum::membership::Membership>>,
+    /// The voters of the membership each peer's notifications last carried.
+    peer_configs: BTreeMap<Sid, Vec<Sid>>,
 }
 
 impl Peer {
@@ -209,6 +211,7 @@ impl Peer {
             spare: Vec::new(),
             pending: None,
             membership: None,
+            peer_configs: BTreeMap::new(),
         };
         for i in 0..p.log.len() {
             let e = p.log[i].clone();
@@ -373,6 +376,12 @@ impl Peer {
             epoch: self.current_epoch,
         });
         self.notify_all();
+        // A membership of one voter, this peer (`standaloneEnabled=false`): its own vote
+        // is a quorum (ZooKeeper's election hears its own notification).
+        if self.cfg.voters == [self.cfg.id] {
+            let own = self.my_vote();
+            self.decide(own);
+        }
     }
 
     fn my_vote(&self) -> Vote {
@@ -449,7 +458,7 @@ impl Peer {
     pub fn step(&mut self, from: Sid, msg: Msg) -> Vec<PeerAction> {
         match msg {
             Msg::Notify(v) => self.on_notify(from, v),
-            Msg::Config(m) => self.on_config(m),
+            Msg::Config(m) => self.on_config(from, m),
             // A FOLLOWERINFO before this peer leads is kept for when it does: learners
             // can decide first, and after a reconfig they turn to the designated leader
             // while it still follows the old one, until its COMMITANDACTIVATE arrives.
@@ -469,7 +478,15 @@ impl Peer {
     fn on_notify(&mut self, from: Sid, v: Vote) {
         if let Role::Looking(e) = &mut self.role {
             let mut outcomes = Vec::new();
-            let voters = self.cfg.voters.clone();
+            let voters = match self.peer_configs.get(&from) {
+                // A member that is no voter of the sender's membership (one joining it)
+                // looks for that membership's quorum behind an established leader: its own
+                // voters may be the sender's plus itself, a quorum it cannot make alone.
+                Some(theirs) if v.state != State::Looking && !theirs.contains(&self.cfg.id) => {
+                    theirs.clone()
+                }
+                _ => self.cfg.voters.clone(),
+            };
             e.on_notification(self.cfg.id, &voters, from, &v, &mut outcomes);
             self.election_outcomes(outcomes);
         } else if v.state == State::Looking {

@@ -208,11 +208,15 @@ impl Peer {
         }
     }
 
-    /// Another peer's notification carried its membership. A LOOKING peer whose own is
-    /// older takes it (it was committed: only an active membership is sent) and starts its
+    /// Another peer's notification carried its membership: remembered (a joiner counts
+    /// that membership's quorum behind an established leader, see `on_notify`), and a
+    /// LOOKING peer whose own is older takes it (it was committed: only an active membership is sent) and starts its
     /// election again under it, as ZooKeeper's FastLeaderElection does; in any other role
     /// the sync with its leader brings it.
-    pub(super) fn on_config(&mut self, m: std::sync::Arc<Membership>) {
+    pub(super) fn on_config(&mut self, from: Sid, m: std::sync::Arc<Membership>) {
+        if self.peer_configs.len() < 256 || self.peer_configs.contains_key(&from) {
+            self.peer_configs.insert(from, sids(m.voters()));
+        }
         if !matches!(self.role, Role::Looking(_)) || m.version <= self.cfg.config_version {
             return;
         }
