@@ -262,8 +262,16 @@ def join(i, kind, current):
 
 def run_zabd(admin):
     current = [1, 2, 3]
+    # A data watch on /zookeeper/config (kazoo sets it again after each event): one event
+    # per committed change, each with the node's new mzxid.
+    seen = []
+    admin.DataWatch("/zookeeper/config", lambda data, st: seen.append(st.mzxid if st else None))
+    ok(wait_for(lambda: len(seen) == 1, 30), "a watch on /zookeeper/config is set")
     ok(join(4, "zabd", current), "a zabd member started with the three and itself syncs without a vote")
     step("add zabd 4", lambda: ok("server.4=" in add(admin, 4), "reconfig -add 4 answers the new membership"), [1, 2, 3, 4])
+    version = int(config_seen(4).splitlines()[-1].split("=")[1], 16)
+    ok(wait_for(lambda: len(seen) == 2 and seen[-1] == version, 30),
+       f"the watch fired for the change, at its zxid ({[hex(z or 0) for z in seen]}, version {version:#x})")
     current = [1, 2, 3, 4]
     text = config_seen(4)
     ok(voters_in(text) == [1, 2, 3, 4] and "version=" in text, f"/zookeeper/config names four voters and a version: {text!r}")
