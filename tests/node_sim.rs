@@ -189,7 +189,6 @@ fn node_config(id: Sid, leader_serves: bool) -> NodeConfig {
         extended_types: false,
         read_only_mode: false,
         read_only_after_ms: 2000,
-        config_node: Bytes::from_static(b""),
         membership: Default::default(),
     }
 }

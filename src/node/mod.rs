@@ -170,10 +170,8 @@ pub struct NodeConfig {
     /// Serve reads with no leader (`readonlymode.enabled`), after `read_only_after_ms`.
     pub read_only_mode: bool,
     pub read_only_after_ms: i64,
-    /// The content of `/zookeeper/config` (this member's own view, also after SNAP).
-    pub config_node: Bytes,
-    /// The active membership (empty in simulations that do not reconfigure); replaced,
-    /// with `config_node`, when a reconfig activates.
+    /// The active membership, whose text `/zookeeper/config` shows (this member's own
+    /// view, also after SNAP); replaced when a reconfig activates.
     pub membership: crate::quorum::membership::Membership,
 }
 
@@ -279,7 +277,7 @@ impl Node {
         let mut engine = Engine::recovered(cfg.engine.clone(), tree, sessions, now);
         engine
             .tree
-            .set_config_data(cfg.config_node.clone(), now.wall_ms);
+            .set_config_data(Bytes::from(cfg.membership.to_text()), now.wall_ms);
         engine.set_membership(cfg.membership.clone(), cfg.membership.clone());
         let down = Event::Mode {
             mode: Mode::Down,

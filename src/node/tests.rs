@@ -18,7 +18,6 @@ fn node(id: Sid) -> Node {
         extended_types: false,
         read_only_mode: false,
         read_only_after_ms: 2000,
-        config_node: Bytes::new(),
         membership: Default::default(),
     };
     let zab = Config {

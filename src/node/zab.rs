@@ -7,7 +7,6 @@ use crate::engine::{Event, Mode};
 use crate::persist::{snapshot, txnlog};
 use crate::quorum::{codec, make_zxid, Entry, Msg, PeerAction, Sid, State, Zxid};
 use crate::tree::DataTree;
-use bytes::Bytes;
 use std::collections::VecDeque;
 
 impl Node {
@@ -340,7 +339,6 @@ impl Node {
 
     /// A reconfig committed: its membership is this member's from now on.
     fn activated(&mut self, m: crate::quorum::membership::Membership) {
-        self.cfg.config_node = Bytes::from(m.to_text());
         self.cfg.membership = m.clone();
         self.engine.set_membership(m.clone(), m.clone());
         self.out.push(Io::Membership(m));

@@ -133,7 +133,6 @@ pub async fn run(setup: Setup) -> std::io::Result<()> {
         extended_types: s.extended_types_enabled,
         read_only_mode: s.read_only_mode,
         read_only_after_ms: s.tick_time.max(2000) as i64,
-        config_node: Bytes::from(super::ensemble::config_node_text(&s)),
         membership: crate::quorum::membership::Membership::new(s.servers.clone(), s.config_version),
     };
     let sessions = rec.sessions.into_iter().collect();
