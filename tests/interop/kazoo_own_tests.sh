@@ -13,8 +13,8 @@ shift 2
 files=("$@")
 venv=${KAZOO_VENV:-/tmp/zabd-kazoo-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || exit 1
-"$venv/bin/python" -c 'import kazoo, pytest, OpenSSL, jks, objgraph, gevent, eventlet' 2>/dev/null ||
-  "$venv/bin/pip" install -q kazoo pytest "pyopenssl<24.3" pyjks objgraph gevent eventlet || exit 1
+"$venv/bin/python" -c 'import kazoo, pytest, OpenSSL, jks, objgraph, gevent, eventlet, puresasl' 2>/dev/null ||
+  "$venv/bin/pip" install -q kazoo pytest "pyopenssl<24.3" pyjks objgraph gevent eventlet pure-sasl || exit 1
 # Three members take ports offset..offset+24: find a block of free loopback ports.
 offset=$(python3 - <<'PY'
 import random, socket
@@ -42,7 +42,8 @@ if [ ${#files[@]} -eq 0 ]; then
 fi
 work=$(mktemp -d /tmp/zabd-kazoo-own-XXXXXX)
 cd "$work" || exit 1
-ZABD_BIN=$zabd PATH="$here/kazoo_shim:$PATH" ZOOKEEPER_VERSION=3.8.0 \
+# CI=1: kazoo's build checks run too (the version zabd reports against ZOOKEEPER_VERSION).
+CI=1 ZABD_BIN=$zabd PATH="$here/kazoo_shim:$PATH" ZOOKEEPER_VERSION=3.9.2 \
   ZOOKEEPER_CLASSPATH=/usr/share/java/zookeeper.jar ZOOKEEPER_PORT_OFFSET=$offset \
   timeout 900 "$venv/bin/python" -m pytest -q -rs -p no:warnings -p no:cacheprovider ${KAZOO_PYTEST_FLAGS:-} \
   "${files[@]/#/$kz/tests/}" -k "$select"

@@ -123,9 +123,11 @@ timeout 900 python3 "$here/reconfig_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" 
 echo "== live migration by reconfig: Apache ZooKeeper 3.8 ensemble -> zabd member by member, then rolled back, clients connected throughout"
 timeout 900 python3 "$here/reconfig_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" "$work/classes" migrate || status=1
 echo "== kazoo's own test suite (its PyPI package, its harness's 3-member ensemble started as zabd), TestReconfig included"
-# TestSSLClient is left out: kazoo's harness makes X.509 v1 certificates, which rustls
-# refuses (zabd's TLS is tested with kazoo and zkCli in security_suite.py).
-timeout 900 "$here/kazoo_own_tests.sh" "$zabd" "not TestSSLClient" || status=1
+# Left out: TestSSLClient (kazoo's harness makes X.509 v1 certificates, which rustls
+# refuses) and TestSASLGSSAPIAuthentication (it needs kazoo's own KAZOOTEST.ORG realm and
+# keytabs, not built here); zabd's TLS and Kerberos are tested with kazoo and zkCli in
+# security_suite.py.
+timeout 900 "$here/kazoo_own_tests.sh" "$zabd" "not TestSSLClient and not TestSASLGSSAPIAuthentication" || status=1
 echo "== a rolling restart of a zabd ensemble under a writing client: each member stopped, then each killed"
 timeout 900 python3 "$here/migrate_suite.py" "$zabd" "$CCP:$J/commons-cli.jar" rolling || status=1
 echo "== the operator's surface beside Apache ZooKeeper 3.8: four-letter words, AdminServer, mntr, Prometheus"
