@@ -311,6 +311,38 @@ mod tests {
     }
 
     #[test]
+    fn a_reconfig_writes_next_then_the_dynamic_file_and_repoints_zoo_cfg() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("zoo.cfg");
+        let first = dir.path().join("zoo.cfg.dynamic.100000000");
+        std::fs::write(
+            &cfg,
+            format!("tickTime=2000\ndynamicConfigFile={}\n", first.display()),
+        )
+        .unwrap();
+        let mut s = settings(&["h1:1:2;h1:3", "h2:1:2;h2:3"]);
+        s.config_file = Some(cfg.clone());
+        let mut m = crate::quorum::membership::Membership::new(s.servers.clone(), 0x1_0000_0005);
+        write_next_membership(&s, &m).unwrap();
+        let next = dir.path().join("zoo.cfg.dynamic.next");
+        let text = std::fs::read_to_string(&next).unwrap();
+        assert!(text.ends_with("version=100000005"), "{text}");
+        m.servers.pop();
+        let dynamic = write_membership(&s, &m).unwrap().unwrap();
+        assert!(dynamic.ends_with("zoo.cfg.dynamic.100000005"), "{dynamic}");
+        assert_eq!(
+            std::fs::read_to_string(&dynamic).unwrap(),
+            "server.1=h1:1:2:participant;h1:3\n",
+            "members only: the name carries the version"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&cfg).unwrap(),
+            format!("tickTime=2000\ndynamicConfigFile={dynamic}\n")
+        );
+        assert!(!next.exists(), "no .next once active");
+    }
+
+    #[test]
     fn config_node_keeps_configured_client_addresses() {
         let s = settings(&["h1:1:2;10.0.0.1:2181", "h2:1:2:participant;2182"]);
         assert_eq!(
