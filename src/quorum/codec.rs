@@ -4,6 +4,7 @@
 //! | [`Msg`]                         | packet                                                        |
 //! |---------------------------------|---------------------------------------------------------------|
 //! | `Notify(vote)`                  | election notification (state, leader, zxid, round, peer epoch) |
+//! | `Config(membership)`            | the notification's config text, when its version is above 0; decoded ahead of its vote |
 //! | `FollowerInfo{e, observer, batched}` | FOLLOWERINFO / OBSERVERINFO, zxid (e, 0), data LearnerInfo{long sid, int 0x10000, long configVersion}, then zabd's trailer |
 //! | `LeaderInfo{e, batched}`        | LEADERINFO, zxid (e, 0), data int 0x10000, then zabd's trailer |
 //! | `AckEpoch{current, last, counts}` | ACKEPOCH, zxid last, data int current (-1: does not count) |
