@@ -69,15 +69,16 @@ def spec(i, role="participant"):
     return f"server.{i}=127.0.0.1:{ports[(i-1)*3]}:{ports[(i-1)*3+1]}:{role};127.0.0.1:{client(i)}"
 
 
-def configure(i, members):
-    """Member i's zoo.cfg and its first dynamic file, naming `members` (ids)."""
+def configure(i, members, observers=()):
+    """Member i's zoo.cfg and its first dynamic file, naming `members` (ids; those in
+    `observers` as observers)."""
     d = f"{work}/m{i}"
     os.makedirs(d, exist_ok=True)
     open(f"{d}/myid", "w").write(f"{i}\n")
     dyn = f"{work}/m{i}.cfg.dynamic.{FIRST_VERSION}"
     with open(dyn, "w") as f:
         for j in members:
-            f.write(spec(j) + "\n")
+            f.write(spec(j, "observer" if j in observers else "participant") + "\n")
     with open(f"{work}/m{i}.cfg", "w") as f:
         f.write(f"tickTime=500\ninitLimit=20\nsyncLimit=5\ndataDir={d}\n"
                 f"4lw.commands.whitelist=*\nadmin.enableServer=false\nreconfigEnabled=true\n"
@@ -252,10 +253,10 @@ def remove(admin, i):
     return reconfig(admin, done=lambda t: i not in members_in(t), leaving=str(i))
 
 
-def join(i, kind, current):
+def join(i, kind, current, role="participant"):
     """Starts member i with a dynamic config of the current members plus itself, and
-    waits until it follows (as a non-voting follower)."""
-    configure(i, sorted(current + [i]))
+    waits until it follows (as a non-voting follower) or observes."""
+    configure(i, sorted(current + [i]), [i] if role == "observer" else [])
     start(i, kind)
     return wait_for(lambda: mode(i) in ("follower", "observer"), 120)
 
@@ -446,6 +447,15 @@ try:
         ok(join(5, "zk", current), "ZooKeeper 5 syncs with a zabd leader")
         step("add ZooKeeper 5 (zabd leader)", lambda: add(admin, 5), current + [5])
         current = current + [5]
+        # A ZooKeeper observer of a zabd leader takes the next change by INFORMANDACTIVATE.
+        ok(join(6, "zk", current, "observer"), "ZooKeeper 6 observes a zabd leader")
+        step("add ZooKeeper 6 as an observer (zabd leader)", lambda: add(admin, 6, "observer"), current + [6])
+        current = current + [6]
+        rest = [i for i in current if i != 5]
+        step("remove ZooKeeper 5; ZooKeeper observer 6 is informed", lambda: remove(admin, 5), rest)
+        ok(mode(6) == "observer", f"ZooKeeper 6 still observes: {mode(6)}")
+        stop(5)
+        current = rest
     n = len(acked)
     ok(wait_for(lambda: len(acked) > n + 20, 60), f"writes go on with {current}")
     stop_writing.set()
