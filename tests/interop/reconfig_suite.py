@@ -37,6 +37,8 @@ logcp = "/usr/share/java/maven3-slf4j-provider.jar:/usr/share/java/maven-shared-
 if all(os.path.exists(j) for j in logcp.split(":")):
     zkcp = zkcp.replace("/usr/share/java/slf4j-nop.jar", logcp)
 import logging
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ports import mode as mode_on_port  # noqa: E402
 logging.basicConfig(level=logging.CRITICAL)
 work = tempfile.mkdtemp(prefix="zabd-reconfig-")
 # A timeout's SIGTERM ends the run through `finally`, which stops every member it started.
@@ -108,27 +110,8 @@ def stop(i, sig=signal.SIGTERM):
         p.wait()
 
 
-def word(i, w):
-    try:
-        s = socket.create_connection(("127.0.0.1", client(i)), timeout=10)
-        s.settimeout(10)
-        s.sendall(w.encode())
-        out = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-        return out.decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def mode(i):
-    for line in word(i, "srvr").splitlines():
-        if line.startswith("Mode: "):
-            return line[6:]
-    return None
+    return mode_on_port(client(i))
 
 
 def wait_for(cond, deadline=120):

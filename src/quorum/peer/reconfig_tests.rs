@@ -1,7 +1,7 @@
 //! Membership changes through ZAB with instant, lossless delivery: a non-voting joiner
 //! added, joint quorums holding a change back, and a leader removing itself.
 
-use super::tests::{cfg, settle};
+use super::tests::{cfg, established, settle};
 use super::*;
 use crate::proto::op;
 use crate::txn::{Txn, TxnHeader};
@@ -58,15 +58,10 @@ fn propose(peers: &mut [Peer], li: usize, payload: Bytes) -> (Zxid, Vec<(Sid, Pe
 
 #[test]
 fn a_joiner_syncs_without_a_vote_and_votes_once_added() {
-    let mut peers: Vec<Peer> = (1..=3)
-        .map(|i| Peer::new(cfg(i), Durable::default()))
-        .collect();
     // Member 4's own configuration names the three and itself.
-    peers.push(Peer::new(with_voters(4, &[1, 2, 3, 4]), Durable::default()));
-    settle(&mut peers, Vec::new(), |p| {
-        p.iter().any(|x| x.is_serving_leader())
-            && p.iter().filter(|x| x.state() == State::Following).count() == 3
-    });
+    let mut cfgs: Vec<Config> = (1..=3).map(cfg).collect();
+    cfgs.push(with_voters(4, &[1, 2, 3, 4]));
+    let mut peers = established(cfgs);
     let li = leader_index(&peers);
     let leader = peers[li].id();
     assert_ne!(leader, 4, "a member outside the membership is not elected");
@@ -90,13 +85,7 @@ fn a_joiner_syncs_without_a_vote_and_votes_once_added() {
 
 #[test]
 fn a_change_commits_only_with_a_quorum_of_the_new_voters_too() {
-    let mut peers: Vec<Peer> = (1..=3)
-        .map(|i| Peer::new(cfg(i), Durable::default()))
-        .collect();
-    settle(&mut peers, Vec::new(), |p| {
-        p.iter().any(|x| x.is_serving_leader())
-            && p.iter().filter(|x| x.state() == State::Following).count() == 2
-    });
+    let mut peers = established((1..=3).map(cfg).collect());
     let li = leader_index(&peers);
     let leader = peers[li].id();
     let before = peers[li].committed();
@@ -132,13 +121,7 @@ fn a_change_commits_only_with_a_quorum_of_the_new_voters_too() {
 #[test]
 fn a_leader_that_removes_itself_hands_over_to_a_new_voter() {
     let four = [1, 2, 3, 4];
-    let mut peers: Vec<Peer> = (1..=4)
-        .map(|i| Peer::new(with_voters(i, &four), Durable::default()))
-        .collect();
-    settle(&mut peers, Vec::new(), |p| {
-        p.iter().any(|x| x.is_serving_leader())
-            && p.iter().filter(|x| x.state() == State::Following).count() == 3
-    });
+    let mut peers = established((1..=4).map(|i| with_voters(i, &four)).collect());
     let li = leader_index(&peers);
     let old = peers[li].id();
     let epoch = peers[li].current_epoch();

@@ -19,6 +19,20 @@ pub(super) fn cfg(id: Sid) -> Config {
     }
 }
 
+/// Peers of these configurations, settled: one serving leader, every other one following.
+pub(super) fn established(cfgs: Vec<Config>) -> Vec<Peer> {
+    let n = cfgs.len();
+    let mut peers: Vec<Peer> = cfgs
+        .into_iter()
+        .map(|c| Peer::new(c, Durable::default()))
+        .collect();
+    settle(&mut peers, Vec::new(), |p| {
+        p.iter().any(|x| x.is_serving_leader())
+            && p.iter().filter(|x| x.state() == State::Following).count() == n - 1
+    });
+    peers
+}
+
 /// Runs three peers with instant, lossless delivery until `done` holds.
 pub(super) fn settle(
     peers: &mut [Peer],
@@ -74,13 +88,7 @@ pub(super) fn settle(
 /// hung, seen in the Jepsen test's final reads).
 #[test]
 fn a_read_round_survives_its_voters_reconnecting() {
-    let mut peers: Vec<Peer> = (1..=3)
-        .map(|i| Peer::new(cfg(i), Durable::default()))
-        .collect();
-    settle(&mut peers, Vec::new(), |p| {
-        p.iter().any(|x| x.is_serving_leader())
-            && p.iter().filter(|x| x.state() == State::Following).count() == 2
-    });
+    let mut peers = established((1..=3).map(cfg).collect());
     let li = peers
         .iter()
         .position(|p| p.is_serving_leader())
@@ -132,13 +140,7 @@ fn a_read_round_survives_its_voters_reconnecting() {
 /// (seen in a Jepsen run: the healed ensemble never answered `sync` again).
 #[test]
 fn a_read_round_started_with_no_voter_up_to_date_is_confirmed_when_they_return() {
-    let mut peers: Vec<Peer> = (1..=3)
-        .map(|i| Peer::new(cfg(i), Durable::default()))
-        .collect();
-    settle(&mut peers, Vec::new(), |p| {
-        p.iter().any(|x| x.is_serving_leader())
-            && p.iter().filter(|x| x.state() == State::Following).count() == 2
-    });
+    let mut peers = established((1..=3).map(cfg).collect());
     let li = peers
         .iter()
         .position(|p| p.is_serving_leader())
