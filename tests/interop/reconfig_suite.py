@@ -26,7 +26,7 @@ connection states they saw during it.
 
 Usage: reconfig_suite.py ZABD_BIN ZK_CLASSPATH CLASSES zabd|migrate|mixed|grow
 """
-import os, signal, socket, subprocess, sys, tempfile, threading, time
+import os, signal, subprocess, sys, tempfile, threading, time
 from kazoo.client import KazooClient, KazooState
 from kazoo.retry import KazooRetry
 from kazoo.exceptions import (NewConfigNoQuorumError, BadVersionError, BadArgumentsError,
@@ -38,7 +38,7 @@ if all(os.path.exists(j) for j in logcp.split(":")):
     zkcp = zkcp.replace("/usr/share/java/slf4j-nop.jar", logcp)
 import logging
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ports import mode as mode_on_port  # noqa: E402
+from ports import free_ports, mode as mode_on_port  # noqa: E402
 logging.basicConfig(level=logging.CRITICAL)
 work = tempfile.mkdtemp(prefix="zabd-reconfig-")
 # A timeout's SIGTERM ends the run through `finally`, which stops every member it started.
@@ -58,12 +58,7 @@ def ok(cond, what):
     return cond
 
 
-ss = [socket.socket() for _ in range(3 * N)]
-for s in ss:
-    s.bind(("127.0.0.1", 0))
-ports = [s.getsockname()[1] for s in ss]
-for s in ss:
-    s.close()
+ports = free_ports(3 * N)
 client = lambda i: ports[(i - 1) * 3 + 2]
 
 
